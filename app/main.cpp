@@ -1,0 +1,56 @@
+// berth's entry point: `berth [run] --configFile=...`, `berth check ...`, `berth version`.
+#include <iostream>
+#include <string>
+#include <vector>
+
+#include "app/server.h"
+#include "base/log.h"
+#include "config/static_config.h"
+
+namespace {
+
+constexpr const char* kUsage =
+    "usage: berth [--configFile=berth.yml] [--entryPoints.<name>.address=:8080 ...]\n"
+    "       berth check --configFile=berth.yml   validate static and dynamic config\n"
+    "       berth version                        print the version\n"
+    "Every static option is also a flag (keys are case-insensitive), as with Traefik.\n";
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  std::vector<std::string> args(argv + 1, argv + argc);
+  std::string verb;
+  if (!args.empty() && !args[0].empty() && args[0][0] != '-') {
+    verb = args[0];
+    args.erase(args.begin());
+  }
+  if (verb == "version" || (args.size() == 1 && args[0] == "--version")) {
+    std::cout << "berth version " << BERTH_VERSION << "\n";
+    return 0;
+  }
+  if (verb == "help" || (!args.empty() && (args[0] == "--help" || args[0] == "-h"))) {
+    std::cout << kUsage;
+    return 0;
+  }
+  if (!verb.empty() && verb != "check" && verb != "run") {
+    std::cerr << "berth: unknown command \"" << verb << "\"\n" << kUsage;
+    return 2;
+  }
+  auto loaded = berth::config::load_static_config(args);
+  if (verb == "check") {
+    for (const auto& e : loaded.errors) std::cout << e.to_string() << "\n";
+    if (!loaded.errors.empty()) {
+      std::cout << loaded.errors.size() << " problem(s) found\n";
+      return 1;
+    }
+    return berth::app::check_config(loaded.config);
+  }
+  if (!loaded.errors.empty()) {
+    for (const auto& e : loaded.errors) std::cerr << "berth: " << e.to_string() << "\n";
+    std::cerr << "berth: static configuration has " << loaded.errors.size() << " problem(s); not starting\n";
+    return 2;
+  }
+  berth::log::Level level;
+  if (berth::log::parse_level(loaded.config.log_level, level)) berth::log::g_level = level;
+  return berth::app::run_server(loaded.config);
+}

@@ -1,0 +1,203 @@
+// Control plane: the config flow (providers -> merge -> build -> publish) and the lifecycle.
+// Start reading at run_server().
+#include "app/server.h"
+
+#include <unistd.h>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <iostream>
+#include <thread>
+
+#include "base/log.h"
+#include "discovery/file/file_provider.h"
+#include "proxy/snapshot_builder.h"
+#include "proxy/worker.h"
+
+namespace berth::app {
+namespace {
+
+namespace asio = boost::asio;
+using namespace std::chrono_literals;
+
+std::shared_ptr<const proxy::ProcessInfo> make_process_info(const config::StaticConfig& sc) {
+  auto info = std::make_shared<proxy::ProcessInfo>();
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  info->hostname = host;
+  info->ping_terminating_status = sc.ping.terminating_status_code;
+  for (const auto& ep : sc.entry_points) {
+    proxy::EntryPointSettings s;
+    s.name = ep.name;
+    s.port = ep.port;
+    s.read_timeout = ep.read_timeout;
+    s.write_timeout = ep.write_timeout;
+    s.idle_timeout = ep.idle_timeout;
+    s.trust_all = ep.forwarded_insecure;
+    for (const auto& text : ep.trusted_ips)
+      if (auto net = proxy::IpNet::parse(text)) s.trusted.push_back(*net);
+    info->entry_points.push_back(std::move(s));
+  }
+  return info;
+}
+
+void log_errors(const std::vector<Error>& errors) {
+  for (const auto& e : errors) LOG_ERROR(e.to_string());
+}
+
+class ControlPlane {
+ public:
+  explicit ControlPlane(const config::StaticConfig& sc) : sc_(sc), throttle_(io_) {}
+
+  int run() {
+    auto info = make_process_info(sc_);
+    unsigned n = sc_.workers > 0 ? unsigned(sc_.workers) : std::max(1u, std::thread::hardware_concurrency());
+    for (unsigned i = 0; i < n; ++i) {
+      auto w = std::make_unique<proxy::Worker>(static_cast<int>(i), info);
+      auto listening = w->listen(sc_.entry_points);
+      if (!listening) {
+        std::cerr << "berth: " << listening.error().to_string() << "\n";
+        return 2;
+      }
+      workers_.push_back(std::move(w));
+    }
+
+    // Config flow, first pass: whatever the providers hold now, or an empty config.
+    if (sc_.file.enabled) {
+      file_ = std::make_unique<discovery::FileProvider>(io_, sc_.file);
+      on_provider_change(file_->load());
+      if (sc_.file.watch) {
+        auto watching = file_->watch([this](Result<config::DynamicConfig> r) { on_provider_change(std::move(r)); });
+        if (!watching) LOG_ERROR("file provider: ", watching.error().to_string());
+      }
+    } else {
+      apply(config::DynamicConfig{});
+    }
+    for (auto& w : workers_) w->start();
+    for (const auto& ep : sc_.entry_points) LOG_INFO("entry point ", ep.name, " listening on ", ep.address);
+    LOG_INFO("berth ", BERTH_VERSION, " started with ", workers_.size(), " workers");
+
+    asio::signal_set signals(io_, SIGTERM, SIGINT);
+    signals.async_wait([this](boost::system::error_code ec, int sig) {
+      if (!ec) shutdown(sig);
+    });
+    io_.run();
+    for (auto& w : workers_) w->stop();
+    LOG_INFO("berth stopped");
+    return 0;
+  }
+
+ private:
+  // A provider produced a new config (or failed to). Failures keep the last good snapshot serving.
+  void on_provider_change(Result<config::DynamicConfig> loaded) {
+    if (!loaded) {
+      LOG_ERROR("file provider: ", loaded.error().to_string(), " (keeping the last good configuration)");
+      return;
+    }
+    pending_ = std::move(*loaded);
+    has_pending_ = true;
+    auto since = std::chrono::steady_clock::now() - last_apply_;
+    if (since >= sc_.providers_throttle_duration) {
+      flush();
+    } else if (!throttle_armed_) {
+      throttle_armed_ = true;
+      throttle_.expires_after(sc_.providers_throttle_duration - since);
+      throttle_.async_wait([this](boost::system::error_code ec) {
+        throttle_armed_ = false;
+        if (!ec) flush();
+      });
+    }
+  }
+
+  void flush() {
+    if (!has_pending_) return;
+    has_pending_ = false;
+    apply(std::move(pending_));
+  }
+
+  void apply(config::DynamicConfig dyn) {
+    last_apply_ = std::chrono::steady_clock::now();
+    log_errors(dyn.errors);
+    auto built = proxy::build_snapshot(sc_, dyn, ++generation_);
+    log_errors(built.errors);
+    for (auto& w : workers_) w->publish(built.snapshot);
+    LOG_INFO("configuration generation ", generation_, " applied: ", dyn.routers.size(), " routers, ",
+             dyn.services.size(), " services, ", dyn.errors.size() + built.errors.size(), " problems");
+  }
+
+  // SIGTERM: ping turns to 503, keep accepting for requestAcceptGraceTimeout, then stop accepting and
+  // let in-flight exchanges finish for up to graceTimeOut.
+  void shutdown(int sig) {
+    LOG_INFO("received signal ", sig, ", shutting down");
+    std::chrono::milliseconds accept_grace{0}, grace{0};
+    for (const auto& ep : sc_.entry_points) {
+      accept_grace = std::max(accept_grace, ep.request_accept_grace_timeout);
+      grace = std::max(grace, ep.grace_timeout);
+    }
+    for (auto& w : workers_) w->begin_terminating();
+    timer_ = std::make_unique<asio::steady_timer>(io_, accept_grace);
+    timer_->async_wait([this, grace](boost::system::error_code) {
+      for (auto& w : workers_) w->drain();
+      deadline_ = std::chrono::steady_clock::now() + grace;
+      wait_for_drain();
+    });
+  }
+
+  void wait_for_drain() {
+    size_t open = 0;
+    for (auto& w : workers_) open += w->open_connections();
+    if (open == 0 || std::chrono::steady_clock::now() >= deadline_) {
+      if (open) LOG_WARN("grace timeout reached with ", open, " connections still open");
+      io_.stop();
+      return;
+    }
+    timer_->expires_after(20ms);
+    timer_->async_wait([this](boost::system::error_code) { wait_for_drain(); });
+  }
+
+  const config::StaticConfig& sc_;
+  asio::io_context io_;
+  std::vector<std::unique_ptr<proxy::Worker>> workers_;
+  std::unique_ptr<discovery::FileProvider> file_;
+  config::DynamicConfig pending_;
+  bool has_pending_ = false;
+  bool throttle_armed_ = false;
+  asio::steady_timer throttle_;
+  std::chrono::steady_clock::time_point last_apply_{};
+  std::unique_ptr<asio::steady_timer> timer_;
+  std::chrono::steady_clock::time_point deadline_{};
+  uint64_t generation_ = 0;
+};
+
+}  // namespace
+
+int run_server(const config::StaticConfig& sc) {
+  ControlPlane cp(sc);
+  return cp.run();
+}
+
+int check_config(const config::StaticConfig& sc) {
+  std::vector<Error> problems;
+  config::DynamicConfig dyn;
+  if (sc.file.enabled) {
+    asio::io_context io;
+    discovery::FileProvider provider(io, sc.file);
+    auto loaded = provider.load();
+    if (!loaded) problems.push_back(loaded.error());
+    else dyn = std::move(*loaded);
+  }
+  problems.insert(problems.end(), dyn.errors.begin(), dyn.errors.end());
+  auto built = proxy::build_snapshot(sc, dyn, 1);
+  problems.insert(problems.end(), built.errors.begin(), built.errors.end());
+  for (const auto& p : problems) std::cout << p.to_string() << "\n";
+  if (problems.empty()) {
+    std::cout << "configuration OK: " << sc.entry_points.size() << " entry points, " << dyn.routers.size()
+              << " routers, " << dyn.services.size() << " services\n";
+    return 0;
+  }
+  std::cout << problems.size() << " problem(s) found\n";
+  return 1;
+}
+
+}  // namespace berth::app

@@ -1,0 +1,56 @@
+// Dynamic configuration (Traefik's `http:` schema) as decoded from one provider, before compilation.
+// Decoded by dynamic_config.cpp (YAML) and later by the docker label decoder; compiled by proxy/snapshot_builder.
+#pragma once
+
+#include <cstdint>
+#include <map>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+
+namespace berth::config {
+
+struct RouterConfig {
+  std::string name;                       ///< qualified: "<name>@<provider>"
+  std::string rule;
+  std::string service;                    ///< as written; qualified by the builder if it has no '@'
+  std::vector<std::string> entry_points;  ///< empty: the default entry points
+  int64_t priority = 0;                   ///< 0: length of the rule
+  std::string where;                      ///< "file:line:col" of the router, for errors
+};
+
+struct ServerConfig {
+  std::string url;
+  std::string where;
+};
+
+struct ServiceConfig {
+  std::string name;                        ///< qualified
+  std::vector<ServerConfig> servers;       ///< loadBalancer.servers
+  bool pass_host_header = true;            ///< loadBalancer.passHostHeader
+  std::string where;
+};
+
+/// One provider's dynamic config. Elements that failed to decode are absent; their errors are in `errors`.
+struct DynamicConfig {
+  std::map<std::string, RouterConfig> routers;    ///< by qualified name
+  std::map<std::string, ServiceConfig> services;  ///< by qualified name
+  std::vector<Error> errors;                      ///< element-level problems (the element was dropped)
+  /// Names merge_dynamic dropped because two definitions differ -> place of the first definition;
+  /// kept so a third definition of the same name stays dropped.
+  std::map<std::string, std::string> conflicting_routers;
+  std::map<std::string, std::string> conflicting_services;
+};
+
+/// Decodes one YAML document (the content of `file_name`) for provider `provider` ("file").
+/// A YAML syntax error returns an Error (the caller keeps the last good config); a bad element is
+/// dropped and reported in DynamicConfig::errors. Unknown keys are element errors. Thread: control.
+Result<DynamicConfig> decode_dynamic_yaml(std::string_view yaml_text, const std::string& file_name,
+                                          const std::string& provider);
+
+/// Merges `from` into `into`; a name defined twice is an error naming both places and both copies
+/// are dropped, as Traefik does. Thread: control.
+void merge_dynamic(DynamicConfig& into, DynamicConfig&& from);
+
+}  // namespace berth::config

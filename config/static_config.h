@@ -1,0 +1,79 @@
+// Static configuration (Traefik's schema): read once at start from --configFile and command-line flags.
+// Decoded by static_config.cpp; consumed by app/server.cpp.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "base/result.h"
+#include "base/text.h"
+
+namespace berth::config {
+
+using namespace std::chrono_literals;
+
+struct EntryPointConfig {
+  std::string name;
+  std::string address;          ///< as written: "[host]:port", ":8080", "127.0.0.1:80", "[::1]:8080"
+  std::string host;             ///< parsed host part; empty means all addresses
+  uint16_t port = 0;            ///< parsed port
+  bool as_default = false;      ///< asDefault
+  Duration read_timeout = 60s;  ///< transport.respondingTimeouts.readTimeout
+  Duration write_timeout = 0s;  ///< transport.respondingTimeouts.writeTimeout (0 = none)
+  Duration idle_timeout = 180s; ///< transport.respondingTimeouts.idleTimeout
+  Duration request_accept_grace_timeout = 0s;  ///< transport.lifeCycle.requestAcceptGraceTimeout
+  Duration grace_timeout = 10s;                ///< transport.lifeCycle.graceTimeOut
+  std::vector<std::string> trusted_ips;        ///< forwardedHeaders.trustedIPs (IPs or CIDRs)
+  bool forwarded_insecure = false;             ///< forwardedHeaders.insecure
+};
+
+struct FileProviderConfig {
+  bool enabled = false;     ///< true when providers.file is present
+  std::string filename;     ///< providers.file.filename
+  std::string directory;    ///< providers.file.directory
+  bool watch = true;        ///< providers.file.watch (Traefik default true)
+};
+
+struct ServersTransportConfig {
+  Duration dial_timeout = 30s;             ///< forwardingTimeouts.dialTimeout
+  Duration response_header_timeout = 0s;   ///< forwardingTimeouts.responseHeaderTimeout (0 = none)
+  Duration idle_conn_timeout = 90s;        ///< forwardingTimeouts.idleConnTimeout
+  int max_idle_conns_per_host = 200;       ///< maxIdleConnsPerHost
+};
+
+struct PingConfig {
+  bool enabled = false;
+  std::string entry_point = "traefik";     ///< ping.entryPoint
+  int terminating_status_code = 503;       ///< ping.terminatingStatusCode
+};
+
+struct StaticConfig {
+  std::string config_file;                 ///< the file it came from, if any
+  std::vector<EntryPointConfig> entry_points;  ///< in name order
+  FileProviderConfig file;
+  Duration providers_throttle_duration = 0s;   ///< berth applies changes at once by default (Traefik: 2s)
+  ServersTransportConfig servers_transport;
+  std::string log_level = "INFO";
+  PingConfig ping;
+  bool api_dashboard = false;              ///< api.dashboard / api.insecure (parsed; dashboard lives on `traefik`)
+  int workers = 0;                         ///< berth extension: worker threads (0 = one per core)
+
+  const EntryPointConfig* find_entry_point(std::string_view name) const;
+};
+
+/// Loads the static config: parses `--configFile=`/`--configfile=` (if given) then overlays every other
+/// `--a.b.c=value` flag. Keys are case-insensitive. Every problem is returned, each with
+/// "file:line:col" or "flag --x.y" as its place. Defaults: if no entry point is defined, `http` on :80;
+/// when ping or api needs it and no `traefik` entry point exists, `traefik` on :8080.
+/// Thread: control.
+struct StaticLoad {
+  StaticConfig config;
+  std::vector<Error> errors;
+};
+StaticLoad load_static_config(const std::vector<std::string>& args);
+
+/// Splits "[host]:port" / "host:port" / ":port" (optionally with "/tcp"). Thread: any.
+bool parse_address(std::string_view address, std::string& host, uint16_t& port);
+
+}  // namespace berth::config

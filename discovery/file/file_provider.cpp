@@ -1,0 +1,106 @@
+// File provider implementation; see file_provider.h.
+#include "discovery/file/file_provider.h"
+
+#include <sys/inotify.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <filesystem>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "base/log.h"
+
+namespace berth::discovery {
+
+namespace fs = std::filesystem;
+
+FileProvider::FileProvider(boost::asio::io_context& io, config::FileProviderConfig cfg)
+    : io_(io), cfg_(std::move(cfg)), debounce_(io) {}
+
+FileProvider::~FileProvider() {
+  if (stream_) {
+    boost::system::error_code ec;
+    stream_->close(ec);
+  }
+}
+
+std::vector<std::string> FileProvider::files() const {
+  if (!cfg_.filename.empty()) return {cfg_.filename};
+  std::vector<std::string> out;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(cfg_.directory, ec)) {
+    auto ext = entry.path().extension().string();
+    if (entry.is_regular_file(ec) && (ext == ".yml" || ext == ".yaml")) out.push_back(entry.path().string());
+  }
+  std::sort(out.begin(), out.end());
+  return out;
+}
+
+Result<config::DynamicConfig> FileProvider::load() const {
+  config::DynamicConfig merged;
+  if (!cfg_.directory.empty()) {
+    std::error_code ec;
+    if (!fs::is_directory(cfg_.directory, ec))
+      return Error{cfg_.directory, "providers.file.directory is not a readable directory"};
+  }
+  for (const auto& file : files()) {
+    std::ifstream in(file, std::ios::binary);
+    if (!in) return Error{file, "cannot read file: " + std::string(std::strerror(errno))};
+    std::stringstream text;
+    text << in.rdbuf();
+    auto decoded = config::decode_dynamic_yaml(text.str(), file, "file");
+    if (!decoded) return decoded.error();
+    config::merge_dynamic(merged, std::move(*decoded));
+  }
+  return merged;
+}
+
+Result<bool> FileProvider::watch(OnChange on_change) {
+  on_change_ = std::move(on_change);
+  inotify_fd_ = ::inotify_init1(IN_NONBLOCK | IN_CLOEXEC);
+  if (inotify_fd_ < 0) return Error{"providers.file", std::string("inotify: ") + std::strerror(errno)};
+  // Watch the directory, not the file: editors and `mv` replace the file's inode.
+  std::string dir = cfg_.directory;
+  if (!cfg_.filename.empty()) {
+    fs::path p(cfg_.filename);
+    dir = p.has_parent_path() ? p.parent_path().string() : ".";
+    watched_name_ = p.filename().string();
+  }
+  uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB;
+  if (::inotify_add_watch(inotify_fd_, dir.c_str(), mask) < 0)
+    return Error{dir, std::string("cannot watch: ") + std::strerror(errno)};
+  stream_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, inotify_fd_);
+  read_events();
+  return true;
+}
+
+void FileProvider::read_events() {
+  stream_->async_read_some(boost::asio::buffer(events_), [this](boost::system::error_code ec, size_t n) {
+    if (ec) {
+      if (ec != boost::asio::error::operation_aborted) LOG_ERROR("file provider: inotify: ", ec.message());
+      return;
+    }
+    bool relevant = false;
+    for (size_t off = 0; off + sizeof(inotify_event) <= n;) {
+      auto* ev = reinterpret_cast<const inotify_event*>(events_ + off);
+      std::string_view name = ev->len ? std::string_view(ev->name) : std::string_view{};
+      if (watched_name_.empty() || name == watched_name_) relevant = true;
+      off += sizeof(inotify_event) + ev->len;
+    }
+    if (relevant) schedule_reload();
+    read_events();
+  });
+}
+
+void FileProvider::schedule_reload() {
+  // Editors write in several steps (truncate, write, rename); wait until the burst settles.
+  debounce_.expires_after(std::chrono::milliseconds(10));
+  debounce_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    on_change_(load());
+  });
+}
+
+}  // namespace berth::discovery

@@ -1,0 +1,272 @@
+// Downstream connection: the read loop, the watchdog that enforces timeouts, and the shared
+// body relay and local-reply steps that forwarder.cpp calls.
+#include "proxy/downstream_connection.h"
+
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <charconv>
+
+#include "base/log.h"
+#include "proxy/local_reply.h"
+
+namespace berth::proxy {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+DownstreamConnection::DownstreamConnection(Worker& worker, size_t ep_index, tcp::socket socket)
+    : worker_(worker),
+      settings_(worker.info().entry_points[ep_index]),
+      ep_index_(ep_index),
+      socket_(std::move(socket)),
+      timer_(worker.context()) {
+  boost::system::error_code ec;
+  socket_.set_option(tcp::no_delay(true), ec);
+  auto peer = socket_.remote_endpoint(ec);
+  if (!ec) {
+    auto addr = peer.address();
+    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
+      addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    std::string text = addr.to_string();
+    peer_ip_len_ = static_cast<uint8_t>(std::min(text.size(), sizeof peer_ip_));
+    std::memcpy(peer_ip_, text.data(), peer_ip_len_);
+    trusted_ = settings_.trust_all;
+    for (const auto& net : settings_.trusted)
+      if (net.contains(addr)) trusted_ = true;
+  }
+  worker_.track(this);
+}
+
+DownstreamConnection::~DownstreamConnection() {
+  worker_.untrack(this);
+  if (ex_) worker_.give_exchange_state(std::move(ex_));
+  in_.release(worker_.buffers());
+}
+
+void DownstreamConnection::wake_if_idle() {
+  if (idle_) {
+    boost::system::error_code ec;
+    socket_.cancel(ec);
+  }
+}
+
+// ---- watchdog: one timer per connection; arming only moves a deadline (HP-6) ----
+
+void DownstreamConnection::arm(Phase phase, std::chrono::milliseconds timeout) {
+  phase_ = phase;
+  if (timeout.count() <= 0) {
+    deadline_ = Clock::time_point::max();
+    return;
+  }
+  deadline_ = Clock::now() + timeout;
+  if (!timer_waiting_ || deadline_ < timer_expiry_) start_timer();
+}
+
+void DownstreamConnection::start_timer() {
+  timer_expiry_ = deadline_;
+  timer_.expires_at(deadline_);  // cancels a pending wait, whose handler then re-arms
+  if (timer_waiting_) return;
+  timer_waiting_ = true;
+  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) { self->on_timer(ec); });
+}
+
+void DownstreamConnection::on_timer(const boost::system::error_code&) {
+  timer_waiting_ = false;
+  if (closing_) return;
+  if (deadline_ == Clock::time_point::max()) return;
+  if (Clock::now() < deadline_) {
+    start_timer();
+    return;
+  }
+  expired_ = phase_;
+  deadline_ = Clock::time_point::max();
+  boost::system::error_code ec;
+  socket_.cancel(ec);
+  if (up_) up_->socket.cancel(ec);
+}
+
+// ---- the read loop ----
+
+asio::awaitable<void> DownstreamConnection::run() {
+  auto self = shared_from_this();
+  bool first = true;
+  try {
+    while (!closing_) {
+      if (in_.empty()) {
+        // Idle between requests: no buffer and no exchange state held (HP-6).
+        if (ex_) worker_.give_exchange_state(std::move(ex_));
+        in_.release(worker_.buffers());
+        if (worker_.draining()) break;
+        arm(first ? Phase::kReadRequest : Phase::kIdle, first ? settings_.read_timeout : settings_.idle_timeout);
+        idle_ = true;
+        auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, kNoThrow);
+        idle_ = false;
+        if (ec) break;
+      }
+      first = false;
+      in_.attach(worker_.buffers());
+      if (!ex_) ex_ = worker_.take_exchange_state();
+      arm(Phase::kReadRequest, settings_.read_timeout);
+      expired_ = Phase::kNone;
+
+      size_t head_size = 0;
+      size_t scanned = 0;
+      bool eof = false;
+      while ((head_size = http::h1::find_head_end(in_.view(), scanned)) == 0) {
+        scanned = in_.size();
+        if (in_.size() >= settings_.max_header_bytes) break;
+        if (in_.write_space() == 0 && !in_.grow(settings_.max_header_bytes + 4)) break;
+        auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.write_ptr(), in_.write_space()), kNoThrow);
+        if (ec) {
+          eof = true;
+          break;
+        }
+        in_.commit(n);
+      }
+      if (eof) {
+        if (expired_ == Phase::kReadRequest && !in_.empty())
+          co_await reply_local(408, local_reply::kRequestTimeout, local_reply::kTextPlain, true);
+        break;
+      }
+      if (head_size == 0) {
+        co_await reply_local(431, local_reply::kHeadersTooLarge, local_reply::kTextPlain, true);
+        break;
+      }
+      auto status = http::h1::parse_request(in_.view().substr(0, head_size), ex_->request);
+      if (status == http::h1::ParseStatus::kNotImplemented) {
+        co_await reply_local(501, local_reply::kNotImplemented, local_reply::kTextPlain, true);
+        break;
+      }
+      if (status != http::h1::ParseStatus::kOk) {
+        co_await reply_local(400, local_reply::kBadRequest, local_reply::kTextPlain, true);
+        break;
+      }
+      if (!co_await serve_exchange(head_size)) break;
+    }
+  } catch (const std::exception& e) {
+    LOG_ERROR("connection on entry point ", settings_.name, " failed: ", e.what());
+  }
+  closing_ = true;
+  close_upstream();
+  boost::system::error_code ec;
+  socket_.shutdown(tcp::socket::shutdown_send, ec);
+  socket_.close(ec);
+  timer_.cancel();
+}
+
+void DownstreamConnection::close_upstream() {
+  if (!up_) return;
+  boost::system::error_code ec;
+  up_->socket.close(ec);
+  up_->buffer.consume(up_->buffer.size());
+  up_->buffer.release(worker_.buffers());
+  up_.reset();
+}
+
+// ---- shared steps ----
+
+asio::awaitable<bool> DownstreamConnection::reply_local(int status, std::string_view body,
+                                                       std::string_view content_type, bool close) {
+  bool is_head = ex_ && ex_->request.method == "HEAD";
+  if (!close && ex_ && !co_await discard_request_body()) close = true;
+  if (!close && (!ex_->request.keep_alive() || worker_.draining())) close = true;
+  std::string& out = ex_->out;  // ex_ exists whenever a request is being read
+  out.clear();
+  local_reply::render_head(out, status, body.size(), content_type, close);
+  arm(Phase::kWriteResponse, settings_.write_timeout);
+  std::array<asio::const_buffer, 2> bufs{asio::buffer(out), asio::buffer(body.data(), is_head ? 0 : body.size())};
+  auto [ec, n] = co_await asio::async_write(socket_, bufs, kNoThrow);
+  disarm();
+  co_return !ec && !close;
+}
+
+asio::awaitable<bool> DownstreamConnection::discard_request_body() {
+  // A local reply to a request with a body must consume that body, or the next request on this
+  // connection would start in the middle of it. Bodies over 1 MiB are not worth reading: close.
+  const auto& f = ex_->request.framing;
+  if (f.chunked || f.content_length > (1 << 20)) co_return false;
+  uint64_t left = f.content_length > 0 ? static_cast<uint64_t>(f.content_length) : 0;
+  while (left > 0) {
+    if (in_.empty()) {
+      if (in_.write_space() == 0) co_return false;
+      auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.write_ptr(), in_.write_space()), kNoThrow);
+      if (ec) co_return false;
+      in_.commit(n);
+    }
+    size_t take = std::min<uint64_t>(left, in_.size());
+    in_.consume(take);
+    left -= take;
+  }
+  co_return true;
+}
+
+asio::awaitable<bool> DownstreamConnection::relay_body(tcp::socket& from, IoBuffer& buffer, tcp::socket& to,
+                                                      BodyMode mode, uint64_t length, bool& source_failed,
+                                                      http::h1::ChunkedFramer* framer_state) {
+  // Streams one message body from `from` to `to` through `buffer`, which may already hold its first
+  // bytes. Only one buffer's worth is in flight, so memory stays bounded whatever the size (backpressure).
+  source_failed = false;
+  if (mode == BodyMode::kNone) co_return true;
+  http::h1::ChunkedFramer local_framer;
+  http::h1::ChunkedFramer& framer = framer_state ? *framer_state : local_framer;
+  uint64_t left = length;
+  while (true) {
+    if (!buffer.empty()) {
+      size_t take = buffer.size();
+      bool done = false;
+      if (mode == BodyMode::kLength) {
+        take = static_cast<size_t>(std::min<uint64_t>(left, take));
+        left -= take;
+        done = left == 0;
+      } else if (mode == BodyMode::kChunked) {
+        auto st = framer.consume(buffer.view(), take);
+        if (st == http::h1::ChunkedFramer::Status::kError) {
+          source_failed = true;
+          co_return false;
+        }
+        done = st == http::h1::ChunkedFramer::Status::kDone;
+      }
+      if (take > 0) {
+        auto [ec, n] = co_await asio::async_write(to, asio::buffer(buffer.data(), take), kNoThrow);
+        if (ec) co_return false;
+        buffer.consume(take);
+      }
+      if (done) co_return true;
+    } else if (mode == BodyMode::kLength && left == 0) {
+      co_return true;
+    }
+    auto [ec, n] = co_await from.async_read_some(asio::buffer(buffer.write_ptr(), buffer.write_space()), kNoThrow);
+    if (ec) {
+      if (mode == BodyMode::kUntilClose && ec == asio::error::eof) co_return true;
+      source_failed = true;
+      co_return false;
+    }
+    buffer.commit(n);
+  }
+}
+
+asio::awaitable<int> DownstreamConnection::read_response_head(upstream::UpstreamConnection& up, size_t& head_size) {
+  // Returns 0 on success, else the status to answer (502 malformed/closed, 504 timed out), or -1
+  // when a reused connection closed before answering (safe to retry).
+  size_t scanned = 0;
+  bool got_bytes = !up.buffer.empty();
+  while ((head_size = http::h1::find_head_end(up.buffer.view(), scanned)) == 0) {
+    scanned = up.buffer.size();
+    if (up.buffer.write_space() == 0 && !up.buffer.grow(settings_.max_header_bytes)) co_return 502;
+    auto [ec, n] = co_await up.socket.async_read_some(asio::buffer(up.buffer.write_ptr(), up.buffer.write_space()),
+                                                      kNoThrow);
+    if (ec) {
+      if (expired_ == Phase::kAwaitResponse) co_return 504;
+      co_return got_bytes ? 502 : -1;
+    }
+    got_bytes = true;
+    up.buffer.commit(n);
+  }
+  auto st = http::h1::parse_response(up.buffer.view().substr(0, head_size), ex_->response);
+  co_return st == http::h1::ParseStatus::kOk ? 0 : 502;
+}
+
+}  // namespace berth::proxy

@@ -1,0 +1,95 @@
+// One accepted client connection: reads request heads (keep-alive, pipelining) and hands each
+// exchange to the forwarder (forwarder.cpp). One coroutine per connection (HP-5).
+#pragma once
+
+#include <boost/asio/awaitable.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "proxy/http/h1/parser.h"
+#include "proxy/io_buffer.h"
+#include "proxy/snapshot.h"
+#include "proxy/upstream/pool.h"
+#include "proxy/worker.h"
+
+namespace berth::proxy {
+
+/// Per-exchange scratch space, pooled per worker so idle connections hold none (HP-1, HP-6).
+struct ExchangeState {
+  http::h1::RequestHead request;
+  http::h1::ResponseHead response;
+  std::string out;  ///< the head being written (request upstream or response downstream)
+  ExchangeState() {
+    request.headers.reserve(32);
+    response.headers.reserve(32);
+    out.reserve(2048);
+  }
+};
+
+enum class BodyMode : uint8_t { kNone, kLength, kChunked, kUntilClose };
+
+class DownstreamConnection : public std::enable_shared_from_this<DownstreamConnection> {
+ public:
+  DownstreamConnection(Worker& worker, size_t ep_index, boost::asio::ip::tcp::socket socket);
+  ~DownstreamConnection();
+
+  boost::asio::awaitable<void> run();
+
+  /// Wakes the connection if it is idle so it can close (drain). Thread: worker.
+  void wake_if_idle();
+
+  // Intrusive list links owned by Worker.
+  DownstreamConnection* prev_ = nullptr;
+  DownstreamConnection* next_ = nullptr;
+
+ private:
+  /// Which limit the watchdog enforces right now.
+  enum class Phase : uint8_t { kNone, kIdle, kReadRequest, kDial, kAwaitResponse, kWriteResponse };
+
+  // forwarder.cpp: the request flow.
+  boost::asio::awaitable<bool> serve_exchange(size_t head_size);
+  boost::asio::awaitable<bool> forward(const Snapshot& snap, const Service& service, uint32_t service_index);
+  void build_upstream_head(const Service& service, const Endpoint& endpoint);
+  void build_downstream_head(bool close);
+
+  // Shared steps.
+  boost::asio::awaitable<bool> reply_local(int status, std::string_view body, std::string_view content_type,
+                                           bool close);
+  boost::asio::awaitable<bool> discard_request_body();
+  boost::asio::awaitable<bool> relay_body(boost::asio::ip::tcp::socket& from, IoBuffer& buffer,
+                                          boost::asio::ip::tcp::socket& to, BodyMode mode, uint64_t length,
+                                          bool& source_failed, http::h1::ChunkedFramer* framer = nullptr);
+  boost::asio::awaitable<int> read_response_head(upstream::UpstreamConnection& up, size_t& head_size);
+  void close_upstream();
+
+  void arm(Phase phase, std::chrono::milliseconds timeout);
+  void disarm() { phase_ = Phase::kNone; deadline_ = Clock::time_point::max(); }
+  void on_timer(const boost::system::error_code& ec);
+  void start_timer();
+
+  using Clock = std::chrono::steady_clock;
+
+  Worker& worker_;
+  const EntryPointSettings& settings_;
+  size_t ep_index_;
+  boost::asio::ip::tcp::socket socket_;
+  IoBuffer in_;
+  std::unique_ptr<ExchangeState> ex_;
+  std::unique_ptr<upstream::UpstreamConnection> up_;  ///< the upstream connection of the exchange in flight
+  boost::asio::steady_timer timer_;
+  Clock::time_point deadline_ = Clock::time_point::max();
+  Clock::time_point timer_expiry_ = Clock::time_point::max();
+  bool timer_waiting_ = false;
+  Phase phase_ = Phase::kNone;
+  Phase expired_ = Phase::kNone;  ///< set when the watchdog fired during that phase
+  bool idle_ = false;
+  bool trusted_ = false;          ///< peer may set X-Forwarded-* headers
+  bool closing_ = false;
+  char peer_ip_[48] = {};
+  uint8_t peer_ip_len_ = 0;
+};
+
+}  // namespace berth::proxy

@@ -1,0 +1,352 @@
+// The request flow, in one place: route -> pick -> pool -> relay. Start reading here.
+// Everything below runs on the worker thread that owns the connection.
+#include <boost/asio/as_tuple.hpp>
+#include <boost/asio/use_awaitable.hpp>
+#include <boost/asio/write.hpp>
+#include <charconv>
+
+#include "base/log.h"
+#include "base/text.h"
+#include "proxy/downstream_connection.h"
+#include "proxy/local_reply.h"
+
+namespace berth::proxy {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using http::HeaderId;
+namespace {
+constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
+
+// Splits a request target into path and (for absolute-form targets) authority.
+std::string_view target_path(std::string_view target, std::string_view& authority) {
+  if (!target.empty() && target[0] != '/') {
+    size_t scheme_end = target.find("://");
+    if (scheme_end != std::string_view::npos) {
+      auto rest = target.substr(scheme_end + 3);
+      size_t slash = rest.find_first_of("/?");
+      authority = rest.substr(0, slash);
+      target = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+    }
+  }
+  size_t q = target.find('?');
+  return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+std::string_view origin_form(std::string_view target) {
+  if (target.empty() || target[0] == '/') return target;
+  size_t scheme_end = target.find("://");
+  if (scheme_end == std::string_view::npos) return target;  // "*" (OPTIONS) or authority-form
+  auto rest = target.substr(scheme_end + 3);
+  size_t slash = rest.find_first_of("/?");
+  return slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+}
+
+inline void append_header(std::string& out, std::string_view name, std::string_view value) {
+  out.append(name).append(": ").append(value).append("\r\n");
+}
+
+bool connection_names(std::string_view connection, std::string_view header) {
+  size_t start = 0;
+  while (start <= connection.size()) {
+    size_t comma = connection.find(',', start);
+    if (comma == std::string_view::npos) comma = connection.size();
+    if (iequals(trim(connection.substr(start, comma - start)), header)) return true;
+    start = comma + 1;
+  }
+  return false;
+}
+
+}  // namespace
+
+asio::awaitable<bool> DownstreamConnection::serve_exchange(size_t head_size) {
+  // Hold this snapshot for the whole exchange: a reload mid-request changes nothing for it.
+  std::shared_ptr<const Snapshot> snap = worker_.snapshot();
+  auto& req = ex_->request;
+  std::string_view authority = req.host;
+  std::string_view path = target_path(req.target, authority);
+  router::RequestView view{router::strip_port(authority), path, req.method};
+  const EntryPointRoutes& ep = snap->entry_points[ep_index_];
+
+  // Ping wins over user routers, as Traefik's internal ping router has the highest priority.
+  if (ep.serves_ping && path == "/ping" && (req.method == "GET" || req.method == "HEAD")) {
+    in_.consume(head_size);
+    bool terminating = worker_.terminating();
+    co_return co_await reply_local(terminating ? worker_.info().ping_terminating_status : 200,
+                                   terminating ? local_reply::kServiceUnavailable : local_reply::kPingOk,
+                                   local_reply::kTextPlain, false);
+  }
+  const router::Route* route = ep.routes.match(view);
+  if (!route) {
+    in_.consume(head_size);
+    if (ep.serves_dashboard && (path == "/" || path == "/dashboard" || path == "/dashboard/"))
+      co_return co_await reply_local(200, snap->dashboard_html, local_reply::kTextHtml, false);
+    co_return co_await reply_local(404, local_reply::kNotFound, local_reply::kTextPlain, false);
+  }
+  const Service& service = snap->services[route->service];
+  if (service.endpoints.empty()) {
+    in_.consume(head_size);
+    co_return co_await reply_local(503, local_reply::kServiceUnavailable, local_reply::kTextPlain, false);
+  }
+  co_return co_await forward(*snap, service, route->service);
+}
+
+asio::awaitable<bool> DownstreamConnection::forward(const Snapshot& snap, const Service& service,
+                                                    uint32_t service_index) {
+  auto& req = ex_->request;
+  const auto& transport = snap.transport;
+  const size_t head_size = req.head_size;
+  const bool is_head = req.is_head();
+  const bool client_keep_alive = req.keep_alive();
+  const bool client_http10 = req.version_minor == 0;
+  const BodyMode request_mode = req.framing.chunked ? BodyMode::kChunked
+                                : req.framing.content_length > 0 ? BodyMode::kLength
+                                                                 : BodyMode::kNone;
+  const uint64_t request_length = req.framing.content_length > 0 ? uint64_t(req.framing.content_length) : 0;
+  bool sent_continue = false;
+
+  // The request head is rewritten once; retries resend the same bytes.
+  const size_t n = service.endpoints.size();
+  const uint32_t first = worker_.next_round_robin(service_index);
+  const Endpoint* endpoint = &service.endpoints[first % n];
+  build_upstream_head(service, *endpoint);
+  in_.consume(head_size);  // the views into the head are dead from here on
+
+  int failure = 502;
+  bool body_consumed = false;  // body bytes left the client buffer: no retry possible any more
+  size_t response_head = 0;
+  const bool idempotent = req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS" ||
+                          req.method == "TRACE";
+  http::h1::ChunkedFramer request_framer;
+  // Each endpoint gets one dial; a pooled connection that turns out stale gets replaced by a fresh
+  // one to the same endpoint (only where replaying cannot run the request twice).
+  size_t attempt = 0;
+  bool fresh_retry = false;
+  while (attempt < n) {
+    const Endpoint& target = service.endpoints[(first + attempt) % n];
+    if (&target != endpoint) {
+      endpoint = &target;
+      if (!service.pass_host_header) build_upstream_head(service, *endpoint);
+    }
+    up_ = fresh_retry ? nullptr : worker_.upstreams().acquire(target.pool_key, transport.idle_conn_timeout);
+    fresh_retry = false;
+    const bool reused = up_ != nullptr;
+    if (!up_) {
+      up_ = std::make_unique<upstream::UpstreamConnection>(worker_.context().get_executor());
+      arm(Phase::kDial, transport.dial_timeout);
+      expired_ = Phase::kNone;
+      auto [ec] = co_await up_->socket.async_connect(target.address, kNoThrow);
+      if (ec) {
+        failure = expired_ == Phase::kDial ? 504 : 502;
+        LOG_DEBUG("dial ", target.url, " for ", service.name, " failed: ", ec.message());
+        close_upstream();
+        ++attempt;  // nothing was sent: try the next server
+        continue;
+      }
+      boost::system::error_code ignored;
+      up_->socket.set_option(tcp::no_delay(true), ignored);
+    }
+    up_->buffer.attach(worker_.buffers());
+
+    if (req.expect_continue && !sent_continue && request_mode != BodyMode::kNone) {
+      // berth answers the client's Expect itself once a backend is connected (as nginx does).
+      static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+      auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(k100), kNoThrow);
+      if (ec) co_return false;
+      sent_continue = true;
+    }
+
+    // Send the head plus whatever body the client buffer already holds, in one write. Those body
+    // bytes stay in the buffer until a response arrives, so a retry can resend them.
+    size_t buffered = 0;
+    bool body_complete = request_mode == BodyMode::kNone;
+    http::h1::ChunkedFramer framer = request_framer;
+    if (request_mode == BodyMode::kLength) {
+      buffered = static_cast<size_t>(std::min<uint64_t>(request_length, in_.size()));
+      body_complete = buffered == request_length;
+    } else if (request_mode == BodyMode::kChunked) {
+      auto st = framer.consume(in_.view(), buffered);
+      if (st == http::h1::ChunkedFramer::Status::kError) {
+        close_upstream();
+        co_return co_await reply_local(400, local_reply::kBadRequest, local_reply::kTextPlain, true);
+      }
+      body_complete = st == http::h1::ChunkedFramer::Status::kDone;
+    }
+    arm(Phase::kAwaitResponse, transport.response_header_timeout);
+    expired_ = Phase::kNone;
+    std::array<asio::const_buffer, 2> head_and_body{asio::buffer(ex_->out), asio::buffer(in_.data(), buffered)};
+    auto [wec, written] = co_await asio::async_write(up_->socket, head_and_body, kNoThrow);
+    if (wec) {
+      close_upstream();
+      if (reused) {
+        fresh_retry = true;  // the backend had closed it; nothing was processed
+        continue;
+      }
+      failure = expired_ == Phase::kAwaitResponse ? 504 : 502;
+      break;
+    }
+    if (!body_complete) {
+      // A body larger than the buffer streams through; from here a failure cannot be retried.
+      body_consumed = true;
+      in_.consume(buffered);
+      arm(Phase::kReadRequest, settings_.read_timeout);
+      bool client_failed = false;
+      bool ok = co_await relay_body(socket_, in_, up_->socket, request_mode,
+                                    request_mode == BodyMode::kLength ? request_length - buffered : 0,
+                                    client_failed, &framer);
+      if (!ok) {
+        close_upstream();
+        if (client_failed) co_return false;  // the client went away or sent a broken body
+        break;
+      }
+      arm(Phase::kAwaitResponse, transport.response_header_timeout);
+    }
+
+    // Read the response head, relaying 1xx interim responses.
+    int rc;
+    while (true) {
+      rc = co_await read_response_head(*up_, response_head);
+      if (rc != 0) break;
+      int status = ex_->response.status;
+      if (status >= 200 || status == 101) break;
+      if (status != 100 || !sent_continue) {
+        auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(up_->buffer.data(), response_head), kNoThrow);
+        if (ec) {
+          close_upstream();
+          co_return false;
+        }
+      }
+      up_->buffer.consume(response_head);
+    }
+    if (rc == 0) {
+      if (!body_consumed) in_.consume(buffered);
+      break;
+    }
+    close_upstream();
+    if (rc < 0 && reused && !body_consumed && idempotent) {
+      fresh_retry = true;
+      continue;
+    }
+    failure = rc < 0 ? 502 : rc;
+    break;
+  }
+
+  if (!up_) {
+    // No backend answered. The client's body (if unread) must be skipped or the connection closed.
+    co_return co_await reply_local(failure,
+                                   failure == 504 ? local_reply::kGatewayTimeout : local_reply::kBadGateway,
+                                   local_reply::kTextPlain, body_consumed);
+  }
+
+  // ---- relay the response ----
+  auto& resp = ex_->response;
+  BodyMode response_mode;
+  if (is_head || resp.status == 204 || resp.status == 304 || resp.status < 200) response_mode = BodyMode::kNone;
+  else if (resp.framing.chunked) response_mode = BodyMode::kChunked;
+  else if (resp.framing.content_length >= 0) response_mode = resp.framing.content_length ? BodyMode::kLength : BodyMode::kNone;
+  else response_mode = BodyMode::kUntilClose;
+  const bool upstream_reusable = response_mode != BodyMode::kUntilClose && !resp.framing.connection_close &&
+                                 resp.version_minor >= 1 && !client_http10;
+  const bool close_client = !client_keep_alive || response_mode == BodyMode::kUntilClose || worker_.draining();
+  build_downstream_head(close_client);
+  up_->buffer.consume(response_head);
+
+  arm(Phase::kWriteResponse, settings_.write_timeout);
+  uint64_t response_length = resp.framing.content_length > 0 ? uint64_t(resp.framing.content_length) : 0;
+  size_t first_body = 0;
+  if (response_mode == BodyMode::kLength)
+    first_body = static_cast<size_t>(std::min<uint64_t>(response_length, up_->buffer.size()));
+  std::array<asio::const_buffer, 2> out{asio::buffer(ex_->out), asio::buffer(up_->buffer.data(), first_body)};
+  auto [ec, w] = co_await asio::async_write(socket_, out, kNoThrow);
+  if (ec) {
+    close_upstream();
+    co_return false;
+  }
+  up_->buffer.consume(first_body);
+  bool upstream_failed = false;
+  bool ok = co_await relay_body(up_->socket, up_->buffer, socket_, response_mode, response_length - first_body,
+                                upstream_failed);
+  disarm();
+  if (!ok) {
+    close_upstream();
+    co_return false;
+  }
+  if (upstream_reusable && up_->buffer.empty()) {
+    worker_.upstreams().release(endpoint->pool_key, std::move(up_), transport.max_idle_conns_per_host,
+                                worker_.buffers());
+  } else {
+    close_upstream();
+  }
+  co_return !close_client;
+}
+
+void DownstreamConnection::build_upstream_head(const Service& service, const Endpoint& endpoint) {
+  const auto& req = ex_->request;
+  std::string& out = ex_->out;
+  out.clear();
+  out.append(req.method).append(" ").append(origin_form(req.target));
+  out.append(req.version_minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
+
+  std::string_view connection;
+  std::string_view prior_xff;
+  uint32_t present = 0;  // which forwarded headers a trusted peer already set
+  auto bit = [](HeaderId id) { return 1u << (static_cast<unsigned>(id) - static_cast<unsigned>(HeaderId::kXForwardedFor)); };
+  for (const auto& h : req.headers)
+    if (h.id == HeaderId::kConnection) connection = h.value;
+  bool connection_lists_more = !connection.empty();
+  for (const auto& h : req.headers) {
+    if (http::is_hop_by_hop(h.id) || h.id == HeaderId::kExpect) continue;
+    if (h.id == HeaderId::kOther && connection_lists_more && connection_names(connection, h.name)) continue;
+    if (http::is_forwarded_family(h.id)) {
+      if (!trusted_) continue;
+      present |= bit(h.id);
+      if (h.id == HeaderId::kXForwardedFor) {
+        prior_xff = h.value;  // appended to below, as Go's ReverseProxy does
+        continue;
+      }
+    }
+    if (h.id == HeaderId::kHost) {
+      append_header(out, "Host", service.pass_host_header ? h.value : std::string_view(endpoint.authority));
+      continue;
+    }
+    append_header(out, h.name, h.value);
+  }
+  std::string_view peer(peer_ip_, peer_ip_len_);
+  out.append("X-Forwarded-For: ");
+  if (!prior_xff.empty()) out.append(prior_xff).append(", ");
+  out.append(peer).append("\r\n");
+  std::string_view host = req.host;
+  if (!(present & bit(HeaderId::kXForwardedHost)) && !host.empty()) append_header(out, "X-Forwarded-Host", host);
+  if (!(present & bit(HeaderId::kXForwardedPort))) {
+    std::string_view port = "80";
+    auto stripped = router::strip_port(host);
+    if (stripped.size() + 1 < host.size()) port = host.substr(stripped.size() + 1);
+    append_header(out, "X-Forwarded-Port", port);
+  }
+  if (!(present & bit(HeaderId::kXForwardedProto))) append_header(out, "X-Forwarded-Proto", "http");
+  if (!(present & bit(HeaderId::kXForwardedServer))) append_header(out, "X-Forwarded-Server", worker_.info().hostname);
+  if (!(present & bit(HeaderId::kXRealIp))) append_header(out, "X-Real-Ip", peer);
+  if (req.version_minor == 0 && req.host.empty()) append_header(out, "Host", endpoint.authority);
+  out.append("\r\n");
+}
+
+void DownstreamConnection::build_downstream_head(bool close) {
+  const auto& resp = ex_->response;
+  std::string& out = ex_->out;
+  out.clear();
+  char num[8];
+  auto r = std::to_chars(num, num + sizeof num, resp.status);
+  out.append("HTTP/1.1 ").append(num, r.ptr).append(" ").append(resp.reason).append("\r\n");
+  std::string_view connection;
+  for (const auto& h : resp.headers)
+    if (h.id == HeaderId::kConnection) connection = h.value;
+  for (const auto& h : resp.headers) {
+    if (http::is_hop_by_hop(h.id)) continue;
+    if (h.id == HeaderId::kOther && !connection.empty() && connection_names(connection, h.name)) continue;
+    append_header(out, h.name, h.value);
+  }
+  if (close) out.append("Connection: close\r\n");
+  out.append("\r\n");
+}
+
+}  // namespace berth::proxy

@@ -1,0 +1,48 @@
+// Header name -> id lookup, by length then case-insensitive compare.
+#include "proxy/http/header.h"
+
+#include "base/text.h"
+
+namespace berth::proxy::http {
+
+HeaderId header_id(std::string_view name) {
+  struct Entry {
+    std::string_view name;
+    HeaderId id;
+  };
+  static constexpr Entry kKnown[] = {
+      {"host", HeaderId::kHost},
+      {"content-length", HeaderId::kContentLength},
+      {"transfer-encoding", HeaderId::kTransferEncoding},
+      {"connection", HeaderId::kConnection},
+      {"keep-alive", HeaderId::kKeepAlive},
+      {"proxy-connection", HeaderId::kProxyConnection},
+      {"te", HeaderId::kTe},
+      {"trailer", HeaderId::kTrailer},
+      {"upgrade", HeaderId::kUpgrade},
+      {"expect", HeaderId::kExpect},
+      {"proxy-authenticate", HeaderId::kProxyAuthenticate},
+      {"proxy-authorization", HeaderId::kProxyAuthorization},
+      {"x-forwarded-for", HeaderId::kXForwardedFor},
+      {"x-forwarded-proto", HeaderId::kXForwardedProto},
+      {"x-forwarded-host", HeaderId::kXForwardedHost},
+      {"x-forwarded-port", HeaderId::kXForwardedPort},
+      {"x-forwarded-server", HeaderId::kXForwardedServer},
+      {"x-real-ip", HeaderId::kXRealIp},
+      {"x-forwarded-uri", HeaderId::kXForwardedUri},
+      {"x-forwarded-method", HeaderId::kXForwardedMethod},
+      {"x-forwarded-prefix", HeaderId::kXForwardedPrefix},
+      {"x-forwarded-tls-client-cert", HeaderId::kXForwardedTlsClientCert},
+      {"x-forwarded-tls-client-cert-info", HeaderId::kXForwardedTlsClientCertInfo},
+  };
+  // Most headers are not well known; a first-letter filter keeps the common case cheap.
+  if (name.empty()) return HeaderId::kOther;
+  char c = lower_ascii(name[0]);
+  if (c != 'h' && c != 'c' && c != 't' && c != 'k' && c != 'p' && c != 'u' && c != 'e' && c != 'x')
+    return HeaderId::kOther;
+  for (const auto& e : kKnown)
+    if (e.name.size() == name.size() && e.name[0] == c && iequals(e.name, name)) return e.id;
+  return HeaderId::kOther;
+}
+
+}  // namespace berth::proxy::http

@@ -1,0 +1,96 @@
+// Byte buffers for the data plane: fixed-size blocks recycled through a per-worker pool, so that
+// steady-state exchanges never touch malloc (HP-1) and idle connections hold no block (HP-6).
+#pragma once
+
+#include <cstddef>
+#include <cstring>
+#include <memory>
+#include <string_view>
+#include <vector>
+
+namespace berth::proxy {
+
+inline constexpr size_t kBlockSize = 16 * 1024;
+
+/// A free list of kBlockSize blocks. Thread: worker (one pool per worker).
+class BufferPool {
+ public:
+  std::unique_ptr<char[]> take() {
+    if (free_.empty()) return std::unique_ptr<char[]>(new char[kBlockSize]);
+    auto block = std::move(free_.back());
+    free_.pop_back();
+    return block;
+  }
+  void give(std::unique_ptr<char[]> block) {
+    if (free_.size() < kMaxFree) free_.push_back(std::move(block));
+  }
+
+ private:
+  static constexpr size_t kMaxFree = 4096;
+  std::vector<std::unique_ptr<char[]>> free_;
+};
+
+/// A readable region [begin, end) inside a block; grows past one block only for oversized heads.
+/// Thread: owner's.
+class IoBuffer {
+ public:
+  bool has_block() const { return data_ != nullptr; }
+  void attach(BufferPool& pool) {
+    if (data_) return;
+    block_ = pool.take();
+    data_ = block_.get();
+    cap_ = kBlockSize;
+  }
+  /// Returns the block to the pool; only allowed when empty.
+  void release(BufferPool& pool) {
+    if (!data_ || size() != 0) return;
+    big_.reset();
+    if (block_) pool.give(std::move(block_));
+    data_ = nullptr;
+    cap_ = begin_ = end_ = 0;
+  }
+
+  const char* data() const { return data_ + begin_; }
+  size_t size() const { return end_ - begin_; }
+  bool empty() const { return begin_ == end_; }
+  std::string_view view() const { return {data_ + begin_, end_ - begin_}; }
+
+  /// Space to read into; compacts first when the readable bytes are not at the start.
+  char* write_ptr() { return data_ + end_; }
+  size_t write_space() {
+    if (begin_ > 0 && (end_ == cap_ || begin_ == end_)) compact();
+    return cap_ - end_;
+  }
+  void commit(size_t n) { end_ += n; }
+  void consume(size_t n) {
+    begin_ += n;
+    if (begin_ == end_) begin_ = end_ = 0;
+  }
+  /// Doubles the capacity (up to `limit`); returns false at the limit. Used for heads over 16 KiB.
+  bool grow(size_t limit) {
+    if (cap_ >= limit) return false;
+    size_t cap = std::min(limit, cap_ * 2);
+    std::unique_ptr<char[]> bigger(new char[cap]);
+    std::memcpy(bigger.get(), data_ + begin_, size());
+    end_ -= begin_;
+    begin_ = 0;
+    big_ = std::move(bigger);
+    data_ = big_.get();
+    cap_ = cap;
+    return true;
+  }
+
+ private:
+  void compact() {
+    std::memmove(data_, data_ + begin_, end_ - begin_);
+    end_ -= begin_;
+    begin_ = 0;
+  }
+
+  std::unique_ptr<char[]> block_;  ///< the pooled block (kept while big_ is in use, to give back later)
+  std::unique_ptr<char[]> big_;    ///< an oversized buffer for a large head
+  char* data_ = nullptr;
+  size_t cap_ = 0, begin_ = 0, end_ = 0;
+};
+
+}  // namespace berth::proxy

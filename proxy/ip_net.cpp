@@ -1,0 +1,49 @@
+// IpNet parsing and matching; see ip_net.h.
+#include "proxy/ip_net.h"
+
+#include <string>
+
+#include "base/text.h"
+
+namespace berth::proxy {
+namespace {
+
+boost::asio::ip::address_v6::bytes_type as_v6(const boost::asio::ip::address& a) {
+  if (a.is_v4()) return boost::asio::ip::make_address_v6(boost::asio::ip::v4_mapped, a.to_v4()).to_bytes();
+  return a.to_v6().to_bytes();
+}
+
+}  // namespace
+
+std::optional<IpNet> IpNet::parse(std::string_view text) {
+  text = trim(text);
+  std::string_view addr_text = text;
+  std::optional<uint64_t> prefix;
+  if (auto slash = text.find('/'); slash != std::string_view::npos) {
+    addr_text = text.substr(0, slash);
+    prefix = parse_uint(text.substr(slash + 1));
+    if (!prefix) return std::nullopt;
+  }
+  boost::system::error_code ec;
+  auto addr = boost::asio::ip::make_address(std::string(addr_text), ec);
+  if (ec) return std::nullopt;
+  IpNet net;
+  net.bytes_ = as_v6(addr);
+  int max = addr.is_v4() ? 32 : 128;
+  int p = prefix ? static_cast<int>(*prefix) : max;
+  if (p > max) return std::nullopt;
+  net.prefix_ = addr.is_v4() ? p + 96 : p;
+  return net;
+}
+
+bool IpNet::contains(const boost::asio::ip::address& addr) const {
+  auto b = as_v6(addr);
+  int bits = prefix_;
+  for (size_t i = 0; i < 16 && bits > 0; ++i, bits -= 8) {
+    uint8_t mask = bits >= 8 ? 0xff : static_cast<uint8_t>(0xff << (8 - bits));
+    if ((b[i] & mask) != (bytes_[i] & mask)) return false;
+  }
+  return true;
+}
+
+}  // namespace berth::proxy

@@ -1,0 +1,37 @@
+// Local reply heads; see local_reply.h.
+#include "proxy/local_reply.h"
+
+#include <charconv>
+
+namespace berth::proxy::local_reply {
+
+std::string_view reason_phrase(int status) {
+  switch (status) {
+    case 100: return "Continue";
+    case 200: return "OK";
+    case 400: return "Bad Request";
+    case 404: return "Not Found";
+    case 408: return "Request Timeout";
+    case 431: return "Request Header Fields Too Large";
+    case 500: return "Internal Server Error";
+    case 501: return "Not Implemented";
+    case 502: return "Bad Gateway";
+    case 503: return "Service Unavailable";
+    case 504: return "Gateway Timeout";
+    default: return "Unknown";
+  }
+}
+
+void render_head(std::string& out, int status, size_t content_length, std::string_view content_type, bool close) {
+  char num[24];
+  out.append("HTTP/1.1 ");
+  auto r = std::to_chars(num, num + sizeof num, status);
+  out.append(num, r.ptr).append(" ").append(reason_phrase(status)).append("\r\nContent-Type: ").append(content_type);
+  out.append("\r\nX-Content-Type-Options: nosniff\r\nContent-Length: ");
+  r = std::to_chars(num, num + sizeof num, content_length);
+  out.append(num, r.ptr).append("\r\n");
+  if (close) out.append("Connection: close\r\n");
+  out.append("\r\n");
+}
+
+}  // namespace berth::proxy::local_reply

@@ -1,0 +1,26 @@
+// Answers berth gives itself (errors, ping, the built-in page): bodies as Traefik words them.
+#pragma once
+
+#include <string>
+#include <string_view>
+
+namespace berth::proxy::local_reply {
+
+inline constexpr std::string_view kTextPlain = "text/plain; charset=utf-8";
+inline constexpr std::string_view kTextHtml = "text/html; charset=utf-8";
+inline constexpr std::string_view kNotFound = "404 page not found\n";
+inline constexpr std::string_view kBadRequest = "400 Bad Request";
+inline constexpr std::string_view kHeadersTooLarge = "431 Request Header Fields Too Large";
+inline constexpr std::string_view kRequestTimeout = "408 Request Timeout";
+inline constexpr std::string_view kNotImplemented = "501 Not Implemented";
+inline constexpr std::string_view kBadGateway = "Bad Gateway";
+inline constexpr std::string_view kServiceUnavailable = "Service Unavailable";
+inline constexpr std::string_view kGatewayTimeout = "Gateway Timeout";
+inline constexpr std::string_view kPingOk = "OK";
+
+std::string_view reason_phrase(int status);
+
+/// Appends a response head with Content-Length (and Connection: close when `close`). Thread: any.
+void render_head(std::string& out, int status, size_t content_length, std::string_view content_type, bool close);
+
+}  // namespace berth::proxy::local_reply

@@ -1,0 +1,49 @@
+// The compiled routes of one entry point, indexed by exact host and wildcard suffix so that
+// matching among 10,000 routers costs about what it costs among 10.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <vector>
+
+#include "proxy/router/matcher.h"
+
+namespace berth::proxy::router {
+
+struct Route {
+  std::string name;                   ///< qualified router name, e.g. "web@file"
+  int64_t priority = 0;
+  std::unique_ptr<Matcher> matcher;
+  uint32_t service = 0;               ///< index into Snapshot::services
+};
+
+class RouteTable {
+ public:
+  /// Adds a route; call freeze() once all are added. Thread: control.
+  void add(std::shared_ptr<const Route> route);
+  /// Sorts every candidate list by priority (desc), then name (asc) for determinism.
+  void freeze();
+
+  /// Returns the best matching route or nullptr. `req.host` may carry any case. Thread: any.
+  const Route* match(const RequestView& req) const;
+
+  size_t size() const { return routes_.size(); }
+
+ private:
+  struct StringHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
+  };
+  using List = std::vector<const Route*>;
+  static const Route* first_match(const List& a, const List& b, const RequestView& req);
+
+  std::vector<std::shared_ptr<const Route>> routes_;
+  std::unordered_map<std::string, List, StringHash, std::equal_to<>> exact_;     ///< "a.com"
+  std::unordered_map<std::string, List, StringHash, std::equal_to<>> wildcard_;  ///< ".a.com" for "*.a.com"
+  List any_host_;
+};
+
+}  // namespace berth::proxy::router

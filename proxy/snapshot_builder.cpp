@@ -1,0 +1,237 @@
+// Snapshot compilation; see snapshot_builder.h.
+#include "proxy/snapshot_builder.h"
+
+#include <netdb.h>
+
+#include <boost/url/parse.hpp>
+#include <map>
+#include <set>
+
+#include "base/text.h"
+#include "config/rule.h"
+
+namespace berth::proxy {
+namespace {
+
+namespace ip = boost::asio::ip;
+
+std::string html_escape(std::string_view s) {
+  std::string out;
+  for (char c : s) {
+    switch (c) {
+      case '<': out += "&lt;"; break;
+      case '>': out += "&gt;"; break;
+      case '&': out += "&amp;"; break;
+      case '"': out += "&quot;"; break;
+      default: out += c;
+    }
+  }
+  return out;
+}
+
+// Resolves a host name or literal to one address (IPv4 preferred, as Go's dialer tries it first on loopback).
+bool resolve(const std::string& host, uint16_t port, ip::tcp::endpoint& out, std::string& error) {
+  boost::system::error_code ec;
+  std::string bare = host;
+  if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']') bare = bare.substr(1, bare.size() - 2);
+  auto addr = ip::make_address(bare, ec);
+  if (!ec) {
+    out = ip::tcp::endpoint(addr, port);
+    return true;
+  }
+  addrinfo hints{};
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* res = nullptr;
+  int rc = getaddrinfo(bare.c_str(), nullptr, &hints, &res);
+  if (rc != 0 || !res) {
+    error = std::string("cannot resolve host \"") + bare + "\": " + gai_strerror(rc);
+    return false;
+  }
+  const addrinfo* pick = res;
+  for (const addrinfo* a = res; a; a = a->ai_next)
+    if (a->ai_family == AF_INET) {
+      pick = a;
+      break;
+    }
+  ip::tcp::endpoint ep;
+  std::memcpy(ep.data(), pick->ai_addr, pick->ai_addrlen);
+  ep.port(port);
+  out = ep;
+  freeaddrinfo(res);
+  return true;
+}
+
+Result<Endpoint> compile_endpoint(const config::ServerConfig& server) {
+  auto parsed = boost::urls::parse_uri(server.url);
+  if (!parsed) return Error{server.where, "invalid server URL \"" + server.url + "\""};
+  std::string scheme = to_lower(parsed->scheme());
+  if (scheme != "http")
+    return Error{server.where, "server URL \"" + server.url + "\": scheme \"" + scheme + "\" is not supported yet (use http://)"};
+  std::string host(parsed->encoded_host());
+  if (host.empty()) return Error{server.where, "server URL \"" + server.url + "\" has no host"};
+  uint16_t port = 80;
+  if (parsed->has_port()) {
+    auto p = parse_uint(parsed->port());
+    if (!p || *p == 0 || *p > 65535) return Error{server.where, "server URL \"" + server.url + "\" has an invalid port"};
+    port = static_cast<uint16_t>(*p);
+  }
+  Endpoint ep;
+  ep.url = server.url;
+  ep.authority = parsed->has_port() ? host + ":" + std::string(parsed->port()) : host;
+  std::string error;
+  if (!resolve(host, port, ep.address, error)) return Error{server.where, "server URL \"" + server.url + "\": " + error};
+  ep.pool_key = ep.address.address().to_string() + ":" + std::to_string(port);
+  return ep;
+}
+
+std::string qualify(const std::string& ref, const std::string& owner) {
+  if (ref.find('@') != std::string::npos) return ref;
+  auto at = owner.rfind('@');
+  return at == std::string::npos ? ref : ref + owner.substr(at);
+}
+
+std::string render_dashboard(const config::StaticConfig& sc, const config::DynamicConfig& dyn, const Snapshot& snap,
+                             size_t router_count, size_t error_count) {
+  std::string h;
+  h += "<!doctype html><html><head><meta charset=\"utf-8\"><title>berth</title><style>"
+       "body{font-family:system-ui,sans-serif;max-width:60rem;margin:2rem auto;padding:0 1rem;color:#1d2733}"
+       "h1{margin-bottom:.2rem}table{border-collapse:collapse;width:100%;margin:.5rem 0 1.5rem}"
+       "td,th{border-bottom:1px solid #dde3ea;padding:.35rem .5rem;text-align:left;font-size:.95rem}"
+       "code,pre{background:#f3f6f9;border-radius:4px;padding:.1rem .3rem}pre{padding:.8rem;overflow:auto}"
+       ".ok{color:#137333;font-weight:600}</style></head><body>";
+  h += "<h1>berth is running</h1><p class=\"ok\">version " BERTH_VERSION " &middot; config generation " +
+       std::to_string(snap.generation) + " &middot; " + std::to_string(router_count) + " routers active";
+  if (error_count) h += " &middot; " + std::to_string(error_count) + " config problems (see the log)";
+  h += "</p><h2>Entry points</h2><table><tr><th>name</th><th>address</th></tr>";
+  for (const auto& ep : sc.entry_points)
+    h += "<tr><td>" + html_escape(ep.name) + "</td><td><code>" + html_escape(ep.address) + "</code></td></tr>";
+  h += "</table><h2>Routers</h2>";
+  if (dyn.routers.empty()) {
+    h += "<p>No routers yet.</p>";
+  } else {
+    h += "<table><tr><th>router</th><th>rule</th><th>service</th><th>entry points</th></tr>";
+    for (const auto& [name, r] : dyn.routers) {
+      std::string eps;
+      for (const auto& e : r.entry_points) eps += (eps.empty() ? "" : ", ") + e;
+      h += "<tr><td>" + html_escape(name) + "</td><td><code>" + html_escape(r.rule) + "</code></td><td>" +
+           html_escape(qualify(r.service, name)) + "</td><td>" + html_escape(eps.empty() ? "(default)" : eps) + "</td></tr>";
+    }
+    h += "</table>";
+  }
+  h += "<h2>Services</h2>";
+  if (snap.services.empty()) {
+    h += "<p>No services yet.</p>";
+  } else {
+    h += "<table><tr><th>service</th><th>servers</th></tr>";
+    for (const auto& s : snap.services) {
+      std::string servers;
+      for (const auto& e : s.endpoints) servers += (servers.empty() ? "" : "<br>") + html_escape(e.url);
+      h += "<tr><td>" + html_escape(s.name) + "</td><td>" + servers + "</td></tr>";
+    }
+    h += "</table>";
+  }
+  h += "<h2>Add a route</h2><p>Put this in the file named by <code>providers.file.filename</code>"
+       " (berth applies it as soon as you save):</p><pre>http:\n  routers:\n    my-app:\n"
+       "      rule: \"Host(`app.example.com`)\"\n      service: my-app\n  services:\n    my-app:\n"
+       "      loadBalancer:\n        servers:\n          - url: \"http://127.0.0.1:3000\"</pre>"
+       "<p>Health check: <code>/ping</code>.</p></body></html>\n";
+  return h;
+}
+
+}  // namespace
+
+BuildResult build_snapshot(const config::StaticConfig& sc, const config::DynamicConfig& dyn, uint64_t generation) {
+  BuildResult result;
+  auto snap = std::make_shared<Snapshot>();
+  snap->generation = generation;
+  const auto& st = sc.servers_transport;
+  snap->transport.dial_timeout = st.dial_timeout;
+  snap->transport.response_header_timeout = st.response_header_timeout;
+  snap->transport.idle_conn_timeout = st.idle_conn_timeout;
+  snap->transport.max_idle_conns_per_host = static_cast<size_t>(std::max(0, st.max_idle_conns_per_host));
+
+  // Services first: routers refer to them by index.
+  std::map<std::string, uint32_t> service_index;
+  for (const auto& [name, svc] : dyn.services) {
+    Service out;
+    out.name = name;
+    out.pass_host_header = svc.pass_host_header;
+    for (const auto& server : svc.servers) {
+      auto ep = compile_endpoint(server);
+      if (!ep) {
+        result.errors.push_back(Error{ep.error().where, "service " + name + ": " + ep.error().message});
+        continue;
+      }
+      out.endpoints.push_back(std::move(*ep));
+    }
+    service_index[name] = static_cast<uint32_t>(snap->services.size());
+    snap->services.push_back(std::move(out));
+  }
+
+  // Default entry points: every one but the internal `traefik`, or only the asDefault ones if any.
+  bool any_as_default = false;
+  for (const auto& ep : sc.entry_points) any_as_default |= ep.as_default;
+  std::vector<std::string> defaults;
+  for (const auto& ep : sc.entry_points)
+    if ((any_as_default ? ep.as_default : true) && ep.name != "traefik") defaults.push_back(ep.name);
+
+  for (const auto& ep : sc.entry_points) {
+    EntryPointRoutes routes;
+    routes.name = ep.name;
+    routes.serves_ping = sc.ping.enabled && iequals(sc.ping.entry_point, ep.name);
+    routes.serves_dashboard = ep.name == "traefik";
+    snap->entry_points.push_back(std::move(routes));
+  }
+  auto entry_point_index = [&](const std::string& name) -> int {
+    for (size_t i = 0; i < sc.entry_points.size(); ++i)
+      if (iequals(sc.entry_points[i].name, name)) return static_cast<int>(i);
+    return -1;
+  };
+
+  size_t active_routers = 0;
+  for (const auto& [name, r] : dyn.routers) {
+    auto fail = [&](const std::string& message) {
+      result.errors.push_back(Error{r.where, "router " + name + " disabled: " + message});
+    };
+    auto ast = config::parse_rule(r.rule);
+    if (!ast) {
+      fail("rule \"" + r.rule + "\": " + ast.error().to_string());
+      continue;
+    }
+    auto matcher = router::Matcher::compile(**ast);
+    if (!matcher) {
+      fail("rule \"" + r.rule + "\": " + matcher.error().to_string());
+      continue;
+    }
+    std::string service = qualify(r.service, name);
+    auto svc = service_index.find(service);
+    if (svc == service_index.end()) {
+      fail("service \"" + service + "\" does not exist");
+      continue;
+    }
+    std::vector<int> eps;
+    for (const auto& e : r.entry_points.empty() ? defaults : r.entry_points) {
+      int i = entry_point_index(e);
+      if (i < 0) result.errors.push_back(Error{r.where, "router " + name + ": entry point \"" + e + "\" does not exist"});
+      else eps.push_back(i);
+    }
+    if (eps.empty()) {
+      fail("no valid entry point");
+      continue;
+    }
+    auto route = std::make_shared<router::Route>();
+    route->name = name;
+    route->priority = r.priority != 0 ? r.priority : static_cast<int64_t>(r.rule.size());
+    route->matcher = std::move(*matcher);
+    route->service = svc->second;
+    std::shared_ptr<const router::Route> shared = std::move(route);
+    for (int i : eps) snap->entry_points[i].routes.add(shared);
+    ++active_routers;
+  }
+  for (auto& ep : snap->entry_points) ep.routes.freeze();
+  snap->dashboard_html = render_dashboard(sc, dyn, *snap, active_routers, result.errors.size() + dyn.errors.size());
+  result.snapshot = std::move(snap);
+  return result;
+}
+
+}  // namespace berth::proxy

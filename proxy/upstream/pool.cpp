@@ -1,0 +1,68 @@
+// Upstream connection pool; see pool.h.
+#include "proxy/upstream/pool.h"
+
+#include <sys/socket.h>
+
+namespace berth::proxy::upstream {
+namespace {
+
+// A pooled connection the backend closed (or wrote to unasked) must not carry the next request:
+// a non-blocking peek tells without waiting.
+bool still_open(UpstreamConnection& c) {
+  char byte;
+  ssize_t n = ::recv(c.socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
+}
+
+}  // namespace
+
+std::unique_ptr<UpstreamConnection> Pool::acquire(std::string_view key, std::chrono::milliseconds max_idle) {
+  auto it = idle_.find(key);
+  if (it == idle_.end()) return nullptr;
+  auto& list = it->second;
+  auto now = std::chrono::steady_clock::now();
+  while (!list.empty()) {
+    auto conn = std::move(list.back());
+    list.pop_back();
+    if (now - conn->idle_since < max_idle && still_open(*conn)) return conn;
+    boost::system::error_code ec;
+    conn->socket.close(ec);
+  }
+  return nullptr;
+}
+
+void Pool::release(std::string_view key, std::unique_ptr<UpstreamConnection> conn, size_t max_idle_per_key,
+                   BufferPool& buffers) {
+  conn->buffer.release(buffers);
+  auto it = idle_.find(key);
+  if (it == idle_.end()) it = idle_.emplace(std::string(key), std::vector<std::unique_ptr<UpstreamConnection>>{}).first;
+  auto& list = it->second;
+  if (list.size() >= max_idle_per_key) {
+    boost::system::error_code ec;
+    conn->socket.close(ec);
+    return;
+  }
+  conn->idle_since = std::chrono::steady_clock::now();
+  list.push_back(std::move(conn));
+}
+
+void Pool::sweep(std::chrono::milliseconds max_idle) {
+  auto now = std::chrono::steady_clock::now();
+  for (auto& [_, list] : idle_) {
+    size_t keep_from = 0;
+    while (keep_from < list.size() && now - list[keep_from]->idle_since >= max_idle) {
+      boost::system::error_code ec;
+      list[keep_from]->socket.close(ec);
+      ++keep_from;
+    }
+    if (keep_from) list.erase(list.begin(), list.begin() + static_cast<long>(keep_from));
+  }
+}
+
+size_t Pool::idle_count() const {
+  size_t n = 0;
+  for (const auto& [_, list] : idle_) n += list.size();
+  return n;
+}
+
+}  // namespace berth::proxy::upstream

@@ -1,0 +1,140 @@
+// Worker thread lifecycle, listeners and per-worker pools; see worker.h.
+#include "proxy/worker.h"
+
+#include <boost/asio/co_spawn.hpp>
+#include <boost/asio/detached.hpp>
+#include <boost/asio/ip/v6_only.hpp>
+#include <boost/asio/post.hpp>
+
+#include "base/log.h"
+#include "proxy/downstream_connection.h"
+
+namespace berth::proxy {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+
+Worker::Worker(int index, std::shared_ptr<const ProcessInfo> info) : index_(index), info_(std::move(info)) {}
+
+Worker::~Worker() { stop(); }
+
+Result<bool> Worker::listen(const std::vector<config::EntryPointConfig>& entry_points) {
+  for (const auto& ep : entry_points) {
+    boost::system::error_code ec;
+    asio::ip::address addr;
+    if (ep.host.empty()) {
+      addr = asio::ip::address_v6::any();  // dual-stack, as Go listens on ":port"
+    } else {
+      std::string host = ep.host;
+      if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+      addr = asio::ip::make_address(host, ec);
+      if (ec) return Error{"entryPoints." + ep.name + ".address", "\"" + ep.host + "\" is not an IP address"};
+    }
+    auto acceptor = std::make_unique<tcp::acceptor>(io_);
+    tcp::endpoint endpoint(addr, ep.port);
+    acceptor->open(endpoint.protocol(), ec);
+    if (!ec && addr.is_v6()) acceptor->set_option(asio::ip::v6_only(false), ec);
+    if (!ec) acceptor->set_option(tcp::acceptor::reuse_address(true), ec);
+    if (!ec) {
+      int one = 1;
+      if (::setsockopt(acceptor->native_handle(), SOL_SOCKET, SO_REUSEPORT, &one, sizeof one) != 0)
+        ec.assign(errno, boost::system::system_category());
+    }
+    if (!ec) acceptor->bind(endpoint, ec);
+    if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
+    if (ec)
+      return Error{"entryPoints." + ep.name + ".address", "cannot listen on \"" + ep.address + "\": " + ec.message()};
+    acceptors_.push_back(std::move(acceptor));
+  }
+  return true;
+}
+
+void Worker::start() {
+  for (size_t i = 0; i < acceptors_.size(); ++i) accept_loop(i);
+  schedule_sweep();
+  thread_ = std::thread([this] {
+    try {
+      io_.run();
+    } catch (const std::exception& e) {
+      LOG_ERROR("worker ", index_, " stopped: ", e.what());
+    }
+  });
+}
+
+void Worker::accept_loop(size_t ep_index) {
+  auto& acceptor = *acceptors_[ep_index];
+  acceptor.async_accept([this, ep_index](boost::system::error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || draining_) return;
+    if (!ec) {
+      auto conn = std::make_shared<DownstreamConnection>(*this, ep_index, std::move(socket));
+      asio::co_spawn(io_, conn->run(), asio::detached);
+    } else {
+      LOG_WARN("accept on entry point ", info_->entry_points[ep_index].name, ": ", ec.message());
+    }
+    accept_loop(ep_index);
+  });
+}
+
+void Worker::schedule_sweep() {
+  sweep_timer_.expires_after(std::chrono::seconds(1));
+  sweep_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    if (snapshot_) upstreams_.sweep(snapshot_->transport.idle_conn_timeout);
+    schedule_sweep();
+  });
+}
+
+void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
+  asio::post(io_, [this, snapshot = std::move(snapshot)]() mutable {
+    if (!snapshot_ || snapshot_->services.size() != snapshot->services.size()) rr_.assign(snapshot->services.size(), 0);
+    snapshot_ = std::move(snapshot);
+  });
+}
+
+void Worker::begin_terminating() { terminating_.store(true, std::memory_order_relaxed); }
+
+void Worker::drain() {
+  asio::post(io_, [this] {
+    draining_ = true;
+    for (auto& a : acceptors_) {
+      boost::system::error_code ec;
+      a->close(ec);
+    }
+    for (auto* c = connections_; c; c = c->next_) c->wake_if_idle();
+    sweep_timer_.cancel();
+  });
+}
+
+void Worker::stop() {
+  if (!thread_.joinable()) return;
+  io_.stop();
+  thread_.join();
+}
+
+std::unique_ptr<ExchangeState> Worker::take_exchange_state() {
+  if (free_states_.empty()) return std::make_unique<ExchangeState>();
+  auto s = std::move(free_states_.back());
+  free_states_.pop_back();
+  return s;
+}
+
+void Worker::give_exchange_state(std::unique_ptr<ExchangeState> state) {
+  if (free_states_.size() < 4096) free_states_.push_back(std::move(state));
+}
+
+void Worker::track(DownstreamConnection* c) {
+  c->next_ = connections_;
+  if (connections_) connections_->prev_ = c;
+  connections_ = c;
+  connections_count_.fetch_add(1, std::memory_order_relaxed);
+}
+
+void Worker::untrack(DownstreamConnection* c) {
+  if (c->prev_) c->prev_->next_ = c->next_;
+  else connections_ = c->next_;
+  if (c->next_) c->next_->prev_ = c->prev_;
+  c->prev_ = c->next_ = nullptr;
+  connections_count_.fetch_sub(1, std::memory_order_relaxed);
+}
+
+}  // namespace berth::proxy

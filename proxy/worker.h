@@ -1,0 +1,102 @@
+// Worker: one thread with its own io_context, its SO_REUSEPORT listeners, the current Snapshot, and
+// per-worker state (buffer pool, upstream pool, balancer counters). Nothing here is shared between
+// workers except through posted snapshots and atomics (HP-2).
+#pragma once
+
+#include <atomic>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "base/result.h"
+#include "config/static_config.h"
+#include "proxy/io_buffer.h"
+#include "proxy/ip_net.h"
+#include "proxy/snapshot.h"
+#include "proxy/upstream/pool.h"
+
+namespace berth::proxy {
+
+class DownstreamConnection;
+struct ExchangeState;
+
+/// Static, per-entry-point settings the data plane reads (compiled once at start).
+struct EntryPointSettings {
+  std::string name;
+  uint16_t port = 0;
+  std::chrono::milliseconds read_timeout{60'000};
+  std::chrono::milliseconds write_timeout{0};
+  std::chrono::milliseconds idle_timeout{180'000};
+  std::vector<IpNet> trusted;
+  bool trust_all = false;   ///< forwardedHeaders.insecure
+  size_t max_header_bytes = 1 << 20;
+};
+
+/// Process-wide facts the workers read after start (never written again).
+struct ProcessInfo {
+  std::string hostname;      ///< X-Forwarded-Server
+  std::vector<EntryPointSettings> entry_points;
+  int ping_terminating_status = 503;
+};
+
+class Worker {
+ public:
+  Worker(int index, std::shared_ptr<const ProcessInfo> info);
+  ~Worker();
+
+  /// Opens this worker's listener for every entry point (SO_REUSEPORT). Thread: control, before start().
+  Result<bool> listen(const std::vector<config::EntryPointConfig>& entry_points);
+  /// Starts the thread. Thread: control.
+  void start();
+  /// Hands a new snapshot to the worker; exchanges already running keep the old one. Thread: any.
+  void publish(std::shared_ptr<const Snapshot> snapshot);
+  /// Marks the worker terminating (ping answers the terminating status). Thread: any.
+  void begin_terminating();
+  /// Closes the listeners and idle connections; busy connections close after their exchange. Thread: any.
+  void drain();
+  /// Stops the io_context and joins the thread. Thread: control.
+  void stop();
+
+  size_t open_connections() const { return connections_count_.load(std::memory_order_relaxed); }
+
+  // Worker-thread API used by connections.
+  boost::asio::io_context& context() { return io_; }
+  const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
+  const ProcessInfo& info() const { return *info_; }
+  BufferPool& buffers() { return buffers_; }
+  upstream::Pool& upstreams() { return upstreams_; }
+  bool draining() const { return draining_; }
+  bool terminating() const { return terminating_.load(std::memory_order_relaxed); }
+  /// Round-robin cursor for a service of the current snapshot.
+  uint32_t next_round_robin(uint32_t service) { return rr_.empty() ? 0 : rr_[service % rr_.size()]++; }
+  std::unique_ptr<ExchangeState> take_exchange_state();
+  void give_exchange_state(std::unique_ptr<ExchangeState> state);
+  void track(DownstreamConnection* c);
+  void untrack(DownstreamConnection* c);
+
+ private:
+  void accept_loop(size_t ep_index);
+  void schedule_sweep();
+
+  int index_;
+  std::shared_ptr<const ProcessInfo> info_;
+  boost::asio::io_context io_{1};
+  std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  std::vector<uint32_t> rr_;
+  BufferPool buffers_;
+  upstream::Pool upstreams_;
+  std::vector<std::unique_ptr<ExchangeState>> free_states_;
+  DownstreamConnection* connections_ = nullptr;  ///< intrusive list head
+  std::atomic<size_t> connections_count_{0};
+  bool draining_ = false;
+  std::atomic<bool> terminating_{false};
+  boost::asio::steady_timer sweep_timer_{io_};
+  std::thread thread_;
+};
+
+}  // namespace berth::proxy
