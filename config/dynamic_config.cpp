@@ -1,0 +1,287 @@
+// Dynamic config decoding (Traefik's `http:` routers and services) from one provider's YAML, and the
+// merge of several providers' or files' configs. A bad element is dropped; the rest still serves.
+#include "config/dynamic_config.h"
+
+#include <limits>
+#include <optional>
+
+#include "config/yaml_decoder.h"
+
+namespace berth::config {
+namespace {
+
+// Returns the problem with a server URL, or nullopt when it is usable.
+std::optional<std::string> check_server_url(std::string_view url) {
+  const size_t sep = url.find("://");
+  const std::string_view scheme = sep == std::string_view::npos ? std::string_view() : url.substr(0, sep);
+  if (!iequals(scheme, "http") && !iequals(scheme, "https") && !iequals(scheme, "h2c"))
+    return "must start with http://, https:// or h2c://";
+  std::string_view authority = url.substr(sep + 3);
+  authority = authority.substr(0, authority.find_first_of("/?#"));
+  if (const size_t at = authority.rfind('@'); at != std::string_view::npos) authority.remove_prefix(at + 1);
+  std::string_view host, port;
+  bool has_port = false;
+  if (authority.starts_with('[')) {
+    const size_t close = authority.find(']');
+    if (close == std::string_view::npos) return "has an unterminated IPv6 address";
+    host = authority.substr(1, close - 1);
+    const std::string_view rest = authority.substr(close + 1);
+    if (!rest.empty() && rest.front() != ':') return "has junk after the IPv6 address";
+    has_port = !rest.empty();
+    if (has_port) port = rest.substr(1);
+  } else {
+    const size_t colon = authority.rfind(':');
+    host = authority.substr(0, colon);
+    has_port = colon != std::string_view::npos;
+    if (has_port) port = authority.substr(colon + 1);
+  }
+  if (host.empty()) return "has no host";
+  if (has_port) {
+    const auto n = parse_uint(port);
+    if (!n || *n > 65535) return "has an invalid port";
+  }
+  return std::nullopt;
+}
+
+bool same_config(const RouterConfig& a, const RouterConfig& b) {
+  return a.name == b.name && a.rule == b.rule && a.service == b.service && a.entry_points == b.entry_points &&
+         a.priority == b.priority;
+}
+
+bool same_config(const ServiceConfig& a, const ServiceConfig& b) {
+  if (a.name != b.name || a.pass_host_header != b.pass_host_header || a.servers.size() != b.servers.size())
+    return false;
+  for (size_t i = 0; i < a.servers.size(); ++i)
+    if (a.servers[i].url != b.servers[i].url) return false;
+  return true;
+}
+
+// Folds one kind of element (routers or services) of `from` into `into`.
+template <typename T>
+void merge_elements(std::string_view kind, std::map<std::string, T>& into, std::map<std::string, T>&& from,
+                    std::map<std::string, std::string>& conflicts, std::vector<Error>& errors) {
+  auto report = [&](const std::string& name, const std::string& first, const std::string& second) {
+    errors.push_back(Error{second, std::string(kind) + " " + name + " is defined in " + first + " and " + second +
+                                       " with different configurations"});
+  };
+  for (auto& [name, element] : from) {
+    if (auto conflict = conflicts.find(name); conflict != conflicts.end()) {
+      report(name, conflict->second, element.where);
+      continue;
+    }
+    auto existing = into.find(name);
+    if (existing == into.end()) {
+      into.emplace(name, std::move(element));
+      continue;
+    }
+    if (same_config(existing->second, element)) continue;
+    report(name, existing->second.where, element.where);
+    conflicts.emplace(name, existing->second.where);
+    into.erase(existing);
+  }
+}
+
+// Folds the names `from` already found conflicting: they stay dropped in `into` as well.
+template <typename T>
+void merge_conflicts(std::string_view kind, std::map<std::string, T>& into_elements,
+                     std::map<std::string, std::string>& into, std::map<std::string, std::string>&& from,
+                     std::vector<Error>& errors) {
+  for (auto& [name, where] : from) {
+    if (auto existing = into_elements.find(name); existing != into_elements.end()) {
+      errors.push_back(Error{where, std::string(kind) + " " + name + " is defined in " + existing->second.where +
+                                        " and " + where + " with different configurations"});
+      into_elements.erase(existing);
+    }
+    into.emplace(name, std::move(where));
+  }
+}
+
+class DynamicDecoder {
+ public:
+  DynamicDecoder(DynamicConfig& config, const std::string& provider)
+      : c_(config), d_(config.errors), provider_(provider) {}
+
+  void decode(const ConfigNode& root) {
+    for (const ConfigNode* e : d_.entries(root, "")) {
+      if (iequals(e->key, "http")) decode_http(*e);
+      // tcp, udp and tls are decoded by later issues; accepted so Traefik files load unchanged.
+      else if (iequals(e->key, "tcp") || iequals(e->key, "udp") || iequals(e->key, "tls")) continue;
+      else d_.unknown_key(*e, "");
+    }
+  }
+
+ private:
+  void decode_http(const ConfigNode& node) {
+    for (const ConfigNode* e : d_.entries(node, "http")) {
+      if (iequals(e->key, "routers")) {
+        for (const ConfigNode* r : d_.entries(*e, "http.routers")) decode_router(*r);
+      } else if (iequals(e->key, "services")) {
+        for (const ConfigNode* s : d_.entries(*e, "http.services")) decode_service(*s);
+      } else if (iequals(e->key, "middlewares")) {
+        continue;  // decoded by the middleware issue; nothing is stored yet
+      } else {
+        d_.unknown_key(*e, "http");
+      }
+    }
+  }
+
+  // "<name>@<provider>", or nullopt (reported) when the name cannot be qualified.
+  std::optional<std::string> qualify(const ConfigNode& node, std::string_view kind) {
+    if (node.key.empty()) {
+      d_.error(node.key_where, std::string(kind) + " name must not be empty");
+      return std::nullopt;
+    }
+    if (node.key.find('@') != std::string::npos) {
+      d_.error(node.key_where, std::string(kind) + " name \"" + node.key + "\" must not contain '@'");
+      return std::nullopt;
+    }
+    return node.key + "@" + provider_;
+  }
+
+  void decode_router(const ConfigNode& node) {
+    const size_t errors_before = d_.error_count();
+    auto name = qualify(node, "router");
+    if (!name) return;
+    RouterConfig router;
+    router.name = std::move(*name);
+    router.where = node.key_where;
+    const std::string path = "http.routers." + node.key;
+    bool has_rule = false, has_service = false;
+    for (const ConfigNode* e : d_.entries(node, path)) {
+      const std::string& k = e->key;
+      if (iequals(k, "rule")) has_rule = d_.read_string(*e, path, router.rule);
+      else if (iequals(k, "service")) has_service = d_.read_string(*e, path, router.service);
+      else if (iequals(k, "entryPoints")) d_.read_list(*e, path, router.entry_points);
+      else if (iequals(k, "priority"))
+        d_.read_int(*e, path, router.priority, std::numeric_limits<int64_t>::min() + 1,
+                    std::numeric_limits<int64_t>::max());
+      // Decoded by later issues; accepted so Traefik files load unchanged.
+      else if (iequals(k, "middlewares") || iequals(k, "tls") || iequals(k, "observability")) continue;
+      else d_.unknown_key(*e, path);
+    }
+    if (has_rule && trim(router.rule).empty()) has_rule = false;
+    if (has_service && trim(router.service).empty()) has_service = false;
+    if (d_.error_count() == errors_before) {
+      if (!has_rule) d_.error(router.where, "router " + router.name + " has no rule");
+      if (!has_service) d_.error(router.where, "router " + router.name + " has no service");
+    }
+    if (d_.error_count() != errors_before) return;
+    c_.routers.insert_or_assign(router.name, std::move(router));
+  }
+
+  void decode_service(const ConfigNode& node) {
+    const size_t errors_before = d_.error_count();
+    auto name = qualify(node, "service");
+    if (!name) return;
+    ServiceConfig service;
+    service.name = std::move(*name);
+    service.where = node.key_where;
+    const std::string path = "http.services." + node.key;
+    std::vector<const ConfigNode*> types;
+    const ConfigNode* load_balancer = nullptr;
+    for (const ConfigNode* e : d_.entries(node, path)) {
+      if (iequals(e->key, "loadBalancer")) {
+        load_balancer = e;
+        types.push_back(e);
+      } else if (iequals(e->key, "weighted") || iequals(e->key, "mirroring") || iequals(e->key, "failover")) {
+        types.push_back(e);
+      } else {
+        d_.unknown_key(*e, path);
+      }
+    }
+    if (types.size() > 1) {
+      d_.error(service.where, "service " + service.name + " has more than one type (" + types[0]->key + ", " +
+                                  types[1]->key + ")");
+    } else if (types.empty()) {
+      if (d_.error_count() == errors_before)
+        d_.error(service.where, "service " + service.name + " has no type (expected loadBalancer)");
+    } else if (load_balancer == nullptr) {
+      d_.error(types[0]->key_where, "service type " + types[0]->key + " is not supported yet (service " +
+                                        service.name + " is dropped)");
+    } else {
+      decode_load_balancer(*load_balancer, path + ".loadBalancer", service);
+    }
+    if (d_.error_count() != errors_before) return;
+    c_.services.insert_or_assign(service.name, std::move(service));
+  }
+
+  void decode_load_balancer(const ConfigNode& node, const std::string& path, ServiceConfig& service) {
+    for (const ConfigNode* e : d_.entries(node, path)) {
+      const std::string& k = e->key;
+      if (iequals(k, "servers")) {
+        decode_servers(*e, path + ".servers", service);
+      } else if (iequals(k, "passHostHeader")) {
+        d_.read_bool(*e, path, service.pass_host_header);
+      } else if (iequals(k, "sticky") || iequals(k, "healthCheck") || iequals(k, "responseForwarding") ||
+                 iequals(k, "serversTransport") || iequals(k, "strategy") || iequals(k, "passiveHealthCheck")) {
+        continue;  // decoded by later issues; accepted so Traefik files load unchanged
+      } else {
+        d_.unknown_key(*e, path);
+      }
+    }
+  }
+
+  void decode_servers(const ConfigNode& node, const std::string& path, ServiceConfig& service) {
+    if (node.is_null()) return;
+    if (node.kind != ConfigNode::Kind::kList) {
+      d_.error(node.where, "expected a list for " + path);
+      return;
+    }
+    for (size_t i = 0; i < node.children.size(); ++i) {
+      const ConfigNode& item = node.children[i];
+      const std::string item_path = path + "[" + std::to_string(i) + "]";
+      ServerConfig server;
+      server.where = item.where;
+      bool has_url = false;
+      for (const ConfigNode* e : d_.entries(item, item_path)) {
+        if (iequals(e->key, "url")) {
+          has_url = d_.read_string(*e, item_path, server.url);
+          server.where = e->where;
+        } else if (iequals(e->key, "weight")) {
+          int weight = 0;  // weighted round robin arrives with the balancer issue
+          d_.read_int(*e, item_path, weight, 0, std::numeric_limits<int>::max());
+        } else {
+          d_.unknown_key(*e, item_path);
+        }
+      }
+      if (!has_url || trim(server.url).empty()) {
+        if (item.is_map() || item.is_null()) d_.error(item.where, item_path + " has no url");
+        continue;
+      }
+      server.url = std::string(trim(server.url));
+      if (auto problem = check_server_url(server.url)) {
+        d_.error(server.where, "server url \"" + server.url + "\" " + *problem);
+        continue;
+      }
+      service.servers.push_back(std::move(server));
+    }
+  }
+
+  DynamicConfig& c_;
+  YamlDecoder d_;
+  const std::string& provider_;
+};
+
+}  // namespace
+
+Result<DynamicConfig> decode_dynamic_yaml(std::string_view yaml_text, const std::string& file_name,
+                                          const std::string& provider) {
+  auto tree = parse_yaml(yaml_text, file_name);
+  if (!tree) return tree.error();
+  if (!tree->is_map() && !tree->is_null()) return Error{tree->where, "expected a map at the top level"};
+  DynamicConfig config;
+  DynamicDecoder(config, provider).decode(*tree);
+  return config;
+}
+
+void merge_dynamic(DynamicConfig& into, DynamicConfig&& from) {
+  into.errors.insert(into.errors.end(), std::make_move_iterator(from.errors.begin()),
+                     std::make_move_iterator(from.errors.end()));
+  merge_conflicts("router", into.routers, into.conflicting_routers, std::move(from.conflicting_routers), into.errors);
+  merge_conflicts("service", into.services, into.conflicting_services, std::move(from.conflicting_services),
+                  into.errors);
+  merge_elements("router", into.routers, std::move(from.routers), into.conflicting_routers, into.errors);
+  merge_elements("service", into.services, std::move(from.services), into.conflicting_services, into.errors);
+}
+
+}  // namespace berth::config

@@ -1,0 +1,438 @@
+// Static config loading: --configFile YAML, overlaid by --a.b.c=value flags, decoded into StaticConfig.
+// Flow: flags -> tree, file -> tree, overlay, decode, defaults, checks. Every problem is collected.
+#include "config/static_config.h"
+
+#include <arpa/inet.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+#include <fstream>
+#include <sstream>
+
+#include "base/log.h"
+#include "config/yaml_decoder.h"
+
+namespace berth::config {
+namespace {
+
+constexpr std::string_view kDefaultEntryPoint = "traefik";
+
+bool valid_hostname(std::string_view host) {
+  for (char c : host) {
+    const bool ok = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
+                    c == '-' || c == '_';
+    if (!ok) return false;
+  }
+  return true;
+}
+
+// An IPv4/IPv6 address, or one with a "/prefix" of the right length.
+bool valid_ip_or_cidr(std::string_view text) {
+  std::string address(text);
+  std::optional<uint64_t> prefix;
+  if (auto slash = text.find('/'); slash != std::string_view::npos) {
+    address = std::string(text.substr(0, slash));
+    prefix = parse_uint(text.substr(slash + 1));
+    if (!prefix) return false;
+  }
+  unsigned char buffer[16];
+  if (inet_pton(AF_INET, address.c_str(), buffer) == 1) return !prefix || *prefix <= 32;
+  if (inet_pton(AF_INET6, address.c_str(), buffer) == 1) return !prefix || *prefix <= 128;
+  return false;
+}
+
+// Turns argv-style flags into a tree and finds --configFile. Flag problems are collected.
+struct Flags {
+  ConfigNode tree;
+  std::string config_file;
+};
+
+Flags parse_flags(const std::vector<std::string>& args, std::vector<Error>& errors) {
+  Flags flags;
+  flags.tree.kind = ConfigNode::Kind::kMap;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (!arg.starts_with("--") || arg.size() == 2) {
+      errors.push_back(Error{"argument \"" + args[i] + "\"", "expected a flag of the form --key=value"});
+      continue;
+    }
+    arg.remove_prefix(2);
+    const size_t eq = arg.find('=');
+    const std::string key(arg.substr(0, eq));
+    const bool has_value = eq != std::string_view::npos;
+    std::string value = has_value ? std::string(arg.substr(eq + 1)) : std::string("true");
+    const std::string where = "flag --" + key;
+
+    if (iequals(key, "configFile")) {
+      if (!has_value) {
+        if (i + 1 < args.size() && !args[i + 1].starts_with("-")) {
+          value = args[++i];
+        } else {
+          errors.push_back(Error{where, "expected a file name (--configFile=path)"});
+          continue;
+        }
+      }
+      if (trim(value).empty()) {
+        errors.push_back(Error{where, "expected a file name (--configFile=path)"});
+        continue;
+      }
+      flags.config_file = value;
+      continue;
+    }
+
+    std::vector<std::string> path;
+    bool well_formed = true;
+    size_t start = 0;
+    while (true) {
+      const size_t dot = key.find('.', start);
+      std::string part = key.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
+      if (part.empty()) well_formed = false;
+      path.push_back(std::move(part));
+      if (dot == std::string::npos) break;
+      start = dot + 1;
+    }
+    if (!well_formed) {
+      errors.push_back(Error{where, "malformed flag name"});
+      continue;
+    }
+    set_path(flags.tree, path, std::move(value), where);
+  }
+  return flags;
+}
+
+// Reads and parses the config file; a problem is returned as an error naming the file.
+std::optional<ConfigNode> read_config_file(const std::string& file, std::vector<Error>& errors) {
+  const std::string extension = to_lower(file.substr(std::min(file.size(), file.rfind('.'))));
+  if (extension == ".toml") {
+    errors.push_back(Error{file, "TOML config files are not supported; write the static config in YAML"});
+    return std::nullopt;
+  }
+  std::ifstream in(file, std::ios::binary);
+  if (!in) {
+    errors.push_back(Error{file, std::string("cannot read config file: ") + std::strerror(errno)});
+    return std::nullopt;
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  if (in.bad()) {
+    errors.push_back(Error{file, "cannot read config file"});
+    return std::nullopt;
+  }
+  auto tree = parse_yaml(text.str(), file);
+  if (!tree) {
+    errors.push_back(tree.error());
+    return std::nullopt;
+  }
+  if (!tree->is_map() && !tree->is_null()) {
+    errors.push_back(Error{tree->where, "expected a map at the top level"});
+    return std::nullopt;
+  }
+  return std::move(*tree);
+}
+
+// Decodes the merged tree into a StaticConfig, then applies Traefik's defaults and checks.
+class StaticDecoder {
+ public:
+  StaticDecoder(StaticConfig& config, std::vector<Error>& errors) : c_(config), d_(errors) {}
+
+  void decode(const ConfigNode& root) {
+    for (const ConfigNode* e : d_.entries(root, "")) {
+      const std::string& k = e->key;
+      if (iequals(k, "entryPoints")) decode_entry_points(*e);
+      else if (iequals(k, "providers")) decode_providers(*e);
+      else if (iequals(k, "serversTransport")) decode_servers_transport(*e);
+      else if (iequals(k, "log")) decode_log(*e);
+      else if (iequals(k, "ping")) decode_ping(*e);
+      else if (iequals(k, "api")) decode_api(*e);
+      else if (iequals(k, "workers")) d_.read_int(*e, "", c_.workers, 0, 4096);
+      else if (iequals(k, "global")) decode_global(*e);
+      else d_.unknown_key(*e, "");
+    }
+  }
+
+  void apply_defaults_and_check(const std::string& defaults_where) {
+    if (c_.entry_points.empty()) add_entry_point("http", ":80", 80);
+    const bool ping_needs_traefik =
+        c_.ping.enabled && !ping_manual_routing_ && iequals(c_.ping.entry_point, kDefaultEntryPoint);
+    if ((ping_needs_traefik || c_.api_dashboard) && c_.find_entry_point(kDefaultEntryPoint) == nullptr)
+      add_entry_point(std::string(kDefaultEntryPoint), ":8080", 8080);
+    std::sort(c_.entry_points.begin(), c_.entry_points.end(), [](const auto& a, const auto& b) {
+      const std::string la = to_lower(a.name), lb = to_lower(b.name);
+      return la != lb ? la < lb : a.name < b.name;
+    });
+    if (c_.ping.enabled && !ping_manual_routing_ && c_.find_entry_point(c_.ping.entry_point) == nullptr)
+      d_.error(ping_where_.empty() ? defaults_where : ping_where_,
+               "ping.entryPoint \"" + c_.ping.entry_point + "\" is not a defined entry point");
+    if (c_.file.enabled) {
+      if (!c_.file.filename.empty() && !c_.file.directory.empty())
+        d_.error(file_where_, "providers.file: filename and directory are mutually exclusive");
+      else if (c_.file.filename.empty() && c_.file.directory.empty())
+        d_.error(file_where_, "providers.file: neither filename nor directory is defined");
+    }
+  }
+
+ private:
+  void add_entry_point(std::string name, std::string address, uint16_t port) {
+    EntryPointConfig& ep = c_.entry_points.emplace_back();
+    ep.name = std::move(name);
+    ep.address = std::move(address);
+    ep.port = port;
+  }
+
+  void decode_entry_points(const ConfigNode& node) {
+    for (const ConfigNode* e : d_.entries(node, "entryPoints")) {
+      if (e->key.empty()) {
+        d_.error(e->key_where, "entry point name must not be empty");
+        continue;
+      }
+      EntryPointConfig ep;
+      ep.name = e->key;
+      if (decode_entry_point(*e, ep)) c_.entry_points.push_back(std::move(ep));
+    }
+  }
+
+  // Returns false when the entry point has no usable address.
+  bool decode_entry_point(const ConfigNode& node, EntryPointConfig& ep) {
+    const std::string path = "entryPoints." + ep.name;
+    std::string address_where = node.key_where;
+    for (const ConfigNode* e : d_.entries(node, path)) {
+      const std::string& k = e->key;
+      if (iequals(k, "address")) {
+        d_.read_string(*e, path, ep.address);
+        address_where = e->where;
+      } else if (iequals(k, "asDefault")) {
+        d_.read_bool(*e, path, ep.as_default);
+      } else if (iequals(k, "transport")) {
+        decode_transport(*e, path + ".transport", ep);
+      } else if (iequals(k, "forwardedHeaders")) {
+        decode_forwarded_headers(*e, path + ".forwardedHeaders", ep);
+      } else {
+        d_.unknown_key(*e, path);
+      }
+    }
+    std::string_view address = trim(ep.address);
+    if (address.empty()) {
+      d_.error(address_where, "entry point \"" + ep.name + "\" has no address");
+      return false;
+    }
+    if (const size_t slash = address.rfind('/');
+        slash != std::string_view::npos && iequals(address.substr(slash + 1), "udp")) {
+      d_.error(address_where, "entry point \"" + ep.name + "\": udp entry points are not supported");
+      return false;
+    }
+    if (!parse_address(address, ep.host, ep.port)) {
+      d_.error(address_where, "entry point \"" + ep.name + "\": invalid address \"" + ep.address +
+                                  "\" (expected host:port, :port or [ipv6]:port)");
+      return false;
+    }
+    return true;
+  }
+
+  void decode_transport(const ConfigNode& node, const std::string& path, EntryPointConfig& ep) {
+    for (const ConfigNode* e : d_.entries(node, path)) {
+      if (iequals(e->key, "respondingTimeouts")) {
+        const std::string sub = path + ".respondingTimeouts";
+        for (const ConfigNode* t : d_.entries(*e, sub)) {
+          if (iequals(t->key, "readTimeout")) d_.read_duration(*t, sub, ep.read_timeout);
+          else if (iequals(t->key, "writeTimeout")) d_.read_duration(*t, sub, ep.write_timeout);
+          else if (iequals(t->key, "idleTimeout")) d_.read_duration(*t, sub, ep.idle_timeout);
+          else d_.unknown_key(*t, sub);
+        }
+      } else if (iequals(e->key, "lifeCycle")) {
+        const std::string sub = path + ".lifeCycle";
+        for (const ConfigNode* t : d_.entries(*e, sub)) {
+          if (iequals(t->key, "requestAcceptGraceTimeout"))
+            d_.read_duration(*t, sub, ep.request_accept_grace_timeout);
+          else if (iequals(t->key, "graceTimeOut")) d_.read_duration(*t, sub, ep.grace_timeout);
+          else d_.unknown_key(*t, sub);
+        }
+      } else {
+        d_.unknown_key(*e, path);
+      }
+    }
+  }
+
+  void decode_forwarded_headers(const ConfigNode& node, const std::string& path, EntryPointConfig& ep) {
+    for (const ConfigNode* e : d_.entries(node, path)) {
+      if (iequals(e->key, "trustedIPs")) {
+        std::vector<std::string> ips, wheres;
+        if (!d_.read_list(*e, path, ips, &wheres)) continue;
+        for (size_t i = 0; i < ips.size(); ++i) {
+          if (valid_ip_or_cidr(ips[i])) ep.trusted_ips.push_back(ips[i]);
+          else d_.error(wheres[i], "invalid IP address or CIDR \"" + ips[i] + "\" in " + path + ".trustedIPs");
+        }
+      } else if (iequals(e->key, "insecure")) {
+        d_.read_bool(*e, path, ep.forwarded_insecure);
+      } else {
+        d_.unknown_key(*e, path);
+      }
+    }
+  }
+
+  void decode_providers(const ConfigNode& node) {
+    for (const ConfigNode* e : d_.entries(node, "providers")) {
+      if (iequals(e->key, "file")) decode_file_provider(*e);
+      else if (iequals(e->key, "providersThrottleDuration"))
+        d_.read_duration(*e, "providers", c_.providers_throttle_duration);
+      else d_.unknown_key(*e, "providers");
+    }
+  }
+
+  void decode_file_provider(const ConfigNode& node) {
+    file_where_ = node.key_where;
+    if (!d_.read_section(node, "providers", c_.file.enabled)) return;
+    for (const ConfigNode* e : d_.entries(node, "providers.file")) {
+      if (iequals(e->key, "filename")) d_.read_string(*e, "providers.file", c_.file.filename);
+      else if (iequals(e->key, "directory")) d_.read_string(*e, "providers.file", c_.file.directory);
+      else if (iequals(e->key, "watch")) d_.read_bool(*e, "providers.file", c_.file.watch);
+      else d_.unknown_key(*e, "providers.file");
+    }
+  }
+
+  void decode_servers_transport(const ConfigNode& node) {
+    ServersTransportConfig& st = c_.servers_transport;
+    for (const ConfigNode* e : d_.entries(node, "serversTransport")) {
+      if (iequals(e->key, "forwardingTimeouts")) {
+        const std::string path = "serversTransport.forwardingTimeouts";
+        for (const ConfigNode* t : d_.entries(*e, path)) {
+          if (iequals(t->key, "dialTimeout")) d_.read_duration(*t, path, st.dial_timeout);
+          else if (iequals(t->key, "responseHeaderTimeout")) d_.read_duration(*t, path, st.response_header_timeout);
+          else if (iequals(t->key, "idleConnTimeout")) d_.read_duration(*t, path, st.idle_conn_timeout);
+          else d_.unknown_key(*t, path);
+        }
+      } else if (iequals(e->key, "maxIdleConnsPerHost")) {
+        d_.read_int(*e, "serversTransport", st.max_idle_conns_per_host, -1, 1'000'000);
+      } else {
+        d_.unknown_key(*e, "serversTransport");
+      }
+    }
+  }
+
+  void decode_log(const ConfigNode& node) {
+    for (const ConfigNode* e : d_.entries(node, "log")) {
+      if (!iequals(e->key, "level")) {
+        d_.unknown_key(*e, "log");
+        continue;
+      }
+      std::string level;
+      if (!d_.read_string(*e, "log", level)) continue;
+      log::Level parsed;
+      if (!log::parse_level(trim(level), parsed)) {
+        d_.error(e->where, "invalid log.level \"" + level + "\" (expected TRACE, DEBUG, INFO, WARN, ERROR, FATAL or PANIC)");
+        continue;
+      }
+      c_.log_level = std::string(trim(level));
+      for (char& ch : c_.log_level)
+        if (ch >= 'a' && ch <= 'z') ch = char(ch - 32);
+    }
+  }
+
+  void decode_ping(const ConfigNode& node) {
+    ping_where_ = node.key_where;
+    if (!d_.read_section(node, "", c_.ping.enabled)) return;
+    for (const ConfigNode* e : d_.entries(node, "ping")) {
+      if (iequals(e->key, "entryPoint")) {
+        d_.read_string(*e, "ping", c_.ping.entry_point);
+        ping_where_ = e->where;
+      } else if (iequals(e->key, "terminatingStatusCode")) {
+        d_.read_int(*e, "ping", c_.ping.terminating_status_code, 100, 599);
+      } else if (iequals(e->key, "manualRouting")) {
+        d_.read_bool(*e, "ping", ping_manual_routing_);
+      } else {
+        d_.unknown_key(*e, "ping");
+      }
+    }
+  }
+
+  // The dashboard is served on the `traefik` entry point when the API is enabled with dashboard or
+  // insecure set; an explicit `dashboard: false` turns it off.
+  void decode_api(const ConfigNode& node) {
+    bool enabled = false;
+    if (!d_.read_section(node, "", enabled)) return;
+    std::optional<bool> dashboard;
+    bool insecure = false;
+    for (const ConfigNode* e : d_.entries(node, "api")) {
+      bool value = false;
+      if (iequals(e->key, "dashboard")) {
+        if (d_.read_bool(*e, "api", value)) dashboard = value;
+      } else if (iequals(e->key, "insecure")) {
+        if (d_.read_bool(*e, "api", value)) insecure = value;
+      } else {
+        d_.unknown_key(*e, "api");
+      }
+    }
+    c_.api_dashboard = dashboard.value_or(insecure);
+  }
+
+  // Traefik compose files often set these; berth never phones home, so they are read and dropped.
+  void decode_global(const ConfigNode& node) {
+    for (const ConfigNode* e : d_.entries(node, "global")) {
+      bool ignored = false;
+      if (iequals(e->key, "checkNewVersion") || iequals(e->key, "sendAnonymousUsage"))
+        d_.read_bool(*e, "global", ignored);
+      else d_.unknown_key(*e, "global");
+    }
+  }
+
+  StaticConfig& c_;
+  YamlDecoder d_;
+  bool ping_manual_routing_ = false;
+  std::string ping_where_;
+  std::string file_where_;
+};
+
+}  // namespace
+
+const EntryPointConfig* StaticConfig::find_entry_point(std::string_view name) const {
+  for (const auto& ep : entry_points)
+    if (iequals(ep.name, name)) return &ep;
+  return nullptr;
+}
+
+bool parse_address(std::string_view address, std::string& host, uint16_t& port) {
+  std::string_view a = trim(address);
+  if (const size_t slash = a.find('/'); slash != std::string_view::npos) {
+    if (!iequals(a.substr(slash + 1), "tcp")) return false;
+    a = a.substr(0, slash);
+  }
+  std::string_view h, p;
+  if (a.starts_with('[')) {
+    const size_t close = a.find(']');
+    if (close == std::string_view::npos || close + 1 >= a.size() || a[close + 1] != ':') return false;
+    h = a.substr(1, close - 1);
+    p = a.substr(close + 2);
+    std::string ip(h.substr(0, h.find('%')));  // a zone ("fe80::1%eth0") is not part of the address
+    unsigned char buffer[16];
+    if (inet_pton(AF_INET6, ip.c_str(), buffer) != 1) return false;
+  } else {
+    const size_t colon = a.rfind(':');
+    if (colon == std::string_view::npos) return false;
+    h = a.substr(0, colon);
+    p = a.substr(colon + 1);
+    if (!valid_hostname(h)) return false;  // also rejects an unbracketed IPv6 address
+  }
+  const auto n = parse_uint(p);
+  if (!n || *n > 65535) return false;
+  host = std::string(h);
+  port = static_cast<uint16_t>(*n);
+  return true;
+}
+
+StaticLoad load_static_config(const std::vector<std::string>& args) {
+  StaticLoad load;
+  Flags flags = parse_flags(args, load.errors);
+  ConfigNode root;
+  root.kind = ConfigNode::Kind::kMap;
+  if (!flags.config_file.empty()) {
+    load.config.config_file = flags.config_file;
+    if (auto file_tree = read_config_file(flags.config_file, load.errors)) root = std::move(*file_tree);
+  }
+  overlay(root, std::move(flags.tree));
+  StaticDecoder decoder(load.config, load.errors);
+  decoder.decode(root);
+  decoder.apply_defaults_and_check(flags.config_file.empty() ? std::string("flags") : flags.config_file);
+  return load;
+}
+
+}  // namespace berth::config

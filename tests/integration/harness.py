@@ -1,0 +1,265 @@
+"""Integration-test harness: starts the real build/berth, test backends and other peers on loopback
+ports chosen at run time, each bounded in time and stopped by its pid."""
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+BERTH = os.environ.get("BERTH_BIN", os.path.join(os.path.dirname(__file__), "../../build/berth"))
+BACKEND = os.environ.get("BERTH_BACKEND_BIN",
+                         os.path.join(os.path.dirname(__file__), "../../build/tests/support/berth_test_backend"))
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_for_port(port, timeout=10.0, proc=None):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError(f"process exited with {proc.returncode} before listening on {port}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
+
+
+def stop(proc, sig=signal.SIGTERM, timeout=15.0):
+    """Stops a process by its pid; returns its exit code."""
+    if proc.poll() is None:
+        proc.send_signal(sig)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()
+    return proc.returncode
+
+
+class Backend:
+    """One berth_test_backend process on 127.0.0.1."""
+
+    def __init__(self, name="backend", port=0):
+        self.proc = subprocess.Popen([BACKEND, "--listen", f"127.0.0.1:{port}", "--name", name],
+                                     stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True)
+        line = self.proc.stdout.readline()
+        if not line.startswith("READY"):
+            raise RuntimeError(f"backend did not start: {line!r}")
+        self.port = int(line.split()[1])
+        self.url = f"http://127.0.0.1:{self.port}"
+
+    def stop(self):
+        stop(self.proc)
+        self.proc.stdout.close()
+
+
+class Berth:
+    """A berth process with a static config (YAML text) and a dynamic config file in a temp dir."""
+
+    def __init__(self, tmp, static_yaml=None, dynamic_yaml="", args=(), entry_points=("web",), wait=True):
+        self.tmp = tmp
+        self.ports = {name: free_port() for name in entry_points}
+        self.dynamic_path = os.path.join(tmp, "dynamic.yml")
+        self.write_dynamic(dynamic_yaml)
+        if static_yaml is None:
+            eps = "".join(f"  {n}:\n    address: \"127.0.0.1:{p}\"\n" for n, p in self.ports.items())
+            static_yaml = (f"entryPoints:\n{eps}providers:\n  file:\n    filename: {self.dynamic_path}\n"
+                           f"    watch: true\nworkers: 2\nlog:\n  level: DEBUG\n")
+        self.static_path = os.path.join(tmp, "berth.yml")
+        with open(self.static_path, "w") as f:
+            f.write(static_yaml)
+        self.log_path = os.path.join(tmp, "berth.log")
+        self.log = open(self.log_path, "w")
+        self.proc = subprocess.Popen([BERTH, f"--configFile={self.static_path}", *args],
+                                     stdout=self.log, stderr=subprocess.STDOUT)
+        if wait:
+            for p in self.ports.values():
+                wait_for_port(p, proc=self.proc)
+
+    @property
+    def port(self):
+        return next(iter(self.ports.values()))
+
+    def write_dynamic(self, text):
+        # Write then rename, as editors and config-management tools do.
+        tmp_path = self.dynamic_path + ".tmp"
+        with open(tmp_path, "w") as f:
+            f.write(text)
+        os.replace(tmp_path, self.dynamic_path)
+
+    def log_text(self):
+        self.log.flush()
+        with open(self.log_path) as f:
+            return f.read()
+
+    def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        code = stop(self.proc, sig, timeout)
+        self.log.close()
+        return code
+
+    def rss_kib(self):
+        with open(f"/proc/{self.proc.pid}/status") as f:
+            for line in f:
+                if line.startswith("VmRSS:"):
+                    return int(line.split()[1])
+        return 0
+
+
+def router_yaml(routers, services):
+    """routers: {name: (rule, service, extra_dict)}; services: {name: [urls] or (urls, extra_dict)}."""
+    out = ["http:", "  routers:" if routers else "  routers: {}"]
+    for name, spec in routers.items():
+        rule, service = spec[0], spec[1]
+        extra = spec[2] if len(spec) > 2 else {}
+        out.append(f"    {name}:")
+        out.append(f"      rule: \"{rule}\"")
+        out.append(f"      service: {service}")
+        for k, v in extra.items():
+            out.append(f"      {k}: {v}")
+    out.append("  services:" if services else "  services: {}")
+    for name, spec in services.items():
+        urls, extra = (spec, {}) if isinstance(spec, list) else spec
+        out.append(f"    {name}:")
+        out.append("      loadBalancer:")
+        for k, v in extra.items():
+            out.append(f"        {k}: {v}")
+        out.append("        servers:" if urls else "        servers: []")
+        for u in urls:
+            out.append(f"          - url: \"{u}\"")
+    return "\n".join(out) + "\n"
+
+
+class RawClient:
+    """A raw HTTP/1.1 client on one TCP connection, to observe keep-alive and framing exactly."""
+
+    def __init__(self, port, timeout=10.0):
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        self.sock.sendall(data if isinstance(data, bytes) else data.encode())
+
+    def _fill(self):
+        chunk = self.sock.recv(65536)
+        if not chunk:
+            raise EOFError("connection closed")
+        self.buf += chunk
+
+    def read_response(self, head_request=False):
+        """Returns (status, headers dict lower-case -> value, body bytes)."""
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        headers = {}
+        for line in lines[1:]:
+            k, v = line.split(":", 1)
+            headers[k.strip().lower()] = v.strip()
+        if head_request or status in (204, 304) or 100 <= status < 200:
+            return status, headers, b""
+        if headers.get("transfer-encoding", "").lower() == "chunked":
+            body = b""
+            while True:
+                while b"\r\n" not in self.buf:
+                    self._fill()
+                size_line, self.buf = self.buf.split(b"\r\n", 1)
+                size = int(size_line.split(b";")[0], 16)
+                if size == 0:
+                    while b"\r\n\r\n" not in self.buf and not self.buf.startswith(b"\r\n"):
+                        self._fill()
+                    if self.buf.startswith(b"\r\n"):
+                        self.buf = self.buf[2:]
+                    else:
+                        _, self.buf = self.buf.split(b"\r\n\r\n", 1)
+                    return status, headers, body
+                while len(self.buf) < size + 2:
+                    self._fill()
+                body += self.buf[:size]
+                self.buf = self.buf[size + 2:]
+        if "content-length" in headers:
+            n = int(headers["content-length"])
+            while len(self.buf) < n:
+                self._fill()
+            body, self.buf = self.buf[:n], self.buf[n:]
+            return status, headers, body
+        while True:
+            try:
+                self._fill()
+            except EOFError:
+                break
+        body, self.buf = self.buf, b""
+        return status, headers, body
+
+    def is_closed(self, wait=1.0):
+        """True if the server closed the connection (EOF) within `wait` seconds."""
+        self.sock.settimeout(wait)
+        try:
+            data = self.sock.recv(1)
+            return data == b""
+        except socket.timeout:
+            return False
+        except ConnectionResetError:
+            return True
+        finally:
+            self.sock.settimeout(10.0)
+
+    def close(self):
+        self.sock.close()
+
+
+def get(port, path="/", host=None, headers=None, method="GET", body=None, timeout=10.0):
+    """One request on a fresh connection; returns (status, headers, body)."""
+    c = RawClient(port, timeout)
+    try:
+        hdrs = {"Host": host or f"127.0.0.1:{port}"}
+        hdrs.update(headers or {})
+        if body is not None:
+            hdrs["Content-Length"] = str(len(body))
+        req = f"{method} {path} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items()) + \
+              "Connection: close\r\n\r\n"
+        c.send(req.encode() + (body or b""))
+        return c.read_response(head_request=(method == "HEAD"))
+    finally:
+        c.close()
+
+
+class BerthTestCase(unittest.TestCase):
+    """Gives each test a temp dir and stops every process it started, even on failure."""
+
+    def setUp(self):
+        self._tmp = tempfile.TemporaryDirectory(prefix="berth-it.")
+        self.tmp = self._tmp.name
+        self._procs = []
+
+    def tearDown(self):
+        for p in reversed(self._procs):
+            try:
+                p.stop()
+            except Exception:
+                pass
+        self._tmp.cleanup()
+
+    def backend(self, name="backend"):
+        b = Backend(name)
+        self._procs.append(b)
+        return b
+
+    def berth(self, **kw):
+        b = Berth(self.tmp, **kw)
+        self._procs.append(b)
+        return b
+
+
+def main():
+    import warnings
+    warnings.simplefilter("ignore", ResourceWarning)  # sockets left to the GC in failure paths
+    unittest.main(verbosity=2)

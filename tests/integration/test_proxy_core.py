@@ -1,0 +1,235 @@
+"""The HTTP/1.1 proxy core against real backends: routing, forwarded headers, framing, keep-alive,
+pipelining, and the error answers (400, 404, 408, 431, 502, 503, 504)."""
+import json
+import socket
+import subprocess
+import time
+
+from harness import BerthTestCase, RawClient, get, main, router_yaml, free_port
+
+
+class ProxyCore(BerthTestCase):
+    def setUp(self):
+        super().setUp()
+        self.a = self.backend("alpha")
+        self.b = self.backend("beta")
+        self.proxy = self.berth(dynamic_yaml=router_yaml(
+            {"alpha": ("Host(`alpha.test`)", "alpha"),
+             "beta": ("Host(`beta.test`) && PathPrefix(`/api`)", "beta"),
+             "exact": ("Path(`/exact`)", "beta"),
+             "both": ("Host(`both.test`)", "both"),
+             "fixed": ("Host(`fixed.test`)", "fixed"),
+             "empty": ("Host(`empty.test`)", "empty"),
+             "dead": ("Host(`dead.test`)", "dead"),
+             "slow": ("Host(`slow.test`)", "alpha")},
+            {"alpha": [self.a.url], "beta": [self.b.url], "both": [self.a.url, self.b.url],
+             "fixed": ([self.a.url], {"passHostHeader": "false"}), "empty": [],
+             "dead": [f"http://127.0.0.1:{free_port()}"]}))
+        self.port = self.proxy.port
+
+    def test_routes_by_host_path_and_prefix(self):
+        self.assertEqual(get(self.port, "/", host="alpha.test")[2], b"alpha")
+        self.assertEqual(get(self.port, "/", host="ALPHA.test:8080")[2], b"alpha")  # case and port ignored
+        self.assertEqual(get(self.port, "/api/x", host="beta.test")[2], b"beta")
+        self.assertEqual(get(self.port, "/exact")[2], b"beta")
+        status, _, body = get(self.port, "/other", host="beta.test")
+        self.assertEqual((status, body), (404, b"404 page not found\n"))
+        self.assertEqual(get(self.port, "/exact/more")[0], 404)
+
+    def test_round_robin_over_servers(self):
+        seen = [get(self.port, "/", host="both.test")[2] for _ in range(6)]
+        self.assertEqual(sorted(set(seen)), [b"alpha", b"beta"])
+        self.assertEqual(seen.count(b"alpha"), 3)
+
+    def test_forwarded_headers_from_untrusted_peer_are_replaced(self):
+        status, _, body = get(self.port, "/echo", host="alpha.test:8443",
+                              headers={"X-Forwarded-For": "6.6.6.6", "X-Real-Ip": "6.6.6.6",
+                                       "X-Forwarded-Proto": "https", "Connection": "close, X-Secret",
+                                       "X-Secret": "hop", "Keep-Alive": "timeout=5"})
+        self.assertEqual(status, 200)
+        h = {k.lower(): v for k, v in json.loads(body)["headers"]}
+        self.assertEqual(h["x-forwarded-for"], "127.0.0.1")
+        self.assertEqual(h["x-real-ip"], "127.0.0.1")
+        self.assertEqual(h["x-forwarded-proto"], "http")
+        self.assertEqual(h["x-forwarded-host"], "alpha.test:8443")
+        self.assertEqual(h["x-forwarded-port"], "8443")
+        self.assertEqual(h["x-forwarded-server"], socket.gethostname())
+        self.assertEqual(h["host"], "alpha.test:8443")
+        self.assertNotIn("x-secret", h)       # named in Connection: hop-by-hop
+        self.assertNotIn("keep-alive", h)
+
+    def test_pass_host_header_false_sends_the_server_authority(self):
+        body = json.loads(get(self.port, "/echo", host="fixed.test")[2])
+        h = {k.lower(): v for k, v in body["headers"]}
+        self.assertEqual(h["host"], f"127.0.0.1:{self.a.port}")
+        self.assertEqual(h["x-forwarded-host"], "fixed.test")
+
+    def test_keep_alive_connection_serves_many_requests(self):
+        c = RawClient(self.port)
+        for i in range(20):
+            c.send(f"GET /size/{i * 100} HTTP/1.1\r\nHost: alpha.test\r\n\r\n")
+            status, headers, body = c.read_response()
+            self.assertEqual((status, len(body)), (200, i * 100))
+            self.assertNotIn("connection", headers)
+        c.close()
+
+    def test_pipelined_requests_are_answered_in_order(self):
+        c = RawClient(self.port)
+        c.send("GET /size/3 HTTP/1.1\r\nHost: alpha.test\r\n\r\n"
+               "GET /api/1 HTTP/1.1\r\nHost: beta.test\r\n\r\n"
+               "GET /nothing HTTP/1.1\r\nHost: nowhere.test\r\n\r\n"
+               "GET /delay/200 HTTP/1.1\r\nHost: alpha.test\r\n\r\n"
+               "GET / HTTP/1.1\r\nHost: alpha.test\r\n\r\n")
+        got = [c.read_response() for _ in range(5)]
+        self.assertEqual([(s, b) for s, _, b in got],
+                         [(200, b"xxx"), (200, b"beta"), (404, b"404 page not found\n"),
+                          (200, b"delayed"), (200, b"alpha")])
+        c.close()
+
+    def test_chunked_bodies_pass_both_ways_with_trailers(self):
+        c = RawClient(self.port)
+        c.send("POST /echo HTTP/1.1\r\nHost: alpha.test\r\nTransfer-Encoding: chunked\r\n\r\n"
+               "5\r\nhello\r\n7;ext=1\r\n, world\r\n0\r\nX-Trailer: yes\r\n\r\n")
+        status, _, body = c.read_response()
+        self.assertEqual(status, 200)
+        self.assertEqual(json.loads(body)["body_bytes"], 12)
+        c.send("GET /chunked/100000 HTTP/1.1\r\nHost: alpha.test\r\n\r\n")
+        status, headers, body = c.read_response()
+        self.assertEqual((status, headers.get("transfer-encoding"), len(body)), (200, "chunked", 100000))
+        c.send("GET / HTTP/1.1\r\nHost: alpha.test\r\n\r\n")  # connection still in sync
+        self.assertEqual(c.read_response()[2], b"alpha")
+        c.close()
+
+    def test_content_length_upload_streams_to_backend(self):
+        payload = b"z" * 3_000_000
+        status, _, body = get(self.port, "/sink", host="alpha.test", method="POST", body=payload)
+        self.assertEqual((status, body), (200, b"3000000"))
+
+    def test_expect_100_continue(self):
+        out = subprocess.run(["curl", "-s", "-v", "--max-time", "10", "-H", "Host: alpha.test",
+                              "-H", "Expect: 100-continue", "--data-binary", "@-",
+                              f"http://127.0.0.1:{self.port}/sink"],
+                             input=b"q" * 200_000, capture_output=True)
+        self.assertIn(b"HTTP/1.1 100 Continue", out.stderr)
+        self.assertEqual(out.stdout, b"200000")
+
+    def test_head_gets_headers_without_body(self):
+        c = RawClient(self.port)
+        c.send("HEAD /size/5000 HTTP/1.1\r\nHost: alpha.test\r\n\r\n")
+        status, headers, _ = c.read_response(head_request=True)
+        self.assertEqual((status, headers["content-length"]), (200, "5000"))
+        c.send("GET /size/2 HTTP/1.1\r\nHost: alpha.test\r\n\r\n")
+        self.assertEqual(c.read_response()[2], b"xx")
+        c.close()
+
+    def test_http10_client(self):
+        c = RawClient(self.port)
+        c.send("GET /size/10 HTTP/1.0\r\nHost: alpha.test\r\n\r\n")
+        status, _, body = c.read_response()
+        self.assertEqual((status, body), (200, b"x" * 10))
+        self.assertTrue(c.is_closed())
+
+    def test_malformed_request_gets_400_and_close(self):
+        for bad in ["GET / HTTP/1.1\r\nHost: a\r\nBad Header: x\r\n\r\n",
+                    "GET / HTTP/1.1\r\n\r\n",
+                    "GET / HTTP/1.1\r\nHost: a\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n",
+                    "NOT A REQUEST\r\n\r\n"]:
+            c = RawClient(self.port)
+            c.send(bad)
+            status, headers, _ = c.read_response()
+            self.assertEqual(status, 400, bad)
+            self.assertEqual(headers.get("connection"), "close")
+            self.assertTrue(c.is_closed(), bad)
+        self.assertEqual(get(self.port, "/", host="alpha.test")[2], b"alpha")  # server fine afterwards
+
+    def test_unsupported_transfer_coding_gets_501(self):
+        c = RawClient(self.port)
+        c.send("POST / HTTP/1.1\r\nHost: alpha.test\r\nTransfer-Encoding: gzip\r\n\r\n")
+        self.assertEqual(c.read_response()[0], 501)
+
+    def test_too_large_headers_get_431(self):
+        c = RawClient(self.port)
+        c.send("GET / HTTP/1.1\r\nHost: alpha.test\r\n" + "X-Big: " + "a" * 1_100_000 + "\r\n\r\n")
+        self.assertEqual(c.read_response()[0], 431)
+        # A 20 KiB header (more than one buffer) is fine.
+        status, _, body = get(self.port, "/headers-count", host="alpha.test", headers={"X-Big": "b" * 20_000})
+        self.assertEqual(status, 200)
+
+    def test_refused_backend_gets_502_and_connection_stays_usable(self):
+        c = RawClient(self.port)
+        c.send("GET / HTTP/1.1\r\nHost: dead.test\r\n\r\n")
+        status, _, body = c.read_response()
+        self.assertEqual((status, body), (502, b"Bad Gateway"))
+        c.send("GET / HTTP/1.1\r\nHost: alpha.test\r\n\r\n")
+        self.assertEqual(c.read_response()[2], b"alpha")
+        c.close()
+
+    def test_backend_reset_gets_502(self):
+        self.assertEqual(get(self.port, "/reset", host="alpha.test")[0], 502)
+
+    def test_service_without_servers_gets_503(self):
+        self.assertEqual(get(self.port, "/", host="empty.test")[:3:2], (503, b"Service Unavailable"))
+
+    def test_backend_closing_connection_is_not_reused(self):
+        c = RawClient(self.port)
+        for _ in range(3):
+            c.send("GET /close HTTP/1.1\r\nHost: alpha.test\r\n\r\n")
+            self.assertEqual(c.read_response()[0], 200)
+            c.send("GET / HTTP/1.1\r\nHost: alpha.test\r\n\r\n")
+            self.assertEqual(c.read_response()[2], b"alpha")
+        c.close()
+
+    def test_body_until_close_from_backend(self):
+        c = RawClient(self.port)
+        c.send("GET /eof-body HTTP/1.1\r\nHost: alpha.test\r\n\r\n")
+        status, headers, body = c.read_response()
+        self.assertEqual((status, body), (200, b"until-close"))
+
+
+class Timeouts(BerthTestCase):
+    def test_response_header_timeout_gets_504_and_read_timeout_408(self):
+        be = self.backend("slowpoke")
+        port = free_port()
+        dyn = router_yaml({"r": ("PathPrefix(`/`)", "s")}, {"s": [be.url]})
+        static = f"""
+entryPoints:
+  web:
+    address: "127.0.0.1:{port}"
+    transport:
+      respondingTimeouts:
+        readTimeout: 1s
+        idleTimeout: 2s
+serversTransport:
+  forwardingTimeouts:
+    responseHeaderTimeout: 300ms
+providers:
+  file:
+    filename: {self.tmp}/dynamic.yml
+workers: 1
+"""
+        proxy = self.berth(static_yaml=static, dynamic_yaml=dyn, wait=False)
+        from harness import wait_for_port
+        wait_for_port(port, proc=proxy.proc)
+        t = time.time()
+        status, _, body = get(port, "/delay/3000")
+        self.assertEqual((status, body), (504, b"Gateway Timeout"))
+        self.assertLess(time.time() - t, 2.5)
+        self.assertEqual(get(port, "/delay/10")[2], b"delayed")
+        # A client that starts a request and stalls gets 408 after readTimeout.
+        c = RawClient(port)
+        c.send("GET / HTTP/1.1\r\nHost: x\r\n")
+        t = time.time()
+        status, headers, _ = c.read_response()
+        self.assertEqual(status, 408)
+        self.assertTrue(0.8 < time.time() - t < 2.5)
+        self.assertTrue(c.is_closed())
+        # An idle keep-alive connection is closed after idleTimeout, without a response.
+        c = RawClient(port)
+        c.send("GET / HTTP/1.1\r\nHost: x\r\n\r\n")
+        self.assertEqual(c.read_response()[0], 200)
+        self.assertFalse(c.is_closed(wait=1.0))
+        self.assertTrue(c.is_closed(wait=3.0))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,332 @@
+// Unit tests for dynamic config decoding (http routers and services) and merging across files.
+#include "config/dynamic_config.h"
+
+#include <gtest/gtest.h>
+
+namespace berth::config {
+namespace {
+
+DynamicConfig decode_ok(std::string_view yaml, const std::string& file = "a.yml") {
+  auto result = decode_dynamic_yaml(yaml, file, "file");
+  EXPECT_TRUE(result.ok()) << (result.ok() ? "" : result.error().to_string());
+  return result.ok() ? std::move(*result) : DynamicConfig{};
+}
+
+std::string all_errors(const DynamicConfig& c) {
+  std::string out;
+  for (const auto& e : c.errors) out += e.to_string() + "\n";
+  return out;
+}
+
+bool has_error(const DynamicConfig& c, std::string_view where, std::string_view message) {
+  for (const auto& e : c.errors)
+    if (e.where == where && e.message.find(message) != std::string::npos) return true;
+  return false;
+}
+
+TEST(DynamicConfig, DecodesRouterAndService) {
+  auto c = decode_ok(R"y(
+http:
+  routers:
+    web:
+      rule: "Host(`example.com`)"
+      service: app
+      entryPoints: [web, websecure]
+      priority: -5
+      middlewares: [auth]
+      tls: {}
+      observability:
+        accessLogs: false
+  services:
+    app:
+      loadBalancer:
+        passHostHeader: false
+        servers:
+          - url: "http://10.0.0.1:8080"
+          - url: "https://backend.internal/"
+            weight: 3
+          - url: "h2c://[::1]:9000"
+        healthCheck:
+          path: /health
+        sticky:
+          cookie: {}
+  middlewares:
+    auth:
+      basicAuth:
+        users: ["a:b"]
+)y");
+  ASSERT_TRUE(c.errors.empty()) << all_errors(c);
+  ASSERT_EQ(c.routers.size(), 1u);
+  const RouterConfig& r = c.routers.at("web@file");
+  EXPECT_EQ(r.name, "web@file");
+  EXPECT_EQ(r.rule, "Host(`example.com`)");
+  EXPECT_EQ(r.service, "app");
+  EXPECT_EQ(r.entry_points, (std::vector<std::string>{"web", "websecure"}));
+  EXPECT_EQ(r.priority, -5);
+  EXPECT_EQ(r.where, "a.yml:4:5");
+  ASSERT_EQ(c.services.size(), 1u);
+  const ServiceConfig& s = c.services.at("app@file");
+  EXPECT_EQ(s.name, "app@file");
+  EXPECT_FALSE(s.pass_host_header);
+  ASSERT_EQ(s.servers.size(), 3u);
+  EXPECT_EQ(s.servers[0].url, "http://10.0.0.1:8080");
+  EXPECT_EQ(s.servers[0].where, "a.yml:18:18");
+  EXPECT_EQ(s.servers[2].url, "h2c://[::1]:9000");
+  EXPECT_EQ(s.where, "a.yml:14:5");
+}
+
+TEST(DynamicConfig, NamesAreQualifiedWithProvider) {
+  auto result = decode_dynamic_yaml("http:\n  routers:\n    r:\n      rule: Path(`/`)\n      service: s@docker\n",
+                                    "x.yml", "docker");
+  ASSERT_TRUE(result.ok());
+  ASSERT_EQ(result->routers.count("r@docker"), 1u);
+  EXPECT_EQ(result->routers.at("r@docker").service, "s@docker");  // kept as written
+}
+
+TEST(DynamicConfig, KeysAreCaseInsensitiveAndEntryPointsAcceptCommaString) {
+  auto c = decode_ok(R"y(
+HTTP:
+  Routers:
+    web:
+      RULE: PathPrefix(`/`)
+      Service: app
+      entrypoints: "web, websecure"
+  SERVICES:
+    app:
+      loadbalancer:
+        SERVERS:
+          - URL: http://a:1
+        passhostheader: true
+)y");
+  ASSERT_TRUE(c.errors.empty()) << all_errors(c);
+  EXPECT_EQ(c.routers.at("web@file").entry_points, (std::vector<std::string>{"web", "websecure"}));
+  EXPECT_TRUE(c.services.at("app@file").pass_host_header);
+  EXPECT_EQ(c.services.at("app@file").servers.size(), 1u);
+}
+
+TEST(DynamicConfig, PassHostHeaderDefaultsToTrue) {
+  auto c = decode_ok("http:\n  services:\n    s:\n      loadBalancer:\n        servers: [{url: 'http://a'}]\n");
+  ASSERT_TRUE(c.errors.empty()) << all_errors(c);
+  EXPECT_TRUE(c.services.at("s@file").pass_host_header);
+}
+
+TEST(DynamicConfig, UnknownRouterKeyDropsOnlyThatRouter) {
+  auto c = decode_ok(R"y(http:
+  routers:
+    bad:
+      rule: Path(`/`)
+      service: s
+      rul: oops
+    good:
+      rule: Path(`/x`)
+      service: s
+)y");
+  ASSERT_EQ(c.errors.size(), 1u) << all_errors(c);
+  EXPECT_EQ(c.errors[0].where, "a.yml:6:7");
+  EXPECT_EQ(c.errors[0].message, "unknown key \"rul\" in http.routers.bad");
+  EXPECT_EQ(c.routers.count("bad@file"), 0u);
+  EXPECT_EQ(c.routers.count("good@file"), 1u);
+}
+
+TEST(DynamicConfig, RouterWithoutRuleOrServiceIsDropped) {
+  auto c = decode_ok("http:\n  routers:\n    a:\n      service: s\n    b:\n      rule: Path(`/`)\n");
+  EXPECT_TRUE(has_error(c, "a.yml:3:5", "router a@file has no rule")) << all_errors(c);
+  EXPECT_TRUE(has_error(c, "a.yml:5:5", "router b@file has no service")) << all_errors(c);
+  EXPECT_TRUE(c.routers.empty());
+}
+
+TEST(DynamicConfig, BadPriorityDropsRouter) {
+  auto c = decode_ok("http:\n  routers:\n    a:\n      rule: Path(`/`)\n      service: s\n      priority: high\n");
+  EXPECT_TRUE(has_error(c, "a.yml:6:17", "invalid integer \"high\"")) << all_errors(c);
+  EXPECT_TRUE(c.routers.empty());
+}
+
+TEST(DynamicConfig, UnsupportedServiceTypeIsDroppedWithError) {
+  auto c = decode_ok(R"y(http:
+  services:
+    canary:
+      weighted:
+        services:
+          - name: a
+            weight: 1
+    app:
+      loadBalancer:
+        servers:
+          - url: http://a:80
+)y");
+  ASSERT_EQ(c.errors.size(), 1u) << all_errors(c);
+  EXPECT_EQ(c.errors[0].where, "a.yml:4:7");
+  EXPECT_NE(c.errors[0].message.find("service type weighted is not supported yet"), std::string::npos);
+  EXPECT_EQ(c.services.count("canary@file"), 0u);
+  EXPECT_EQ(c.services.count("app@file"), 1u);
+}
+
+TEST(DynamicConfig, BadServerUrlDropsOnlyThatService) {
+  auto c = decode_ok(R"y(http:
+  services:
+    a:
+      loadBalancer:
+        servers:
+          - url: ftp://x
+    b:
+      loadBalancer:
+        servers:
+          - url: http://
+    c:
+      loadBalancer:
+        servers:
+          - weight: 1
+    d:
+      loadBalancer:
+        servers:
+          - url: http://ok:8080/base
+)y");
+  EXPECT_TRUE(has_error(c, "a.yml:6:18", "must start with http://, https:// or h2c://")) << all_errors(c);
+  EXPECT_TRUE(has_error(c, "a.yml:10:18", "has no host")) << all_errors(c);
+  EXPECT_TRUE(has_error(c, "a.yml:14:13", "has no url")) << all_errors(c);
+  EXPECT_EQ(c.errors.size(), 3u) << all_errors(c);
+  ASSERT_EQ(c.services.size(), 1u);
+  EXPECT_EQ(c.services.count("d@file"), 1u);
+}
+
+TEST(DynamicConfig, TcpUdpAndTlsSectionsAreAccepted) {
+  auto c = decode_ok(R"y(
+tcp:
+  routers:
+    t: {rule: "HostSNI(`*`)", service: s}
+udp:
+  services: {}
+tls:
+  certificates:
+    - certFile: a.pem
+      keyFile: a.key
+)y");
+  EXPECT_TRUE(c.errors.empty()) << all_errors(c);
+}
+
+TEST(DynamicConfig, UnknownTopLevelKeyIsAnError) {
+  auto c = decode_ok("htp:\n  routers: {}\n");
+  EXPECT_TRUE(has_error(c, "a.yml:1:1", "unknown key \"htp\" at the top level")) << all_errors(c);
+}
+
+TEST(DynamicConfig, EmptyDocumentIsAValidEmptyConfig) {
+  for (std::string_view text : {"", "\n", "# only a comment\n", "---\n", "http:\n", "http:\n  routers:\n"}) {
+    auto c = decode_ok(text);
+    EXPECT_TRUE(c.errors.empty()) << text << all_errors(c);
+    EXPECT_TRUE(c.routers.empty());
+  }
+}
+
+TEST(DynamicConfig, YamlSyntaxErrorReturnsErrorWithLine) {
+  auto result = decode_dynamic_yaml("http:\n  routers:\n    web: {rule: x\n", "bad.yml", "file");
+  ASSERT_FALSE(result.ok());
+  EXPECT_TRUE(result.error().where.starts_with("bad.yml:")) << result.error().where;
+  EXPECT_NE(result.error().where, "bad.yml");
+  EXPECT_FALSE(result.error().message.empty());
+
+  auto tabs = decode_dynamic_yaml("http:\n  routers:\n\t- x\n", "tabs.yml", "file");
+  ASSERT_FALSE(tabs.ok());
+  EXPECT_EQ(tabs.error().where.rfind("tabs.yml:3:", 0), 0u) << tabs.error().where;
+}
+
+TEST(DynamicConfig, NonMapDocumentIsAnError) {
+  auto result = decode_dynamic_yaml("- a\n- b\n", "list.yml", "file");
+  ASSERT_FALSE(result.ok());
+  EXPECT_EQ(result.error().where, "list.yml:1:1");
+}
+
+TEST(DynamicConfig, AliasBombIsRejected) {
+  // Each level lists the previous one eight times: 10 * 8^8 nodes once expanded.
+  std::string yaml = "a0: &a0 [x, x, x, x, x, x, x, x, x, x]\n";
+  for (int i = 1; i < 9; ++i) {
+    const std::string n = std::to_string(i), previous = std::to_string(i - 1);
+    yaml.append("a").append(n).append(": &a").append(n).append(" [");
+    for (int k = 0; k < 8; ++k) yaml.append(k == 0 ? "*a" : ", *a").append(previous);
+    yaml.append("]\n");
+  }
+  auto result = decode_dynamic_yaml(yaml, "bomb.yml", "file");
+  ASSERT_FALSE(result.ok());
+  EXPECT_NE(result.error().message.find("aliases expand to too many nodes"), std::string::npos);
+}
+
+TEST(DynamicConfig, AnchorsAliasesAndMergeKeysWork) {
+  auto c = decode_ok(R"y(
+x-defaults: &defaults
+  service: app
+  entryPoints: [web]
+http:
+  routers:
+    a:
+      <<: *defaults
+      rule: Path(`/a`)
+    b:
+      <<: *defaults
+      rule: Path(`/b`)
+      service: other
+  services:
+    app:
+      loadBalancer: &lb
+        servers: [{url: "http://a:1"}]
+    other:
+      loadBalancer: *lb
+)y");
+  // `x-defaults` is an unknown top-level key, reported; everything else decodes.
+  ASSERT_EQ(c.errors.size(), 1u) << all_errors(c);
+  EXPECT_EQ(c.routers.at("a@file").service, "app");
+  EXPECT_EQ(c.routers.at("a@file").entry_points, (std::vector<std::string>{"web"}));
+  EXPECT_EQ(c.routers.at("b@file").service, "other");
+  EXPECT_EQ(c.services.at("other@file").servers.at(0).url, "http://a:1");
+}
+
+TEST(DynamicConfig, MergeKeepsOneCopyOfIdenticalDefinitions) {
+  const char* yaml = "http:\n  routers:\n    web:\n      rule: Path(`/`)\n      service: s\n";
+  auto into = decode_ok(yaml, "a.yml");
+  merge_dynamic(into, decode_ok(std::string("\n") + yaml, "b.yml"));
+  EXPECT_TRUE(into.errors.empty()) << all_errors(into);
+  ASSERT_EQ(into.routers.size(), 1u);
+  EXPECT_EQ(into.routers.at("web@file").where, "a.yml:3:5");
+}
+
+TEST(DynamicConfig, MergeConflictDropsBothAndNamesBothPlaces) {
+  auto into = decode_ok("http:\n  routers:\n    web:\n      rule: Path(`/`)\n      service: s\n"
+                        "  services:\n    s:\n      loadBalancer:\n        servers: [{url: 'http://a'}]\n",
+                        "a.yml");
+  merge_dynamic(into, decode_ok("http:\n  routers:\n    web:\n      rule: Path(`/other`)\n      service: s\n"
+                                "    api:\n      rule: Path(`/api`)\n      service: s\n",
+                                "b.yml"));
+  ASSERT_EQ(into.errors.size(), 1u) << all_errors(into);
+  EXPECT_EQ(into.errors[0].message,
+            "router web@file is defined in a.yml:3:5 and b.yml:3:5 with different configurations");
+  EXPECT_EQ(into.routers.count("web@file"), 0u);
+  EXPECT_EQ(into.routers.count("api@file"), 1u);
+  EXPECT_EQ(into.services.count("s@file"), 1u);
+
+  // A third, identical to the first, stays dropped.
+  merge_dynamic(into, decode_ok("http:\n  routers:\n    web:\n      rule: Path(`/`)\n      service: s\n", "c.yml"));
+  EXPECT_EQ(into.routers.count("web@file"), 0u);
+  EXPECT_EQ(into.errors.size(), 2u) << all_errors(into);
+}
+
+TEST(DynamicConfig, MergeComparesServersIgnoringPlaces) {
+  auto into = decode_ok("http:\n  services:\n    s:\n      loadBalancer:\n        servers: [{url: 'http://a'}]\n",
+                        "a.yml");
+  merge_dynamic(into, decode_ok("http:\n  services:\n    s:\n      loadBalancer:\n        servers:\n"
+                                "          - url: http://a\n",
+                                "b.yml"));
+  EXPECT_TRUE(into.errors.empty()) << all_errors(into);
+  merge_dynamic(into, decode_ok("http:\n  services:\n    s:\n      loadBalancer:\n        servers: [{url: 'http://b'}]\n",
+                                "c.yml"));
+  ASSERT_EQ(into.errors.size(), 1u);
+  EXPECT_EQ(into.errors[0].message, "service s@file is defined in a.yml:3:5 and c.yml:3:5 with different configurations");
+  EXPECT_TRUE(into.services.empty());
+}
+
+TEST(DynamicConfig, MergeCarriesElementErrors) {
+  auto into = decode_ok("");
+  merge_dynamic(into, decode_ok("http:\n  routers:\n    x: {rule: a}\n", "b.yml"));
+  ASSERT_EQ(into.errors.size(), 1u);
+  EXPECT_EQ(into.errors[0].where, "b.yml:3:5");
+}
+
+}  // namespace
+}  // namespace berth::config

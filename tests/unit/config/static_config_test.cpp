@@ -1,0 +1,395 @@
+// Unit tests for static config loading: --configFile YAML overlaid by flags, defaults and checks.
+#include "config/static_config.h"
+
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <filesystem>
+#include <fstream>
+
+namespace berth::config {
+namespace {
+
+using namespace std::chrono_literals;
+
+// A YAML file in the temp directory, removed when the test ends.
+class TempFile {
+ public:
+  explicit TempFile(std::string_view text, std::string_view extension = ".yml") {
+    static std::atomic<int> counter{0};
+    path_ = (std::filesystem::temp_directory_path() /
+             ("berth_static_" + std::to_string(::getpid()) + "_" + std::to_string(counter++) + std::string(extension)))
+                .string();
+    std::ofstream(path_) << text;
+  }
+  ~TempFile() { std::filesystem::remove(path_); }
+  const std::string& path() const { return path_; }
+  std::string flag() const { return "--configFile=" + path_; }
+
+ private:
+  std::string path_;
+};
+
+std::string all_errors(const StaticLoad& load) {
+  std::string out;
+  for (const auto& e : load.errors) out += e.to_string() + "\n";
+  return out;
+}
+
+bool has_error(const StaticLoad& load, std::string_view where, std::string_view message) {
+  for (const auto& e : load.errors)
+    if (e.where.find(where) != std::string::npos && e.message.find(message) != std::string::npos) return true;
+  return false;
+}
+
+TEST(StaticConfig, NoArgumentsGiveHttpOnPort80) {
+  auto load = load_static_config({});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  ASSERT_EQ(load.config.entry_points.size(), 1u);
+  EXPECT_EQ(load.config.entry_points[0].name, "http");
+  EXPECT_EQ(load.config.entry_points[0].port, 80);
+  EXPECT_EQ(load.config.entry_points[0].host, "");
+  EXPECT_EQ(load.config.log_level, "INFO");
+  EXPECT_FALSE(load.config.ping.enabled);
+  EXPECT_FALSE(load.config.file.enabled);
+}
+
+TEST(StaticConfig, DecodesFileWithEveryKey) {
+  TempFile file(R"(
+entryPoints:
+  web:
+    address: ":8000"
+    asDefault: true
+    transport:
+      respondingTimeouts:
+        readTimeout: 5s
+        writeTimeout: 1m30s
+        idleTimeout: 42
+      lifeCycle:
+        requestAcceptGraceTimeout: 2s
+        graceTimeOut: 3s
+    forwardedHeaders:
+      trustedIPs: ["10.0.0.0/8", "::1", 192.168.1.7]
+      insecure: true
+  websecure:
+    address: "127.0.0.1:8443/tcp"
+providers:
+  providersThrottleDuration: 500ms
+  file:
+    directory: ./dynamic
+    watch: false
+serversTransport:
+  forwardingTimeouts:
+    dialTimeout: 1s
+    responseHeaderTimeout: 2s
+    idleConnTimeout: 3s
+  maxIdleConnsPerHost: 7
+log:
+  level: debug
+workers: 3
+global:
+  checkNewVersion: false
+  sendAnonymousUsage: false
+)");
+  auto load = load_static_config({file.flag()});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  const StaticConfig& c = load.config;
+  EXPECT_EQ(c.config_file, file.path());
+  ASSERT_EQ(c.entry_points.size(), 2u);
+  const EntryPointConfig& web = c.entry_points[0];
+  EXPECT_EQ(web.name, "web");
+  EXPECT_EQ(web.port, 8000);
+  EXPECT_TRUE(web.as_default);
+  EXPECT_EQ(web.read_timeout, 5s);
+  EXPECT_EQ(web.write_timeout, 90s);
+  EXPECT_EQ(web.idle_timeout, 42s);
+  EXPECT_EQ(web.request_accept_grace_timeout, 2s);
+  EXPECT_EQ(web.grace_timeout, 3s);
+  EXPECT_EQ(web.trusted_ips, (std::vector<std::string>{"10.0.0.0/8", "::1", "192.168.1.7"}));
+  EXPECT_TRUE(web.forwarded_insecure);
+  EXPECT_EQ(c.entry_points[1].host, "127.0.0.1");
+  EXPECT_EQ(c.entry_points[1].port, 8443);
+  EXPECT_TRUE(c.file.enabled);
+  EXPECT_EQ(c.file.directory, "./dynamic");
+  EXPECT_FALSE(c.file.watch);
+  EXPECT_EQ(c.providers_throttle_duration, 500ms);
+  EXPECT_EQ(c.servers_transport.dial_timeout, 1s);
+  EXPECT_EQ(c.servers_transport.response_header_timeout, 2s);
+  EXPECT_EQ(c.servers_transport.idle_conn_timeout, 3s);
+  EXPECT_EQ(c.servers_transport.max_idle_conns_per_host, 7);
+  EXPECT_EQ(c.log_level, "DEBUG");
+  EXPECT_EQ(c.workers, 3);
+}
+
+TEST(StaticConfig, KeysAreCaseInsensitiveInFileAndFlags) {
+  TempFile file(R"(
+ENTRYPOINTS:
+  Web:
+    ADDRESS: ":81"
+    Transport:
+      RESPONDINGTIMEOUTS:
+        readtimeout: 7s
+LOG:
+  Level: WARN
+)");
+  auto load = load_static_config({"--CONFIGFILE=" + file.path(), "--entrypoints.web.transport.respondingtimeouts.idletimeout=9s"});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  ASSERT_EQ(load.config.entry_points.size(), 1u);
+  EXPECT_EQ(load.config.entry_points[0].name, "Web");  // the file's spelling is kept
+  EXPECT_EQ(load.config.entry_points[0].read_timeout, 7s);
+  EXPECT_EQ(load.config.entry_points[0].idle_timeout, 9s);
+  EXPECT_EQ(load.config.log_level, "WARN");
+}
+
+TEST(StaticConfig, FindEntryPointIgnoresCase) {
+  auto load = load_static_config({"--entryPoints.WebSecure.address=:443"});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  ASSERT_NE(load.config.find_entry_point("websecure"), nullptr);
+  EXPECT_EQ(load.config.find_entry_point("websecure")->name, "WebSecure");
+  EXPECT_EQ(load.config.find_entry_point("web"), nullptr);
+}
+
+TEST(StaticConfig, FlagOverridesFileValue) {
+  TempFile file("entryPoints:\n  web:\n    address: \":80\"\nlog:\n  level: ERROR\n");
+  auto load = load_static_config({file.flag(), "--entryPoints.web.address=:9090", "--log.level=TRACE"});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  ASSERT_EQ(load.config.entry_points.size(), 1u);
+  EXPECT_EQ(load.config.entry_points[0].port, 9090);
+  EXPECT_EQ(load.config.entry_points[0].address, ":9090");
+  EXPECT_EQ(load.config.log_level, "TRACE");
+}
+
+TEST(StaticConfig, FlagsAddToFileMaps) {
+  TempFile file("entryPoints:\n  web:\n    address: \":80\"\n");
+  auto load = load_static_config({file.flag(), "--entryPoints.admin.address=127.0.0.1:9000"});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  ASSERT_EQ(load.config.entry_points.size(), 2u);
+  EXPECT_EQ(load.config.entry_points[0].name, "admin");  // sorted by name
+  EXPECT_EQ(load.config.entry_points[1].name, "web");
+}
+
+TEST(StaticConfig, ConfigFileAcceptsTwoArgumentForm) {
+  TempFile file("log:\n  level: PANIC\n");
+  auto load = load_static_config({"--configfile", file.path()});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  EXPECT_EQ(load.config.log_level, "PANIC");
+}
+
+TEST(StaticConfig, BoolFlagWithoutValueMeansTrue) {
+  auto load = load_static_config({"--ping", "--entryPoints.web.address=:80", "--entryPoints.web.asDefault"});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  EXPECT_TRUE(load.config.ping.enabled);
+  ASSERT_NE(load.config.find_entry_point("web"), nullptr);
+  EXPECT_TRUE(load.config.find_entry_point("web")->as_default);
+}
+
+TEST(StaticConfig, PingEnabledAddsTraefikEntryPointOn8080) {
+  auto load = load_static_config({"--ping=true"});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  ASSERT_EQ(load.config.entry_points.size(), 2u);
+  EXPECT_EQ(load.config.entry_points[0].name, "http");
+  EXPECT_EQ(load.config.entry_points[0].port, 80);
+  EXPECT_EQ(load.config.entry_points[1].name, "traefik");
+  EXPECT_EQ(load.config.entry_points[1].port, 8080);
+}
+
+TEST(StaticConfig, PingAcceptsEmptyMapTrueAndOptions) {
+  TempFile empty_map("ping: {}\n");
+  TempFile truthy("ping: true\n");
+  TempFile options("ping:\n  entryPoint: web\n  terminatingStatusCode: 204\n  manualRouting: false\n"
+                   "entryPoints:\n  web:\n    address: ':80'\n");
+  for (const TempFile* f : {&empty_map, &truthy}) {
+    auto load = load_static_config({f->flag()});
+    ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+    EXPECT_TRUE(load.config.ping.enabled);
+    EXPECT_NE(load.config.find_entry_point("traefik"), nullptr);
+  }
+  auto load = load_static_config({options.flag()});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  EXPECT_TRUE(load.config.ping.enabled);
+  EXPECT_EQ(load.config.ping.entry_point, "web");
+  EXPECT_EQ(load.config.ping.terminating_status_code, 204);
+  EXPECT_EQ(load.config.find_entry_point("traefik"), nullptr);  // ping lives on web
+}
+
+TEST(StaticConfig, PingOnUndefinedEntryPointIsAnError) {
+  auto load = load_static_config({"--ping.entryPoint=nope"});
+  EXPECT_TRUE(has_error(load, "flag --ping.entryPoint", "\"nope\" is not a defined entry point")) << all_errors(load);
+}
+
+TEST(StaticConfig, ApiInsecureAddsTraefikEntryPoint) {
+  auto load = load_static_config({"--api.insecure=true", "--entryPoints.web.address=:80"});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  EXPECT_TRUE(load.config.api_dashboard);
+  ASSERT_NE(load.config.find_entry_point("traefik"), nullptr);
+  EXPECT_EQ(load.config.find_entry_point("traefik")->port, 8080);
+}
+
+TEST(StaticConfig, ExistingTraefikEntryPointIsKept) {
+  auto load = load_static_config({"--ping", "--entryPoints.traefik.address=:9999"});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  ASSERT_EQ(load.config.entry_points.size(), 1u);  // an entry point exists, so no `http` default either
+  EXPECT_EQ(load.config.entry_points[0].port, 9999);
+}
+
+TEST(StaticConfig, ParsesAddressForms) {
+  std::string host;
+  uint16_t port = 0;
+  EXPECT_TRUE(parse_address(":8080", host, port));
+  EXPECT_EQ(host, "");
+  EXPECT_EQ(port, 8080);
+  EXPECT_TRUE(parse_address("127.0.0.1:80", host, port));
+  EXPECT_EQ(host, "127.0.0.1");
+  EXPECT_EQ(port, 80);
+  EXPECT_TRUE(parse_address("[::1]:8080", host, port));
+  EXPECT_EQ(host, "::1");
+  EXPECT_TRUE(parse_address("localhost:81/tcp", host, port));
+  EXPECT_EQ(host, "localhost");
+  EXPECT_EQ(port, 81);
+  EXPECT_FALSE(parse_address(":80/udp", host, port));
+  EXPECT_FALSE(parse_address(":65536", host, port));
+  EXPECT_FALSE(parse_address(":http", host, port));
+  EXPECT_FALSE(parse_address("8080", host, port));
+  EXPECT_FALSE(parse_address("::1:80", host, port));
+  EXPECT_FALSE(parse_address("[::1]", host, port));
+  EXPECT_FALSE(parse_address("[nothost]:80", host, port));
+  EXPECT_FALSE(parse_address(":", host, port));
+}
+
+TEST(StaticConfig, BadAddressIsAnErrorWithPlace) {
+  TempFile file("entryPoints:\n  web:\n    address: \":99999\"\n");
+  auto load = load_static_config({file.flag()});
+  EXPECT_TRUE(has_error(load, file.path() + ":3:14", "invalid address \":99999\"")) << all_errors(load);
+  EXPECT_EQ(load.config.find_entry_point("web"), nullptr);
+}
+
+TEST(StaticConfig, UdpEntryPointIsAnError) {
+  auto load = load_static_config({"--entryPoints.dns.address=:53/udp"});
+  EXPECT_TRUE(has_error(load, "flag --entryPoints.dns.address", "udp entry points are not supported"))
+      << all_errors(load);
+}
+
+TEST(StaticConfig, MissingAddressIsAnError) {
+  TempFile file("entryPoints:\n  web:\n    asDefault: true\n");
+  auto load = load_static_config({file.flag()});
+  EXPECT_TRUE(has_error(load, file.path() + ":2:3", "entry point \"web\" has no address")) << all_errors(load);
+}
+
+TEST(StaticConfig, UnknownKeyErrorHasFileLineAndColumn) {
+  TempFile file("entryPoints:\n  web:\n    adress: \":80\"\n");
+  auto load = load_static_config({file.flag()});
+  ASSERT_FALSE(load.errors.empty());
+  EXPECT_EQ(load.errors[0].where, file.path() + ":3:5");
+  EXPECT_EQ(load.errors[0].message, "unknown key \"adress\" in entryPoints.web");
+}
+
+TEST(StaticConfig, UnknownFlagErrorNamesTheFlag) {
+  auto load = load_static_config({"--entryPoints.web.adress=:80"});
+  ASSERT_FALSE(load.errors.empty());
+  EXPECT_EQ(load.errors[0].to_string(), "flag --entryPoints.web.adress: unknown key \"adress\" in entryPoints.web");
+}
+
+TEST(StaticConfig, UnknownTopLevelKeyIsAnError) {
+  auto load = load_static_config({"--accessLog"});
+  EXPECT_TRUE(has_error(load, "flag --accessLog", "unknown key \"accessLog\" at the top level")) << all_errors(load);
+}
+
+TEST(StaticConfig, InvalidDurationIsAnErrorWithPlace) {
+  TempFile file("entryPoints:\n  web:\n    address: ':80'\n    transport:\n      respondingTimeouts:\n"
+                "        readTimeout: soon\n");
+  auto load = load_static_config({file.flag()});
+  EXPECT_TRUE(has_error(load, file.path() + ":6:22",
+                        "invalid duration \"soon\" for entryPoints.web.transport.respondingTimeouts.readTimeout"))
+      << all_errors(load);
+}
+
+TEST(StaticConfig, TrustedIpsAcceptCidrsAndRejectGarbage) {
+  auto load = load_static_config(
+      {"--entryPoints.web.address=:80", "--entryPoints.web.forwardedHeaders.trustedIPs=10.0.0.0/8,fd00::/8,1.2.3.4"});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  EXPECT_EQ(load.config.entry_points[0].trusted_ips, (std::vector<std::string>{"10.0.0.0/8", "fd00::/8", "1.2.3.4"}));
+
+  TempFile file("entryPoints:\n  web:\n    address: ':80'\n    forwardedHeaders:\n      trustedIPs:\n"
+                "        - 10.0.0.0/33\n        - 192.168.0.0/16\n        - not-an-ip\n");
+  load = load_static_config({file.flag()});
+  EXPECT_TRUE(has_error(load, file.path() + ":6:11", "\"10.0.0.0/33\"")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, file.path() + ":8:11", "\"not-an-ip\"")) << all_errors(load);
+  EXPECT_EQ(load.errors.size(), 2u);
+}
+
+TEST(StaticConfig, CollectsEveryError) {
+  TempFile file(R"(
+entryPoints:
+  web:
+    address: ":abc"
+  api:
+    address: ":81"
+    transport:
+      respondingTimeouts:
+        idleTimeout: forever
+log:
+  level: LOUD
+workers: -1
+bogus: 1
+)");
+  auto load = load_static_config({file.flag(), "--ping.terminatingStatusCode=abc", "stray"});
+  EXPECT_EQ(load.errors.size(), 7u) << all_errors(load);
+  EXPECT_TRUE(has_error(load, ":4:14", "invalid address")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, ":9:22", "invalid duration \"forever\"")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, ":11:10", "invalid log.level \"LOUD\"")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, ":12:10", "out of range")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, ":13:1", "unknown key \"bogus\"")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, "flag --ping.terminatingStatusCode", "invalid integer")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, "argument \"stray\"", "expected a flag")) << all_errors(load);
+}
+
+TEST(StaticConfig, DuplicateKeysDifferingInCaseAreAnError) {
+  TempFile file("entryPoints:\n  web:\n    address: ':80'\n  WEB:\n    address: ':81'\n");
+  auto load = load_static_config({file.flag()});
+  EXPECT_TRUE(has_error(load, file.path() + ":4:3", "duplicate key \"WEB\" in entryPoints")) << all_errors(load);
+}
+
+TEST(StaticConfig, UnreadableFileIsAnErrorNamingIt) {
+  auto load = load_static_config({"--configFile=/nonexistent/berth.yml"});
+  ASSERT_EQ(load.errors.size(), 1u);
+  EXPECT_EQ(load.errors[0].where, "/nonexistent/berth.yml");
+  EXPECT_NE(load.errors[0].message.find("cannot read config file"), std::string::npos);
+}
+
+TEST(StaticConfig, YamlSyntaxErrorNamesFileAndLine) {
+  TempFile file("entryPoints:\n  web:\n    address: [\":80\"\n");
+  auto load = load_static_config({file.flag()});
+  ASSERT_EQ(load.errors.size(), 1u) << all_errors(load);
+  EXPECT_TRUE(load.errors[0].where.starts_with(file.path() + ":")) << load.errors[0].where;
+  EXPECT_NE(load.errors[0].where, file.path());
+}
+
+TEST(StaticConfig, EmptyFileIsValid) {
+  TempFile file("");
+  auto load = load_static_config({file.flag()});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  EXPECT_EQ(load.config.entry_points.size(), 1u);
+}
+
+TEST(StaticConfig, FileProviderRejectsFilenameWithDirectory) {
+  auto load = load_static_config({"--providers.file.filename=a.yml", "--providers.file.directory=conf"});
+  EXPECT_TRUE(has_error(load, "flag --providers.file", "mutually exclusive")) << all_errors(load);
+}
+
+TEST(StaticConfig, FileProviderKeepsRelativePathAsWritten) {
+  auto load = load_static_config({"--providers.file.filename=conf/dynamic.yml"});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  EXPECT_TRUE(load.config.file.enabled);
+  EXPECT_EQ(load.config.file.filename, "conf/dynamic.yml");
+  EXPECT_TRUE(load.config.file.watch);
+}
+
+TEST(StaticConfig, TomlConfigFileIsRejected) {
+  TempFile file("[entryPoints]\n", ".toml");
+  auto load = load_static_config({file.flag()});
+  EXPECT_TRUE(has_error(load, file.path(), "TOML")) << all_errors(load);
+}
+
+}  // namespace
+}  // namespace berth::config
