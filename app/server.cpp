@@ -11,6 +11,7 @@
 #include <thread>
 
 #include "base/log.h"
+#include "base/text.h"
 #include "discovery/file/file_provider.h"
 #include "proxy/snapshot_builder.h"
 #include "proxy/worker.h"
@@ -51,6 +52,9 @@ class ControlPlane {
   explicit ControlPlane(const config::StaticConfig& sc) : sc_(sc), throttle_(io_) {}
 
   int run() {
+    LOG_DEBUG("static configuration: ", sc_.entry_points.size(), " entry points, file provider ",
+              sc_.file.enabled ? (sc_.file.filename.empty() ? sc_.file.directory : sc_.file.filename) : "(off)",
+              ", providersThrottleDuration ", format_duration(sc_.providers_throttle_duration));
     auto info = make_process_info(sc_);
     unsigned n = sc_.workers > 0 ? unsigned(sc_.workers) : std::max(1u, std::thread::hardware_concurrency());
     for (unsigned i = 0; i < n; ++i) {
@@ -126,36 +130,45 @@ class ControlPlane {
              dyn.services.size(), " services, ", dyn.errors.size() + built.errors.size(), " problems");
   }
 
-  // SIGTERM: ping turns to 503, keep accepting for requestAcceptGraceTimeout, then stop accepting and
-  // let in-flight exchanges finish for up to graceTimeOut.
+  // SIGTERM, per entry point as in Traefik: ping turns 503; keep accepting for
+  // requestAcceptGraceTimeout, then stop accepting and let in-flight exchanges finish for up to
+  // graceTimeOut; exit once every entry point is empty or out of time.
   void shutdown(int sig) {
     LOG_INFO("received signal ", sig, ", shutting down");
-    std::chrono::milliseconds accept_grace{0}, grace{0};
-    for (const auto& ep : sc_.entry_points) {
-      accept_grace = std::max(accept_grace, ep.request_accept_grace_timeout);
-      grace = std::max(grace, ep.grace_timeout);
-    }
     for (auto& w : workers_) w->begin_terminating();
-    timer_ = std::make_unique<asio::steady_timer>(io_, accept_grace);
-    timer_->async_wait([this, grace](boost::system::error_code) {
-      for (auto& w : workers_) w->drain();
-      deadline_ = std::chrono::steady_clock::now() + grace;
-      wait_for_drain();
-    });
+    drain_deadlines_.assign(sc_.entry_points.size(), kNotYet);
+    for (size_t i = 0; i < sc_.entry_points.size(); ++i) {
+      const auto& ep = sc_.entry_points[i];
+      auto timer = std::make_unique<asio::steady_timer>(io_, ep.request_accept_grace_timeout);
+      timer->async_wait([this, i, grace = ep.grace_timeout](boost::system::error_code) {
+        for (auto& w : workers_) w->drain(i);
+        drain_deadlines_[i] = std::chrono::steady_clock::now() + grace;
+      });
+      accept_timers_.push_back(std::move(timer));
+    }
+    poll_ = std::make_unique<asio::steady_timer>(io_);
+    wait_for_drain();
   }
 
   void wait_for_drain() {
-    size_t open = 0;
-    for (auto& w : workers_) open += w->open_connections();
-    if (open == 0 || std::chrono::steady_clock::now() >= deadline_) {
-      if (open) LOG_WARN("grace timeout reached with ", open, " connections still open");
+    auto now = std::chrono::steady_clock::now();
+    size_t waiting = 0, abandoned = 0;
+    for (size_t i = 0; i < drain_deadlines_.size(); ++i) {
+      size_t open = 0;
+      for (auto& w : workers_) open += w->open_connections(i);
+      if (drain_deadlines_[i] == kNotYet || (open > 0 && now < drain_deadlines_[i])) ++waiting;
+      else abandoned += open;
+    }
+    if (waiting == 0) {
+      if (abandoned) LOG_WARN("grace timeout reached with ", abandoned, " connections still open");
       io_.stop();
       return;
     }
-    timer_->expires_after(20ms);
-    timer_->async_wait([this](boost::system::error_code) { wait_for_drain(); });
+    poll_->expires_after(20ms);
+    poll_->async_wait([this](boost::system::error_code) { wait_for_drain(); });
   }
 
+  static constexpr auto kNotYet = std::chrono::steady_clock::time_point::max();
   const config::StaticConfig& sc_;
   asio::io_context io_;
   std::vector<std::unique_ptr<proxy::Worker>> workers_;
@@ -165,8 +178,9 @@ class ControlPlane {
   bool throttle_armed_ = false;
   asio::steady_timer throttle_;
   std::chrono::steady_clock::time_point last_apply_{};
-  std::unique_ptr<asio::steady_timer> timer_;
-  std::chrono::steady_clock::time_point deadline_{};
+  std::vector<std::unique_ptr<asio::steady_timer>> accept_timers_;
+  std::unique_ptr<asio::steady_timer> poll_;
+  std::vector<std::chrono::steady_clock::time_point> drain_deadlines_;
   uint64_t generation_ = 0;
 };
 

@@ -37,17 +37,17 @@ DownstreamConnection::DownstreamConnection(Worker& worker, size_t ep_index, tcp:
     for (const auto& net : settings_.trusted)
       if (net.contains(addr)) trusted_ = true;
   }
-  worker_.track(this);
+  worker_.track(this, ep_index_);
 }
 
 DownstreamConnection::~DownstreamConnection() {
-  worker_.untrack(this);
+  worker_.untrack(this, ep_index_);
   if (ex_) worker_.give_exchange_state(std::move(ex_));
   in_.release(worker_.buffers());
 }
 
-void DownstreamConnection::wake_if_idle() {
-  if (idle_) {
+void DownstreamConnection::wake_if_idle(size_t ep) {
+  if (idle_ && ep == ep_index_) {
     boost::system::error_code ec;
     socket_.cancel(ec);
   }
@@ -99,7 +99,7 @@ asio::awaitable<void> DownstreamConnection::run() {
         // Idle between requests: no buffer and no exchange state held (HP-6).
         if (ex_) worker_.give_exchange_state(std::move(ex_));
         in_.release(worker_.buffers());
-        if (worker_.draining()) break;
+        if (worker_.draining(ep_index_)) break;
         arm(first ? Phase::kReadRequest : Phase::kIdle, first ? settings_.read_timeout : settings_.idle_timeout);
         idle_ = true;
         auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, kNoThrow);
@@ -172,7 +172,7 @@ asio::awaitable<bool> DownstreamConnection::reply_local(int status, std::string_
                                                        std::string_view content_type, bool close) {
   bool is_head = ex_ && ex_->request.method == "HEAD";
   if (!close && ex_ && !co_await discard_request_body()) close = true;
-  if (!close && (!ex_->request.keep_alive() || worker_.draining())) close = true;
+  if (!close && (!ex_->request.keep_alive() || worker_.draining(ep_index_))) close = true;
   std::string& out = ex_->out;  // ex_ exists whenever a request is being read
   out.clear();
   local_reply::render_head(out, status, body.size(), content_type, close);

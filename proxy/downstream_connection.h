@@ -38,8 +38,8 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
 
   boost::asio::awaitable<void> run();
 
-  /// Wakes the connection if it is idle so it can close (drain). Thread: worker.
-  void wake_if_idle();
+  /// Wakes the connection if it is idle on entry point `ep` so it can close (drain). Thread: worker.
+  void wake_if_idle(size_t ep);
 
   // Intrusive list links owned by Worker.
   DownstreamConnection* prev_ = nullptr;

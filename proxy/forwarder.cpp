@@ -57,6 +57,13 @@ bool connection_names(std::string_view connection, std::string_view header) {
   return false;
 }
 
+// True if a Connection header (there may be several) names `header` as hop-by-hop.
+bool named_by_connection(const std::vector<http::Header>& headers, std::string_view header) {
+  for (const auto& h : headers)
+    if (h.id == HeaderId::kConnection && connection_names(h.value, header)) return true;
+  return false;
+}
+
 }  // namespace
 
 asio::awaitable<bool> DownstreamConnection::serve_exchange(size_t head_size) {
@@ -247,7 +254,7 @@ asio::awaitable<bool> DownstreamConnection::forward(const Snapshot& snap, const 
   else response_mode = BodyMode::kUntilClose;
   const bool upstream_reusable = response_mode != BodyMode::kUntilClose && !resp.framing.connection_close &&
                                  resp.version_minor >= 1 && !client_http10;
-  const bool close_client = !client_keep_alive || response_mode == BodyMode::kUntilClose || worker_.draining();
+  const bool close_client = !client_keep_alive || response_mode == BodyMode::kUntilClose || worker_.draining(ep_index_);
   build_downstream_head(close_client);
   up_->buffer.consume(response_head);
 
@@ -287,16 +294,14 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
   out.append(req.method).append(" ").append(origin_form(req.target));
   out.append(req.version_minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
 
-  std::string_view connection;
+  bool has_connection = false;
   std::string_view prior_xff;
   uint32_t present = 0;  // which forwarded headers a trusted peer already set
   auto bit = [](HeaderId id) { return 1u << (static_cast<unsigned>(id) - static_cast<unsigned>(HeaderId::kXForwardedFor)); };
-  for (const auto& h : req.headers)
-    if (h.id == HeaderId::kConnection) connection = h.value;
-  bool connection_lists_more = !connection.empty();
+  for (const auto& h : req.headers) has_connection |= h.id == HeaderId::kConnection;
   for (const auto& h : req.headers) {
     if (http::is_hop_by_hop(h.id) || h.id == HeaderId::kExpect) continue;
-    if (h.id == HeaderId::kOther && connection_lists_more && connection_names(connection, h.name)) continue;
+    if (h.id == HeaderId::kOther && has_connection && named_by_connection(req.headers, h.name)) continue;
     if (http::is_forwarded_family(h.id)) {
       if (!trusted_) continue;
       present |= bit(h.id);
@@ -337,12 +342,11 @@ void DownstreamConnection::build_downstream_head(bool close) {
   char num[8];
   auto r = std::to_chars(num, num + sizeof num, resp.status);
   out.append("HTTP/1.1 ").append(num, r.ptr).append(" ").append(resp.reason).append("\r\n");
-  std::string_view connection;
-  for (const auto& h : resp.headers)
-    if (h.id == HeaderId::kConnection) connection = h.value;
+  bool has_connection = false;
+  for (const auto& h : resp.headers) has_connection |= h.id == HeaderId::kConnection;
   for (const auto& h : resp.headers) {
     if (http::is_hop_by_hop(h.id)) continue;
-    if (h.id == HeaderId::kOther && !connection.empty() && connection_names(connection, h.name)) continue;
+    if (h.id == HeaderId::kOther && has_connection && named_by_connection(resp.headers, h.name)) continue;
     append_header(out, h.name, h.value);
   }
   if (close) out.append("Connection: close\r\n");

@@ -14,7 +14,11 @@ namespace berth::proxy {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-Worker::Worker(int index, std::shared_ptr<const ProcessInfo> info) : index_(index), info_(std::move(info)) {}
+Worker::Worker(int index, std::shared_ptr<const ProcessInfo> info)
+    : index_(index),
+      info_(std::move(info)),
+      open_(new std::atomic<size_t>[info_->entry_points.size()]()),
+      draining_(info_->entry_points.size(), 0) {}
 
 Worker::~Worker() { stop(); }
 
@@ -64,7 +68,7 @@ void Worker::start() {
 void Worker::accept_loop(size_t ep_index) {
   auto& acceptor = *acceptors_[ep_index];
   acceptor.async_accept([this, ep_index](boost::system::error_code ec, tcp::socket socket) {
-    if (ec == asio::error::operation_aborted || draining_) return;
+    if (ec == asio::error::operation_aborted || draining_[ep_index]) return;
     if (!ec) {
       auto conn = std::make_shared<DownstreamConnection>(*this, ep_index, std::move(socket));
       asio::co_spawn(io_, conn->run(), asio::detached);
@@ -93,15 +97,12 @@ void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
 
 void Worker::begin_terminating() { terminating_.store(true, std::memory_order_relaxed); }
 
-void Worker::drain() {
-  asio::post(io_, [this] {
-    draining_ = true;
-    for (auto& a : acceptors_) {
-      boost::system::error_code ec;
-      a->close(ec);
-    }
-    for (auto* c = connections_; c; c = c->next_) c->wake_if_idle();
-    sweep_timer_.cancel();
+void Worker::drain(size_t ep) {
+  asio::post(io_, [this, ep] {
+    draining_[ep] = 1;
+    boost::system::error_code ec;
+    if (ep < acceptors_.size()) acceptors_[ep]->close(ec);
+    for (auto* c = connections_; c; c = c->next_) c->wake_if_idle(ep);
   });
 }
 
@@ -122,19 +123,19 @@ void Worker::give_exchange_state(std::unique_ptr<ExchangeState> state) {
   if (free_states_.size() < 4096) free_states_.push_back(std::move(state));
 }
 
-void Worker::track(DownstreamConnection* c) {
+void Worker::track(DownstreamConnection* c, size_t ep) {
   c->next_ = connections_;
   if (connections_) connections_->prev_ = c;
   connections_ = c;
-  connections_count_.fetch_add(1, std::memory_order_relaxed);
+  open_[ep].fetch_add(1, std::memory_order_relaxed);
 }
 
-void Worker::untrack(DownstreamConnection* c) {
+void Worker::untrack(DownstreamConnection* c, size_t ep) {
   if (c->prev_) c->prev_->next_ = c->next_;
   else connections_ = c->next_;
   if (c->next_) c->next_->prev_ = c->prev_;
   c->prev_ = c->next_ = nullptr;
-  connections_count_.fetch_sub(1, std::memory_order_relaxed);
+  open_[ep].fetch_sub(1, std::memory_order_relaxed);
 }
 
 }  // namespace berth::proxy

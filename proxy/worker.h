@@ -56,12 +56,14 @@ class Worker {
   void publish(std::shared_ptr<const Snapshot> snapshot);
   /// Marks the worker terminating (ping answers the terminating status). Thread: any.
   void begin_terminating();
-  /// Closes the listeners and idle connections; busy connections close after their exchange. Thread: any.
-  void drain();
+  /// Closes the listener of entry point `ep` and its idle connections; busy ones close after their
+  /// exchange. Thread: any.
+  void drain(size_t ep);
   /// Stops the io_context and joins the thread. Thread: control.
   void stop();
 
-  size_t open_connections() const { return connections_count_.load(std::memory_order_relaxed); }
+  /// Open downstream connections on entry point `ep`. Thread: any.
+  size_t open_connections(size_t ep) const { return open_[ep].load(std::memory_order_relaxed); }
 
   // Worker-thread API used by connections.
   boost::asio::io_context& context() { return io_; }
@@ -69,14 +71,14 @@ class Worker {
   const ProcessInfo& info() const { return *info_; }
   BufferPool& buffers() { return buffers_; }
   upstream::Pool& upstreams() { return upstreams_; }
-  bool draining() const { return draining_; }
+  bool draining(size_t ep) const { return draining_[ep]; }
   bool terminating() const { return terminating_.load(std::memory_order_relaxed); }
   /// Round-robin cursor for a service of the current snapshot.
   uint32_t next_round_robin(uint32_t service) { return rr_.empty() ? 0 : rr_[service % rr_.size()]++; }
   std::unique_ptr<ExchangeState> take_exchange_state();
   void give_exchange_state(std::unique_ptr<ExchangeState> state);
-  void track(DownstreamConnection* c);
-  void untrack(DownstreamConnection* c);
+  void track(DownstreamConnection* c, size_t ep);
+  void untrack(DownstreamConnection* c, size_t ep);
 
  private:
   void accept_loop(size_t ep_index);
@@ -92,8 +94,8 @@ class Worker {
   upstream::Pool upstreams_;
   std::vector<std::unique_ptr<ExchangeState>> free_states_;
   DownstreamConnection* connections_ = nullptr;  ///< intrusive list head
-  std::atomic<size_t> connections_count_{0};
-  bool draining_ = false;
+  std::unique_ptr<std::atomic<size_t>[]> open_;  ///< per entry point
+  std::vector<char> draining_;                    ///< per entry point
   std::atomic<bool> terminating_{false};
   boost::asio::steady_timer sweep_timer_{io_};
   std::thread thread_;
