@@ -9,7 +9,11 @@ namespace berth {
 std::optional<Duration> parse_duration(std::string_view text) {
   text = trim(text);
   if (text.empty()) return std::nullopt;
-  if (auto n = parse_uint(text)) return std::chrono::seconds(*n);  // Traefik: a bare integer means seconds
+  constexpr double kMaxMs = 1e15;  // ~31,000 years: anything larger is a typo, and would overflow
+  if (auto n = parse_uint(text)) {   // Traefik: a bare integer means seconds
+    if (double(*n) * 1000 > kMaxMs) return std::nullopt;
+    return std::chrono::seconds(*n);
+  }
   double total_ms = 0;
   size_t i = 0;
   while (i < text.size()) {
@@ -32,6 +36,7 @@ std::optional<Duration> parse_duration(std::string_view text) {
     else return std::nullopt;
     total_ms += value * scale;
   }
+  if (total_ms > kMaxMs) return std::nullopt;
   return Duration(static_cast<int64_t>(std::llround(total_ms)));
 }
 

@@ -46,6 +46,13 @@ class RuleParser {
   }
 
   std::unique_ptr<RuleNode> parse_unary() {
+    // Rules may come from container labels: bound the recursion instead of trusting the input.
+    struct DepthGuard {
+      int& d;
+      explicit DepthGuard(int& depth) : d(++depth) {}
+      ~DepthGuard() { --d; }
+    } guard(depth_);
+    if (depth_ > kMaxDepth) return set_error("rule nests deeper than " + std::to_string(kMaxDepth) + " levels");
     skip_space();
     size_t col = pos_ + 1;
     if (take("!")) {
@@ -152,8 +159,10 @@ class RuleParser {
     return fail_;
   }
 
+  static constexpr int kMaxDepth = 64;
   std::string_view text_;
   size_t pos_ = 0;
+  int depth_ = 0;
   bool failed_ = false;
   Error fail_;
 };

@@ -2,9 +2,7 @@
 // body relay and local-reply steps that forwarder.cpp calls.
 #include "proxy/downstream_connection.h"
 
-#include <boost/asio/as_tuple.hpp>
 #include <boost/asio/read.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
 
@@ -15,7 +13,6 @@ namespace berth::proxy {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
-constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
 DownstreamConnection::DownstreamConnection(Worker& worker, size_t ep_index, tcp::socket socket)
     : worker_(worker),
@@ -51,6 +48,14 @@ void DownstreamConnection::wake_if_idle(size_t ep) {
     boost::system::error_code ec;
     socket_.cancel(ec);
   }
+}
+
+void DownstreamConnection::abort() {
+  closing_ = true;
+  boost::system::error_code ec;
+  socket_.close(ec);
+  if (up_) up_->socket.close(ec);
+  timer_.cancel();
 }
 
 // ---- watchdog: one timer per connection; arming only moves a deadline (HP-6) ----
@@ -90,7 +95,7 @@ void DownstreamConnection::on_timer(const boost::system::error_code&) {
 
 // ---- the read loop ----
 
-asio::awaitable<void> DownstreamConnection::run() {
+coro::Task<void> DownstreamConnection::run() {
   auto self = shared_from_this();
   bool first = true;
   try {
@@ -102,7 +107,7 @@ asio::awaitable<void> DownstreamConnection::run() {
         if (worker_.draining(ep_index_)) break;
         arm(first ? Phase::kReadRequest : Phase::kIdle, first ? settings_.read_timeout : settings_.idle_timeout);
         idle_ = true;
-        auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, kNoThrow);
+        auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, coro::use_task);
         idle_ = false;
         if (ec) break;
       }
@@ -115,11 +120,14 @@ asio::awaitable<void> DownstreamConnection::run() {
       size_t head_size = 0;
       size_t scanned = 0;
       bool eof = false;
-      while ((head_size = http::h1::find_head_end(in_.view(), scanned)) == 0) {
+      while (true) {
+        // RFC 9112 2.2: ignore empty lines before a request-line.
+        while (!in_.empty() && (in_.data()[0] == '\r' || in_.data()[0] == '\n') && scanned == 0) in_.consume(1);
+        if ((head_size = http::h1::find_head_end(in_.view(), scanned)) != 0) break;
         scanned = in_.size();
         if (in_.size() >= settings_.max_header_bytes) break;
         if (in_.write_space() == 0 && !in_.grow(settings_.max_header_bytes + 4)) break;
-        auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.write_ptr(), in_.write_space()), kNoThrow);
+        auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.write_ptr(), in_.write_space()), coro::use_task);
         if (ec) {
           eof = true;
           break;
@@ -168,7 +176,7 @@ void DownstreamConnection::close_upstream() {
 
 // ---- shared steps ----
 
-asio::awaitable<bool> DownstreamConnection::reply_local(int status, std::string_view body,
+coro::Task<bool> DownstreamConnection::reply_local(int status, std::string_view body,
                                                        std::string_view content_type, bool close) {
   bool is_head = ex_ && ex_->request.method == "HEAD";
   if (!close && ex_ && !co_await discard_request_body()) close = true;
@@ -178,12 +186,12 @@ asio::awaitable<bool> DownstreamConnection::reply_local(int status, std::string_
   local_reply::render_head(out, status, body.size(), content_type, close);
   arm(Phase::kWriteResponse, settings_.write_timeout);
   std::array<asio::const_buffer, 2> bufs{asio::buffer(out), asio::buffer(body.data(), is_head ? 0 : body.size())};
-  auto [ec, n] = co_await asio::async_write(socket_, bufs, kNoThrow);
+  auto [ec, n] = co_await asio::async_write(socket_, bufs, coro::use_task);
   disarm();
   co_return !ec && !close;
 }
 
-asio::awaitable<bool> DownstreamConnection::discard_request_body() {
+coro::Task<bool> DownstreamConnection::discard_request_body() {
   // A local reply to a request with a body must consume that body, or the next request on this
   // connection would start in the middle of it. Bodies over 1 MiB are not worth reading: close.
   const auto& f = ex_->request.framing;
@@ -192,7 +200,7 @@ asio::awaitable<bool> DownstreamConnection::discard_request_body() {
   while (left > 0) {
     if (in_.empty()) {
       if (in_.write_space() == 0) co_return false;
-      auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.write_ptr(), in_.write_space()), kNoThrow);
+      auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.write_ptr(), in_.write_space()), coro::use_task);
       if (ec) co_return false;
       in_.commit(n);
     }
@@ -203,7 +211,7 @@ asio::awaitable<bool> DownstreamConnection::discard_request_body() {
   co_return true;
 }
 
-asio::awaitable<bool> DownstreamConnection::relay_body(tcp::socket& from, IoBuffer& buffer, tcp::socket& to,
+coro::Task<bool> DownstreamConnection::relay_body(tcp::socket& from, IoBuffer& buffer, tcp::socket& to,
                                                       BodyMode mode, uint64_t length, bool& source_failed,
                                                       http::h1::ChunkedFramer* framer_state) {
   // Streams one message body from `from` to `to` through `buffer`, which may already hold its first
@@ -230,7 +238,7 @@ asio::awaitable<bool> DownstreamConnection::relay_body(tcp::socket& from, IoBuff
         done = st == http::h1::ChunkedFramer::Status::kDone;
       }
       if (take > 0) {
-        auto [ec, n] = co_await asio::async_write(to, asio::buffer(buffer.data(), take), kNoThrow);
+        auto [ec, n] = co_await asio::async_write(to, asio::buffer(buffer.data(), take), coro::use_task);
         if (ec) co_return false;
         buffer.consume(take);
       }
@@ -238,7 +246,7 @@ asio::awaitable<bool> DownstreamConnection::relay_body(tcp::socket& from, IoBuff
     } else if (mode == BodyMode::kLength && left == 0) {
       co_return true;
     }
-    auto [ec, n] = co_await from.async_read_some(asio::buffer(buffer.write_ptr(), buffer.write_space()), kNoThrow);
+    auto [ec, n] = co_await from.async_read_some(asio::buffer(buffer.write_ptr(), buffer.write_space()), coro::use_task);
     if (ec) {
       if (mode == BodyMode::kUntilClose && ec == asio::error::eof) co_return true;
       source_failed = true;
@@ -248,7 +256,7 @@ asio::awaitable<bool> DownstreamConnection::relay_body(tcp::socket& from, IoBuff
   }
 }
 
-asio::awaitable<int> DownstreamConnection::read_response_head(upstream::UpstreamConnection& up, size_t& head_size) {
+coro::Task<int> DownstreamConnection::read_response_head(upstream::UpstreamConnection& up, size_t& head_size) {
   // Returns 0 on success, else the status to answer (502 malformed/closed, 504 timed out), or -1
   // when a reused connection closed before answering (safe to retry).
   size_t scanned = 0;
@@ -257,7 +265,7 @@ asio::awaitable<int> DownstreamConnection::read_response_head(upstream::Upstream
     scanned = up.buffer.size();
     if (up.buffer.write_space() == 0 && !up.buffer.grow(settings_.max_header_bytes)) co_return 502;
     auto [ec, n] = co_await up.socket.async_read_some(asio::buffer(up.buffer.write_ptr(), up.buffer.write_space()),
-                                                      kNoThrow);
+                                                      coro::use_task);
     if (ec) {
       if (expired_ == Phase::kAwaitResponse) co_return 504;
       co_return got_bytes ? 502 : -1;

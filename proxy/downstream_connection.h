@@ -2,13 +2,13 @@
 // exchange to the forwarder (forwarder.cpp). One coroutine per connection (HP-5).
 #pragma once
 
-#include <boost/asio/awaitable.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
 #include <string>
 
+#include "proxy/coro/task.h"
 #include "proxy/http/h1/parser.h"
 #include "proxy/io_buffer.h"
 #include "proxy/snapshot.h"
@@ -36,10 +36,12 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   DownstreamConnection(Worker& worker, size_t ep_index, boost::asio::ip::tcp::socket socket);
   ~DownstreamConnection();
 
-  boost::asio::awaitable<void> run();
+  coro::Task<void> run();
 
   /// Wakes the connection if it is idle on entry point `ep` so it can close (drain). Thread: worker.
   void wake_if_idle(size_t ep);
+  /// Closes both sides at once; the coroutine unwinds on its next resumption. Thread: worker.
+  void abort();
 
   // Intrusive list links owned by Worker.
   DownstreamConnection* prev_ = nullptr;
@@ -50,19 +52,19 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   enum class Phase : uint8_t { kNone, kIdle, kReadRequest, kDial, kAwaitResponse, kWriteResponse };
 
   // forwarder.cpp: the request flow.
-  boost::asio::awaitable<bool> serve_exchange(size_t head_size);
-  boost::asio::awaitable<bool> forward(const Snapshot& snap, const Service& service, uint32_t service_index);
+  coro::Task<bool> serve_exchange(size_t head_size);
+  coro::Task<bool> forward(const Snapshot& snap, const Service& service, uint32_t service_index);
   void build_upstream_head(const Service& service, const Endpoint& endpoint);
   void build_downstream_head(bool close);
 
   // Shared steps.
-  boost::asio::awaitable<bool> reply_local(int status, std::string_view body, std::string_view content_type,
+  coro::Task<bool> reply_local(int status, std::string_view body, std::string_view content_type,
                                            bool close);
-  boost::asio::awaitable<bool> discard_request_body();
-  boost::asio::awaitable<bool> relay_body(boost::asio::ip::tcp::socket& from, IoBuffer& buffer,
+  coro::Task<bool> discard_request_body();
+  coro::Task<bool> relay_body(boost::asio::ip::tcp::socket& from, IoBuffer& buffer,
                                           boost::asio::ip::tcp::socket& to, BodyMode mode, uint64_t length,
                                           bool& source_failed, http::h1::ChunkedFramer* framer = nullptr);
-  boost::asio::awaitable<int> read_response_head(upstream::UpstreamConnection& up, size_t& head_size);
+  coro::Task<int> read_response_head(upstream::UpstreamConnection& up, size_t& head_size);
   void close_upstream();
 
   void arm(Phase phase, std::chrono::milliseconds timeout);

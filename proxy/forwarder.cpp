@@ -1,7 +1,5 @@
 // The request flow, in one place: route -> pick -> pool -> relay. Start reading here.
 // Everything below runs on the worker thread that owns the connection.
-#include <boost/asio/as_tuple.hpp>
-#include <boost/asio/use_awaitable.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
 
@@ -16,7 +14,6 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 using http::HeaderId;
 namespace {
-constexpr auto kNoThrow = asio::as_tuple(asio::use_awaitable);
 
 // Splits a request target into path and (for absolute-form targets) authority.
 std::string_view target_path(std::string_view target, std::string_view& authority) {
@@ -66,7 +63,7 @@ bool named_by_connection(const std::vector<http::Header>& headers, std::string_v
 
 }  // namespace
 
-asio::awaitable<bool> DownstreamConnection::serve_exchange(size_t head_size) {
+coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   // Hold this snapshot for the whole exchange: a reload mid-request changes nothing for it.
   std::shared_ptr<const Snapshot> snap = worker_.snapshot();
   auto& req = ex_->request;
@@ -98,7 +95,7 @@ asio::awaitable<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   co_return co_await forward(*snap, service, route->service);
 }
 
-asio::awaitable<bool> DownstreamConnection::forward(const Snapshot& snap, const Service& service,
+coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Service& service,
                                                     uint32_t service_index) {
   auto& req = ex_->request;
   const auto& transport = snap.transport;
@@ -142,7 +139,7 @@ asio::awaitable<bool> DownstreamConnection::forward(const Snapshot& snap, const 
       up_ = std::make_unique<upstream::UpstreamConnection>(worker_.context().get_executor());
       arm(Phase::kDial, transport.dial_timeout);
       expired_ = Phase::kNone;
-      auto [ec] = co_await up_->socket.async_connect(target.address, kNoThrow);
+      auto [ec] = co_await up_->socket.async_connect(target.address, coro::use_task);
       if (ec) {
         failure = expired_ == Phase::kDial ? 504 : 502;
         LOG_DEBUG("dial ", target.url, " for ", service.name, " failed: ", ec.message());
@@ -158,7 +155,7 @@ asio::awaitable<bool> DownstreamConnection::forward(const Snapshot& snap, const 
     if (req.expect_continue && !sent_continue && request_mode != BodyMode::kNone) {
       // berth answers the client's Expect itself once a backend is connected (as nginx does).
       static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
-      auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(k100), kNoThrow);
+      auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(k100), coro::use_task);
       if (ec) co_return false;
       sent_continue = true;
     }
@@ -182,7 +179,7 @@ asio::awaitable<bool> DownstreamConnection::forward(const Snapshot& snap, const 
     arm(Phase::kAwaitResponse, transport.response_header_timeout);
     expired_ = Phase::kNone;
     std::array<asio::const_buffer, 2> head_and_body{asio::buffer(ex_->out), asio::buffer(in_.data(), buffered)};
-    auto [wec, written] = co_await asio::async_write(up_->socket, head_and_body, kNoThrow);
+    auto [wec, written] = co_await asio::async_write(up_->socket, head_and_body, coro::use_task);
     if (wec) {
       close_upstream();
       if (reused) {
@@ -217,7 +214,7 @@ asio::awaitable<bool> DownstreamConnection::forward(const Snapshot& snap, const 
       int status = ex_->response.status;
       if (status >= 200 || status == 101) break;
       if (status != 100 || !sent_continue) {
-        auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(up_->buffer.data(), response_head), kNoThrow);
+        auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(up_->buffer.data(), response_head), coro::use_task);
         if (ec) {
           close_upstream();
           co_return false;
@@ -264,7 +261,7 @@ asio::awaitable<bool> DownstreamConnection::forward(const Snapshot& snap, const 
   if (response_mode == BodyMode::kLength)
     first_body = static_cast<size_t>(std::min<uint64_t>(response_length, up_->buffer.size()));
   std::array<asio::const_buffer, 2> out{asio::buffer(ex_->out), asio::buffer(up_->buffer.data(), first_body)};
-  auto [ec, w] = co_await asio::async_write(socket_, out, kNoThrow);
+  auto [ec, w] = co_await asio::async_write(socket_, out, coro::use_task);
   if (ec) {
     close_upstream();
     co_return false;
@@ -323,10 +320,8 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
   std::string_view host = req.host;
   if (!(present & bit(HeaderId::kXForwardedHost)) && !host.empty()) append_header(out, "X-Forwarded-Host", host);
   if (!(present & bit(HeaderId::kXForwardedPort))) {
-    std::string_view port = "80";
-    auto stripped = router::strip_port(host);
-    if (stripped.size() + 1 < host.size()) port = host.substr(stripped.size() + 1);
-    append_header(out, "X-Forwarded-Port", port);
+    std::string_view port = router::port_of(host);
+    append_header(out, "X-Forwarded-Port", port.empty() ? std::string_view("80") : port);
   }
   if (!(present & bit(HeaderId::kXForwardedProto))) append_header(out, "X-Forwarded-Proto", "http");
   if (!(present & bit(HeaderId::kXForwardedServer))) append_header(out, "X-Forwarded-Server", worker_.info().hostname);

@@ -10,7 +10,7 @@
 
 namespace berth::proxy {
 
-inline constexpr size_t kBlockSize = 16 * 1024;
+inline constexpr size_t kBlockSize = 32 * 1024;  // a 16 KiB response plus its head fits one read
 
 /// A free list of kBlockSize blocks. Thread: worker (one pool per worker).
 class BufferPool {
@@ -26,7 +26,7 @@ class BufferPool {
   }
 
  private:
-  static constexpr size_t kMaxFree = 4096;
+  static constexpr size_t kMaxFree = 64;  // beyond a burst, memory goes back to malloc
   std::vector<std::unique_ptr<char[]>> free_;
 };
 

@@ -1,12 +1,11 @@
 // Worker thread lifecycle, listeners and per-worker pools; see worker.h.
 #include "proxy/worker.h"
 
-#include <boost/asio/co_spawn.hpp>
-#include <boost/asio/detached.hpp>
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 
 #include "base/log.h"
+#include "proxy/coro/task.h"
 #include "proxy/downstream_connection.h"
 
 namespace berth::proxy {
@@ -71,7 +70,7 @@ void Worker::accept_loop(size_t ep_index) {
     if (ec == asio::error::operation_aborted || draining_[ep_index]) return;
     if (!ec) {
       auto conn = std::make_shared<DownstreamConnection>(*this, ep_index, std::move(socket));
-      asio::co_spawn(io_, conn->run(), asio::detached);
+      coro::spawn(conn->run());
     } else {
       LOG_WARN("accept on entry point ", info_->entry_points[ep_index].name, ": ", ec.message());
     }
@@ -110,6 +109,14 @@ void Worker::stop() {
   if (!thread_.joinable()) return;
   io_.stop();
   thread_.join();
+  // Connections still open after the grace period: abort them and let their coroutines unwind here,
+  // while the pools they return memory to are still alive.
+  io_.restart();
+  boost::system::error_code ec;
+  for (auto& a : acceptors_) a->close(ec);
+  sweep_timer_.cancel();
+  for (auto* c = connections_; c; c = c->next_) c->abort();
+  for (int i = 0; i < 1000 && connections_; ++i) io_.run_for(std::chrono::milliseconds(10));
 }
 
 std::unique_ptr<ExchangeState> Worker::take_exchange_state() {
@@ -120,7 +127,7 @@ std::unique_ptr<ExchangeState> Worker::take_exchange_state() {
 }
 
 void Worker::give_exchange_state(std::unique_ptr<ExchangeState> state) {
-  if (free_states_.size() < 4096) free_states_.push_back(std::move(state));
+  if (free_states_.size() < 64) free_states_.push_back(std::move(state));
 }
 
 void Worker::track(DownstreamConnection* c, size_t ep) {

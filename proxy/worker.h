@@ -86,7 +86,9 @@ class Worker {
 
   int index_;
   std::shared_ptr<const ProcessInfo> info_;
-  boost::asio::io_context io_{1};
+  // Sockets and timers are only touched by this worker's thread, so the reactor needs no
+  // per-descriptor locks; posting (snapshots, drain) from other threads stays locked.
+  boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   std::shared_ptr<const Snapshot> snapshot_;
   std::vector<uint32_t> rr_;

@@ -19,11 +19,19 @@ Error at(const config::RuleNode& node, std::string message) {
 std::string_view strip_port(std::string_view host) {
   if (!host.empty() && host.front() == '[') {
     size_t close = host.find(']');
-    return close == std::string_view::npos ? host : host.substr(0, close + 1);
+    return close == std::string_view::npos ? host : host.substr(1, close - 1);
   }
   size_t colon = host.rfind(':');
-  if (colon != std::string_view::npos && host.find(':') == colon) return host.substr(0, colon);
+  if (colon != std::string_view::npos && host.find(':') == colon) host = host.substr(0, colon);
+  if (!host.empty() && host.back() == '.') host.remove_suffix(1);  // "example.com." is example.com
   return host;
+}
+
+std::string_view port_of(std::string_view host) {
+  size_t colon = host.rfind(':');
+  if (colon == std::string_view::npos) return {};
+  if (host.front() == '[' ? host[colon - 1] != ']' : host.find(':') != colon) return {};
+  return host.substr(colon + 1);
 }
 
 Result<std::unique_ptr<Matcher>> Matcher::compile(const config::RuleNode& node) {

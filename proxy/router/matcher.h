@@ -37,7 +37,11 @@ class Matcher {
   std::unique_ptr<Matcher> left_, right_;
 };
 
-/// Strips the port from a Host header value ("a.com:8080" -> "a.com", "[::1]:80" -> "[::1]").
+/// The host part of a Host header value, as Traefik matches it: "a.com:8080" -> "a.com",
+/// "[::1]:80" -> "::1", "a.com." -> "a.com". Thread: any.
 std::string_view strip_port(std::string_view host);
+
+/// The port part of a Host header value ("a.com:8080" -> "8080"), empty if none. Thread: any.
+std::string_view port_of(std::string_view host);
 
 }  // namespace berth::proxy::router

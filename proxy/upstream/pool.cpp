@@ -14,6 +14,8 @@ bool still_open(UpstreamConnection& c) {
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
+constexpr auto kTrustRecent = std::chrono::milliseconds(500);
+
 }  // namespace
 
 std::unique_ptr<UpstreamConnection> Pool::acquire(std::string_view key, std::chrono::milliseconds max_idle) {
@@ -24,7 +26,10 @@ std::unique_ptr<UpstreamConnection> Pool::acquire(std::string_view key, std::chr
   while (!list.empty()) {
     auto conn = std::move(list.back());
     list.pop_back();
-    if (now - conn->idle_since < max_idle && still_open(*conn)) return conn;
+    auto idle = now - conn->idle_since;
+    // Peeking costs a syscall; a connection parked moments ago is almost surely open (backends close
+    // idle connections after seconds), and a stale one is still caught by the forwarder's retry.
+    if (idle < max_idle && (idle < kTrustRecent || still_open(*conn))) return conn;
     boost::system::error_code ec;
     conn->socket.close(ec);
   }

@@ -37,9 +37,11 @@ class ProxyCore(BerthTestCase):
         self.assertEqual(get(self.port, "/exact/more")[0], 404)
 
     def test_round_robin_over_servers(self):
-        seen = [get(self.port, "/", host="both.test")[2] for _ in range(6)]
+        # Each worker keeps its own cursor (no shared state on the request path), so with two
+        # workers the split is even to within one request per worker.
+        seen = [get(self.port, "/", host="both.test")[2] for _ in range(40)]
         self.assertEqual(sorted(set(seen)), [b"alpha", b"beta"])
-        self.assertEqual(seen.count(b"alpha"), 3)
+        self.assertLessEqual(abs(seen.count(b"alpha") - 20), 2)
 
     def test_forwarded_headers_from_untrusted_peer_are_replaced(self):
         status, _, body = get(self.port, "/echo", host="alpha.test:8443",

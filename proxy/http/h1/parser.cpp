@@ -149,7 +149,7 @@ ParseStatus parse_request(std::string_view data, RequestHead& out) {
   // Both framings at once is the classic smuggling vector: refuse rather than guess.
   if (out.framing.chunked && out.framing.content_length >= 0) return ParseStatus::kBadRequest;
   if (out.version_minor == 0 && out.framing.chunked) return ParseStatus::kBadRequest;
-  out.head_size = find_head_end(data);
+  out.head_size = data.size();
   return ParseStatus::kOk;
 }
 
@@ -176,7 +176,7 @@ ParseStatus parse_response(std::string_view data, ResponseHead& out) {
   if (st != ParseStatus::kOk) return st;
   // A response with both: Transfer-Encoding wins and Content-Length is ignored (RFC 9112 6.3).
   if (out.framing.chunked) out.framing.content_length = -1;
-  out.head_size = find_head_end(data);
+  out.head_size = data.size();
   return ParseStatus::kOk;
 }
 

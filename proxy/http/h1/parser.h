@@ -58,10 +58,10 @@ struct ResponseHead {
 /// `from` lets a caller resume scanning where the previous call stopped. Thread: any.
 size_t find_head_end(std::string_view data, size_t from = 0);
 
-/// Parses a request head that find_head_end found complete in `data`. Thread: any.
+/// Parses a request head; `data` is exactly the head that find_head_end measured. Thread: any.
 ParseStatus parse_request(std::string_view data, RequestHead& out);
 
-/// Parses a response head that find_head_end found complete in `data`. Thread: any.
+/// Parses a response head; `data` is exactly the head that find_head_end measured. Thread: any.
 ParseStatus parse_response(std::string_view data, ResponseHead& out);
 
 /// Walks a chunked body as it streams, so the proxy can relay it byte for byte (trailers included)

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Installs the Debian 12 packages berth needs that are missing. Usage: scripts/deps.sh [build|test|bench]
+set -euo pipefail
+profile=${1:-build}
+pkgs=(cmake ninja-build g++ ccache pkg-config libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev
+      libnghttp2-dev libssl-dev libyaml-cpp-dev libre2-dev zlib1g-dev libgtest-dev libbenchmark-dev)
+case "$profile" in
+  test) pkgs+=(python3 curl wrk nginx-light busybox-static procps) ;;
+  bench) pkgs+=(python3 curl wrk nginx-light haproxy procps) ;;
+esac
+missing=()
+for p in "${pkgs[@]}"; do
+  dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+  echo "installing: ${missing[*]}"
+  sudo_cmd=""; [ "$(id -u)" = 0 ] || sudo_cmd=sudo
+  export DEBIAN_FRONTEND=noninteractive
+  $sudo_cmd apt-get update -q -o DPkg::Lock::Timeout=900
+  $sudo_cmd apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=900 "${missing[@]}"
+fi
