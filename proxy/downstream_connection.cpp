@@ -95,21 +95,46 @@ void DownstreamConnection::on_timer(const boost::system::error_code&) {
 
 // ---- the read loop ----
 
+coro::Task<bool> DownstreamConnection::wait_for_request(bool first) {
+  // Between requests. For a short while the connection keeps its block and reads straight into it:
+  // a keep-alive client usually sends its next request at once, and a readiness wait would cost an
+  // epoll_ctl per request. After kWarmIdle it gives the block back and waits for readiness, so idle
+  // connections hold no buffer (HP-6).
+  Phase cold_phase = first ? Phase::kReadRequest : Phase::kIdle;
+  auto cold_timeout = first ? settings_.read_timeout : settings_.idle_timeout;
+  idle_ = true;
+  if (in_.has_block()) {
+    auto warm = cold_timeout.count() > 0 ? std::min(cold_timeout, kWarmIdle) : kWarmIdle;
+    arm(Phase::kWarmIdle, warm);
+    expired_ = Phase::kNone;
+    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.write_ptr(), in_.write_space()), coro::use_task);
+    if (!ec) {
+      in_.commit(n);
+      idle_ = false;
+      co_return true;
+    }
+    if (expired_ != Phase::kWarmIdle || warm == cold_timeout) {
+      idle_ = false;
+      co_return false;
+    }
+    if (cold_timeout.count() > 0) cold_timeout -= warm;
+  }
+  in_.release(worker_.buffers());
+  arm(cold_phase, cold_timeout);
+  auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, coro::use_task);
+  idle_ = false;
+  co_return !ec;
+}
+
 coro::Task<void> DownstreamConnection::run() {
   auto self = shared_from_this();
   bool first = true;
   try {
     while (!closing_) {
       if (in_.empty()) {
-        // Idle between requests: no buffer and no exchange state held (HP-6).
         if (ex_) worker_.give_exchange_state(std::move(ex_));
-        in_.release(worker_.buffers());
         if (worker_.draining(ep_index_)) break;
-        arm(first ? Phase::kReadRequest : Phase::kIdle, first ? settings_.read_timeout : settings_.idle_timeout);
-        idle_ = true;
-        auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, coro::use_task);
-        idle_ = false;
-        if (ec) break;
+        if (!co_await wait_for_request(first)) break;
       }
       first = false;
       in_.attach(worker_.buffers());

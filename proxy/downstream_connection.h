@@ -49,7 +49,12 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
 
  private:
   /// Which limit the watchdog enforces right now.
-  enum class Phase : uint8_t { kNone, kIdle, kReadRequest, kDial, kAwaitResponse, kWriteResponse };
+  enum class Phase : uint8_t { kNone, kWarmIdle, kIdle, kReadRequest, kDial, kAwaitResponse, kWriteResponse };
+  /// How long an idle keep-alive connection keeps its buffer before giving it back.
+  static constexpr std::chrono::milliseconds kWarmIdle{250};
+
+  /// Waits for the next request's first bytes; false when the connection should close.
+  coro::Task<bool> wait_for_request(bool first);
 
   // forwarder.cpp: the request flow.
   coro::Task<bool> serve_exchange(size_t head_size);
