@@ -14,7 +14,7 @@ namespace berth::proxy {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
-DownstreamConnection::DownstreamConnection(Worker& worker, size_t ep_index, tcp::socket socket)
+DownstreamConnection::DownstreamConnection(Worker& worker, size_t ep_index, Socket socket)
     : worker_(worker),
       settings_(worker.info().entry_points[ep_index]),
       ep_index_(ep_index),
@@ -95,48 +95,69 @@ void DownstreamConnection::on_timer(const boost::system::error_code&) {
 
 // ---- the read loop ----
 
-coro::Task<bool> DownstreamConnection::wait_for_request(bool first) {
-  // Between requests. For a short while the connection keeps its block and reads straight into it:
-  // a keep-alive client usually sends its next request at once, and a readiness wait would cost an
-  // epoll_ctl per request. After kWarmIdle it gives the block back and waits for readiness, so idle
-  // connections hold no buffer (HP-6).
-  Phase cold_phase = first ? Phase::kReadRequest : Phase::kIdle;
-  auto cold_timeout = first ? settings_.read_timeout : settings_.idle_timeout;
-  idle_ = true;
-  if (in_.has_block()) {
-    auto warm = cold_timeout.count() > 0 ? std::min(cold_timeout, kWarmIdle) : kWarmIdle;
-    arm(Phase::kWarmIdle, warm);
-    expired_ = Phase::kNone;
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.write_ptr(), in_.write_space()), coro::use_task);
-    if (!ec) {
-      in_.commit(n);
-      idle_ = false;
-      co_return true;
-    }
-    if (expired_ != Phase::kWarmIdle || warm == cold_timeout) {
-      idle_ = false;
-      co_return false;
-    }
-    if (cold_timeout.count() > 0) cold_timeout -= warm;
-  }
+void DownstreamConnection::start() { park(Phase::kReadRequest); }
+
+void DownstreamConnection::park(Phase phase) {
+  // Cold idle: no coroutine frame, no buffer, no exchange state, no armed timer. The worker's sweep
+  // enforces the deadline, so a parked connection costs little more than its socket (HP-6).
   in_.release(worker_.buffers());
-  arm(cold_phase, cold_timeout);
-  auto [ec] = co_await socket_.async_wait(tcp::socket::wait_read, coro::use_task);
+  disarm();
+  auto timeout = phase == Phase::kReadRequest ? settings_.read_timeout : settings_.idle_timeout;
+  idle_deadline_ = timeout.count() > 0 ? Clock::now() + timeout : Clock::time_point::max();
+  idle_ = true;
+  socket_.async_wait(Socket::wait_read, [self = shared_from_this()](const boost::system::error_code& ec) {
+    self->idle_ = false;
+    self->idle_deadline_ = Clock::time_point::max();
+    if (ec || self->closing_ || self->worker_.draining(self->ep_index_)) {
+      self->close();
+      return;
+    }
+    coro::spawn(self->run());
+  });
+}
+
+void DownstreamConnection::expire_if_idle(Clock::time_point now) {
+  if (idle_ && idle_deadline_ <= now) {
+    boost::system::error_code ec;
+    socket_.cancel(ec);
+  }
+}
+
+coro::Task<DownstreamConnection::Wait> DownstreamConnection::wait_warm() {
+  // Right after an exchange the connection keeps its block for kWarmIdle and reads straight into it:
+  // a keep-alive client usually sends its next request at once, and a readiness wait would cost an
+  // epoll_ctl per request. Then it parks.
+  auto warm = settings_.idle_timeout.count() > 0 ? std::min(settings_.idle_timeout, kWarmIdle) : kWarmIdle;
+  arm(Phase::kWarmIdle, warm);
+  expired_ = Phase::kNone;
+  idle_ = true;
+  auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.write_ptr(), in_.write_space()), coro::use_task);
   idle_ = false;
-  co_return !ec;
+  if (!ec) {
+    in_.commit(n);
+    co_return Wait::kData;
+  }
+  if (expired_ == Phase::kWarmIdle && warm < settings_.idle_timeout && !worker_.draining(ep_index_))
+    co_return Wait::kPark;
+  co_return Wait::kClose;
 }
 
 coro::Task<void> DownstreamConnection::run() {
   auto self = shared_from_this();
-  bool first = true;
+  bool park_after = false;
+  bool woken = true;  // run() starts when a parked connection became readable: read at once
   try {
     while (!closing_) {
-      if (in_.empty()) {
+      if (in_.empty() && !std::exchange(woken, false)) {
         if (ex_) worker_.give_exchange_state(std::move(ex_));
         if (worker_.draining(ep_index_)) break;
-        if (!co_await wait_for_request(first)) break;
+        Wait w = in_.has_block() ? co_await wait_warm() : Wait::kPark;
+        if (w == Wait::kClose) break;
+        if (w == Wait::kPark) {
+          park_after = true;
+          break;
+        }
       }
-      first = false;
       in_.attach(worker_.buffers());
       if (!ex_) ex_ = worker_.take_exchange_state();
       arm(Phase::kReadRequest, settings_.read_timeout);
@@ -181,11 +202,17 @@ coro::Task<void> DownstreamConnection::run() {
     }
   } catch (const std::exception& e) {
     LOG_ERROR("connection on entry point ", settings_.name, " failed: ", e.what());
+    park_after = false;
   }
+  if (park_after && !closing_) park(Phase::kIdle);
+  else close();
+}
+
+void DownstreamConnection::close() {
   closing_ = true;
   close_upstream();
   boost::system::error_code ec;
-  socket_.shutdown(tcp::socket::shutdown_send, ec);
+  socket_.shutdown(Socket::shutdown_send, ec);
   socket_.close(ec);
   timer_.cancel();
 }
@@ -236,7 +263,7 @@ coro::Task<bool> DownstreamConnection::discard_request_body() {
   co_return true;
 }
 
-coro::Task<bool> DownstreamConnection::relay_body(tcp::socket& from, IoBuffer& buffer, tcp::socket& to,
+coro::Task<bool> DownstreamConnection::relay_body(Socket& from, IoBuffer& buffer, Socket& to,
                                                       BodyMode mode, uint64_t length, bool& source_failed,
                                                       http::h1::ChunkedFramer* framer_state) {
   // Streams one message body from `from` to `to` through `buffer`, which may already hold its first

@@ -11,6 +11,7 @@
 #include "proxy/coro/task.h"
 #include "proxy/http/h1/parser.h"
 #include "proxy/io_buffer.h"
+#include "proxy/net.h"
 #include "proxy/snapshot.h"
 #include "proxy/upstream/pool.h"
 #include "proxy/worker.h"
@@ -33,10 +34,15 @@ enum class BodyMode : uint8_t { kNone, kLength, kChunked, kUntilClose };
 
 class DownstreamConnection : public std::enable_shared_from_this<DownstreamConnection> {
  public:
-  DownstreamConnection(Worker& worker, size_t ep_index, boost::asio::ip::tcp::socket socket);
+  DownstreamConnection(Worker& worker, size_t ep_index, Socket socket);
   ~DownstreamConnection();
 
-  coro::Task<void> run();
+  /// Starts serving: parks until the first bytes arrive. Thread: worker.
+  void start();
+
+  /// Closes the connection if it is parked past its deadline (idleTimeout / readTimeout). Called by
+  /// the worker's sweep. Thread: worker.
+  void expire_if_idle(std::chrono::steady_clock::time_point now);
 
   /// Wakes the connection if it is idle on entry point `ep` so it can close (drain). Thread: worker.
   void wake_if_idle(size_t ep);
@@ -53,8 +59,14 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   /// How long an idle keep-alive connection keeps its buffer before giving it back.
   static constexpr std::chrono::milliseconds kWarmIdle{250};
 
-  /// Waits for the next request's first bytes; false when the connection should close.
-  coro::Task<bool> wait_for_request(bool first);
+  enum class Wait : uint8_t { kData, kPark, kClose };
+  /// The exchange loop; ends by parking the connection or closing it.
+  coro::Task<void> run();
+  /// Waits briefly for the next request with the buffer still held.
+  coro::Task<Wait> wait_warm();
+  /// Waits for readability without a coroutine; `phase` picks readTimeout or idleTimeout.
+  void park(Phase phase);
+  void close();
 
   // forwarder.cpp: the request flow.
   coro::Task<bool> serve_exchange(size_t head_size);
@@ -66,8 +78,8 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   coro::Task<bool> reply_local(int status, std::string_view body, std::string_view content_type,
                                            bool close);
   coro::Task<bool> discard_request_body();
-  coro::Task<bool> relay_body(boost::asio::ip::tcp::socket& from, IoBuffer& buffer,
-                                          boost::asio::ip::tcp::socket& to, BodyMode mode, uint64_t length,
+  coro::Task<bool> relay_body(Socket& from, IoBuffer& buffer,
+                                          Socket& to, BodyMode mode, uint64_t length,
                                           bool& source_failed, http::h1::ChunkedFramer* framer = nullptr);
   coro::Task<int> read_response_head(upstream::UpstreamConnection& up, size_t& head_size);
   void close_upstream();
@@ -82,17 +94,18 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   Worker& worker_;
   const EntryPointSettings& settings_;
   size_t ep_index_;
-  boost::asio::ip::tcp::socket socket_;
+  Socket socket_;
   IoBuffer in_;
   std::unique_ptr<ExchangeState> ex_;
   std::unique_ptr<upstream::UpstreamConnection> up_;  ///< the upstream connection of the exchange in flight
-  boost::asio::steady_timer timer_;
+  Timer timer_;
   Clock::time_point deadline_ = Clock::time_point::max();
   Clock::time_point timer_expiry_ = Clock::time_point::max();
   bool timer_waiting_ = false;
   Phase phase_ = Phase::kNone;
   Phase expired_ = Phase::kNone;  ///< set when the watchdog fired during that phase
-  bool idle_ = false;
+  Clock::time_point idle_deadline_ = Clock::time_point::max();  ///< when parked
+  bool idle_ = false;             ///< parked, or warm-waiting for the next request
   bool trusted_ = false;          ///< peer may set X-Forwarded-* headers
   bool closing_ = false;
   char peer_ip_[48] = {};

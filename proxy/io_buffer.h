@@ -2,32 +2,47 @@
 // steady-state exchanges never touch malloc (HP-1) and idle connections hold no block (HP-6).
 #pragma once
 
+#include <sys/mman.h>
+
 #include <cstddef>
 #include <cstring>
+#include <new>
 #include <memory>
 #include <string_view>
+#include <utility>
 #include <vector>
 
 namespace berth::proxy {
 
 inline constexpr size_t kBlockSize = 32 * 1024;  // a 16 KiB response plus its head fits one read
 
+/// Blocks are mapped pages of their own rather than malloc memory: after a burst they go straight
+/// back to the system instead of fragmenting the heap, so RSS follows the load down again.
+struct BlockDeleter {
+  void operator()(char* p) const noexcept { ::munmap(p, kBlockSize); }
+};
+using Block = std::unique_ptr<char[], BlockDeleter>;
+
 /// A free list of kBlockSize blocks. Thread: worker (one pool per worker).
 class BufferPool {
  public:
-  std::unique_ptr<char[]> take() {
-    if (free_.empty()) return std::unique_ptr<char[]>(new char[kBlockSize]);
+  Block take() {
+    if (free_.empty()) {
+      void* p = ::mmap(nullptr, kBlockSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+      if (p == MAP_FAILED) throw std::bad_alloc();
+      return Block(static_cast<char*>(p));
+    }
     auto block = std::move(free_.back());
     free_.pop_back();
     return block;
   }
-  void give(std::unique_ptr<char[]> block) {
+  void give(Block block) {
     if (free_.size() < kMaxFree) free_.push_back(std::move(block));
   }
 
  private:
-  static constexpr size_t kMaxFree = 64;  // beyond a burst, memory goes back to malloc
-  std::vector<std::unique_ptr<char[]>> free_;
+  static constexpr size_t kMaxFree = 32;  // enough for steady load; a burst beyond it is unmapped
+  std::vector<Block> free_;
 };
 
 /// A readable region [begin, end) inside a block; grows past one block only for oversized heads.
@@ -87,7 +102,7 @@ class IoBuffer {
     begin_ = 0;
   }
 
-  std::unique_ptr<char[]> block_;  ///< the pooled block (kept while big_ is in use, to give back later)
+  Block block_;                    ///< the pooled block (kept while big_ is in use, to give back later)
   std::unique_ptr<char[]> big_;    ///< an oversized buffer for a large head
   char* data_ = nullptr;
   size_t cap_ = 0, begin_ = 0, end_ = 0;

@@ -66,11 +66,10 @@ void Worker::start() {
 
 void Worker::accept_loop(size_t ep_index) {
   auto& acceptor = *acceptors_[ep_index];
-  acceptor.async_accept([this, ep_index](boost::system::error_code ec, tcp::socket socket) {
+  acceptor.async_accept(io_, [this, ep_index](boost::system::error_code ec, Socket socket) {
     if (ec == asio::error::operation_aborted || draining_[ep_index]) return;
     if (!ec) {
-      auto conn = std::make_shared<DownstreamConnection>(*this, ep_index, std::move(socket));
-      coro::spawn(conn->run());
+      std::make_shared<DownstreamConnection>(*this, ep_index, std::move(socket))->start();
     } else {
       LOG_WARN("accept on entry point ", info_->entry_points[ep_index].name, ": ", ec.message());
     }
@@ -79,10 +78,16 @@ void Worker::accept_loop(size_t ep_index) {
 }
 
 void Worker::schedule_sweep() {
-  sweep_timer_.expires_after(std::chrono::seconds(1));
+  // Parked connections carry no timer of their own: this tick closes the ones past their deadline
+  // (to within kSweepInterval), and every few ticks trims idle upstream connections.
+  sweep_timer_.expires_after(kSweepInterval);
   sweep_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
-    if (snapshot_) upstreams_.sweep(snapshot_->transport.idle_conn_timeout);
+    auto now = std::chrono::steady_clock::now();
+    for (auto* c = connections_; c; c = c->next_) c->expire_if_idle(now);
+    if (++sweeps_ % 4 == 0) {
+      if (snapshot_) upstreams_.sweep(snapshot_->transport.idle_conn_timeout);
+    }
     schedule_sweep();
   });
 }
@@ -127,7 +132,7 @@ std::unique_ptr<ExchangeState> Worker::take_exchange_state() {
 }
 
 void Worker::give_exchange_state(std::unique_ptr<ExchangeState> state) {
-  if (free_states_.size() < 64) free_states_.push_back(std::move(state));
+  if (free_states_.size() < 32) free_states_.push_back(std::move(state));
 }
 
 void Worker::track(DownstreamConnection* c, size_t ep) {

@@ -99,7 +99,9 @@ class Worker {
   std::unique_ptr<std::atomic<size_t>[]> open_;  ///< per entry point
   std::vector<char> draining_;                    ///< per entry point
   std::atomic<bool> terminating_{false};
+  static constexpr std::chrono::milliseconds kSweepInterval{250};
   boost::asio::steady_timer sweep_timer_{io_};
+  uint64_t sweeps_ = 0;
   std::thread thread_;
 };
 

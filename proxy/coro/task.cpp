@@ -6,8 +6,8 @@
 namespace berth::proxy::coro {
 namespace {
 
-constexpr std::size_t kGranule = 256;
-constexpr std::size_t kClasses = 64;      // up to 16 KiB
+constexpr std::size_t kGranule = 64;      // fine classes: an idle connection's frames are most of its memory
+constexpr std::size_t kClasses = 256;     // up to 16 KiB
 constexpr std::size_t kMaxPerClass = 512;
 
 struct FreeNode {

@@ -13,7 +13,7 @@
 
 namespace berth::proxy::coro {
 
-/// Per-thread free lists of coroutine frames in 256-byte size classes up to 16 KiB. Thread: any
+/// Per-thread free lists of coroutine frames in 64-byte size classes up to 16 KiB. Thread: any
 /// (each thread has its own lists).
 class FramePool {
  public:

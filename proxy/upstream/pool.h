@@ -11,12 +11,13 @@
 #include <vector>
 
 #include "proxy/io_buffer.h"
+#include "proxy/net.h"
 
 namespace berth::proxy::upstream {
 
 struct UpstreamConnection {
-  explicit UpstreamConnection(boost::asio::any_io_executor ex) : socket(ex) {}
-  boost::asio::ip::tcp::socket socket;
+  explicit UpstreamConnection(Executor ex) : socket(ex) {}
+  Socket socket;
   IoBuffer buffer;
   std::chrono::steady_clock::time_point idle_since;
 };
