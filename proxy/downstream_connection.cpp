@@ -18,8 +18,9 @@ DownstreamConnection::DownstreamConnection(Worker& worker, size_t ep_index, Sock
     : worker_(worker),
       settings_(worker.info().entry_points[ep_index]),
       ep_index_(ep_index),
-      socket_(std::move(socket)),
-      timer_(worker.context()) {
+      socket_(std::move(socket)) {
+  deadline_.owner = this;
+  deadline_.fire = &DownstreamConnection::on_deadline;
   boost::system::error_code ec;
   socket_.set_option(tcp::no_delay(true), ec);
   auto peer = socket_.remote_endpoint(ec);
@@ -38,6 +39,7 @@ DownstreamConnection::DownstreamConnection(Worker& worker, size_t ep_index, Sock
 }
 
 DownstreamConnection::~DownstreamConnection() {
+  worker_.deadlines().disarm(deadline_);
   worker_.untrack(this, ep_index_);
   if (ex_) worker_.give_exchange_state(std::move(ex_));
   in_.release(worker_.buffers());
@@ -55,42 +57,29 @@ void DownstreamConnection::abort() {
   boost::system::error_code ec;
   socket_.close(ec);
   if (up_) up_->socket.close(ec);
-  timer_.cancel();
+  disarm();
 }
 
-// ---- watchdog: one timer per connection; arming only moves a deadline (HP-6) ----
+// ---- watchdog: one entry in the worker's deadline wheel (HP-6) ----
 
 void DownstreamConnection::arm(Phase phase, std::chrono::milliseconds timeout) {
   phase_ = phase;
-  if (timeout.count() <= 0) {
-    deadline_ = Clock::time_point::max();
-    return;
-  }
-  deadline_ = Clock::now() + timeout;
-  if (!timer_waiting_ || deadline_ < timer_expiry_) start_timer();
+  if (timeout.count() <= 0) worker_.deadlines().disarm(deadline_);
+  else worker_.deadlines().arm(deadline_, Clock::now() + timeout);
 }
 
-void DownstreamConnection::start_timer() {
-  timer_expiry_ = deadline_;
-  timer_.expires_at(deadline_);  // cancels a pending wait, whose handler then re-arms
-  if (timer_waiting_) return;
-  timer_waiting_ = true;
-  timer_.async_wait([self = shared_from_this()](const boost::system::error_code& ec) { self->on_timer(ec); });
+void DownstreamConnection::disarm() {
+  phase_ = Phase::kNone;
+  worker_.deadlines().disarm(deadline_);
 }
 
-void DownstreamConnection::on_timer(const boost::system::error_code&) {
-  timer_waiting_ = false;
-  if (closing_) return;
-  if (deadline_ == Clock::time_point::max()) return;
-  if (Clock::now() < deadline_) {
-    start_timer();
-    return;
-  }
-  expired_ = phase_;
-  deadline_ = Clock::time_point::max();
+void DownstreamConnection::on_deadline(void* owner) {
+  // Whatever waits on either socket wakes with operation_aborted and reads expired_.
+  auto* self = static_cast<DownstreamConnection*>(owner);
+  self->expired_ = self->phase_;
   boost::system::error_code ec;
-  socket_.cancel(ec);
-  if (up_) up_->socket.cancel(ec);
+  self->socket_.cancel(ec);
+  if (self->up_) self->up_->socket.cancel(ec);
 }
 
 // ---- the read loop ----
@@ -98,29 +87,19 @@ void DownstreamConnection::on_timer(const boost::system::error_code&) {
 void DownstreamConnection::start() { park(Phase::kReadRequest); }
 
 void DownstreamConnection::park(Phase phase) {
-  // Cold idle: no coroutine frame, no buffer, no exchange state, no armed timer. The worker's sweep
-  // enforces the deadline, so a parked connection costs little more than its socket (HP-6).
+  // Cold idle: no coroutine frame, no buffer, no exchange state; the deadline is an entry in the
+  // worker's wheel, so a parked connection costs little more than its socket (HP-6).
   in_.release(worker_.buffers());
-  disarm();
-  auto timeout = phase == Phase::kReadRequest ? settings_.read_timeout : settings_.idle_timeout;
-  idle_deadline_ = timeout.count() > 0 ? Clock::now() + timeout : Clock::time_point::max();
+  arm(phase, phase == Phase::kReadRequest ? settings_.read_timeout : settings_.idle_timeout);
   idle_ = true;
   socket_.async_wait(Socket::wait_read, [self = shared_from_this()](const boost::system::error_code& ec) {
     self->idle_ = false;
-    self->idle_deadline_ = Clock::time_point::max();
     if (ec || self->closing_ || self->worker_.draining(self->ep_index_)) {
       self->close();
       return;
     }
     coro::spawn(self->run());
   });
-}
-
-void DownstreamConnection::expire_if_idle(Clock::time_point now) {
-  if (idle_ && idle_deadline_ <= now) {
-    boost::system::error_code ec;
-    socket_.cancel(ec);
-  }
 }
 
 coro::Task<DownstreamConnection::Wait> DownstreamConnection::wait_warm() {
@@ -214,7 +193,7 @@ void DownstreamConnection::close() {
   boost::system::error_code ec;
   socket_.shutdown(Socket::shutdown_send, ec);
   socket_.close(ec);
-  timer_.cancel();
+  disarm();
 }
 
 void DownstreamConnection::close_upstream() {

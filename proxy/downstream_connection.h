@@ -3,12 +3,12 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
-#include <boost/asio/steady_timer.hpp>
 #include <chrono>
 #include <memory>
 #include <string>
 
 #include "proxy/coro/task.h"
+#include "proxy/deadline_wheel.h"
 #include "proxy/http/h1/parser.h"
 #include "proxy/io_buffer.h"
 #include "proxy/net.h"
@@ -40,9 +40,6 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   /// Starts serving: parks until the first bytes arrive. Thread: worker.
   void start();
 
-  /// Closes the connection if it is parked past its deadline (idleTimeout / readTimeout). Called by
-  /// the worker's sweep. Thread: worker.
-  void expire_if_idle(std::chrono::steady_clock::time_point now);
 
   /// Wakes the connection if it is idle on entry point `ep` so it can close (drain). Thread: worker.
   void wake_if_idle(size_t ep);
@@ -85,9 +82,8 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   void close_upstream();
 
   void arm(Phase phase, std::chrono::milliseconds timeout);
-  void disarm() { phase_ = Phase::kNone; deadline_ = Clock::time_point::max(); }
-  void on_timer(const boost::system::error_code& ec);
-  void start_timer();
+  void disarm();
+  static void on_deadline(void* self);
 
   using Clock = std::chrono::steady_clock;
 
@@ -98,13 +94,9 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   IoBuffer in_;
   std::unique_ptr<ExchangeState> ex_;
   std::unique_ptr<upstream::UpstreamConnection> up_;  ///< the upstream connection of the exchange in flight
-  Timer timer_;
-  Clock::time_point deadline_ = Clock::time_point::max();
-  Clock::time_point timer_expiry_ = Clock::time_point::max();
-  bool timer_waiting_ = false;
+  DeadlineWheel::Entry deadline_;
   Phase phase_ = Phase::kNone;
   Phase expired_ = Phase::kNone;  ///< set when the watchdog fired during that phase
-  Clock::time_point idle_deadline_ = Clock::time_point::max();  ///< when parked
   bool idle_ = false;             ///< parked, or warm-waiting for the next request
   bool trusted_ = false;          ///< peer may set X-Forwarded-* headers
   bool closing_ = false;

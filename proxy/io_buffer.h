@@ -28,21 +28,30 @@ class BufferPool {
  public:
   Block take() {
     if (free_.empty()) {
+      low_water_ = 0;
       void* p = ::mmap(nullptr, kBlockSize, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
       if (p == MAP_FAILED) throw std::bad_alloc();
       return Block(static_cast<char*>(p));
     }
     auto block = std::move(free_.back());
     free_.pop_back();
+    if (free_.size() < low_water_) low_water_ = free_.size();
     return block;
   }
   void give(Block block) {
     if (free_.size() < kMaxFree) free_.push_back(std::move(block));
   }
+  /// Unmaps the blocks that stayed unused since the last call (the low-water mark), so a quiet
+  /// worker holds none. Called about once a second.
+  void trim() {
+    for (size_t n = std::min(low_water_, free_.size()); n > 0; --n) free_.pop_back();
+    low_water_ = free_.size();
+  }
 
  private:
-  static constexpr size_t kMaxFree = 32;  // enough for steady load; a burst beyond it is unmapped
+  static constexpr size_t kMaxFree = 64;
   std::vector<Block> free_;
+  size_t low_water_ = 0;
 };
 
 /// A readable region [begin, end) inside a block; grows past one block only for oversized heads.

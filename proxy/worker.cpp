@@ -1,6 +1,8 @@
 // Worker thread lifecycle, listeners and per-worker pools; see worker.h.
 #include "proxy/worker.h"
 
+#include <malloc.h>
+
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 
@@ -78,16 +80,18 @@ void Worker::accept_loop(size_t ep_index) {
 }
 
 void Worker::schedule_sweep() {
-  // Parked connections carry no timer of their own: this tick closes the ones past their deadline
-  // (to within kSweepInterval), and every few ticks trims idle upstream connections.
-  sweep_timer_.expires_after(kSweepInterval);
+  sweep_timer_.expires_after(std::chrono::seconds(1));
   sweep_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
-    auto now = std::chrono::steady_clock::now();
-    for (auto* c = connections_; c; c = c->next_) c->expire_if_idle(now);
-    if (++sweeps_ % 4 == 0) {
-      if (snapshot_) upstreams_.sweep(snapshot_->transport.idle_conn_timeout);
-    }
+    if (snapshot_) upstreams_.sweep(snapshot_->transport.idle_conn_timeout);
+    // Pools shrink to what the last second needed, so a worker that went quiet after a burst gives
+    // its memory back (mapped blocks at once; malloc memory through malloc_trim).
+    buffers_.trim();
+    coro::FramePool::trim();
+    size_t unused = std::min(states_low_water_, free_states_.size());
+    free_states_.resize(free_states_.size() - unused);
+    states_low_water_ = free_states_.size();
+    if (unused > 0 || std::exchange(states_overflowed_, false)) ::malloc_trim(0);
     schedule_sweep();
   });
 }
@@ -122,17 +126,24 @@ void Worker::stop() {
   sweep_timer_.cancel();
   for (auto* c = connections_; c; c = c->next_) c->abort();
   for (int i = 0; i < 1000 && connections_; ++i) io_.run_for(std::chrono::milliseconds(10));
+  deadlines_.stop();
+  io_.poll();
 }
 
 std::unique_ptr<ExchangeState> Worker::take_exchange_state() {
-  if (free_states_.empty()) return std::make_unique<ExchangeState>();
+  if (free_states_.empty()) {
+    states_low_water_ = 0;
+    return std::make_unique<ExchangeState>();
+  }
   auto s = std::move(free_states_.back());
   free_states_.pop_back();
+  states_low_water_ = std::min(states_low_water_, free_states_.size());
   return s;
 }
 
 void Worker::give_exchange_state(std::unique_ptr<ExchangeState> state) {
-  if (free_states_.size() < 32) free_states_.push_back(std::move(state));
+  if (free_states_.size() < 64) free_states_.push_back(std::move(state));
+  else states_overflowed_ = true;
 }
 
 void Worker::track(DownstreamConnection* c, size_t ep) {

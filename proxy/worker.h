@@ -14,6 +14,7 @@
 
 #include "base/result.h"
 #include "config/static_config.h"
+#include "proxy/deadline_wheel.h"
 #include "proxy/io_buffer.h"
 #include "proxy/ip_net.h"
 #include "proxy/snapshot.h"
@@ -71,6 +72,7 @@ class Worker {
   const ProcessInfo& info() const { return *info_; }
   BufferPool& buffers() { return buffers_; }
   upstream::Pool& upstreams() { return upstreams_; }
+  DeadlineWheel& deadlines() { return deadlines_; }
   bool draining(size_t ep) const { return draining_[ep]; }
   bool terminating() const { return terminating_.load(std::memory_order_relaxed); }
   /// Round-robin cursor for a service of the current snapshot.
@@ -95,13 +97,14 @@ class Worker {
   BufferPool buffers_;
   upstream::Pool upstreams_;
   std::vector<std::unique_ptr<ExchangeState>> free_states_;
+  size_t states_low_water_ = 0;
+  bool states_overflowed_ = false;
   DownstreamConnection* connections_ = nullptr;  ///< intrusive list head
   std::unique_ptr<std::atomic<size_t>[]> open_;  ///< per entry point
   std::vector<char> draining_;                    ///< per entry point
   std::atomic<bool> terminating_{false};
-  static constexpr std::chrono::milliseconds kSweepInterval{250};
+  DeadlineWheel deadlines_{io_};
   boost::asio::steady_timer sweep_timer_{io_};
-  uint64_t sweeps_ = 0;
   std::thread thread_;
 };
 

@@ -21,6 +21,8 @@ class FramePool {
   static void deallocate(void* p, std::size_t size) noexcept;
   /// Frames taken from the system allocator so far on this thread (for tests and benchmarks).
   static std::size_t system_allocations();
+  /// Frees this thread's cached frames that stayed unused since the last call.
+  static void trim();
 };
 
 struct PromiseBase {
