@@ -107,6 +107,8 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
                                 : req.framing.content_length > 0 ? BodyMode::kLength
                                                                  : BodyMode::kNone;
   const uint64_t request_length = req.framing.content_length > 0 ? uint64_t(req.framing.content_length) : 0;
+  const bool idempotent = req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS" ||
+                          req.method == "TRACE";
   bool sent_continue = false;
 
   // The request head is rewritten once; retries resend the same bytes.
@@ -114,14 +116,13 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   const uint32_t first = worker_.next_round_robin(service_index);
   const Endpoint* endpoint = &service.endpoints[first % n];
   build_upstream_head(service, *endpoint);
-  in_.consume(head_size);  // the views into the head are dead from here on
+  // The views into the head stay valid until the next read into in_, which only the body relay does
+  // (after which no retry rebuilds the head).
+  in_.consume(head_size);
 
   int failure = 502;
   bool body_consumed = false;  // body bytes left the client buffer: no retry possible any more
   size_t response_head = 0;
-  const bool idempotent = req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS" ||
-                          req.method == "TRACE";
-  http::h1::ChunkedFramer request_framer;
   // Each endpoint gets one dial; a pooled connection that turns out stale gets replaced by a fresh
   // one to the same endpoint (only where replaying cannot run the request twice).
   size_t attempt = 0;
@@ -164,7 +165,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     // bytes stay in the buffer until a response arrives, so a retry can resend them.
     size_t buffered = 0;
     bool body_complete = request_mode == BodyMode::kNone;
-    http::h1::ChunkedFramer framer = request_framer;
+    http::h1::ChunkedFramer framer;
     if (request_mode == BodyMode::kLength) {
       buffered = static_cast<size_t>(std::min<uint64_t>(request_length, in_.size()));
       body_complete = buffered == request_length;
@@ -222,6 +223,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       }
       up_->buffer.consume(response_head);
     }
+    if (rc == 0 && ex_->response.status == 101) rc = 502;  // berth strips Upgrade; WebSocket is not relayed yet
     if (rc == 0) {
       if (!body_consumed) in_.consume(buffered);
       break;

@@ -5,8 +5,8 @@ profile=${1:-build}
 pkgs=(cmake ninja-build g++ ccache pkg-config libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev
       libnghttp2-dev libssl-dev libyaml-cpp-dev libre2-dev zlib1g-dev libgtest-dev libbenchmark-dev)
 case "$profile" in
-  test) pkgs+=(python3 curl wrk nginx-light busybox-static procps) ;;
-  bench) pkgs+=(python3 curl wrk nginx-light haproxy procps) ;;
+  test) pkgs+=(python3 curl wrk nginx-light busybox-static procps clang libclang-rt-14-dev) ;;
+  bench) pkgs+=(python3 curl wrk nginx-light haproxy procps heaptrack) ;;
 esac
 missing=()
 for p in "${pkgs[@]}"; do

@@ -1,0 +1,52 @@
+#!/usr/bin/env bash
+# Heap allocations per proxied request in steady state, counted by heaptrack around the real berth
+# binary: one run with no traffic (start-up and shutdown) and one with wrk traffic; the difference
+# divided by the requests served is the per-request figure (HP-1 says it must be ~0).
+# Usage: bench/load/allocs.sh [BERTH] [BACKEND]   env: DURATION=5s CONNS=64 PATH_=/size/100
+set -euo pipefail
+HERE=$(cd "$(dirname "$0")" && pwd)
+ROOT=$(cd "$HERE/../.." && pwd)
+BERTH_BIN=$(realpath "${1:-$ROOT/build/berth}")
+BACKEND_BIN=${2:-$ROOT/build/tests/support/berth_test_backend}
+DURATION=${DURATION:-5s}
+CONNS=${CONNS:-64}
+REQ_PATH=${PATH_:-/size/100}
+PIN=0
+T=$(mktemp -d -t berth-allocs.XXXXXX)
+# shellcheck source=lib.sh
+. "$HERE/lib.sh"
+trap lib_cleanup EXIT
+command -v heaptrack >/dev/null || { log "heaptrack is not installed (apt-get install heaptrack)"; exit 1; }
+BACKEND_BIN=$(ensure_backend "$BACKEND_BIN" "$ROOT/tests/support/test_backend.cpp")
+start_backend "$BACKEND_BIN"
+
+# run_under_heaptrack NAME TRAFFIC(0|1) -> prints "<allocation calls> <requests>"
+run_under_heaptrack() {
+  local name=$1 traffic=$2 port d=$T/$1 requests=0
+  port=$(free_port)
+  mkdir -p "$d"
+  printf 'http:\n  routers:\n    r:\n      rule: "PathPrefix(`/`)"\n      service: s\n  services:\n    s:\n      loadBalancer:\n        servers:\n          - url: "http://127.0.0.1:%s"\n' "$BACKEND_PORT" >"$d/dyn.yml"
+  printf 'entryPoints:\n  web:\n    address: "127.0.0.1:%s"\nproviders:\n  file:\n    filename: %s\nworkers: 1\nlog:\n  level: ERROR\n' "$port" "$d/dyn.yml" >"$d/berth.yml"
+  heaptrack -o "$d/ht" "$BERTH_BIN" --configFile="$d/berth.yml" >"$d/heaptrack.out" 2>&1 &
+  local ht_pid=$!
+  PIDS+=("$ht_pid")
+  wait_http "$port" 200 || { log "berth did not start under heaptrack"; return 1; }
+  if [ "$traffic" = 1 ]; then
+    wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port$REQ_PATH" >/dev/null  # warm-up: pools fill
+    requests=$(wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$port$REQ_PATH" | awk '/requests in/{print $1}')
+    requests=$((requests + $(wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$port$REQ_PATH" | awk '/requests in/{print $1}')))
+  else
+    sleep 1
+  fi
+  pkill -TERM -P "$ht_pid" -f "$BERTH_BIN" 2>/dev/null || true
+  wait "$ht_pid" 2>/dev/null || true
+  local calls
+  calls=$(heaptrack_print -f "$d"/ht.*zst 2>/dev/null | awk -F': ' '/^calls to allocation functions/{split($2,a," "); print a[1]}')
+  echo "$calls $requests"
+}
+
+read -r base_calls _ < <(run_under_heaptrack idle 0)
+read -r load_calls requests < <(run_under_heaptrack load 1)
+per=$(awk -v a="$load_calls" -v b="$base_calls" -v r="$requests" 'BEGIN { printf "%.4f", (a - b) / (r > 0 ? r : 1) }')
+echo "allocation calls: $base_calls without traffic, $load_calls with $requests requests ($REQ_PATH, $CONNS connections)"
+echo "heap allocations per proxied request: $per"
