@@ -181,11 +181,65 @@ class ProxyCore(BerthTestCase):
             self.assertEqual(c.read_response()[2], b"alpha")
         c.close()
 
+    def test_interim_103_is_relayed_before_the_final_response(self):
+        c = RawClient(self.port)
+        c.send("GET /early-hints HTTP/1.1\r\nHost: alpha.test\r\n\r\n")
+        status, headers, _ = c.read_response()
+        self.assertEqual((status, headers.get("link")), (103, "</style.css>; rel=preload"))
+        status, _, body = c.read_response()
+        self.assertEqual((status, body), (200, b"hinted"))
+        c.send("GET / HTTP/1.1\r\nHost: alpha.test\r\n\r\n")
+        self.assertEqual(c.read_response()[2], b"alpha")
+        c.close()
+
     def test_body_until_close_from_backend(self):
         c = RawClient(self.port)
         c.send("GET /eof-body HTTP/1.1\r\nHost: alpha.test\r\n\r\n")
         status, headers, body = c.read_response()
         self.assertEqual((status, body), (200, b"until-close"))
+
+
+class TrustedForwardedHeaders(BerthTestCase):
+    def start(self, forwarded):
+        be = self.backend("trusting")
+        port = free_port()
+        static = f"""
+entryPoints:
+  web:
+    address: "127.0.0.1:{port}"
+    forwardedHeaders:
+{forwarded}
+providers:
+  file:
+    filename: {self.tmp}/dynamic.yml
+"""
+        proxy = self.berth(static_yaml=static, wait=False,
+                           dynamic_yaml=router_yaml({"r": ("PathPrefix(`/`)", "s")}, {"s": [be.url]}))
+        from harness import wait_for_port
+        wait_for_port(port, proc=proxy.proc)
+        return port
+
+    def echo_headers(self, port):
+        body = get(port, "/echo", host="app.test", headers={
+            "X-Forwarded-For": "203.0.113.9", "X-Forwarded-Proto": "https", "X-Forwarded-Host": "public.test",
+            "X-Forwarded-Port": "443", "X-Real-Ip": "203.0.113.9"})[2]
+        return {k.lower(): v for k, v in json.loads(body)["headers"]}
+
+    def test_trusted_peer_keeps_its_headers_and_is_appended(self):
+        h = self.echo_headers(self.start("      trustedIPs:\n        - \"10.0.0.0/8\"\n        - \"127.0.0.1/32\""))
+        self.assertEqual(h["x-forwarded-for"], "203.0.113.9, 127.0.0.1")
+        self.assertEqual(h["x-forwarded-proto"], "https")
+        self.assertEqual(h["x-forwarded-host"], "public.test")
+        self.assertEqual(h["x-forwarded-port"], "443")
+        self.assertEqual(h["x-real-ip"], "203.0.113.9")
+
+    def test_insecure_trusts_everyone_and_other_ranges_trust_no_one(self):
+        h = self.echo_headers(self.start("      insecure: true"))
+        self.assertEqual(h["x-forwarded-proto"], "https")
+        h = self.echo_headers(self.start("      trustedIPs: [\"192.168.0.0/16\"]"))
+        self.assertEqual(h["x-forwarded-for"], "127.0.0.1")
+        self.assertEqual(h["x-forwarded-proto"], "http")
+        self.assertEqual(h["x-forwarded-host"], "app.test")
 
 
 class Timeouts(BerthTestCase):
@@ -231,6 +285,46 @@ workers: 1
         self.assertEqual(c.read_response()[0], 200)
         self.assertFalse(c.is_closed(wait=1.0))
         self.assertTrue(c.is_closed(wait=3.0))
+
+    def test_dial_timeout_gets_504(self):
+        # A listener that never accepts, with its backlog full: a connect to it hangs (its SYNs are
+        # dropped), as a backend behind a black hole would.
+        sink = socket.socket()
+        sink.bind(("127.0.0.1", 0))
+        sink.listen(0)
+        sink_port = sink.getsockname()[1]
+        fillers = []
+        for _ in range(4):
+            f = socket.socket()
+            f.setblocking(False)
+            f.connect_ex(("127.0.0.1", sink_port))
+            fillers.append(f)
+        time.sleep(0.2)
+        port = free_port()
+        dyn = router_yaml({"r": ("PathPrefix(`/`)", "s")}, {"s": [f"http://127.0.0.1:{sink_port}"]})
+        static = f"""
+entryPoints:
+  web:
+    address: "127.0.0.1:{port}"
+serversTransport:
+  forwardingTimeouts:
+    dialTimeout: 400ms
+providers:
+  file:
+    filename: {self.tmp}/dynamic.yml
+"""
+        proxy = self.berth(static_yaml=static, dynamic_yaml=dyn, wait=False)
+        from harness import wait_for_port
+        wait_for_port(port, proc=proxy.proc)
+        try:
+            t = time.time()
+            status, _, body = get(port, "/")
+            self.assertEqual((status, body), (504, b"Gateway Timeout"))
+            self.assertLess(time.time() - t, 2.0)
+        finally:
+            for f in fillers:
+                f.close()
+            sink.close()
 
 
 if __name__ == "__main__":

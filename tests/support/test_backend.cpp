@@ -16,6 +16,7 @@
 //   /close           200 with "Connection: close", then closes
 //   /reset           closes at once with SO_LINGER 0 (RST), no answer
 //   /eof-body        200 without Content-Length/chunked, body "until-close", then closes
+//   /early-hints     103 Early Hints (Link header), then 200 "hinted"
 //   /hostname        200, body = Host header value
 //   /headers-count   200, body = number of request header fields
 //   /count           200, body = requests served by this process so far (this one included)
@@ -173,7 +174,7 @@ const char* reason(int code) {
   }
 }
 
-enum class Ep { Default, Size, Chunked, Echo, Sink, Delay, Status, Close, Reset, EofBody, Hostname, HeadersCount, Count };
+enum class Ep { Default, Size, Chunked, Echo, Sink, Delay, Status, Close, Reset, EofBody, Hostname, HeadersCount, Count, EarlyHints };
 enum class St { Head, Body, Delay, Drain };
 enum class BodyMode { None, Length, Chunked };
 enum class Ch { Size, Data, DataCrlf, Trailer };
@@ -695,6 +696,7 @@ class Worker {
       case 'e':
         if (path == "/echo") c->ep = Ep::Echo;
         else if (path == "/eof-body") c->ep = Ep::EofBody;
+        else if (path == "/early-hints") c->ep = Ep::EarlyHints;
         break;
       case 'd':
         if (num_after("/delay/", v)) c->ep = Ep::Delay, c->num = std::min<uint64_t>(v, 3600 * 1000);
@@ -890,6 +892,11 @@ class Worker {
         break;
       case Ep::Count:
         simple_num(c, g_requests.load(std::memory_order_relaxed));
+        break;
+      case Ep::EarlyHints:
+        // An interim 103 before the final answer, as a server pushing preload hints does.
+        c->out += "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n";
+        simple(c, 200, "hinted");
         break;
       case Ep::Reset:
         break;  // handled in process()
