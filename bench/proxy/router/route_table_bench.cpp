@@ -4,6 +4,8 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench/support/alloc_counter.h"
+
 #include <atomic>
 #include <cstdlib>
 #include <map>
@@ -14,43 +16,6 @@
 #include <vector>
 
 #include "config/rule.h"
-
-// ---- allocation counter: every operator new in this process bumps it ---------------------------
-
-namespace {
-std::atomic<uint64_t> g_allocs{0};
-
-void* counted_alloc(std::size_t size) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size ? size : 1)) return p;
-  throw std::bad_alloc();
-}
-void* counted_alloc(std::size_t size, std::align_val_t align) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  std::size_t a = static_cast<std::size_t>(align);
-  if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a)) return p;
-  throw std::bad_alloc();
-}
-}  // namespace
-
-void* operator new(std::size_t size) { return counted_alloc(size); }
-void* operator new[](std::size_t size) { return counted_alloc(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  try { return counted_alloc(size); } catch (...) { return nullptr; }
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  try { return counted_alloc(size); } catch (...) { return nullptr; }
-}
-void* operator new(std::size_t size, std::align_val_t a) { return counted_alloc(size, a); }
-void* operator new[](std::size_t size, std::align_val_t a) { return counted_alloc(size, a); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 namespace berth::proxy::router {
 namespace {
@@ -103,7 +68,7 @@ const Fixture& fixture(int n) {
 }
 
 void report(benchmark::State& state, uint64_t allocs_before, const Fixture& f) {
-  uint64_t allocs = g_allocs.load(std::memory_order_relaxed) - allocs_before;
+  uint64_t allocs = berth::bench::allocation_count() - allocs_before;
   state.counters["allocs_per_iter"] = benchmark::Counter(static_cast<double>(allocs), benchmark::Counter::kAvgIterations);
   state.counters["routes"] = static_cast<double>(f.table.size());
 }
@@ -118,7 +83,7 @@ void BM_MatchHit(benchmark::State& state) {
     }
   }
   size_t i = 0;
-  uint64_t before = g_allocs.load(std::memory_order_relaxed);
+  uint64_t before = berth::bench::allocation_count();
   for (auto _ : state) {
     const std::string& host = f.hit_hosts[i++ & 1023];
     const Route* r = f.table.match(RequestView{host, "/index.html", "GET"});
@@ -135,7 +100,7 @@ void BM_MatchMiss(benchmark::State& state) {
     state.SkipWithError("the miss matched a route");
     return;
   }
-  uint64_t before = g_allocs.load(std::memory_order_relaxed);
+  uint64_t before = berth::bench::allocation_count();
   for (auto _ : state) {
     const Route* r = f.table.match(req);
     benchmark::DoNotOptimize(r);
@@ -152,7 +117,7 @@ void BM_MatchWildcard(benchmark::State& state) {
     return;
   }
   size_t i = 0;
-  uint64_t before = g_allocs.load(std::memory_order_relaxed);
+  uint64_t before = berth::bench::allocation_count();
   for (auto _ : state) {
     const std::string& host = f.wild_hosts[i++ & 1023];
     const Route* r = f.table.match(RequestView{host, "/app/main.css", "GET"});

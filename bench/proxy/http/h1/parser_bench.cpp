@@ -4,48 +4,13 @@
 
 #include <benchmark/benchmark.h>
 
+#include "bench/support/alloc_counter.h"
+
 #include <atomic>
 #include <cstdlib>
 #include <new>
 #include <string>
 #include <string_view>
-
-// ---- allocation counter: every operator new in this process bumps it ---------------------------
-
-namespace {
-std::atomic<uint64_t> g_allocs{0};
-
-void* counted_alloc(std::size_t size) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  if (void* p = std::malloc(size ? size : 1)) return p;
-  throw std::bad_alloc();
-}
-void* counted_alloc(std::size_t size, std::align_val_t align) {
-  g_allocs.fetch_add(1, std::memory_order_relaxed);
-  std::size_t a = static_cast<std::size_t>(align);
-  if (void* p = std::aligned_alloc(a, (size + a - 1) / a * a)) return p;
-  throw std::bad_alloc();
-}
-}  // namespace
-
-void* operator new(std::size_t size) { return counted_alloc(size); }
-void* operator new[](std::size_t size) { return counted_alloc(size); }
-void* operator new(std::size_t size, const std::nothrow_t&) noexcept {
-  try { return counted_alloc(size); } catch (...) { return nullptr; }
-}
-void* operator new[](std::size_t size, const std::nothrow_t&) noexcept {
-  try { return counted_alloc(size); } catch (...) { return nullptr; }
-}
-void* operator new(std::size_t size, std::align_val_t a) { return counted_alloc(size, a); }
-void* operator new[](std::size_t size, std::align_val_t a) { return counted_alloc(size, a); }
-void operator delete(void* p) noexcept { std::free(p); }
-void operator delete[](void* p) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t) noexcept { std::free(p); }
-void operator delete(void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::align_val_t) noexcept { std::free(p); }
-void operator delete(void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
-void operator delete[](void* p, std::size_t, std::align_val_t) noexcept { std::free(p); }
 
 namespace berth::proxy::http::h1 {
 namespace {
@@ -78,14 +43,14 @@ constexpr std::string_view kResponse =
 
 // Reports bytes/s and allocations per iteration for the loop just run.
 void report(benchmark::State& state, size_t bytes, uint64_t allocs_before) {
-  uint64_t allocs = g_allocs.load(std::memory_order_relaxed) - allocs_before;
+  uint64_t allocs = berth::bench::allocation_count() - allocs_before;
   state.SetBytesProcessed(static_cast<int64_t>(state.iterations() * bytes));
   state.counters["allocs_per_iter"] = benchmark::Counter(static_cast<double>(allocs), benchmark::Counter::kAvgIterations);
   state.counters["bytes"] = static_cast<double>(bytes);
 }
 
 void BM_FindHeadEnd(benchmark::State& state) {
-  uint64_t before = g_allocs.load(std::memory_order_relaxed);
+  uint64_t before = berth::bench::allocation_count();
   for (auto _ : state) {
     size_t end = find_head_end(kBrowserGet);
     benchmark::DoNotOptimize(end);
@@ -101,7 +66,7 @@ void BM_ParseRequest(benchmark::State& state) {
     state.SkipWithError("the sample request does not parse");
     return;
   }
-  uint64_t before = g_allocs.load(std::memory_order_relaxed);
+  uint64_t before = berth::bench::allocation_count();
   for (auto _ : state) {
     size_t end = find_head_end(kBrowserGet);
     auto st = parse_request(kBrowserGet.substr(0, end), head);
@@ -118,7 +83,7 @@ void BM_ParseResponse(benchmark::State& state) {
     state.SkipWithError("the sample response does not parse");
     return;
   }
-  uint64_t before = g_allocs.load(std::memory_order_relaxed);
+  uint64_t before = berth::bench::allocation_count();
   for (auto _ : state) {
     size_t end = find_head_end(kResponse);
     auto st = parse_response(kResponse.substr(0, end), head);
@@ -141,7 +106,7 @@ void BM_ChunkedFramer(benchmark::State& state) {
   }
   body.append("0\r\n\r\n");
   std::string_view view = body;
-  uint64_t before = g_allocs.load(std::memory_order_relaxed);
+  uint64_t before = berth::bench::allocation_count();
   for (auto _ : state) {
     ChunkedFramer framer;
     ChunkedFramer::Status st = ChunkedFramer::Status::kMore;
