@@ -1,10 +1,19 @@
 // DeadlineWheel implementation; see deadline_wheel.h.
 #include "proxy/deadline_wheel.h"
 
+#include <time.h>
+
 namespace berth::proxy {
 
-void DeadlineWheel::arm(Entry& e, Clock::time_point deadline) {
-  int64_t due = tick_of(deadline) + 1;  // never early
+int64_t DeadlineWheel::now_ms() {
+  timespec ts;
+  ::clock_gettime(CLOCK_MONOTONIC_COARSE, &ts);
+  return int64_t(ts.tv_sec) * 1000 + ts.tv_nsec / 1'000'000;
+}
+
+void DeadlineWheel::arm_after(Entry& e, std::chrono::milliseconds timeout) {
+  int64_t now = now_ms();
+  int64_t due = (now + timeout.count()) / kTick.count() + 1;  // +1 tick: never early
   if (e.armed()) {
     if (e.due_tick == due) return;
     disarm(e);
@@ -16,7 +25,7 @@ void DeadlineWheel::arm(Entry& e, Clock::time_point deadline) {
   head.prev->next = &e;
   head.prev = &e;
   ++armed_;
-  if (processed_tick_ < 0) processed_tick_ = tick_of(Clock::now()) - 1;
+  if (processed_tick_ < 0) processed_tick_ = now / kTick.count() - 1;
   if (!ticking_) schedule();
 }
 
@@ -44,7 +53,7 @@ void DeadlineWheel::schedule() {
 }
 
 void DeadlineWheel::on_tick() {
-  int64_t now = tick_of(Clock::now());
+  int64_t now = now_ms() / kTick.count();
   // Process every bucket passed since the last tick (all of them at most once).
   int64_t from = std::max(processed_tick_ + 1, now - kBuckets + 1);
   for (int64_t t = from; t <= now; ++t) {

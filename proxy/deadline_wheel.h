@@ -12,7 +12,6 @@ namespace berth::proxy {
 
 class DeadlineWheel {
  public:
-  using Clock = std::chrono::steady_clock;
   static constexpr std::chrono::milliseconds kTick{10};
 
   /// Embedded in its owner. `fire(owner)` runs on the worker thread when the deadline passes; it
@@ -28,8 +27,8 @@ class DeadlineWheel {
 
   explicit DeadlineWheel(boost::asio::io_context& io) : timer_(io.get_executor()) {}
 
-  /// (Re)arms `e` to fire at `deadline` (rounded up to the next tick).
-  void arm(Entry& e, Clock::time_point deadline);
+  /// (Re)arms `e` to fire `timeout` from now (rounded up to the next tick; never early).
+  void arm_after(Entry& e, std::chrono::milliseconds timeout);
   void disarm(Entry& e);
   /// Stops ticking for good (worker shutdown).
   void stop();
@@ -37,9 +36,9 @@ class DeadlineWheel {
  private:
   static constexpr int64_t kBuckets = 512;  // ~5 s of ticks; later deadlines wait for their round
 
-  int64_t tick_of(Clock::time_point t) const {
-    return std::chrono::duration_cast<std::chrono::milliseconds>(t.time_since_epoch()).count() / kTick.count();
-  }
+  /// Milliseconds of CLOCK_MONOTONIC_COARSE: ticks are 10 ms, so a clock read that costs a few ns
+  /// and lags by at most a jiffy is precise enough (arming happens several times per request).
+  static int64_t now_ms();
   void schedule();
   void on_tick();
 

@@ -65,7 +65,7 @@ void DownstreamConnection::abort() {
 void DownstreamConnection::arm(Phase phase, std::chrono::milliseconds timeout) {
   phase_ = phase;
   if (timeout.count() <= 0) worker_.deadlines().disarm(deadline_);
-  else worker_.deadlines().arm(deadline_, Clock::now() + timeout);
+  else worker_.deadlines().arm_after(deadline_, timeout);
 }
 
 void DownstreamConnection::disarm() {

@@ -85,7 +85,6 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   void disarm();
   static void on_deadline(void* self);
 
-  using Clock = std::chrono::steady_clock;
 
   Worker& worker_;
   const EntryPointSettings& settings_;

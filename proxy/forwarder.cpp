@@ -10,6 +10,8 @@
 
 namespace berth::proxy {
 
+using namespace std::string_view_literals;  // appending a literal must not call strlen
+
 namespace asio = boost::asio;
 using asio::ip::tcp;
 using http::HeaderId;
@@ -40,7 +42,7 @@ std::string_view origin_form(std::string_view target) {
 }
 
 inline void append_header(std::string& out, std::string_view name, std::string_view value) {
-  out.append(name).append(": ").append(value).append("\r\n");
+  out.append(name).append(": "sv).append(value).append("\r\n"sv);
 }
 
 bool connection_names(std::string_view connection, std::string_view header) {
@@ -290,7 +292,7 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
   const auto& req = ex_->request;
   std::string& out = ex_->out;
   out.clear();
-  out.append(req.method).append(" ").append(origin_form(req.target));
+  out.append(req.method).append(" "sv).append(origin_form(req.target));
   out.append(req.version_minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
 
   bool has_connection = false;
@@ -316,9 +318,9 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
     append_header(out, h.name, h.value);
   }
   std::string_view peer(peer_ip_, peer_ip_len_);
-  out.append("X-Forwarded-For: ");
-  if (!prior_xff.empty()) out.append(prior_xff).append(", ");
-  out.append(peer).append("\r\n");
+  out.append("X-Forwarded-For: "sv);
+  if (!prior_xff.empty()) out.append(prior_xff).append(", "sv);
+  out.append(peer).append("\r\n"sv);
   std::string_view host = req.host;
   if (!(present & bit(HeaderId::kXForwardedHost)) && !host.empty()) append_header(out, "X-Forwarded-Host", host);
   if (!(present & bit(HeaderId::kXForwardedPort))) {
@@ -329,7 +331,7 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
   if (!(present & bit(HeaderId::kXForwardedServer))) append_header(out, "X-Forwarded-Server", worker_.info().hostname);
   if (!(present & bit(HeaderId::kXRealIp))) append_header(out, "X-Real-Ip", peer);
   if (req.version_minor == 0 && req.host.empty()) append_header(out, "Host", endpoint.authority);
-  out.append("\r\n");
+  out.append("\r\n"sv);
 }
 
 void DownstreamConnection::build_downstream_head(bool close) {
@@ -338,7 +340,7 @@ void DownstreamConnection::build_downstream_head(bool close) {
   out.clear();
   char num[8];
   auto r = std::to_chars(num, num + sizeof num, resp.status);
-  out.append("HTTP/1.1 ").append(num, r.ptr).append(" ").append(resp.reason).append("\r\n");
+  out.append("HTTP/1.1 "sv).append(num, r.ptr).append(" "sv).append(resp.reason).append("\r\n"sv);
   bool has_connection = false;
   for (const auto& h : resp.headers) has_connection |= h.id == HeaderId::kConnection;
   for (const auto& h : resp.headers) {
@@ -346,8 +348,8 @@ void DownstreamConnection::build_downstream_head(bool close) {
     if (h.id == HeaderId::kOther && has_connection && named_by_connection(resp.headers, h.name)) continue;
     append_header(out, h.name, h.value);
   }
-  if (close) out.append("Connection: close\r\n");
-  out.append("\r\n");
+  if (close) out.append("Connection: close\r\n"sv);
+  out.append("\r\n"sv);
 }
 
 }  // namespace berth::proxy

@@ -5,6 +5,8 @@
 
 namespace berth::proxy::local_reply {
 
+using namespace std::string_view_literals;  // appending a literal must not call strlen
+
 std::string_view reason_phrase(int status) {
   switch (status) {
     case 100: return "Continue";
@@ -24,14 +26,14 @@ std::string_view reason_phrase(int status) {
 
 void render_head(std::string& out, int status, size_t content_length, std::string_view content_type, bool close) {
   char num[24];
-  out.append("HTTP/1.1 ");
+  out.append("HTTP/1.1 "sv);
   auto r = std::to_chars(num, num + sizeof num, status);
-  out.append(num, r.ptr).append(" ").append(reason_phrase(status)).append("\r\nContent-Type: ").append(content_type);
-  out.append("\r\nX-Content-Type-Options: nosniff\r\nContent-Length: ");
+  out.append(num, r.ptr).append(" "sv).append(reason_phrase(status)).append("\r\nContent-Type: "sv).append(content_type);
+  out.append("\r\nX-Content-Type-Options: nosniff\r\nContent-Length: "sv);
   r = std::to_chars(num, num + sizeof num, content_length);
-  out.append(num, r.ptr).append("\r\n");
-  if (close) out.append("Connection: close\r\n");
-  out.append("\r\n");
+  out.append(num, r.ptr).append("\r\n"sv);
+  if (close) out.append("Connection: close\r\n"sv);
+  out.append("\r\n"sv);
 }
 
 }  // namespace berth::proxy::local_reply
