@@ -28,9 +28,7 @@ DownstreamConnection::DownstreamConnection(Worker& worker, size_t ep_index, Sock
     auto addr = peer.address();
     if (addr.is_v6() && addr.to_v6().is_v4_mapped())
       addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
-    std::string text = addr.to_string();
-    peer_ip_len_ = static_cast<uint8_t>(std::min(text.size(), sizeof peer_ip_));
-    std::memcpy(peer_ip_, text.data(), peer_ip_len_);
+    peer_ = addr;
     trusted_ = settings_.trust_all;
     for (const auto& net : settings_.trusted)
       if (net.contains(addr)) trusted_ = true;

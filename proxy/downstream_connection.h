@@ -99,8 +99,7 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   bool idle_ = false;             ///< parked, or warm-waiting for the next request
   bool trusted_ = false;          ///< peer may set X-Forwarded-* headers
   bool closing_ = false;
-  char peer_ip_[48] = {};
-  uint8_t peer_ip_len_ = 0;
+  boost::asio::ip::address peer_;  ///< IPv4-mapped peers unmapped
 };
 
 }  // namespace berth::proxy

@@ -1,6 +1,8 @@
 // The request flow, in one place: route -> pick -> pool -> relay. Start reading here.
 // Everything below runs on the worker thread that owns the connection.
 #include <boost/asio/write.hpp>
+#include <arpa/inet.h>
+
 #include <charconv>
 
 #include "base/log.h"
@@ -30,6 +32,18 @@ std::string_view target_path(std::string_view target, std::string_view& authorit
   }
   size_t q = target.find('?');
   return q == std::string_view::npos ? target : target.substr(0, q);
+}
+
+std::string_view target_query(std::string_view target) {
+  size_t q = target.find('?');
+  return q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
+}
+
+// Writes an address as text into `buf` (no allocation); returns the view.
+std::string_view render_ip(const boost::asio::ip::address& a, char (&buf)[INET6_ADDRSTRLEN]) {
+  const char* r = a.is_v4() ? ::inet_ntop(AF_INET, a.to_v4().to_bytes().data(), buf, sizeof buf)
+                            : ::inet_ntop(AF_INET6, a.to_v6().to_bytes().data(), buf, sizeof buf);
+  return r ? std::string_view(buf) : std::string_view{};
 }
 
 std::string_view origin_form(std::string_view target) {
@@ -71,7 +85,8 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   auto& req = ex_->request;
   std::string_view authority = req.host;
   std::string_view path = target_path(req.target, authority);
-  router::RequestView view{router::strip_port(authority), path, req.method};
+  std::string_view query = target_query(req.target);
+  router::RequestView view{router::strip_port(authority), path, req.method, query, &req.headers, &peer_};
   const EntryPointRoutes& ep = snap->entry_points[ep_index_];
 
   // Ping wins over user routers, as Traefik's internal ping router has the highest priority.
@@ -317,7 +332,8 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
     }
     append_header(out, h.name, h.value);
   }
-  std::string_view peer(peer_ip_, peer_ip_len_);
+  char peer_text[INET6_ADDRSTRLEN];
+  std::string_view peer = render_ip(peer_, peer_text);
   out.append("X-Forwarded-For: "sv);
   if (!prior_xff.empty()) out.append(prior_xff).append(", "sv);
   out.append(peer).append("\r\n"sv);

@@ -1,13 +1,21 @@
 // Compiled rule: a tree of matchers evaluated against one request (built once per snapshot, HP-4).
 #pragma once
 
+#include <boost/asio/ip/address.hpp>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "base/result.h"
 #include "config/rule.h"
+#include "proxy/http/header.h"
+#include "proxy/ip_net.h"
+
+namespace re2 {
+class RE2;
+}
 
 namespace berth::proxy::router {
 
@@ -16,11 +24,25 @@ struct RequestView {
   std::string_view host;
   std::string_view path;
   std::string_view method;
+  std::string_view query;                              ///< raw, without the '?'
+  const std::vector<http::Header>* headers = nullptr;
+  const boost::asio::ip::address* client = nullptr;    ///< the peer address (not X-Forwarded-For)
 };
 
 class Matcher {
  public:
-  enum class Kind : uint8_t { kAnd, kOr, kNot, kHost, kHostWildcard, kHostAny, kPath, kPathPrefix, kMethod };
+  enum class Kind : uint8_t {
+    kAnd, kOr, kNot,
+    kHost, kHostWildcard, kHostAny, kHostRegexp,
+    kPath, kPathPrefix, kPathRegexp,
+    kMethod,
+    kHeader, kHeaderRegexp,
+    kQuery, kQueryRegexp,
+    kClientIp,
+  };
+
+  Matcher();
+  ~Matcher();
 
   /// Compiles a parsed rule. Errors name the matcher and its column. Thread: control.
   static Result<std::unique_ptr<Matcher>> compile(const config::RuleNode& node);
@@ -32,8 +54,14 @@ class Matcher {
   bool required_hosts(std::vector<std::string>& out) const;
 
  private:
+  bool any_query_value(const RequestView& req) const;
+
   Kind kind_ = Kind::kAnd;
-  std::string arg_;  ///< lower-cased host, path, prefix or method; for wildcards the suffix ".example.com"
+  bool any_value_ = false;  ///< Query(`key`) with no value: the key's presence is enough
+  std::string arg_;    ///< lower-cased host, path, prefix, method, header or query key; for wildcards ".example.com"
+  std::string value_;  ///< Header/Query value to compare
+  std::unique_ptr<re2::RE2> regex_;
+  std::optional<IpNet> net_;
   std::unique_ptr<Matcher> left_, right_;
 };
 

@@ -1,0 +1,78 @@
+"""Traefik v3 rule matchers end to end through berth: the request decides which backend answers."""
+import socket
+
+from harness import BerthTestCase, RawClient, get, main
+
+
+def get_from(source_ip, port, path, host="x.test"):
+    """A request whose client address is `source_ip` (any 127/8 address is loopback)."""
+    s = socket.socket()
+    s.bind((source_ip, 0))
+    s.connect(("127.0.0.1", port))
+    s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
+    data = b""
+    while True:
+        part = s.recv(65536)
+        if not part:
+            break
+        data += part
+    s.close()
+    return data.split(b"\r\n\r\n", 1)[1]
+
+
+class Rules(BerthTestCase):
+    def setUp(self):
+        super().setUp()
+        names = ["regexhost", "regexpath", "header", "query", "local2", "fallback", "explicit"]
+        self.be = {n: self.backend(n) for n in names}
+        routers = {
+            "regexhost": ("HostRegexp(`^[a-z]+\\\\.apps\\\\.test$`)", "regexhost"),
+            "regexpath": ("PathRegexp(`^/items/[0-9]+$`)", "regexpath"),
+            "header": ("Header(`X-Canary`, `yes`) && PathPrefix(`/`)", "header"),
+            "query": ("Query(`v`, `2`) && PathPrefix(`/`)", "query"),
+            "local2": ("ClientIP(`127.0.0.2/32`) && PathPrefix(`/who`)", "local2"),
+            "fallback": ("PathPrefix(`/`)", "fallback"),
+            # Shorter than fallback's rule but wins by explicit priority.
+            "explicit": ("Path(`/p`)", "explicit", {"priority": 1000}),
+        }
+        lines = ["http:", "  routers:"]
+        for name, spec in routers.items():
+            lines += [f"    {name}:", f"      rule: \"{spec[0]}\"", f"      service: {spec[1]}"]
+            for k, v in (spec[2] if len(spec) > 2 else {}).items():
+                lines.append(f"      {k}: {v}")
+        lines.append("  services:")
+        for name, b in self.be.items():
+            lines += [f"    {name}:", "      loadBalancer:", "        servers:", f"          - url: \"{b.url}\""]
+        self.proxy = self.berth(dynamic_yaml="\n".join(lines) + "\n")
+        self.port = self.proxy.port
+
+    def test_each_matcher_routes_its_requests(self):
+        self.assertEqual(get(self.port, "/", host="shop.apps.test")[2], b"regexhost")
+        self.assertEqual(get(self.port, "/", host="shop.apps.test.evil")[2], b"fallback")
+        self.assertEqual(get(self.port, "/items/42")[2], b"regexpath")
+        self.assertEqual(get(self.port, "/items/42x")[2], b"fallback")
+        self.assertEqual(get(self.port, "/", headers={"X-Canary": "yes"})[2], b"header")
+        self.assertEqual(get(self.port, "/", headers={"X-Canary": "no"})[2], b"fallback")
+        self.assertEqual(get(self.port, "/search?q=a+b&v=2")[2], b"query")
+        self.assertEqual(get(self.port, "/search?v=%32")[2], b"query")  # %32 is "2"
+        self.assertEqual(get(self.port, "/search?v=3")[2], b"fallback")
+        self.assertEqual(get_from("127.0.0.2", self.port, "/who"), b"local2")
+        self.assertEqual(get_from("127.0.0.1", self.port, "/who"), b"fallback")
+        self.assertEqual(get(self.port, "/p")[2], b"explicit")
+
+    def test_bad_regexp_disables_only_its_router(self):
+        self.proxy.write_dynamic(
+            "http:\n  routers:\n    bad:\n      rule: \"PathRegexp(`([`)\"\n      service: s\n"
+            "    good:\n      rule: \"PathPrefix(`/`)\"\n      service: s\n"
+            f"  services:\n    s:\n      loadBalancer:\n        servers:\n          - url: \"{self.be['header'].url}\"\n")
+        import time
+        for _ in range(200):
+            if get(self.port, "/")[2] == b"header":
+                break
+            time.sleep(0.01)
+        self.assertEqual(get(self.port, "/")[2], b"header")
+        self.assertRegex(self.proxy.log_text(), r"router bad@file disabled: .*column 1: PathRegexp: invalid regular expression")
+
+
+if __name__ == "__main__":
+    main()
