@@ -14,7 +14,10 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
     if (m) {
       std::vector<std::string> hosts;
       (*m)->required_hosts(hosts);
-      (void)(*m)->matches({"a.example.com", "/api/x", "GET"});
+      static const std::vector<berth::proxy::http::Header> headers = {
+          {"X-Env", "canary", berth::proxy::http::HeaderId::kOther}};
+      static const auto client = boost::asio::ip::make_address("192.0.2.1");
+      (void)(*m)->matches({"a.example.com", "/api/x", "GET", "a=1&b=%20x", &headers, &client});
     }
   }
   return 0;

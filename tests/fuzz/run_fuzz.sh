@@ -9,13 +9,13 @@ clangxx=$(command -v clang++ || command -v clang++-14 || true)
 out=$(mktemp -d -t berth-fuzz.XXXXXX)
 trap 'rm -rf "$out"' EXIT
 case "$target" in
-  h1_request) srcs=(proxy/http/h1/parser.cpp proxy/http/header.cpp base/text.cpp) ;;
-  rule) srcs=(config/rule.cpp proxy/router/matcher.cpp base/text.cpp) ;;
+  h1_request) srcs=(proxy/http/h1/parser.cpp proxy/http/header.cpp base/text.cpp); libs=() ;;
+  rule) srcs=(config/rule.cpp proxy/router/matcher.cpp proxy/ip_net.cpp base/text.cpp); libs=(-lre2) ;;
   *) echo "unknown target $target"; exit 2 ;;
 esac
 cd "$root"
 "$clangxx" -std=c++20 -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=undefined \
-  -I"$root" "tests/fuzz/${target}_fuzz.cpp" "${srcs[@]}" -o "$out/fuzz"
+  -I"$root" "tests/fuzz/${target}_fuzz.cpp" "${srcs[@]}" "${libs[@]}" -o "$out/fuzz"
 mkdir -p "$out/corpus"
 cp "tests/fuzz/corpus/$target/"* "$out/corpus/"
 "$out/fuzz" -max_total_time="$seconds" -timeout=5 -rss_limit_mb=2048 -print_final_stats=1 \
