@@ -2,6 +2,7 @@
 // body relay and local-reply steps that forwarder.cpp calls.
 #include "proxy/downstream_connection.h"
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
@@ -44,13 +45,13 @@ DownstreamConnection::~DownstreamConnection() {
 }
 
 void DownstreamConnection::wake_if_idle(size_t ep) {
-  if (idle_ && ep == ep_index_) {
-    boost::system::error_code ec;
-    socket_.cancel(ec);
-  }
+  if (!idle_ || ep != ep_index_ || close_parked()) return;
+  boost::system::error_code ec;
+  socket_.cancel(ec);  // warm: the read wakes with operation_aborted and the loop sees the drain
 }
 
 void DownstreamConnection::abort() {
+  if (close_parked()) return;
   closing_ = true;
   boost::system::error_code ec;
   socket_.close(ec);
@@ -75,6 +76,7 @@ void DownstreamConnection::on_deadline(void* owner) {
   // Whatever waits on either socket wakes with operation_aborted and reads expired_.
   auto* self = static_cast<DownstreamConnection*>(owner);
   self->expired_ = self->phase_;
+  if (self->close_parked()) return;
   boost::system::error_code ec;
   self->socket_.cancel(ec);
   if (self->up_) self->up_->socket.cancel(ec);
@@ -85,19 +87,38 @@ void DownstreamConnection::on_deadline(void* owner) {
 void DownstreamConnection::start() { park(Phase::kReadRequest); }
 
 void DownstreamConnection::park(Phase phase) {
-  // Cold idle: no coroutine frame, no buffer, no exchange state; the deadline is an entry in the
-  // worker's wheel, so a parked connection costs little more than its socket (HP-6).
+  // Cold idle: no coroutine frame, no buffer, no exchange state, no pending Asio operation; the
+  // deadline is an entry in the worker's wheel (HP-6).
   in_.release(worker_.buffers());
   arm(phase, phase == Phase::kReadRequest ? settings_.read_timeout : settings_.idle_timeout);
   idle_ = true;
-  socket_.async_wait(Socket::wait_read, [self = shared_from_this()](const boost::system::error_code& ec) {
-    self->idle_ = false;
-    if (ec || self->closing_ || self->worker_.draining(self->ep_index_)) {
-      self->close();
-      return;
-    }
-    coro::spawn(self->run());
-  });
+  parked_self_ = shared_from_this();
+  if (!worker_.parks().park(socket_.native_handle(), this, park_registered_)) {
+    idle_ = false;
+    auto self = std::move(parked_self_);
+    close();
+  }
+}
+
+void DownstreamConnection::on_ready() {
+  idle_ = false;
+  auto self = std::move(parked_self_);
+  if (!self) return;
+  if (closing_ || worker_.draining(ep_index_)) {
+    close();
+    return;
+  }
+  coro::spawn(run());
+}
+
+bool DownstreamConnection::close_parked() {
+  if (!parked_self_) return false;
+  worker_.parks().unpark(socket_.native_handle());
+  idle_ = false;
+  closing_ = true;
+  // Not synchronously: the caller (the deadline wheel, the drain loop) is iterating.
+  asio::post(worker_.context(), [self = std::move(parked_self_)] { self->close(); });
+  return true;
 }
 
 coro::Task<DownstreamConnection::Wait> DownstreamConnection::wait_warm() {

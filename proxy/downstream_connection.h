@@ -12,6 +12,7 @@
 #include "proxy/http/h1/parser.h"
 #include "proxy/io_buffer.h"
 #include "proxy/net.h"
+#include "proxy/park_set.h"
 #include "proxy/snapshot.h"
 #include "proxy/upstream/pool.h"
 #include "proxy/worker.h"
@@ -24,15 +25,15 @@ struct ExchangeState {
   http::h1::ResponseHead response;
   std::string out;  ///< the head being written (request upstream or response downstream)
   ExchangeState() {
-    request.headers.reserve(32);
-    response.headers.reserve(32);
-    out.reserve(2048);
+    request.headers.reserve(16);
+    response.headers.reserve(16);
+    out.reserve(1024);
   }
 };
 
 enum class BodyMode : uint8_t { kNone, kLength, kChunked, kUntilClose };
 
-class DownstreamConnection : public std::enable_shared_from_this<DownstreamConnection> {
+class DownstreamConnection : public std::enable_shared_from_this<DownstreamConnection>, private ParkSet::Sleeper {
  public:
   DownstreamConnection(Worker& worker, size_t ep_index, Socket socket);
   ~DownstreamConnection();
@@ -61,8 +62,12 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   coro::Task<void> run();
   /// Waits briefly for the next request with the buffer still held.
   coro::Task<Wait> wait_warm();
-  /// Waits for readability without a coroutine; `phase` picks readTimeout or idleTimeout.
+  /// Waits for readability in the worker's ParkSet, without a coroutine; `phase` picks readTimeout
+  /// or idleTimeout.
   void park(Phase phase);
+  void on_ready() override;
+  /// Closes a parked connection (deadline, drain, abort); false if it is not parked.
+  bool close_parked();
   void close();
 
   // forwarder.cpp: the request flow.
@@ -96,7 +101,9 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   DeadlineWheel::Entry deadline_;
   Phase phase_ = Phase::kNone;
   Phase expired_ = Phase::kNone;  ///< set when the watchdog fired during that phase
+  std::shared_ptr<DownstreamConnection> parked_self_;  ///< keeps a parked connection alive
   bool idle_ = false;             ///< parked, or warm-waiting for the next request
+  bool park_registered_ = false;  ///< the socket has a (possibly disarmed) ParkSet registration
   bool trusted_ = false;          ///< peer may set X-Forwarded-* headers
   bool closing_ = false;
   boost::asio::ip::address peer_;  ///< IPv4-mapped peers unmapped

@@ -127,6 +127,7 @@ void Worker::stop() {
   for (auto* c = connections_; c; c = c->next_) c->abort();
   for (int i = 0; i < 1000 && connections_; ++i) io_.run_for(std::chrono::milliseconds(10));
   deadlines_.stop();
+  parks_.stop();
   io_.poll();
 }
 

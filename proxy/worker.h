@@ -17,6 +17,7 @@
 #include "proxy/deadline_wheel.h"
 #include "proxy/io_buffer.h"
 #include "proxy/ip_net.h"
+#include "proxy/park_set.h"
 #include "proxy/snapshot.h"
 #include "proxy/upstream/pool.h"
 
@@ -73,6 +74,7 @@ class Worker {
   BufferPool& buffers() { return buffers_; }
   upstream::Pool& upstreams() { return upstreams_; }
   DeadlineWheel& deadlines() { return deadlines_; }
+  ParkSet& parks() { return parks_; }
   bool draining(size_t ep) const { return draining_[ep]; }
   bool terminating() const { return terminating_.load(std::memory_order_relaxed); }
   /// Round-robin cursor for a service of the current snapshot.
@@ -104,6 +106,7 @@ class Worker {
   std::vector<char> draining_;                    ///< per entry point
   std::atomic<bool> terminating_{false};
   DeadlineWheel deadlines_{io_};
+  ParkSet parks_{io_};
   boost::asio::steady_timer sweep_timer_{io_};
   std::thread thread_;
 };
