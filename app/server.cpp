@@ -57,26 +57,27 @@ class ControlPlane {
               ", providersThrottleDuration ", format_duration(sc_.providers_throttle_duration));
     auto info = make_process_info(sc_);
     unsigned n = sc_.workers > 0 ? unsigned(sc_.workers) : std::max(1u, std::thread::hardware_concurrency());
-    for (unsigned i = 0; i < n; ++i) {
-      auto w = std::make_unique<proxy::Worker>(static_cast<int>(i), info);
+    for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<proxy::Worker>(static_cast<int>(i), info));
+
+    // Config flow, first pass. Watch before reading, so that no edit in between is lost.
+    if (sc_.file.enabled) {
+      file_ = std::make_unique<discovery::FileProvider>(io_, sc_.file);
+      if (sc_.file.watch) {
+        auto watching = file_->watch([this](Result<config::DynamicConfig> r) { on_provider_change(std::move(r)); });
+        if (!watching) LOG_ERROR("file provider: ", watching.error().to_string());
+      }
+      on_provider_change(file_->load());
+    } else {
+      apply(config::DynamicConfig{});
+    }
+
+    // Listen only now: a client that connects as soon as the port opens is served by generation 1.
+    for (auto& w : workers_) {
       auto listening = w->listen(sc_.entry_points);
       if (!listening) {
         std::cerr << "berth: " << listening.error().to_string() << "\n";
         return 2;
       }
-      workers_.push_back(std::move(w));
-    }
-
-    // Config flow, first pass: whatever the providers hold now, or an empty config.
-    if (sc_.file.enabled) {
-      file_ = std::make_unique<discovery::FileProvider>(io_, sc_.file);
-      on_provider_change(file_->load());
-      if (sc_.file.watch) {
-        auto watching = file_->watch([this](Result<config::DynamicConfig> r) { on_provider_change(std::move(r)); });
-        if (!watching) LOG_ERROR("file provider: ", watching.error().to_string());
-      }
-    } else {
-      apply(config::DynamicConfig{});
     }
     for (auto& w : workers_) w->start();
     for (const auto& ep : sc_.entry_points) LOG_INFO("entry point ", ep.name, " listening on ", ep.address);
