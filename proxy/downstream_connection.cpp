@@ -90,7 +90,9 @@ void DownstreamConnection::park(Phase phase) {
   // Cold idle: no coroutine frame, no buffer, no exchange state, no pending Asio operation; the
   // deadline is an entry in the worker's wheel (HP-6).
   in_.release(worker_.buffers());
-  arm(phase, phase == Phase::kReadRequest ? settings_.read_timeout : settings_.idle_timeout);
+  // After an exchange the connection has already waited kWarmIdle of its idleTimeout.
+  auto idle = settings_.idle_timeout > kWarmIdle ? settings_.idle_timeout - kWarmIdle : settings_.idle_timeout;
+  arm(phase, phase == Phase::kReadRequest ? settings_.read_timeout : idle);
   idle_ = true;
   parked_self_ = shared_from_this();
   if (!worker_.parks().park(socket_.native_handle(), this, park_registered_)) {
@@ -135,7 +137,8 @@ coro::Task<DownstreamConnection::Wait> DownstreamConnection::wait_warm() {
     in_.commit(n);
     co_return Wait::kData;
   }
-  if (expired_ == Phase::kWarmIdle && warm < settings_.idle_timeout && !worker_.draining(ep_index_))
+  bool idle_left = settings_.idle_timeout.count() == 0 || warm < settings_.idle_timeout;  // 0: no limit
+  if (expired_ == Phase::kWarmIdle && idle_left && !worker_.draining(ep_index_))
     co_return Wait::kPark;
   co_return Wait::kClose;
 }

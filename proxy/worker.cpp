@@ -72,10 +72,15 @@ void Worker::accept_loop(size_t ep_index) {
     if (ec == asio::error::operation_aborted || draining_[ep_index]) return;
     if (!ec) {
       std::make_shared<DownstreamConnection>(*this, ep_index, std::move(socket))->start();
-    } else {
-      LOG_WARN("accept on entry point ", info_->entry_points[ep_index].name, ": ", ec.message());
+      accept_loop(ep_index);
+      return;
     }
-    accept_loop(ep_index);
+    // Out of descriptors or memory: retrying at once would spin. Pause this listener briefly.
+    LOG_WARN("accept on entry point ", info_->entry_points[ep_index].name, ": ", ec.message());
+    auto pause = std::make_shared<Timer>(io_.get_executor(), std::chrono::milliseconds(100));
+    pause->async_wait([this, ep_index, pause](boost::system::error_code) {
+      if (!draining_[ep_index]) accept_loop(ep_index);
+    });
   });
 }
 
