@@ -3,6 +3,7 @@
 
 #include <netdb.h>
 
+#include <algorithm>
 #include <boost/url/parse.hpp>
 #include <map>
 #include <set>
@@ -173,13 +174,13 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
   for (const auto& ep : sc.entry_points) any_as_default |= ep.as_default;
   std::vector<std::string> defaults;
   for (const auto& ep : sc.entry_points)
-    if ((any_as_default ? ep.as_default : true) && ep.name != "traefik") defaults.push_back(ep.name);
+    if ((any_as_default ? ep.as_default : true) && !iequals(ep.name, "traefik")) defaults.push_back(ep.name);
 
   for (const auto& ep : sc.entry_points) {
     EntryPointRoutes routes;
     routes.name = ep.name;
     routes.serves_ping = sc.ping.enabled && iequals(sc.ping.entry_point, ep.name);
-    routes.serves_dashboard = ep.name == "traefik";
+    routes.serves_dashboard = iequals(ep.name, "traefik");
     snap->entry_points.push_back(std::move(routes));
   }
   auto entry_point_index = [&](const std::string& name) -> int {
@@ -215,6 +216,8 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
       if (i < 0) result.errors.push_back(Error{r.where, "router " + name + ": entry point \"" + e + "\" does not exist"});
       else eps.push_back(i);
     }
+    std::sort(eps.begin(), eps.end());
+    eps.erase(std::unique(eps.begin(), eps.end()), eps.end());
     if (eps.empty()) {
       fail("no valid entry point");
       continue;
