@@ -52,7 +52,7 @@ bool same_config(const ServiceConfig& a, const ServiceConfig& b) {
   if (a.name != b.name || a.pass_host_header != b.pass_host_header || a.servers.size() != b.servers.size())
     return false;
   for (size_t i = 0; i < a.servers.size(); ++i)
-    if (a.servers[i].url != b.servers[i].url) return false;
+    if (a.servers[i].url != b.servers[i].url || a.servers[i].weight != b.servers[i].weight) return false;
   return true;
 }
 
@@ -238,8 +238,7 @@ class DynamicDecoder {
           has_url = d_.read_string(*e, item_path, server.url);
           server.where = e->where;
         } else if (iequals(e->key, "weight")) {
-          int weight = 0;  // weighted round robin arrives with the balancer issue
-          d_.read_int(*e, item_path, weight, 0, std::numeric_limits<int>::max());
+          d_.read_int(*e, item_path, server.weight, 0, 1'000'000);
         } else {
           d_.unknown_key(*e, item_path);
         }

@@ -22,6 +22,7 @@ struct RouterConfig {
 
 struct ServerConfig {
   std::string url;
+  int weight = 1;  ///< servers[].weight: share in the smooth weighted round robin (0: no traffic)
   std::string where;
 };
 

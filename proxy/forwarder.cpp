@@ -130,8 +130,13 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
 
   // The request head is rewritten once; retries resend the same bytes.
   const size_t n = service.endpoints.size();
-  const uint32_t first = worker_.next_round_robin(service_index);
-  const Endpoint* endpoint = &service.endpoints[first % n];
+  const int picked = worker_.pick_server(service_index);
+  if (picked < 0) {  // every server has weight 0
+    in_.consume(head_size);
+    co_return co_await reply_local(503, local_reply::kServiceUnavailable, local_reply::kTextPlain, false);
+  }
+  const size_t first = static_cast<size_t>(picked);
+  const Endpoint* endpoint = &service.endpoints[first];
   build_upstream_head(service, *endpoint);
   // The views into the head stay valid until the next read into in_, which only the body relay does
   // (after which no retry rebuilds the head).
@@ -146,6 +151,10 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   bool fresh_retry = false;
   while (attempt < n) {
     const Endpoint& target = service.endpoints[(first + attempt) % n];
+    if (target.weight == 0) {  // retries go round the other servers, but never to a drained one
+      ++attempt;
+      continue;
+    }
     if (&target != endpoint) {
       endpoint = &target;
       if (!service.pass_host_header) build_upstream_head(service, *endpoint);

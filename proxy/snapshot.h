@@ -18,6 +18,7 @@ struct Endpoint {
   std::string authority;                  ///< "host:port" as written in the URL (Host when passHostHeader is false)
   boost::asio::ip::tcp::endpoint address;  ///< resolved when the snapshot was built
   std::string pool_key;                   ///< "ip:port": upstream connections are pooled per key, across snapshots
+  int weight = 1;                         ///< share of the service's traffic (0: none)
 };
 
 struct Service {

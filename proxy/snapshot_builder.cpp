@@ -78,6 +78,7 @@ Result<Endpoint> compile_endpoint(const config::ServerConfig& server) {
   }
   Endpoint ep;
   ep.url = server.url;
+  ep.weight = server.weight;
   ep.authority = parsed->has_port() ? host + ":" + std::string(parsed->port()) : host;
   std::string error;
   if (!resolve(host, port, ep.address, error)) return Error{server.where, "server URL \"" + server.url + "\": " + error};

@@ -103,7 +103,13 @@ void Worker::schedule_sweep() {
 
 void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
   asio::post(io_, [this, snapshot = std::move(snapshot)]() mutable {
-    if (!snapshot_ || snapshot_->services.size() != snapshot->services.size()) rr_.assign(snapshot->services.size(), 0);
+    // Balancer state is per worker and per snapshot; rebuilding it here keeps picks lock-free.
+    balancers_.resize(snapshot->services.size());
+    for (size_t i = 0; i < snapshot->services.size(); ++i) {
+      std::vector<int> weights;
+      for (const auto& e : snapshot->services[i].endpoints) weights.push_back(e.weight);
+      balancers_[i].reset(std::move(weights));
+    }
     snapshot_ = std::move(snapshot);
   });
 }

@@ -14,6 +14,7 @@
 
 #include "base/result.h"
 #include "config/static_config.h"
+#include "proxy/balancer/weighted_round_robin.h"
 #include "proxy/deadline_wheel.h"
 #include "proxy/io_buffer.h"
 #include "proxy/ip_net.h"
@@ -77,8 +78,8 @@ class Worker {
   ParkSet& parks() { return parks_; }
   bool draining(size_t ep) const { return draining_[ep]; }
   bool terminating() const { return terminating_.load(std::memory_order_relaxed); }
-  /// Round-robin cursor for a service of the current snapshot.
-  uint32_t next_round_robin(uint32_t service) { return rr_.empty() ? 0 : rr_[service % rr_.size()]++; }
+  /// The server of `service` (current snapshot) the next exchange goes to; -1 if none takes traffic.
+  int pick_server(uint32_t service) { return service < balancers_.size() ? balancers_[service].pick() : -1; }
   std::unique_ptr<ExchangeState> take_exchange_state();
   void give_exchange_state(std::unique_ptr<ExchangeState> state);
   void track(DownstreamConnection* c, size_t ep);
@@ -95,7 +96,7 @@ class Worker {
   boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   std::shared_ptr<const Snapshot> snapshot_;
-  std::vector<uint32_t> rr_;
+  std::vector<balancer::WeightedRoundRobin> balancers_;  ///< per service of snapshot_
   BufferPool buffers_;
   upstream::Pool upstreams_;
   std::vector<std::unique_ptr<ExchangeState>> free_states_;
