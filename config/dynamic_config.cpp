@@ -45,7 +45,7 @@ std::optional<std::string> check_server_url(std::string_view url) {
 
 bool same_config(const RouterConfig& a, const RouterConfig& b) {
   return a.name == b.name && a.rule == b.rule && a.service == b.service && a.entry_points == b.entry_points &&
-         a.priority == b.priority;
+         a.priority == b.priority && a.middlewares == b.middlewares && a.tls == b.tls;
 }
 
 bool same_config(const ServiceConfig& a, const ServiceConfig& b) {
@@ -156,7 +156,9 @@ class DynamicDecoder {
         d_.read_int(*e, path, router.priority, std::numeric_limits<int64_t>::min() + 1,
                     std::numeric_limits<int64_t>::max());
       // Decoded by later issues; accepted so Traefik files load unchanged.
-      else if (iequals(k, "middlewares") || iequals(k, "tls") || iequals(k, "observability")) continue;
+      else if (iequals(k, "middlewares")) d_.read_list(*e, path, router.middlewares);
+      else if (iequals(k, "tls")) router.tls = true;
+      else if (iequals(k, "observability")) continue;
       else d_.unknown_key(*e, path);
     }
     if (has_rule && trim(router.rule).empty()) has_rule = false;

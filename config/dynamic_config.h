@@ -17,6 +17,8 @@ struct RouterConfig {
   std::string service;                    ///< as written; qualified by the builder if it has no '@'
   std::vector<std::string> entry_points;  ///< empty: the default entry points
   int64_t priority = 0;                   ///< 0: length of the rule
+  std::vector<std::string> middlewares;   ///< as written; not applied yet (issue 3): such a router is disabled
+  bool tls = false;                       ///< has a `tls` section: serves HTTPS only (issue 4)
   std::string where;                      ///< "file:line:col" of the router, for errors
 };
 

@@ -195,6 +195,17 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
     auto fail = [&](const std::string& message) {
       result.errors.push_back(Error{r.where, "router " + name + " disabled: " + message});
     };
+    if (!r.middlewares.empty()) {
+      // Serving the route without its middlewares could skip authentication or IP filtering.
+      fail("middleware \"" + qualify(r.middlewares[0], name) + "\" cannot be applied: middlewares are not supported yet");
+      continue;
+    }
+    if (r.tls) {
+      // Traefik serves a router with a tls section over HTTPS only; berth has no TLS entry point yet.
+      result.errors.push_back(Error{r.where, "router " + name + " has a tls section and is served over HTTPS only; "
+                                                 "TLS is not supported yet, so it serves nothing"});
+      continue;
+    }
     auto ast = config::parse_rule(r.rule);
     if (!ast) {
       fail("rule \"" + r.rule + "\": " + ast.error().to_string());

@@ -73,6 +73,29 @@ class Rules(BerthTestCase):
         self.assertEqual(get(self.port, "/")[2], b"header")
         self.assertRegex(self.proxy.log_text(), r"router bad@file disabled: .*column 1: PathRegexp: invalid regular expression")
 
+    def test_routers_needing_missing_features_are_disabled_not_served_bare(self):
+        # A router whose middleware (say basicAuth) cannot be applied must not serve without it, and a
+        # router meant for HTTPS only must not answer plain HTTP.
+        url = self.be["header"].url
+        self.proxy.write_dynamic(
+            "http:\n  routers:\n"
+            "    guarded:\n      rule: \"PathPrefix(`/admin`)\"\n      service: s\n      middlewares: [auth]\n"
+            "    secure:\n      rule: \"PathPrefix(`/secure`)\"\n      service: s\n      tls: {}\n"
+            "    open:\n      rule: \"PathPrefix(`/open`)\"\n      service: s\n"
+            "  middlewares:\n    auth:\n      basicAuth:\n        users: [\"u:$apr1$x$y\"]\n"
+            f"  services:\n    s:\n      loadBalancer:\n        servers:\n          - url: \"{url}\"\n")
+        import time
+        for _ in range(200):
+            if get(self.port, "/open")[2] == b"header":
+                break
+            time.sleep(0.01)
+        self.assertEqual(get(self.port, "/open")[2], b"header")
+        self.assertEqual(get(self.port, "/admin")[0], 404)
+        self.assertEqual(get(self.port, "/secure")[0], 404)
+        log = self.proxy.log_text()
+        self.assertIn('router guarded@file disabled: middleware "auth@file" cannot be applied', log)
+        self.assertIn("router secure@file has a tls section and is served over HTTPS only", log)
+
 
 if __name__ == "__main__":
     main()
