@@ -48,6 +48,8 @@ bool same_config(const RouterConfig& a, const RouterConfig& b) {
          a.priority == b.priority && a.middlewares == b.middlewares && a.tls == b.tls;
 }
 
+bool same_config(const MiddlewareConfig& a, const MiddlewareConfig& b) { return a == b; }
+
 bool same_config(const ServiceConfig& a, const ServiceConfig& b) {
   if (a.name != b.name || a.pass_host_header != b.pass_host_header || a.servers.size() != b.servers.size())
     return false;
@@ -118,7 +120,7 @@ class DynamicDecoder {
       } else if (iequals(e->key, "services")) {
         for (const ConfigNode* s : d_.entries(*e, "http.services")) decode_service(*s);
       } else if (iequals(e->key, "middlewares")) {
-        continue;  // decoded by the middleware issue; nothing is stored yet
+        for (const ConfigNode* m : d_.entries(*e, "http.middlewares")) decode_middleware(*m);
       } else {
         d_.unknown_key(*e, "http");
       }
@@ -169,6 +171,81 @@ class DynamicDecoder {
     }
     if (d_.error_count() != errors_before) return;
     c_.routers.insert_or_assign(router.name, std::move(router));
+  }
+
+  // A map of header name -> value (an empty value removes the header), in document order.
+  void read_header_map(const ConfigNode& entry, const std::string& path,
+                       std::vector<std::pair<std::string, std::string>>& out) {
+    for (const ConfigNode* h : d_.entries(entry, path)) {
+      std::string value;
+      if (d_.read_string(*h, path, value)) out.emplace_back(h->key, std::move(value));
+    }
+  }
+
+  void decode_middleware(const ConfigNode& node) {
+    const size_t errors_before = d_.error_count();
+    auto name = qualify(node, "middleware");
+    if (!name) return;
+    MiddlewareConfig m;
+    m.name = std::move(*name);
+    m.where = node.key_where;
+    const std::string path = "http.middlewares." + node.key;
+    auto types = d_.entries(node, path);
+    if (types.size() != 1) {
+      d_.error(m.where, "middleware " + m.name + " must have exactly one type, has " + std::to_string(types.size()));
+      return;
+    }
+    const ConfigNode& t = *types[0];
+    const std::string tpath = path + "." + t.key;
+    auto options = d_.entries(t, tpath);
+    auto type_is = [&](std::string_view ty) {
+      if (!iequals(t.key, ty)) return false;
+      m.type = std::string(ty);
+      return true;
+    };
+    if (type_is("addPrefix")) {
+      for (const ConfigNode* o : options) {
+        if (iequals(o->key, "prefix")) d_.read_string(*o, tpath, m.prefix);
+        else d_.unknown_key(*o, tpath);
+      }
+      if (m.prefix.empty()) d_.error(t.where, "middleware " + m.name + ": addPrefix needs a prefix");
+    } else if (type_is("stripPrefix")) {
+      for (const ConfigNode* o : options) {
+        if (iequals(o->key, "prefixes")) d_.read_list(*o, tpath, m.prefixes);
+        else if (iequals(o->key, "forceSlash")) { bool ignored; d_.read_bool(*o, tpath, ignored); }  // deprecated, no effect
+        else d_.unknown_key(*o, tpath);
+      }
+    } else if (type_is("replacePath")) {
+      for (const ConfigNode* o : options) {
+        if (iequals(o->key, "path")) d_.read_string(*o, tpath, m.path);
+        else d_.unknown_key(*o, tpath);
+      }
+    } else if (type_is("redirectScheme")) {
+      for (const ConfigNode* o : options) {
+        if (iequals(o->key, "scheme")) d_.read_string(*o, tpath, m.scheme);
+        else if (iequals(o->key, "port")) d_.read_string(*o, tpath, m.port);
+        else if (iequals(o->key, "permanent")) d_.read_bool(*o, tpath, m.permanent);
+        else d_.unknown_key(*o, tpath);
+      }
+      if (m.scheme.empty()) d_.error(t.where, "middleware " + m.name + ": redirectScheme needs a scheme");
+      if (!m.port.empty() && !parse_uint(m.port)) d_.error(t.where, "middleware " + m.name + ": redirectScheme port \"" + m.port + "\" is not a number");
+    } else if (type_is("headers")) {
+      for (const ConfigNode* o : options) {
+        if (iequals(o->key, "customRequestHeaders")) read_header_map(*o, tpath + "." + o->key, m.request_headers);
+        else if (iequals(o->key, "customResponseHeaders")) read_header_map(*o, tpath + "." + o->key, m.response_headers);
+        else d_.error(o->key_where, "middleware " + m.name + ": headers option \"" + o->key + "\" is not supported yet");
+      }
+    } else if (type_is("chain")) {
+      for (const ConfigNode* o : options) {
+        if (iequals(o->key, "middlewares")) d_.read_list(*o, tpath, m.chain);
+        else d_.unknown_key(*o, tpath);
+      }
+    } else {
+      d_.error(t.key_where, "middleware " + m.name + ": type \"" + t.key + "\" is not supported yet");
+      return;
+    }
+    if (d_.error_count() != errors_before) return;
+    c_.middlewares.insert_or_assign(m.name, std::move(m));
   }
 
   void decode_service(const ConfigNode& node) {
@@ -283,6 +360,10 @@ void merge_dynamic(DynamicConfig& into, DynamicConfig&& from) {
                   into.errors);
   merge_elements("router", into.routers, std::move(from.routers), into.conflicting_routers, into.errors);
   merge_elements("service", into.services, std::move(from.services), into.conflicting_services, into.errors);
+  merge_conflicts("middleware", into.middlewares, into.conflicting_middlewares,
+                  std::move(from.conflicting_middlewares), into.errors);
+  merge_elements("middleware", into.middlewares, std::move(from.middlewares), into.conflicting_middlewares,
+                 into.errors);
 }
 
 }  // namespace berth::config

@@ -17,7 +17,7 @@ struct RouterConfig {
   std::string service;                    ///< as written; qualified by the builder if it has no '@'
   std::vector<std::string> entry_points;  ///< empty: the default entry points
   int64_t priority = 0;                   ///< 0: length of the rule
-  std::vector<std::string> middlewares;   ///< as written; not applied yet (issue 3): such a router is disabled
+  std::vector<std::string> middlewares;   ///< as written, applied in order
   bool tls = false;                       ///< has a `tls` section: serves HTTPS only (issue 4)
   std::string where;                      ///< "file:line:col" of the router, for errors
 };
@@ -35,15 +35,41 @@ struct ServiceConfig {
   std::string where;
 };
 
+/// http.middlewares.<name>: one middleware of one type. Only the options of `type` are set.
+/// Types supported so far: addPrefix, stripPrefix, replacePath, redirectScheme, headers (custom
+/// request/response headers), chain. Others are element errors until implemented.
+struct MiddlewareConfig {
+  std::string name;                        ///< qualified
+  std::string type;                        ///< Traefik's spelling: "addPrefix", "stripPrefix", ...
+  std::string where;
+  std::string prefix;                      ///< addPrefix.prefix
+  std::vector<std::string> prefixes;       ///< stripPrefix.prefixes
+  std::string path;                        ///< replacePath.path
+  std::string scheme;                      ///< redirectScheme.scheme
+  std::string port;                        ///< redirectScheme.port
+  bool permanent = false;                  ///< redirectScheme.permanent
+  std::vector<std::pair<std::string, std::string>> request_headers;   ///< headers.customRequestHeaders ("" removes)
+  std::vector<std::pair<std::string, std::string>> response_headers;  ///< headers.customResponseHeaders ("" removes)
+  std::vector<std::string> chain;          ///< chain.middlewares, as written
+
+  bool operator==(const MiddlewareConfig& o) const {
+    return name == o.name && type == o.type && prefix == o.prefix && prefixes == o.prefixes && path == o.path &&
+           scheme == o.scheme && port == o.port && permanent == o.permanent &&
+           request_headers == o.request_headers && response_headers == o.response_headers && chain == o.chain;
+  }
+};
+
 /// One provider's dynamic config. Elements that failed to decode are absent; their errors are in `errors`.
 struct DynamicConfig {
   std::map<std::string, RouterConfig> routers;    ///< by qualified name
   std::map<std::string, ServiceConfig> services;  ///< by qualified name
+  std::map<std::string, MiddlewareConfig> middlewares;  ///< by qualified name
   std::vector<Error> errors;                      ///< element-level problems (the element was dropped)
   /// Names merge_dynamic dropped because two definitions differ -> place of the first definition;
   /// kept so a third definition of the same name stays dropped.
   std::map<std::string, std::string> conflicting_routers;
   std::map<std::string, std::string> conflicting_services;
+  std::map<std::string, std::string> conflicting_middlewares;
 };
 
 /// Decodes one YAML document (the content of `file_name`) for provider `provider` ("file").

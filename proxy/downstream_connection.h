@@ -24,6 +24,7 @@ struct ExchangeState {
   http::h1::RequestHead request;
   http::h1::ResponseHead response;
   std::string out;  ///< the head being written (request upstream or response downstream)
+  middleware::Edits edits;  ///< what the route's middlewares decided
   ExchangeState() {
     request.headers.reserve(16);
     response.headers.reserve(16);
@@ -78,7 +79,7 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
 
   // Shared steps.
   coro::Task<bool> reply_local(int status, std::string_view body, std::string_view content_type,
-                                           bool close);
+                                           bool close, std::string_view location = {});
   coro::Task<bool> discard_request_body();
   coro::Task<bool> relay_body(Socket& from, IoBuffer& buffer,
                                           Socket& to, BodyMode mode, uint64_t length,

@@ -70,6 +70,17 @@ bool connection_names(std::string_view connection, std::string_view header) {
   return false;
 }
 
+// Writes middleware header edits: the last edit of a name wins, an empty value only removes.
+void append_edits(std::string& out, const middleware::HeaderEdits& edits) {
+  for (size_t i = 0; i < edits.size(); ++i) {
+    const auto& [name, value] = edits[i];
+    if (value.empty()) continue;
+    bool overridden = false;
+    for (size_t j = i + 1; j < edits.size() && !overridden; ++j) overridden = iequals(edits[j].first, name);
+    if (!overridden) append_header(out, name, value);
+  }
+}
+
 // True if a Connection header (there may be several) names `header` as hop-by-hop.
 bool named_by_connection(const std::vector<http::Header>& headers, std::string_view header) {
   for (const auto& h : headers)
@@ -103,6 +114,16 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
     if (ep.serves_dashboard && (path == "/" || path == "/dashboard" || path == "/dashboard/"))
       co_return co_await reply_local(200, snap->dashboard_html, local_reply::kTextHtml, false);
     co_return co_await reply_local(404, local_reply::kNotFound, local_reply::kTextPlain, false);
+  }
+  ex_->edits.clear();
+  if (!route->middlewares.empty()) {
+    middleware::Context ctx{req, path, query, trusted_, ex_->edits};
+    if (!middleware::apply(route->middlewares, ctx)) {
+      in_.consume(head_size);
+      int status = ex_->edits.status;
+      co_return co_await reply_local(status, local_reply::reason_phrase(status), local_reply::kTextPlain, false,
+                                     ex_->edits.location);
+    }
   }
   const Service& service = snap->services[route->service];
   if (service.endpoints.empty()) {
@@ -316,7 +337,15 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
   const auto& req = ex_->request;
   std::string& out = ex_->out;
   out.clear();
-  out.append(req.method).append(" "sv).append(origin_form(req.target));
+  const auto& edits = ex_->edits;
+  out.append(req.method).append(" "sv);
+  if (edits.path_set) {
+    out.append(edits.path);
+    std::string_view query = target_query(req.target);
+    if (!query.empty()) out.append("?"sv).append(query);
+  } else {
+    out.append(origin_form(req.target));
+  }
   out.append(req.version_minor == 0 ? " HTTP/1.0\r\n" : " HTTP/1.1\r\n");
 
   bool has_connection = false;
@@ -326,6 +355,7 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
   for (const auto& h : req.headers) has_connection |= h.id == HeaderId::kConnection;
   for (const auto& h : req.headers) {
     if (http::is_hop_by_hop(h.id) || h.id == HeaderId::kExpect) continue;
+    if (!edits.request.empty() && middleware::edits_header(edits.request, h.name)) continue;
     if (h.id == HeaderId::kOther && has_connection && named_by_connection(req.headers, h.name)) continue;
     if (http::is_forwarded_family(h.id)) {
       if (!trusted_) continue;
@@ -356,6 +386,7 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
   if (!(present & bit(HeaderId::kXForwardedServer))) append_header(out, "X-Forwarded-Server", worker_.info().hostname);
   if (!(present & bit(HeaderId::kXRealIp))) append_header(out, "X-Real-Ip", peer);
   if (req.version_minor == 0 && req.host.empty()) append_header(out, "Host", endpoint.authority);
+  append_edits(out, edits.request);
   out.append("\r\n"sv);
 }
 
@@ -368,11 +399,14 @@ void DownstreamConnection::build_downstream_head(bool close) {
   out.append("HTTP/1.1 "sv).append(num, r.ptr).append(" "sv).append(resp.reason).append("\r\n"sv);
   bool has_connection = false;
   for (const auto& h : resp.headers) has_connection |= h.id == HeaderId::kConnection;
+  const auto& edits = ex_->edits.response;
   for (const auto& h : resp.headers) {
     if (http::is_hop_by_hop(h.id)) continue;
+    if (!edits.empty() && middleware::edits_header(edits, h.name)) continue;
     if (h.id == HeaderId::kOther && has_connection && named_by_connection(resp.headers, h.name)) continue;
     append_header(out, h.name, h.value);
   }
+  append_edits(out, edits);
   if (close) out.append("Connection: close\r\n"sv);
   out.append("\r\n"sv);
 }

@@ -11,6 +11,10 @@ std::string_view reason_phrase(int status) {
   switch (status) {
     case 100: return "Continue";
     case 200: return "OK";
+    case 301: return "Moved Permanently";
+    case 302: return "Found";
+    case 307: return "Temporary Redirect";
+    case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
     case 404: return "Not Found";
     case 408: return "Request Timeout";
@@ -24,7 +28,8 @@ std::string_view reason_phrase(int status) {
   }
 }
 
-void render_head(std::string& out, int status, size_t content_length, std::string_view content_type, bool close) {
+void render_head(std::string& out, int status, size_t content_length, std::string_view content_type, bool close,
+                 std::string_view location) {
   char num[24];
   out.append("HTTP/1.1 "sv);
   auto r = std::to_chars(num, num + sizeof num, status);
@@ -32,6 +37,7 @@ void render_head(std::string& out, int status, size_t content_length, std::strin
   out.append("\r\nX-Content-Type-Options: nosniff\r\nContent-Length: "sv);
   r = std::to_chars(num, num + sizeof num, content_length);
   out.append(num, r.ptr).append("\r\n"sv);
+  if (!location.empty()) out.append("Location: "sv).append(location).append("\r\n"sv);
   if (close) out.append("Connection: close\r\n"sv);
   out.append("\r\n"sv);
 }

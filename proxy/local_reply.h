@@ -21,6 +21,8 @@ inline constexpr std::string_view kPingOk = "OK";
 std::string_view reason_phrase(int status);
 
 /// Appends a response head with Content-Length (and Connection: close when `close`). Thread: any.
-void render_head(std::string& out, int status, size_t content_length, std::string_view content_type, bool close);
+/// `location`, if not empty, becomes a Location header (redirects).
+void render_head(std::string& out, int status, size_t content_length, std::string_view content_type, bool close,
+                 std::string_view location = {});
 
 }  // namespace berth::proxy::local_reply

@@ -49,6 +49,7 @@ struct Snapshot {
   std::vector<EntryPointRoutes> entry_points;  ///< same order as the static config's entry points
   TransportSettings transport;
   std::string dashboard_html;                  ///< the built-in page, rendered once per snapshot
+  std::vector<std::unique_ptr<middleware::Middleware>> middlewares;  ///< what routes' chains point to
 };
 
 }  // namespace berth::proxy

@@ -5,11 +5,14 @@
 
 #include <algorithm>
 #include <boost/url/parse.hpp>
+#include <functional>
 #include <map>
+#include <optional>
 #include <set>
 
 #include "base/text.h"
 #include "config/rule.h"
+#include "proxy/middleware/middleware.h"
 
 namespace berth::proxy {
 namespace {
@@ -170,6 +173,37 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
     snap->services.push_back(std::move(out));
   }
 
+  // Middlewares: compile each once; routers point into snapshot->middlewares through flattened chains.
+  std::map<std::string, const middleware::Middleware*> compiled;
+  for (const auto& [name, m] : dyn.middlewares) {
+    if (m.type == "chain") continue;
+    auto mw = middleware::compile(m);
+    if (!mw) {
+      result.errors.push_back(mw.error());
+      continue;
+    }
+    compiled[name] = mw->get();
+    snap->middlewares.push_back(std::move(*mw));
+  }
+  // Expands `ref` (a middleware or a chain) into `out`; an Error names what is missing or cyclic.
+  std::function<std::optional<Error>(const std::string&, const std::string&, std::vector<const middleware::Middleware*>&, int)>
+      expand = [&](const std::string& ref, const std::string& owner, std::vector<const middleware::Middleware*>& out,
+                   int depth) -> std::optional<Error> {
+    std::string qualified = qualify(ref, owner);
+    if (depth > 16) return Error{"", "middleware chain through \"" + qualified + "\" is cyclic or too deep"};
+    auto cfg = dyn.middlewares.find(qualified);
+    if (cfg == dyn.middlewares.end()) return Error{"", "middleware \"" + qualified + "\" does not exist"};
+    if (cfg->second.type == "chain") {
+      for (const auto& inner : cfg->second.chain)
+        if (auto e = expand(inner, qualified, out, depth + 1)) return e;
+      return std::nullopt;
+    }
+    auto it = compiled.find(qualified);
+    if (it == compiled.end()) return Error{"", "middleware \"" + qualified + "\" is invalid"};
+    out.push_back(it->second);
+    return std::nullopt;
+  };
+
   // Default entry points: every one but the internal `traefik`, or only the asDefault ones if any.
   bool any_as_default = false;
   for (const auto& ep : sc.entry_points) any_as_default |= ep.as_default;
@@ -195,9 +229,14 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
     auto fail = [&](const std::string& message) {
       result.errors.push_back(Error{r.where, "router " + name + " disabled: " + message});
     };
-    if (!r.middlewares.empty()) {
-      // Serving the route without its middlewares could skip authentication or IP filtering.
-      fail("middleware \"" + qualify(r.middlewares[0], name) + "\" cannot be applied: middlewares are not supported yet");
+    // A route that cannot apply all its middlewares is disabled: serving it without them could
+    // skip authentication or filtering.
+    std::vector<const middleware::Middleware*> chain;
+    std::optional<Error> chain_error;
+    for (const auto& ref : r.middlewares)
+      if ((chain_error = expand(ref, name, chain, 0))) break;
+    if (chain_error) {
+      fail(chain_error->message);
       continue;
     }
     if (r.tls) {
@@ -239,6 +278,7 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
     route->priority = r.priority != 0 ? r.priority : static_cast<int64_t>(r.rule.size());
     route->matcher = std::move(*matcher);
     route->service = svc->second;
+    route->middlewares = std::move(chain);
     std::shared_ptr<const router::Route> shared = std::move(route);
     for (int i : eps) snap->entry_points[i].routes.add(shared);
     ++active_routers;

@@ -9,6 +9,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proxy/middleware/middleware.h"
 #include "proxy/router/matcher.h"
 
 namespace berth::proxy::router {
@@ -18,6 +19,7 @@ struct Route {
   int64_t priority = 0;
   std::unique_ptr<Matcher> matcher;
   uint32_t service = 0;               ///< index into Snapshot::services
+  std::vector<const middleware::Middleware*> middlewares;  ///< flattened chain, owned by the Snapshot
 };
 
 class RouteTable {

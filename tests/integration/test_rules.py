@@ -74,8 +74,8 @@ class Rules(BerthTestCase):
         self.assertRegex(self.proxy.log_text(), r"router bad@file disabled: .*column 1: PathRegexp: invalid regular expression")
 
     def test_routers_needing_missing_features_are_disabled_not_served_bare(self):
-        # A router whose middleware (say basicAuth) cannot be applied must not serve without it, and a
-        # router meant for HTTPS only must not answer plain HTTP.
+        # A router whose middleware (here basicAuth, not implemented yet) cannot be applied must not
+        # serve without it, and a router meant for HTTPS only must not answer plain HTTP.
         url = self.be["header"].url
         self.proxy.write_dynamic(
             "http:\n  routers:\n"
@@ -93,7 +93,8 @@ class Rules(BerthTestCase):
         self.assertEqual(get(self.port, "/admin")[0], 404)
         self.assertEqual(get(self.port, "/secure")[0], 404)
         log = self.proxy.log_text()
-        self.assertIn('router guarded@file disabled: middleware "auth@file" cannot be applied', log)
+        self.assertIn('middleware auth@file: type "basicAuth" is not supported yet', log)
+        self.assertIn('router guarded@file disabled: middleware "auth@file" does not exist', log)
         self.assertIn("router secure@file has a tls section and is served over HTTPS only", log)
 
 

@@ -15,6 +15,7 @@
 //   /status/CODE     CODE (200..999) with a short body (none for 204/304)
 //   /close           200 with "Connection: close", then closes
 //   /reset           closes at once with SO_LINGER 0 (RST), no answer
+//   /echo/ANY        same as /echo (lets tests see rewritten paths)
 //   /eof-body        200 without Content-Length/chunked, body "until-close", then closes
 //   /early-hints     103 Early Hints (Link header), then 200 "hinted"
 //   /hostname        200, body = Host header value
@@ -694,7 +695,7 @@ class Worker {
         else if (path == "/count") c->ep = Ep::Count;
         break;
       case 'e':
-        if (path == "/echo") c->ep = Ep::Echo;
+        if (path == "/echo" || path.substr(0, 6) == "/echo/") c->ep = Ep::Echo;
         else if (path == "/eof-body") c->ep = Ep::EofBody;
         else if (path == "/early-hints") c->ep = Ep::EarlyHints;
         break;

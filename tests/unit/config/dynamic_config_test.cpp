@@ -51,11 +51,14 @@ http:
         sticky:
           cookie: {}
   middlewares:
-    auth:
-      basicAuth:
-        users: ["a:b"]
+    strip:
+      stripPrefix:
+        prefixes: ["/api", "/v1"]
 )y");
   ASSERT_TRUE(c.errors.empty()) << all_errors(c);
+  ASSERT_EQ(c.middlewares.size(), 1u);
+  EXPECT_EQ(c.middlewares.at("strip@file").type, "stripPrefix");
+  EXPECT_EQ(c.middlewares.at("strip@file").prefixes, (std::vector<std::string>{"/api", "/v1"}));
   ASSERT_EQ(c.routers.size(), 1u);
   const RouterConfig& r = c.routers.at("web@file");
   EXPECT_EQ(r.name, "web@file");
@@ -326,6 +329,62 @@ TEST(DynamicConfig, MergeCarriesElementErrors) {
   merge_dynamic(into, decode_ok("http:\n  routers:\n    x: {rule: a}\n", "b.yml"));
   ASSERT_EQ(into.errors.size(), 1u);
   EXPECT_EQ(into.errors[0].where, "b.yml:3:5");
+}
+
+}  // namespace
+}  // namespace berth::config
+
+namespace berth::config {
+namespace {
+
+TEST(DynamicConfig, DecodesMiddlewaresAndRejectsUnsupportedOnes) {
+  auto decoded = decode_dynamic_yaml(R"y(
+http:
+  middlewares:
+    hdr:
+      headers:
+        customRequestHeaders:
+          X-A: "1"
+          X-Gone: ""
+        customResponseHeaders:
+          X-B: "2"
+    go:
+      redirectScheme:
+        scheme: https
+        port: "8443"
+        permanent: true
+    both:
+      chain:
+        middlewares: [hdr, go]
+    auth:
+      basicAuth:
+        users: ["a:b"]
+    cors:
+      headers:
+        accessControlAllowOrigin: "*"
+    two:
+      addPrefix:
+        prefix: /a
+      stripPrefix:
+        prefixes: [/b]
+)y", "m.yml", "file");
+  ASSERT_TRUE(decoded.ok());
+  const DynamicConfig& c = *decoded;
+  ASSERT_EQ(c.middlewares.size(), 3u);
+  const auto& hdr = c.middlewares.at("hdr@file");
+  EXPECT_EQ(hdr.request_headers, (std::vector<std::pair<std::string, std::string>>{{"X-A", "1"}, {"X-Gone", ""}}));
+  EXPECT_EQ(hdr.response_headers, (std::vector<std::pair<std::string, std::string>>{{"X-B", "2"}}));
+  const auto& go = c.middlewares.at("go@file");
+  EXPECT_EQ(go.scheme, "https");
+  EXPECT_EQ(go.port, "8443");
+  EXPECT_TRUE(go.permanent);
+  EXPECT_EQ(c.middlewares.at("both@file").chain, (std::vector<std::string>{"hdr", "go"}));
+  std::string errors;
+  for (const auto& e : c.errors) errors += e.to_string() + "\n";
+  EXPECT_NE(errors.find("m.yml:20:7: middleware auth@file: type \"basicAuth\" is not supported yet"), std::string::npos)
+      << errors;
+  EXPECT_NE(errors.find("headers option \"accessControlAllowOrigin\" is not supported yet"), std::string::npos) << errors;
+  EXPECT_NE(errors.find("middleware two@file must have exactly one type, has 2"), std::string::npos) << errors;
 }
 
 }  // namespace
