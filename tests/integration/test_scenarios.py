@@ -199,8 +199,14 @@ class Scenarios(BerthTestCase):
         requests = substitute(sc["requests"], table)
         proxy = self.berth(static_yaml=yaml.safe_dump(static), dynamic_yaml=dynamic, wait=False)
         proxy.ports = ports
-        for port in ports.values():
-            wait_for_port(port, proc=proxy.proc)
+        not_started = None
+        try:
+            for port in ports.values():
+                wait_for_port(port, proc=proxy.proc)
+        except RuntimeError as e:
+            not_started = str(e)
+        if not_started:
+            self.fail(f"berth did not start: {not_started}\n--- berth log ---\n{proxy.log_text()[-3000:]}")
 
         failures = []
         for i, req in enumerate(requests, 1):
@@ -210,7 +216,11 @@ class Scenarios(BerthTestCase):
             expect = req["expect"]
             counts = collections.Counter()
             for n in range(int(req.get("repeat", 1))):
-                status, headers, body = send(ports[ep], req)
+                try:
+                    status, headers, body = send(ports[ep], req)
+                except (OSError, EOFError, ValueError) as e:
+                    failures.append(f"{what} (try {n + 1}): no valid answer: {e!r}")
+                    break
                 counts[headers.get("x-backend")] += 1
                 errors = check_response(expect, status, headers, body)
                 if errors:
