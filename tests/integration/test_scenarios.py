@@ -13,7 +13,6 @@ import os
 import re
 import socket
 import time
-import urllib.parse
 
 import yaml
 
@@ -71,9 +70,6 @@ def validate(sc):
             raise ScenarioError(f"request #{i}: source {req['source']} is not a loopback address")
         if "backend_counts" in req["expect"] and "repeat" not in req:
             raise ScenarioError(f"request #{i}: backend_counts needs repeat")
-        if ({"upstream_headers", "upstream_headers_absent"} & set(req["expect"])
-                and urllib.parse.urlsplit(req["path"]).path != "/echo"):
-            raise ScenarioError(f"request #{i}: upstream_headers* need a request to /echo")
     if not isinstance(sc.get("log_contains", []), list):
         raise ScenarioError("log_contains: expected a list of strings")
 
@@ -135,7 +131,9 @@ def upstream_headers(body):
     try:
         pairs = json.loads(body)["headers"]
     except (ValueError, KeyError, TypeError):
-        raise AssertionError(f"not an /echo JSON answer: {body[:200]!r}") from None
+        # upstream_headers* need the request to reach the backend's /echo (middlewares may rewrite
+        # the path on the way, so this is checked on the answer, not on the request).
+        raise AssertionError(f"upstream_headers need an answer from the backend's /echo, got {body[:200]!r}") from None
     seen = {}
     for name, value in pairs:
         seen.setdefault(name.lower(), []).append(value)
