@@ -164,6 +164,15 @@ class StaticDecoder {
     if (c_.ping.enabled && !ping_manual_routing_ && c_.find_entry_point(c_.ping.entry_point) == nullptr)
       d_.error(ping_where_.empty() ? defaults_where : ping_where_,
                "ping.entryPoint \"" + c_.ping.entry_point + "\" is not a defined entry point");
+    for (const auto& ep : c_.entry_points) {
+      if (!ep.redirect) continue;
+      const std::string& to = ep.redirect->to;
+      uint16_t port = 0;
+      std::string host;
+      if (c_.find_entry_point(to) == nullptr && !(to[0] == ':' && parse_address(to, host, port)))
+        d_.error(ep.redirect->where, "entryPoints." + ep.name + ".http.redirections.entryPoint.to: \"" + to +
+                                         "\" is neither an entry point nor a :port");
+    }
     if (c_.file.enabled) {
       if (!c_.file.filename.empty() && !c_.file.directory.empty())
         d_.error(file_where_, "providers.file: filename and directory are mutually exclusive");
@@ -207,6 +216,8 @@ class StaticDecoder {
         decode_transport(*e, path + ".transport", ep);
       } else if (iequals(k, "forwardedHeaders")) {
         decode_forwarded_headers(*e, path + ".forwardedHeaders", ep);
+      } else if (iequals(k, "http")) {
+        decode_entry_point_http(*e, path + ".http", ep);
       } else {
         d_.unknown_key(*e, path);
       }
@@ -227,6 +238,36 @@ class StaticDecoder {
       return false;
     }
     return true;
+  }
+
+  void decode_entry_point_http(const ConfigNode& node, const std::string& path, EntryPointConfig& ep) {
+    for (const ConfigNode* e : d_.entries(node, path)) {
+      if (iequals(e->key, "middlewares")) {
+        d_.read_list(*e, path, ep.middlewares);
+      } else if (iequals(e->key, "redirections")) {
+        const std::string rpath = path + ".redirections";
+        for (const ConfigNode* r : d_.entries(*e, rpath)) {
+          if (!iequals(r->key, "entryPoint")) {
+            d_.unknown_key(*r, rpath);
+            continue;
+          }
+          EntryPointRedirect redirect;
+          redirect.where = r->key_where;
+          const std::string epath = rpath + ".entryPoint";
+          for (const ConfigNode* o : d_.entries(*r, epath)) {
+            if (iequals(o->key, "to")) d_.read_string(*o, epath, redirect.to);
+            else if (iequals(o->key, "scheme")) d_.read_string(*o, epath, redirect.scheme);
+            else if (iequals(o->key, "permanent")) d_.read_bool(*o, epath, redirect.permanent);
+            else if (iequals(o->key, "priority")) d_.read_int(*o, epath, redirect.priority, 1, INT64_MAX - 1);
+            else d_.unknown_key(*o, epath);
+          }
+          if (redirect.to.empty()) d_.error(redirect.where, epath + ".to is required");
+          else ep.redirect = std::move(redirect);
+        }
+      } else {
+        d_.unknown_key(*e, path);
+      }
+    }
   }
 
   void decode_transport(const ConfigNode& node, const std::string& path, EntryPointConfig& ep) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -12,6 +13,16 @@
 namespace berth::config {
 
 using namespace std::chrono_literals;
+
+/// entryPoints.<name>.http.redirections.entryPoint: every request is redirected to another entry
+/// point (typically web -> websecure). Traefik's defaults.
+struct EntryPointRedirect {
+  std::string to;                 ///< an entry point name or ":port"
+  std::string scheme = "https";
+  bool permanent = true;
+  int64_t priority = INT64_MAX - 1;
+  std::string where;
+};
 
 struct EntryPointConfig {
   std::string name;
@@ -26,6 +37,8 @@ struct EntryPointConfig {
   Duration grace_timeout = 10s;                ///< transport.lifeCycle.graceTimeOut
   std::vector<std::string> trusted_ips;        ///< forwardedHeaders.trustedIPs (IPs or CIDRs)
   bool forwarded_insecure = false;             ///< forwardedHeaders.insecure
+  std::optional<EntryPointRedirect> redirect;  ///< http.redirections.entryPoint
+  std::vector<std::string> middlewares;        ///< http.middlewares: put before every router's own
 };
 
 struct FileProviderConfig {

@@ -125,6 +125,10 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
                                      ex_->edits.location);
     }
   }
+  if (route->service == router::kNoService) {
+    in_.consume(head_size);
+    co_return co_await reply_local(404, local_reply::kNotFound, local_reply::kTextPlain, false);
+  }
   const Service& service = snap->services[route->service];
   if (service.endpoints.empty()) {
     in_.consume(head_size);

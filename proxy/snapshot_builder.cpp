@@ -273,15 +273,66 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
       fail("no valid entry point");
       continue;
     }
+    std::shared_ptr<const router::Matcher> shared_matcher = std::move(*matcher);
+    auto make_route = [&](std::vector<const middleware::Middleware*> middlewares) {
+      auto route = std::make_shared<router::Route>();
+      route->name = name;
+      route->priority = r.priority != 0 ? r.priority : static_cast<int64_t>(r.rule.size());
+      route->matcher = shared_matcher;
+      route->service = svc->second;
+      route->middlewares = std::move(middlewares);
+      return std::shared_ptr<const router::Route>(std::move(route));
+    };
+    std::shared_ptr<const router::Route> plain;  // for entry points without middlewares of their own
+    bool added = false;
+    for (int i : eps) {
+      const auto& ep_middlewares = sc.entry_points[i].middlewares;
+      if (ep_middlewares.empty()) {
+        if (!plain) plain = make_route(chain);
+        snap->entry_points[i].routes.add(plain);
+        added = true;
+        continue;
+      }
+      // entryPoints.<ep>.http.middlewares run before the router's own, named in the router's provider.
+      std::vector<const middleware::Middleware*> full;
+      std::optional<Error> ep_error;
+      for (const auto& ref : ep_middlewares)
+        if ((ep_error = expand(ref, name, full, 0))) break;
+      if (ep_error) {
+        result.errors.push_back(Error{r.where, "router " + name + " disabled on entry point " + sc.entry_points[i].name +
+                                                   ": " + ep_error->message});
+        continue;
+      }
+      full.insert(full.end(), chain.begin(), chain.end());
+      snap->entry_points[i].routes.add(make_route(std::move(full)));
+      added = true;
+    }
+    if (added) ++active_routers;
+  }
+
+  // entryPoints.<ep>.http.redirections.entryPoint: a catch-all route that only redirects.
+  for (size_t i = 0; i < sc.entry_points.size(); ++i) {
+    const auto& ep = sc.entry_points[i];
+    if (!ep.redirect) continue;
+    config::MiddlewareConfig redirect;
+    redirect.name = ep.name + "-to-" + ep.redirect->to + "@internal";
+    redirect.type = "redirectScheme";
+    redirect.scheme = ep.redirect->scheme;
+    redirect.permanent = ep.redirect->permanent;
+    if (const auto* target = sc.find_entry_point(ep.redirect->to)) redirect.port = std::to_string(target->port);
+    else redirect.port = ep.redirect->to.substr(1);  // ":443"
+    auto mw = middleware::compile(redirect);
+    auto ast = config::parse_rule("PathPrefix(`/`)");
+    auto matcher = router::Matcher::compile(**ast);
+    if (!mw || !matcher) continue;  // cannot fail for these fixed inputs
     auto route = std::make_shared<router::Route>();
-    route->name = name;
-    route->priority = r.priority != 0 ? r.priority : static_cast<int64_t>(r.rule.size());
+    route->name = redirect.name;
+    route->priority = ep.redirect->priority;
     route->matcher = std::move(*matcher);
-    route->service = svc->second;
-    route->middlewares = std::move(chain);
-    std::shared_ptr<const router::Route> shared = std::move(route);
-    for (int i : eps) snap->entry_points[i].routes.add(shared);
-    ++active_routers;
+    route->service = router::kNoService;
+    route->middlewares.push_back(mw->get());
+    snap->middlewares.push_back(std::move(*mw));
+    snap->entry_points[i].routes.add(std::move(route));
   }
   for (auto& ep : snap->entry_points) ep.routes.freeze();
   snap->dashboard_html = render_dashboard(sc, dyn, *snap, active_routers, result.errors.size() + dyn.errors.size());

@@ -14,10 +14,13 @@
 
 namespace berth::proxy::router {
 
+/// Route::service for routes that only ever answer from their middlewares (entry point redirects).
+inline constexpr uint32_t kNoService = UINT32_MAX;
+
 struct Route {
   std::string name;                   ///< qualified router name, e.g. "web@file"
   int64_t priority = 0;
-  std::unique_ptr<Matcher> matcher;
+  std::shared_ptr<const Matcher> matcher;  ///< shared by the routes one router makes on several entry points
   uint32_t service = 0;               ///< index into Snapshot::services
   std::vector<const middleware::Middleware*> middlewares;  ///< flattened chain, owned by the Snapshot
 };

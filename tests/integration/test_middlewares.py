@@ -184,5 +184,70 @@ class Middlewares(BerthTestCase):
         self.assertRegex(log, r"router cyclic@file disabled: middleware chain through .* is cyclic")
 
 
+
+class EntryPointOptions(BerthTestCase):
+    """entryPoints.<name>.http.redirections.entryPoint and entryPoints.<name>.http.middlewares."""
+
+    def test_redirection_and_entry_point_middlewares(self):
+        be = self.backend("ep")
+        web, secure, other = free_port(), free_port(), free_port()
+        static = f"""
+entryPoints:
+  web:
+    address: "127.0.0.1:{web}"
+    http:
+      redirections:
+        entryPoint:
+          to: websecure
+  websecure:
+    address: "127.0.0.1:{secure}"
+    http:
+      middlewares: [stamp@file]
+  other:
+    address: "127.0.0.1:{other}"
+    http:
+      redirections:
+        entryPoint:
+          to: ":443"
+          scheme: https
+          permanent: false
+providers:
+  file:
+    filename: {self.tmp}/dynamic.yml
+"""
+        dynamic = f"""
+http:
+  routers:
+    app:
+      rule: "PathPrefix(`/`)"
+      service: s
+    high:
+      rule: "Path(`/pinned`)"
+      service: s
+      priority: 9000000000000000000
+  middlewares:
+    stamp:
+      headers:
+        customResponseHeaders:
+          X-Entry: secure
+  services:
+    s:
+      loadBalancer:
+        servers:
+          - url: "{be.url}"
+"""
+        proxy = self.berth(static_yaml=static, dynamic_yaml=dynamic, wait=False)
+        for p in (web, secure, other):
+            wait_for_port(p, proc=proxy.proc)
+        status, headers, _ = get(web, "/a?b=1", host="example.test")
+        self.assertEqual((status, headers["location"]), (301, f"https://example.test:{secure}/a?b=1"))
+        # The redirect router has priority MaxInt-1: even a router with a huge priority loses.
+        self.assertEqual(get(web, "/pinned", host="example.test")[0], 301)
+        status, headers, _ = get(other, "/x", host="example.test", method="POST", body=b"1")
+        self.assertEqual((status, headers["location"]), (307, "https://example.test/x"))
+        status, headers, body = get(secure, "/", host="example.test")
+        self.assertEqual((status, body, headers.get("x-entry")), (200, b"ep", "secure"))
+
+
 if __name__ == "__main__":
     main()

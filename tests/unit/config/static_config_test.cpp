@@ -391,5 +391,38 @@ TEST(StaticConfig, TomlConfigFileIsRejected) {
   EXPECT_TRUE(has_error(load, file.path(), "TOML")) << all_errors(load);
 }
 
+TEST(StaticConfig, DecodesEntryPointHttpRedirectionsAndMiddlewares) {
+  TempFile file(R"(
+entryPoints:
+  web:
+    address: ":80"
+    http:
+      redirections:
+        entryPoint:
+          to: websecure
+      middlewares: [auth@file, "compress@docker"]
+  websecure:
+    address: ":443"
+  bad:
+    address: ":81"
+    http:
+      redirections:
+        entryPoint:
+          to: nowhere
+          colour: red
+)");
+  auto load = load_static_config({file.flag()});
+  const auto* web = load.config.find_entry_point("web");
+  ASSERT_NE(web, nullptr);
+  ASSERT_TRUE(web->redirect.has_value());
+  EXPECT_EQ(web->redirect->to, "websecure");
+  EXPECT_EQ(web->redirect->scheme, "https");  // Traefik's defaults
+  EXPECT_TRUE(web->redirect->permanent);
+  EXPECT_EQ(web->redirect->priority, INT64_MAX - 1);
+  EXPECT_EQ(web->middlewares, (std::vector<std::string>{"auth@file", "compress@docker"}));
+  EXPECT_TRUE(has_error(load, ":16:9", "\"nowhere\" is neither an entry point nor a :port")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, ":18:11", "unknown key \"colour\"")) << all_errors(load);
+}
+
 }  // namespace
 }  // namespace berth::config
