@@ -235,6 +235,24 @@ class DynamicDecoder {
         else if (iequals(o->key, "customResponseHeaders")) read_header_map(*o, tpath + "." + o->key, m.response_headers);
         else d_.error(o->key_where, "middleware " + m.name + ": headers option \"" + o->key + "\" is not supported yet");
       }
+    } else if (type_is("ipAllowList")) {
+      for (const ConfigNode* o : options) {
+        if (iequals(o->key, "sourceRange")) {
+          d_.read_list(*o, tpath, m.source_range);
+        } else if (iequals(o->key, "rejectStatusCode")) {
+          d_.read_int(*o, tpath, m.reject_status, 100, 599);
+        } else if (iequals(o->key, "ipStrategy")) {
+          const std::string spath = tpath + ".ipStrategy";
+          for (const ConfigNode* i : d_.entries(*o, spath)) {
+            if (iequals(i->key, "depth")) d_.read_int(*i, spath, m.ip_depth, 0, 64);
+            else if (iequals(i->key, "excludedIPs")) d_.read_list(*i, spath, m.excluded_ips);
+            else d_.unknown_key(*i, spath);
+          }
+        } else {
+          d_.unknown_key(*o, tpath);
+        }
+      }
+      if (m.source_range.empty()) d_.error(t.where, "middleware " + m.name + ": ipAllowList needs a sourceRange");
     } else if (type_is("chain")) {
       for (const ConfigNode* o : options) {
         if (iequals(o->key, "middlewares")) d_.read_list(*o, tpath, m.chain);

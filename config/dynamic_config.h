@@ -37,7 +37,7 @@ struct ServiceConfig {
 
 /// http.middlewares.<name>: one middleware of one type. Only the options of `type` are set.
 /// Types supported so far: addPrefix, stripPrefix, replacePath, redirectScheme, headers (custom
-/// request/response headers), chain. Others are element errors until implemented.
+/// request/response headers), ipAllowList, chain. Others are element errors until implemented.
 struct MiddlewareConfig {
   std::string name;                        ///< qualified
   std::string type;                        ///< Traefik's spelling: "addPrefix", "stripPrefix", ...
@@ -51,11 +51,17 @@ struct MiddlewareConfig {
   std::vector<std::pair<std::string, std::string>> request_headers;   ///< headers.customRequestHeaders ("" removes)
   std::vector<std::pair<std::string, std::string>> response_headers;  ///< headers.customResponseHeaders ("" removes)
   std::vector<std::string> chain;          ///< chain.middlewares, as written
+  std::vector<std::string> source_range;   ///< ipAllowList.sourceRange (IPs or CIDRs)
+  int ip_depth = 0;                        ///< ipAllowList.ipStrategy.depth (0: the peer address)
+  std::vector<std::string> excluded_ips;   ///< ipAllowList.ipStrategy.excludedIPs
+  int reject_status = 403;                 ///< ipAllowList.rejectStatusCode
 
   bool operator==(const MiddlewareConfig& o) const {
     return name == o.name && type == o.type && prefix == o.prefix && prefixes == o.prefixes && path == o.path &&
            scheme == o.scheme && port == o.port && permanent == o.permanent &&
-           request_headers == o.request_headers && response_headers == o.response_headers && chain == o.chain;
+           request_headers == o.request_headers && response_headers == o.response_headers && chain == o.chain &&
+           source_range == o.source_range && ip_depth == o.ip_depth && excluded_ips == o.excluded_ips &&
+           reject_status == o.reject_status;
   }
 };
 

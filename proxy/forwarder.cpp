@@ -117,7 +117,7 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   }
   ex_->edits.clear();
   if (!route->middlewares.empty()) {
-    middleware::Context ctx{req, path, query, trusted_, ex_->edits};
+    middleware::Context ctx{req, peer_, path, query, trusted_, ex_->edits};
     if (!middleware::apply(route->middlewares, ctx)) {
       in_.consume(head_size);
       int status = ex_->edits.status;

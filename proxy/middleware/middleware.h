@@ -4,6 +4,7 @@
 // point into the snapshot or the request, so applying a chain allocates nothing (HP-1).
 #pragma once
 
+#include <boost/asio/ip/address.hpp>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -13,6 +14,7 @@
 #include "base/result.h"
 #include "config/dynamic_config.h"
 #include "proxy/http/h1/parser.h"
+#include "proxy/ip_net.h"
 
 namespace berth::proxy::middleware {
 
@@ -42,6 +44,7 @@ struct Edits {
 /// The request as middlewares see it.
 struct Context {
   const http::h1::RequestHead& request;
+  const boost::asio::ip::address& peer;  ///< the client's address (not X-Forwarded-For)
   std::string_view path;   ///< current path (after earlier middlewares)
   std::string_view query;  ///< raw, without '?'
   bool trusted;            ///< the peer may set X-Forwarded-* (forwardedHeaders)
