@@ -140,8 +140,10 @@ def router_yaml(routers, services):
 class RawClient:
     """A raw HTTP/1.1 client on one TCP connection, to observe keep-alive and framing exactly."""
 
-    def __init__(self, port, timeout=10.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    def __init__(self, port, timeout=10.0, source=None):
+        """`source`: the client address to connect from (any 127/8 address is loopback)."""
+        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
+                                             source_address=(source, 0) if source else None)
         self.buf = b""
 
     def send(self, data):
@@ -216,9 +218,9 @@ class RawClient:
         self.sock.close()
 
 
-def get(port, path="/", host=None, headers=None, method="GET", body=None, timeout=10.0):
-    """One request on a fresh connection; returns (status, headers, body)."""
-    c = RawClient(port, timeout)
+def get(port, path="/", host=None, headers=None, method="GET", body=None, timeout=10.0, source=None):
+    """One request on a fresh connection (from `source` if given); returns (status, headers, body)."""
+    c = RawClient(port, timeout, source)
     try:
         hdrs = {"Host": host or f"127.0.0.1:{port}"}
         hdrs.update(headers or {})

@@ -1,23 +1,5 @@
 """Traefik v3 rule matchers end to end through berth: the request decides which backend answers."""
-import socket
-
-from harness import BerthTestCase, RawClient, get, main
-
-
-def get_from(source_ip, port, path, host="x.test"):
-    """A request whose client address is `source_ip` (any 127/8 address is loopback)."""
-    s = socket.socket()
-    s.bind((source_ip, 0))
-    s.connect(("127.0.0.1", port))
-    s.sendall(f"GET {path} HTTP/1.1\r\nHost: {host}\r\nConnection: close\r\n\r\n".encode())
-    data = b""
-    while True:
-        part = s.recv(65536)
-        if not part:
-            break
-        data += part
-    s.close()
-    return data.split(b"\r\n\r\n", 1)[1]
+from harness import BerthTestCase, get, main
 
 
 class Rules(BerthTestCase):
@@ -56,8 +38,8 @@ class Rules(BerthTestCase):
         self.assertEqual(get(self.port, "/search?q=a+b&v=2")[2], b"query")
         self.assertEqual(get(self.port, "/search?v=%32")[2], b"query")  # %32 is "2"
         self.assertEqual(get(self.port, "/search?v=3")[2], b"fallback")
-        self.assertEqual(get_from("127.0.0.2", self.port, "/who"), b"local2")
-        self.assertEqual(get_from("127.0.0.1", self.port, "/who"), b"fallback")
+        self.assertEqual(get(self.port, "/who", source="127.0.0.2")[2], b"local2")
+        self.assertEqual(get(self.port, "/who", source="127.0.0.1")[2], b"fallback")
         self.assertEqual(get(self.port, "/p")[2], b"explicit")
 
     def test_bad_regexp_disables_only_its_router(self):

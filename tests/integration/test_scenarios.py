@@ -99,15 +99,6 @@ def merge(base, extra):
     return base
 
 
-class Client(RawClient):
-    """RawClient whose connection may come from another loopback address (for ClientIP)."""
-
-    def __init__(self, port, source=None, timeout=10.0):
-        self.sock = socket.create_connection(("127.0.0.1", port), timeout=timeout,
-                                             source_address=(source, 0) if source else None)
-        self.buf = b""
-
-
 def send(port, req):
     """Sends one request on a fresh connection; returns (status, headers lower-case, body bytes)."""
     method = req.get("method", "GET")
@@ -118,7 +109,7 @@ def send(port, req):
     if body is not None:
         hdrs["Content-Length"] = str(len(body))
     head = f"{method} {req['path']} HTTP/1.1\r\n" + "".join(f"{k}: {v}\r\n" for k, v in hdrs.items())
-    c = Client(port, req.get("source"))
+    c = RawClient(port, source=req.get("source"))
     try:
         c.send(head.encode() + b"Connection: close\r\n\r\n" + (body or b""))
         return c.read_response(head_request=(method == "HEAD"))
