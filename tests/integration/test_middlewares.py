@@ -1,9 +1,8 @@
 """Middlewares through berth with Traefik's semantics: addPrefix, stripPrefix, replacePath,
 redirectScheme, headers (custom request/response headers), chain, and the error cases."""
 import json
-import time
 
-from harness import BerthTestCase, RawClient, free_port, get, main, wait_for_port
+from harness import BerthTestCase, free_port, get, main, wait_for_port
 
 DYNAMIC = """
 http:
