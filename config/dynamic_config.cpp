@@ -215,6 +215,21 @@ class DynamicDecoder {
         else if (iequals(o->key, "forceSlash")) { bool ignored; d_.read_bool(*o, tpath, ignored); }  // deprecated, no effect
         else d_.unknown_key(*o, tpath);
       }
+    } else if (type_is("stripPrefixRegex")) {
+      for (const ConfigNode* o : options) {
+        if (iequals(o->key, "regex")) d_.read_list(*o, tpath, m.regexes);
+        else d_.unknown_key(*o, tpath);
+      }
+    } else if (type_is("replacePathRegex") || type_is("redirectRegex")) {
+      std::string regex;
+      for (const ConfigNode* o : options) {
+        if (iequals(o->key, "regex")) d_.read_string(*o, tpath, regex);
+        else if (iequals(o->key, "replacement")) d_.read_string(*o, tpath, m.replacement);
+        else if (m.type == "redirectRegex" && iequals(o->key, "permanent")) d_.read_bool(*o, tpath, m.permanent);
+        else d_.unknown_key(*o, tpath);
+      }
+      if (regex.empty()) d_.error(t.where, "middleware " + m.name + ": " + m.type + " needs a regex");
+      m.regexes.push_back(std::move(regex));
     } else if (type_is("replacePath")) {
       for (const ConfigNode* o : options) {
         if (iequals(o->key, "path")) d_.read_string(*o, tpath, m.path);

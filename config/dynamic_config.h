@@ -36,8 +36,8 @@ struct ServiceConfig {
 };
 
 /// http.middlewares.<name>: one middleware of one type. Only the options of `type` are set.
-/// Types supported so far: addPrefix, stripPrefix, replacePath, redirectScheme, headers (custom
-/// request/response headers), ipAllowList, chain. Others are element errors until implemented.
+/// Types supported so far: addPrefix, stripPrefix, stripPrefixRegex, replacePath, replacePathRegex,
+/// redirectScheme, redirectRegex, headers (custom request/response headers), ipAllowList, chain. Others are element errors until implemented.
 struct MiddlewareConfig {
   std::string name;                        ///< qualified
   std::string type;                        ///< Traefik's spelling: "addPrefix", "stripPrefix", ...
@@ -45,6 +45,8 @@ struct MiddlewareConfig {
   std::string prefix;                      ///< addPrefix.prefix
   std::vector<std::string> prefixes;       ///< stripPrefix.prefixes
   std::string path;                        ///< replacePath.path
+  std::vector<std::string> regexes;        ///< stripPrefixRegex.regex; replacePathRegex/redirectRegex: one
+  std::string replacement;                 ///< replacePathRegex / redirectRegex replacement (Go's $1 syntax)
   std::string scheme;                      ///< redirectScheme.scheme
   std::string port;                        ///< redirectScheme.port
   bool permanent = false;                  ///< redirectScheme.permanent
@@ -58,7 +60,8 @@ struct MiddlewareConfig {
 
   bool operator==(const MiddlewareConfig& o) const {
     return name == o.name && type == o.type && prefix == o.prefix && prefixes == o.prefixes && path == o.path &&
-           scheme == o.scheme && port == o.port && permanent == o.permanent &&
+           scheme == o.scheme && port == o.port && permanent == o.permanent && regexes == o.regexes &&
+           replacement == o.replacement &&
            request_headers == o.request_headers && response_headers == o.response_headers && chain == o.chain &&
            source_range == o.source_range && ip_depth == o.ip_depth && excluded_ips == o.excluded_ips &&
            reject_status == o.reject_status;

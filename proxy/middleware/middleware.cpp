@@ -1,6 +1,9 @@
 // The middlewares berth implements so far, with Traefik's semantics; see middleware.h.
 #include "proxy/middleware/middleware.h"
 
+#include <re2/re2.h>
+
+#include <cctype>
 #include <cstring>
 
 #include "base/text.h"
@@ -62,6 +65,134 @@ class ReplacePath final : public Middleware {
   std::string path_;
 };
 
+// Go's Regexp.Expand template ($1, ${1}, $name, ${name}, $$) as an RE2 rewrite string (\1, \\).
+Result<std::string> to_re2_rewrite(std::string_view go, const RE2& re, const std::string& where) {
+  std::string out;
+  const auto& names = re.NamedCapturingGroups();
+  for (size_t i = 0; i < go.size(); ++i) {
+    char c = go[i];
+    if (c == '\\') {
+      out += "\\\\";
+      continue;
+    }
+    if (c != '$') {
+      out += c;
+      continue;
+    }
+    if (i + 1 < go.size() && go[i + 1] == '$') {
+      out += '$';
+      ++i;
+      continue;
+    }
+    std::string_view name;
+    if (i + 1 < go.size() && go[i + 1] == '{') {
+      size_t close = go.find('}', i + 2);
+      if (close == std::string_view::npos) return Error{where, "replacement \"" + std::string(go) + "\": missing \"}\""};
+      name = go.substr(i + 2, close - i - 2);
+      i = close;
+    } else {
+      size_t j = i + 1;
+      while (j < go.size() && (std::isalnum(static_cast<unsigned char>(go[j])) || go[j] == '_')) ++j;
+      name = go.substr(i + 1, j - i - 1);
+      i = j - 1;
+    }
+    int group = -1;
+    if (auto n = parse_uint(name)) group = *n <= 1000 ? static_cast<int>(*n) : -1;
+    else if (auto it = names.find(std::string(name)); it != names.end()) group = it->second;
+    if (group < 0 || group > re.NumberOfCapturingGroups()) continue;  // Go expands an unknown group to ""
+    if (group > 9) return Error{where, "replacement refers to group " + std::to_string(group) + "; at most 9 are supported"};
+    out += '\\';
+    out += static_cast<char>('0' + group);
+  }
+  return out;
+}
+
+std::unique_ptr<RE2> make_regex(const std::string& pattern) {
+  RE2::Options options;
+  options.set_log_errors(false);
+  return std::make_unique<RE2>(pattern, options);
+}
+
+class StripPrefixRegex final : public Middleware {
+ public:
+  explicit StripPrefixRegex(std::vector<std::unique_ptr<RE2>> regexes) : regexes_(std::move(regexes)) {}
+  bool on_request(Context& ctx) const override {
+    for (const auto& re : regexes_) {
+      re2::StringPiece match;
+      if (!re->Match(ctx.path, 0, ctx.path.size(), RE2::UNANCHORED, &match, 1) || match.empty()) continue;
+      std::string_view prefix(match.data(), match.size());
+      if (ctx.path.substr(0, prefix.size()) != prefix) continue;
+      ctx.edits.request.emplace_back("X-Forwarded-Prefix", prefix);
+      std::string_view rest = ctx.path.substr(prefix.size());
+      if (rest.empty() || rest[0] != '/') set_path(ctx, "/", rest);
+      else set_path(ctx, rest);
+      return true;
+    }
+    return true;
+  }
+
+ private:
+  std::vector<std::unique_ptr<RE2>> regexes_;
+};
+
+class ReplacePathRegex final : public Middleware {
+ public:
+  ReplacePathRegex(std::unique_ptr<RE2> re, std::string rewrite) : re_(std::move(re)), rewrite_(std::move(rewrite)) {}
+  bool on_request(Context& ctx) const override {
+    if (!RE2::PartialMatch(ctx.path, *re_)) return true;
+    ctx.edits.replaced_path.assign(ctx.path);
+    ctx.edits.request.emplace_back("X-Replaced-Path", ctx.edits.replaced_path);
+    ctx.edits.scratch.assign(ctx.path);
+    RE2::GlobalReplace(&ctx.edits.scratch, *re_, rewrite_);
+    std::swap(ctx.edits.path, ctx.edits.scratch);
+    ctx.edits.path_set = true;
+    ctx.path = ctx.edits.path;
+    return true;
+  }
+
+ private:
+  std::unique_ptr<RE2> re_;
+  std::string rewrite_;
+};
+
+// The scheme the client used: berth has no TLS entry points yet, so "http" unless a trusted proxy
+// in front says otherwise.
+std::string_view request_scheme(const Context& ctx) {
+  std::string_view scheme = "http";
+  if (ctx.trusted)
+    for (const auto& h : ctx.request.headers)
+      if (h.id == http::HeaderId::kXForwardedProto) scheme = h.value;
+  return scheme;
+}
+
+int redirect_status(const Context& ctx, bool permanent) {
+  bool get = ctx.request.method == "GET";
+  return permanent ? (get ? 301 : 308) : (get ? 302 : 307);
+}
+
+class RedirectRegex final : public Middleware {
+ public:
+  RedirectRegex(std::unique_ptr<RE2> re, std::string rewrite, bool permanent)
+      : re_(std::move(re)), rewrite_(std::move(rewrite)), permanent_(permanent) {}
+  bool on_request(Context& ctx) const override {
+    // Matched against the whole URL, as Traefik does: scheme://host/path?query.
+    std::string& url = ctx.edits.scratch;
+    url.assign(request_scheme(ctx)).append("://").append(ctx.request.host).append(ctx.path);
+    if (!ctx.query.empty()) url.append("?").append(ctx.query);
+    if (!RE2::PartialMatch(url, *re_)) return true;
+    ctx.edits.location = url;
+    RE2::GlobalReplace(&ctx.edits.location, *re_, rewrite_);
+    if (ctx.edits.location == url) return true;
+    ctx.edits.status = redirect_status(ctx, permanent_);
+    return false;
+  }
+
+ private:
+  std::unique_ptr<RE2> re_;
+  std::string rewrite_;
+  bool permanent_;
+};
+
 class Headers final : public Middleware {
  public:
   Headers(std::vector<std::pair<std::string, std::string>> request,
@@ -86,19 +217,14 @@ class RedirectScheme final : public Middleware {
       port_ = ":" + port;
   }
   bool on_request(Context& ctx) const override {
-    std::string_view scheme = "http";  // berth has no TLS entry points yet
-    if (ctx.trusted)
-      for (const auto& h : ctx.request.headers)
-        if (h.id == http::HeaderId::kXForwardedProto) scheme = h.value;
-    if (iequals(scheme, scheme_)) return true;
+    if (iequals(request_scheme(ctx), scheme_)) return true;
     std::string_view host = ctx.request.host;
     if (auto colon = host.rfind(':'); colon != std::string_view::npos && host.find(']', colon) == std::string_view::npos)
       host = host.substr(0, colon);
     std::string& loc = ctx.edits.location;
     loc.assign(scheme_).append("://").append(host).append(port_).append(ctx.path);
     if (!ctx.query.empty()) loc.append("?").append(ctx.query);
-    bool get = ctx.request.method == "GET";
-    ctx.edits.status = permanent_ ? (get ? 301 : 308) : (get ? 302 : 307);
+    ctx.edits.status = redirect_status(ctx, permanent_);
     return false;
   }
 
@@ -183,6 +309,30 @@ Result<std::vector<IpNet>> parse_nets(const config::MiddlewareConfig& c, const s
 }  // namespace
 
 Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& c) {
+  auto regex = [&](const std::string& pattern) -> Result<std::unique_ptr<RE2>> {
+    auto re = make_regex(pattern);
+    if (!re->ok())
+      return Error{c.where, "middleware " + c.name + ": invalid regular expression \"" + pattern + "\": " + re->error()};
+    return re;
+  };
+  if (c.type == "stripPrefixRegex") {
+    std::vector<std::unique_ptr<RE2>> regexes;
+    for (const auto& p : c.regexes) {
+      auto re = regex(p);
+      if (!re) return re.error();
+      regexes.push_back(std::move(*re));
+    }
+    return std::unique_ptr<Middleware>(new StripPrefixRegex(std::move(regexes)));
+  }
+  if (c.type == "replacePathRegex" || c.type == "redirectRegex") {
+    auto re = regex(c.regexes.empty() ? std::string() : c.regexes[0]);
+    if (!re) return re.error();
+    auto rewrite = to_re2_rewrite(c.replacement, **re, c.where);
+    if (!rewrite) return Error{c.where, "middleware " + c.name + ": " + rewrite.error().message};
+    if (c.type == "replacePathRegex")
+      return std::unique_ptr<Middleware>(new ReplacePathRegex(std::move(*re), std::move(*rewrite)));
+    return std::unique_ptr<Middleware>(new RedirectRegex(std::move(*re), std::move(*rewrite), c.permanent));
+  }
   if (c.type == "ipAllowList") {
     auto ranges = parse_nets(c, c.source_range, "sourceRange");
     if (!ranges) return ranges.error();
