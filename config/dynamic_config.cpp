@@ -182,6 +182,48 @@ class DynamicDecoder {
     }
   }
 
+  // The headers middleware: custom headers and the security options, as Traefik (unrolled/secure)
+  // writes them. CORS and host checks are not implemented yet and are reported.
+  void decode_headers_options(MiddlewareConfig& m, const std::vector<const ConfigNode*>& options,
+                              const std::string& tpath) {
+    bool frame_deny = false, nosniff = false, xss = false, sts_subdomains = false, sts_preload = false;
+    int64_t sts_seconds = 0;
+    std::string frame_value, xss_value, csp, csp_report, referrer, permissions;
+    for (const ConfigNode* o : options) {
+      const std::string& k = o->key;
+      if (iequals(k, "customRequestHeaders")) read_header_map(*o, tpath + "." + k, m.request_headers);
+      else if (iequals(k, "customResponseHeaders")) read_header_map(*o, tpath + "." + k, m.response_headers);
+      else if (iequals(k, "frameDeny")) d_.read_bool(*o, tpath, frame_deny);
+      else if (iequals(k, "customFrameOptionsValue")) d_.read_string(*o, tpath, frame_value);
+      else if (iequals(k, "contentTypeNosniff")) d_.read_bool(*o, tpath, nosniff);
+      else if (iequals(k, "browserXssFilter")) d_.read_bool(*o, tpath, xss);
+      else if (iequals(k, "customBrowserXSSValue")) d_.read_string(*o, tpath, xss_value);
+      else if (iequals(k, "contentSecurityPolicy")) d_.read_string(*o, tpath, csp);
+      else if (iequals(k, "contentSecurityPolicyReportOnly")) d_.read_string(*o, tpath, csp_report);
+      else if (iequals(k, "referrerPolicy")) d_.read_string(*o, tpath, referrer);
+      else if (iequals(k, "permissionsPolicy")) d_.read_string(*o, tpath, permissions);
+      else if (iequals(k, "stsSeconds")) d_.read_int(*o, tpath, sts_seconds, 0, INT64_MAX / 2);
+      else if (iequals(k, "stsIncludeSubdomains")) d_.read_bool(*o, tpath, sts_subdomains);
+      else if (iequals(k, "stsPreload")) d_.read_bool(*o, tpath, sts_preload);
+      else if (iequals(k, "forceSTSHeader")) d_.read_bool(*o, tpath, m.force_sts);
+      else d_.error(o->key_where, "middleware " + m.name + ": headers option \"" + k + "\" is not supported yet");
+    }
+    if (!frame_value.empty()) m.security_headers.emplace_back("X-Frame-Options", frame_value);
+    else if (frame_deny) m.security_headers.emplace_back("X-Frame-Options", "DENY");
+    if (nosniff) m.security_headers.emplace_back("X-Content-Type-Options", "nosniff");
+    if (!xss_value.empty()) m.security_headers.emplace_back("X-XSS-Protection", xss_value);
+    else if (xss) m.security_headers.emplace_back("X-XSS-Protection", "1; mode=block");
+    if (!csp.empty()) m.security_headers.emplace_back("Content-Security-Policy", csp);
+    if (!csp_report.empty()) m.security_headers.emplace_back("Content-Security-Policy-Report-Only", csp_report);
+    if (!referrer.empty()) m.security_headers.emplace_back("Referrer-Policy", referrer);
+    if (!permissions.empty()) m.security_headers.emplace_back("Permissions-Policy", permissions);
+    if (sts_seconds > 0) {
+      m.sts = "max-age=" + std::to_string(sts_seconds);
+      if (sts_subdomains) m.sts += "; includeSubDomains";
+      if (sts_preload) m.sts += "; preload";
+    }
+  }
+
   void decode_middleware(const ConfigNode& node) {
     const size_t errors_before = d_.error_count();
     auto name = qualify(node, "middleware");
@@ -245,11 +287,7 @@ class DynamicDecoder {
       if (m.scheme.empty()) d_.error(t.where, "middleware " + m.name + ": redirectScheme needs a scheme");
       if (!m.port.empty() && !parse_uint(m.port)) d_.error(t.where, "middleware " + m.name + ": redirectScheme port \"" + m.port + "\" is not a number");
     } else if (type_is("headers")) {
-      for (const ConfigNode* o : options) {
-        if (iequals(o->key, "customRequestHeaders")) read_header_map(*o, tpath + "." + o->key, m.request_headers);
-        else if (iequals(o->key, "customResponseHeaders")) read_header_map(*o, tpath + "." + o->key, m.response_headers);
-        else d_.error(o->key_where, "middleware " + m.name + ": headers option \"" + o->key + "\" is not supported yet");
-      }
+      decode_headers_options(m, options, tpath);
     } else if (type_is("ipAllowList")) {
       for (const ConfigNode* o : options) {
         if (iequals(o->key, "sourceRange")) {

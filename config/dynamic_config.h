@@ -52,6 +52,11 @@ struct MiddlewareConfig {
   bool permanent = false;                  ///< redirectScheme.permanent
   std::vector<std::pair<std::string, std::string>> request_headers;   ///< headers.customRequestHeaders ("" removes)
   std::vector<std::pair<std::string, std::string>> response_headers;  ///< headers.customResponseHeaders ("" removes)
+  /// headers security options (frameDeny, stsSeconds, ...), already turned into the response headers
+  /// they produce; `sts` is kept apart because it only applies to HTTPS requests unless forced.
+  std::vector<std::pair<std::string, std::string>> security_headers;
+  std::string sts;          ///< Strict-Transport-Security value, empty if stsSeconds is 0
+  bool force_sts = false;   ///< headers.forceSTSHeader
   std::vector<std::string> chain;          ///< chain.middlewares, as written
   std::vector<std::string> source_range;   ///< ipAllowList.sourceRange (IPs or CIDRs)
   int ip_depth = 0;                        ///< ipAllowList.ipStrategy.depth (0: the peer address)
@@ -63,6 +68,7 @@ struct MiddlewareConfig {
            scheme == o.scheme && port == o.port && permanent == o.permanent && regexes == o.regexes &&
            replacement == o.replacement &&
            request_headers == o.request_headers && response_headers == o.response_headers && chain == o.chain &&
+           security_headers == o.security_headers && sts == o.sts && force_sts == o.force_sts &&
            source_range == o.source_range && ip_depth == o.ip_depth && excluded_ips == o.excluded_ips &&
            reject_status == o.reject_status;
   }

@@ -195,17 +195,24 @@ class RedirectRegex final : public Middleware {
 
 class Headers final : public Middleware {
  public:
-  Headers(std::vector<std::pair<std::string, std::string>> request,
-          std::vector<std::pair<std::string, std::string>> response)
-      : request_(std::move(request)), response_(std::move(response)) {}
+  explicit Headers(const config::MiddlewareConfig& c)
+      : request_(c.request_headers), response_(c.security_headers), sts_(c.sts), force_sts_(c.force_sts) {
+    // Custom response headers come after the security ones, so they win on the same name.
+    response_.insert(response_.end(), c.response_headers.begin(), c.response_headers.end());
+  }
   bool on_request(Context& ctx) const override {
     for (const auto& [k, v] : request_) ctx.edits.request.emplace_back(k, v);
+    // HSTS only means something on HTTPS (here: a trusted proxy in front says so), unless forced.
+    if (!sts_.empty() && (force_sts_ || iequals(request_scheme(ctx), "https")))
+      ctx.edits.response.emplace_back("Strict-Transport-Security", sts_);
     for (const auto& [k, v] : response_) ctx.edits.response.emplace_back(k, v);
     return true;
   }
 
  private:
   std::vector<std::pair<std::string, std::string>> request_, response_;
+  std::string sts_;
+  bool force_sts_;
 };
 
 class RedirectScheme final : public Middleware {
@@ -344,7 +351,7 @@ Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& c) {
   if (c.type == "addPrefix") return std::unique_ptr<Middleware>(new AddPrefix(c.prefix));
   if (c.type == "stripPrefix") return std::unique_ptr<Middleware>(new StripPrefix(c.prefixes));
   if (c.type == "replacePath") return std::unique_ptr<Middleware>(new ReplacePath(c.path));
-  if (c.type == "headers") return std::unique_ptr<Middleware>(new Headers(c.request_headers, c.response_headers));
+  if (c.type == "headers") return std::unique_ptr<Middleware>(new Headers(c));
   if (c.type == "redirectScheme")
     return std::unique_ptr<Middleware>(new RedirectScheme(c.scheme, c.port, c.permanent));
   return Error{c.where, "middleware " + c.name + ": type " + c.type + " cannot be compiled"};
