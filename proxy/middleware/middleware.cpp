@@ -122,7 +122,8 @@ class StripPrefixRegex final : public Middleware {
       if (!re->Match(ctx.path, 0, ctx.path.size(), RE2::UNANCHORED, &match, 1) || match.empty()) continue;
       std::string_view prefix(match.data(), match.size());
       if (ctx.path.substr(0, prefix.size()) != prefix) continue;
-      ctx.edits.request.emplace_back("X-Forwarded-Prefix", prefix);
+      ctx.edits.stripped.assign(prefix);
+      ctx.edits.request.emplace_back("X-Forwarded-Prefix", ctx.edits.stripped);
       std::string_view rest = ctx.path.substr(prefix.size());
       if (rest.empty() || rest[0] != '/') set_path(ctx, "/", rest);
       else set_path(ctx, rest);

@@ -27,6 +27,7 @@ struct Edits {
   std::string path;           ///< the rewritten path (the query is kept)
   std::string scratch;        ///< to build the next path without aliasing `path`
   std::string replaced_path;  ///< X-Replaced-Path value
+  std::string stripped;       ///< X-Forwarded-Prefix value cut by a regex (own copy: `path` moves)
   HeaderEdits request;
   HeaderEdits response;
   // A local answer (redirect).
