@@ -1,0 +1,122 @@
+// Micro-benchmark of the middlewares on the request path (HP-8): time and heap allocations per
+// request for each middleware the snapshot can hold, applied to a parsed browser request (HP-1:
+// the non-regex ones must not allocate once the exchange state has warmed up).
+#include "proxy/middleware/middleware.h"
+
+#include <benchmark/benchmark.h>
+
+#include <cstdlib>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include "bench/support/alloc_counter.h"
+
+namespace berth::proxy::middleware {
+namespace {
+
+constexpr std::string_view kRequest =
+    "GET /api/v1/users/42?expand=roles HTTP/1.1\r\n"
+    "Host: app.example.com\r\n"
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\n"
+    "Accept: application/json\r\n"
+    "X-Forwarded-For: 203.0.113.9, 10.0.0.2\r\n"
+    "Cookie: session=abc123\r\n\r\n";
+
+std::unique_ptr<Middleware> make(config::MiddlewareConfig c) {
+  c.name = "bench@file";
+  auto m = compile(c);
+  if (!m) std::abort();
+  return std::move(*m);
+}
+
+void run(benchmark::State& state, const Middleware& m) {
+  http::h1::RequestHead head;
+  head.headers.reserve(16);
+  if (http::h1::parse_request(kRequest, head) != http::h1::ParseStatus::kOk) std::abort();
+  auto peer = boost::asio::ip::make_address("10.0.0.2");
+  Edits edits;
+  uint64_t before = 0;
+  int64_t iterations = 0;
+  for (auto _ : state) {
+    if (iterations++ == 1) before = berth::bench::allocation_count();  // the first one grows the buffers
+    edits.clear();
+    Context ctx{head, peer, "/api/v1/users/42", "expand=roles", true, edits};
+    benchmark::DoNotOptimize(m.on_request(ctx));
+  }
+  state.counters["allocs_per_iter"] =
+      iterations > 1 ? double(berth::bench::allocation_count() - before) / double(iterations - 1) : 0;
+}
+
+void BM_StripPrefix(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "stripPrefix";
+  c.prefixes = {"/web", "/api"};
+  run(state, *make(c));
+}
+BENCHMARK(BM_StripPrefix);
+
+void BM_AddPrefix(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "addPrefix";
+  c.prefix = "/internal";
+  run(state, *make(c));
+}
+BENCHMARK(BM_AddPrefix);
+
+void BM_Headers(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "headers";
+  c.request_headers = {{"X-Tenant", "acme"}, {"Cookie", ""}};
+  c.response_headers = {{"X-Served-By", "berth"}};
+  c.security_headers = {{"X-Frame-Options", "DENY"}, {"X-Content-Type-Options", "nosniff"}};
+  run(state, *make(c));
+}
+BENCHMARK(BM_Headers);
+
+void BM_IpAllowListPeer(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "ipAllowList";
+  c.source_range = {"192.168.0.0/16", "10.0.0.0/8"};
+  run(state, *make(c));
+}
+BENCHMARK(BM_IpAllowListPeer);
+
+void BM_IpAllowListDepth(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "ipAllowList";
+  c.source_range = {"203.0.113.0/24"};
+  c.ip_depth = 2;
+  run(state, *make(c));
+}
+BENCHMARK(BM_IpAllowListDepth);
+
+void BM_RedirectScheme(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "redirectScheme";
+  c.scheme = "https";
+  run(state, *make(c));
+}
+BENCHMARK(BM_RedirectScheme);
+
+void BM_ReplacePathRegex(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "replacePathRegex";
+  c.regexes = {"^/api/v1/(.*)"};
+  c.replacement = "/v2/$1";
+  run(state, *make(c));
+}
+BENCHMARK(BM_ReplacePathRegex);
+
+void BM_StripPrefixRegex(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "stripPrefixRegex";
+  c.regexes = {"/api/v[0-9]+"};
+  run(state, *make(c));
+}
+BENCHMARK(BM_StripPrefixRegex);
+
+}  // namespace
+}  // namespace berth::proxy::middleware
+
+BENCHMARK_MAIN();
