@@ -24,7 +24,7 @@ struct RequestView {
   std::string_view host;
   std::string_view path;
   std::string_view method;
-  std::string_view query;                              ///< raw, without the '?'
+  std::string_view query = {};                         ///< raw, without the '?'
   const std::vector<http::Header>* headers = nullptr;
   const boost::asio::ip::address* client = nullptr;    ///< the peer address (not X-Forwarded-For)
 };
