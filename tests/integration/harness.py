@@ -32,6 +32,16 @@ def wait_for_port(port, timeout=10.0, proc=None):
     raise RuntimeError(f"nothing listening on 127.0.0.1:{port} after {timeout}s")
 
 
+def wait_until(predicate, timeout=5.0, step=0.005):
+    """Polls `predicate` until it holds; returns the seconds it took, or fails the test."""
+    start = time.time()
+    while time.time() - start < timeout:
+        if predicate():
+            return time.time() - start
+        time.sleep(step)
+    raise AssertionError("condition not met in time")
+
+
 def stop(proc, sig=signal.SIGTERM, timeout=15.0):
     """Stops a process by its pid; returns its exit code."""
     if proc.poll() is None:

@@ -5,16 +5,7 @@ import subprocess
 import threading
 import time
 
-from harness import BerthTestCase, RawClient, get, main, router_yaml
-
-
-def wait_until(predicate, timeout=5.0, step=0.005):
-    start = time.time()
-    while time.time() - start < timeout:
-        if predicate():
-            return time.time() - start
-        time.sleep(step)
-    raise AssertionError("condition not met in time")
+from harness import BerthTestCase, RawClient, get, main, router_yaml, wait_until
 
 
 class Reload(BerthTestCase):

@@ -1,5 +1,5 @@
 """Traefik v3 rule matchers end to end through berth: the request decides which backend answers."""
-from harness import BerthTestCase, get, main
+from harness import BerthTestCase, get, main, wait_until
 
 
 class Rules(BerthTestCase):
@@ -47,12 +47,7 @@ class Rules(BerthTestCase):
             "http:\n  routers:\n    bad:\n      rule: \"PathRegexp(`([`)\"\n      service: s\n"
             "    good:\n      rule: \"PathPrefix(`/`)\"\n      service: s\n"
             f"  services:\n    s:\n      loadBalancer:\n        servers:\n          - url: \"{self.be['header'].url}\"\n")
-        import time
-        for _ in range(200):
-            if get(self.port, "/")[2] == b"header":
-                break
-            time.sleep(0.01)
-        self.assertEqual(get(self.port, "/")[2], b"header")
+        wait_until(lambda: get(self.port, "/")[2] == b"header")
         self.assertRegex(self.proxy.log_text(), r"router bad@file disabled: .*column 1: PathRegexp: invalid regular expression")
 
     def test_routers_needing_missing_features_are_disabled_not_served_bare(self):
@@ -66,12 +61,7 @@ class Rules(BerthTestCase):
             "    open:\n      rule: \"PathPrefix(`/open`)\"\n      service: s\n"
             "  middlewares:\n    auth:\n      basicAuth:\n        users: [\"u:$apr1$x$y\"]\n"
             f"  services:\n    s:\n      loadBalancer:\n        servers:\n          - url: \"{url}\"\n")
-        import time
-        for _ in range(200):
-            if get(self.port, "/open")[2] == b"header":
-                break
-            time.sleep(0.01)
-        self.assertEqual(get(self.port, "/open")[2], b"header")
+        wait_until(lambda: get(self.port, "/open")[2] == b"header")
         self.assertEqual(get(self.port, "/admin")[0], 404)
         self.assertEqual(get(self.port, "/secure")[0], 404)
         log = self.proxy.log_text()
