@@ -14,6 +14,7 @@
 #include "base/text.h"
 #include "discovery/file/file_provider.h"
 #include "proxy/snapshot_builder.h"
+#include "proxy/upstream/health_checker.h"
 #include "proxy/worker.h"
 
 namespace berth::app {
@@ -49,7 +50,7 @@ void log_errors(const std::vector<Error>& errors) {
 
 class ControlPlane {
  public:
-  explicit ControlPlane(const config::StaticConfig& sc) : sc_(sc), throttle_(io_) {}
+  explicit ControlPlane(const config::StaticConfig& sc) : sc_(sc), throttle_(io_), checker_(io_) {}
 
   int run() {
     LOG_DEBUG("static configuration: ", sc_.entry_points.size(), " entry points, file provider ",
@@ -124,9 +125,11 @@ class ControlPlane {
   void apply(config::DynamicConfig dyn) {
     last_apply_ = std::chrono::steady_clock::now();
     log_errors(dyn.errors);
-    auto built = proxy::build_snapshot(sc_, dyn, ++generation_);
+    auto built = proxy::build_snapshot(sc_, dyn, ++generation_, health_);
     log_errors(built.errors);
     for (auto& w : workers_) w->publish(built.snapshot);
+    checker_.update(*built.snapshot);
+    health_.prune();
     LOG_INFO("configuration generation ", generation_, " applied: ", dyn.routers.size(), " routers, ",
              dyn.services.size(), " services, ", dyn.errors.size() + built.errors.size(), " problems");
   }
@@ -183,6 +186,8 @@ class ControlPlane {
   std::unique_ptr<asio::steady_timer> poll_;
   std::vector<std::chrono::steady_clock::time_point> drain_deadlines_;
   uint64_t generation_ = 0;
+  proxy::upstream::HealthRegistry health_;
+  proxy::upstream::HealthChecker checker_;
 };
 
 }  // namespace
@@ -203,7 +208,8 @@ int check_config(const config::StaticConfig& sc) {
     else dyn = std::move(*loaded);
   }
   problems.insert(problems.end(), dyn.errors.begin(), dyn.errors.end());
-  auto built = proxy::build_snapshot(sc, dyn, 1);
+  proxy::upstream::HealthRegistry health;
+  auto built = proxy::build_snapshot(sc, dyn, 1, health);
   problems.insert(problems.end(), built.errors.begin(), built.errors.end());
   for (const auto& p : problems) std::cout << p.to_string() << "\n";
   if (problems.empty()) {

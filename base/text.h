@@ -21,6 +21,8 @@ std::string format_duration(Duration d);
 
 /// ASCII lower-casing.
 std::string to_lower(std::string_view s);
+/// ASCII upper-casing.
+std::string to_upper(std::string_view s);
 inline char lower_ascii(char c) { return (c >= 'A' && c <= 'Z') ? char(c + 32) : c; }
 
 /// ASCII case-insensitive equality.

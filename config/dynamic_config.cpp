@@ -50,13 +50,7 @@ bool same_config(const RouterConfig& a, const RouterConfig& b) {
 
 bool same_config(const MiddlewareConfig& a, const MiddlewareConfig& b) { return a == b; }
 
-bool same_config(const ServiceConfig& a, const ServiceConfig& b) {
-  if (a.name != b.name || a.pass_host_header != b.pass_host_header || a.servers.size() != b.servers.size())
-    return false;
-  for (size_t i = 0; i < a.servers.size(); ++i)
-    if (a.servers[i].url != b.servers[i].url || a.servers[i].weight != b.servers[i].weight) return false;
-  return true;
-}
+bool same_config(const ServiceConfig& a, const ServiceConfig& b) { return a == b; }
 
 // Folds one kind of element (routers or services) of `from` into `into`.
 template <typename T>
@@ -328,47 +322,217 @@ class DynamicDecoder {
     service.where = node.key_where;
     const std::string path = "http.services." + node.key;
     std::vector<const ConfigNode*> types;
-    const ConfigNode* load_balancer = nullptr;
     for (const ConfigNode* e : d_.entries(node, path)) {
-      if (iequals(e->key, "loadBalancer")) {
-        load_balancer = e;
+      if (iequals(e->key, "loadBalancer") || iequals(e->key, "weighted") || iequals(e->key, "mirroring") ||
+          iequals(e->key, "failover"))
         types.push_back(e);
-      } else if (iequals(e->key, "weighted") || iequals(e->key, "mirroring") || iequals(e->key, "failover")) {
-        types.push_back(e);
-      } else {
+      else
         d_.unknown_key(*e, path);
-      }
     }
     if (types.size() > 1) {
       d_.error(service.where, "service " + service.name + " has more than one type (" + types[0]->key + ", " +
                                   types[1]->key + ")");
     } else if (types.empty()) {
       if (d_.error_count() == errors_before)
-        d_.error(service.where, "service " + service.name + " has no type (expected loadBalancer)");
-    } else if (load_balancer == nullptr) {
-      d_.error(types[0]->key_where, "service type " + types[0]->key + " is not supported yet (service " +
-                                        service.name + " is dropped)");
+        d_.error(service.where, "service " + service.name +
+                                    " has no type (expected loadBalancer, weighted, failover or mirroring)");
     } else {
-      decode_load_balancer(*load_balancer, path + ".loadBalancer", service);
+      const ConfigNode& t = *types[0];
+      const std::string tpath = path + "." + t.key;
+      if (iequals(t.key, "loadBalancer")) decode_load_balancer(t, tpath, service);
+      else if (iequals(t.key, "weighted")) decode_weighted(t, tpath, service);
+      else if (iequals(t.key, "failover")) decode_failover(t, tpath, service);
+      else decode_mirroring(t, tpath, service);
     }
     if (d_.error_count() != errors_before) return;
     c_.services.insert_or_assign(service.name, std::move(service));
   }
 
   void decode_load_balancer(const ConfigNode& node, const std::string& path, ServiceConfig& service) {
+    service.kind = ServiceConfig::Kind::kLoadBalancer;
     for (const ConfigNode* e : d_.entries(node, path)) {
       const std::string& k = e->key;
       if (iequals(k, "servers")) {
         decode_servers(*e, path + ".servers", service);
       } else if (iequals(k, "passHostHeader")) {
         d_.read_bool(*e, path, service.pass_host_header);
-      } else if (iequals(k, "sticky") || iequals(k, "healthCheck") || iequals(k, "responseForwarding") ||
-                 iequals(k, "serversTransport") || iequals(k, "strategy") || iequals(k, "passiveHealthCheck")) {
-        continue;  // decoded by later issues; accepted so Traefik files load unchanged
+      } else if (iequals(k, "strategy")) {
+        std::string strategy;
+        if (d_.read_string(*e, path, strategy)) {
+          strategy = to_lower(trim(strategy));
+          if (strategy == "wrr" || strategy == "p2c") service.strategy = strategy;
+          else d_.error(e->where, "unknown load-balancing strategy \"" + strategy + "\" (expected wrr or p2c)");
+        }
+      } else if (iequals(k, "sticky")) {
+        decode_sticky(*e, path + ".sticky", service.sticky);
+      } else if (iequals(k, "healthCheck")) {
+        decode_health_check(*e, path + ".healthCheck", service.health_check);
+      } else if (iequals(k, "passiveHealthCheck")) {
+        auto& p = service.passive_health_check;
+        if (!d_.read_section(*e, path, p.enabled)) continue;
+        const std::string ppath = path + ".passiveHealthCheck";
+        for (const ConfigNode* o : d_.entries(*e, ppath)) {
+          if (iequals(o->key, "failureWindow")) read_positive_duration(*o, ppath, p.failure_window);
+          else if (iequals(o->key, "maxFailedAttempts")) d_.read_int(*o, ppath, p.max_failed_attempts, 1, 1'000'000);
+          else d_.unknown_key(*o, ppath);
+        }
+      } else if (iequals(k, "responseForwarding")) {
+        const std::string rpath = path + ".responseForwarding";
+        for (const ConfigNode* o : d_.entries(*e, rpath)) {
+          if (iequals(o->key, "flushInterval")) d_.read_duration(*o, rpath, service.flush_interval);
+          else d_.unknown_key(*o, rpath);
+        }
+      } else if (iequals(k, "serversTransport")) {
+        continue;  // named transports (http.serversTransports) come with upstream TLS (issue 4)
       } else {
         d_.unknown_key(*e, path);
       }
     }
+  }
+
+  void decode_weighted(const ConfigNode& node, const std::string& path, ServiceConfig& service) {
+    service.kind = ServiceConfig::Kind::kWeighted;
+    for (const ConfigNode* e : d_.entries(node, path)) {
+      if (iequals(e->key, "services")) {
+        decode_service_refs(*e, path + ".services", "weight", service.children);
+      } else if (iequals(e->key, "sticky")) {
+        decode_sticky(*e, path + ".sticky", service.sticky);
+      } else if (iequals(e->key, "healthCheck")) {
+        decode_empty_health_check(*e, path, service);
+      } else {
+        d_.unknown_key(*e, path);
+      }
+    }
+    if (service.children.empty()) d_.error(node.where, "weighted service " + service.name + " has no services");
+  }
+
+  void decode_failover(const ConfigNode& node, const std::string& path, ServiceConfig& service) {
+    service.kind = ServiceConfig::Kind::kFailover;
+    for (const ConfigNode* e : d_.entries(node, path)) {
+      if (iequals(e->key, "service")) d_.read_string(*e, path, service.main);
+      else if (iequals(e->key, "fallback")) d_.read_string(*e, path, service.fallback);
+      else if (iequals(e->key, "healthCheck")) decode_empty_health_check(*e, path, service);
+      else d_.unknown_key(*e, path);
+    }
+    if (trim(service.main).empty() || trim(service.fallback).empty())
+      d_.error(node.where, "failover service " + service.name + " needs both service and fallback");
+  }
+
+  void decode_mirroring(const ConfigNode& node, const std::string& path, ServiceConfig& service) {
+    service.kind = ServiceConfig::Kind::kMirroring;
+    for (const ConfigNode* e : d_.entries(node, path)) {
+      if (iequals(e->key, "service")) d_.read_string(*e, path, service.main);
+      else if (iequals(e->key, "mirrors")) decode_service_refs(*e, path + ".mirrors", "percent", service.children);
+      else if (iequals(e->key, "mirrorBody")) d_.read_bool(*e, path, service.mirror_body);
+      else if (iequals(e->key, "maxBodySize")) d_.read_int(*e, path, service.max_body_size, -1, INT64_MAX);
+      else if (iequals(e->key, "healthCheck")) decode_empty_health_check(*e, path, service);
+      else d_.unknown_key(*e, path);
+    }
+    if (trim(service.main).empty()) d_.error(node.where, "mirroring service " + service.name + " has no service");
+  }
+
+  // weighted.services / mirroring.mirrors: a list of {name, weight|percent}.
+  void decode_service_refs(const ConfigNode& node, const std::string& path, std::string_view amount,
+                           std::vector<ServiceRef>& out) {
+    if (node.is_null()) return;
+    if (node.kind != ConfigNode::Kind::kList) {
+      d_.error(node.where, "expected a list for " + path);
+      return;
+    }
+    for (size_t i = 0; i < node.children.size(); ++i) {
+      const ConfigNode& item = node.children[i];
+      const std::string item_path = path + "[" + std::to_string(i) + "]";
+      ServiceRef ref;
+      ref.where = item.where;
+      if (amount == "percent") ref.weight = 0;
+      for (const ConfigNode* e : d_.entries(item, item_path)) {
+        if (iequals(e->key, "name")) d_.read_string(*e, item_path, ref.name);
+        else if (amount == "weight" && iequals(e->key, "weight")) d_.read_int(*e, item_path, ref.weight, 0, 1'000'000);
+        else if (amount == "percent" && iequals(e->key, "percent")) d_.read_int(*e, item_path, ref.percent, 0, 100);
+        else d_.unknown_key(*e, item_path);
+      }
+      if (trim(ref.name).empty()) {
+        d_.error(item.where, item_path + " has no name");
+        continue;
+      }
+      out.push_back(std::move(ref));
+    }
+  }
+
+  void decode_sticky(const ConfigNode& node, const std::string& path, StickyCookieConfig& sticky) {
+    for (const ConfigNode* e : d_.entries(node, path)) {
+      if (!iequals(e->key, "cookie")) {
+        d_.unknown_key(*e, path);
+        continue;
+      }
+      if (!d_.read_section(*e, path, sticky.enabled)) continue;
+      const std::string cpath = path + ".cookie";
+      for (const ConfigNode* o : d_.entries(*e, cpath)) {
+        const std::string& k = o->key;
+        if (iequals(k, "name")) d_.read_string(*o, cpath, sticky.name);
+        else if (iequals(k, "secure")) d_.read_bool(*o, cpath, sticky.secure);
+        else if (iequals(k, "httpOnly")) d_.read_bool(*o, cpath, sticky.http_only);
+        else if (iequals(k, "maxAge")) d_.read_int(*o, cpath, sticky.max_age, INT32_MIN, INT32_MAX);
+        else if (iequals(k, "path")) d_.read_string(*o, cpath, sticky.path);
+        else if (iequals(k, "domain")) d_.read_string(*o, cpath, sticky.domain);
+        else if (iequals(k, "sameSite")) {
+          if (d_.read_string(*o, cpath, sticky.same_site)) {
+            sticky.same_site = to_lower(trim(sticky.same_site));
+            if (!sticky.same_site.empty() && sticky.same_site != "none" && sticky.same_site != "lax" &&
+                sticky.same_site != "strict")
+              d_.error(o->where, "sameSite must be none, lax or strict, not \"" + sticky.same_site + "\"");
+          }
+        } else d_.unknown_key(*o, cpath);
+      }
+      if (sticky.name.find_first_of("=;, \t") != std::string::npos)
+        d_.error(e->where, "sticky cookie name \"" + sticky.name + "\" is not a valid cookie name");
+    }
+  }
+
+  void decode_health_check(const ConfigNode& node, const std::string& path, HealthCheckConfig& hc) {
+    hc.enabled = true;
+    bool path_set = false;
+    for (const ConfigNode* e : d_.entries(node, path)) {
+      const std::string& k = e->key;
+      if (iequals(k, "path")) path_set = d_.read_string(*e, path, hc.path);
+      else if (iequals(k, "scheme")) d_.read_string(*e, path, hc.scheme);
+      else if (iequals(k, "mode")) {
+        if (d_.read_string(*e, path, hc.mode)) {
+          hc.mode = to_lower(trim(hc.mode));
+          if (hc.mode != "http") d_.error(e->where, "health check mode \"" + hc.mode + "\" is not supported yet (use http)");
+        }
+      } else if (iequals(k, "hostname")) d_.read_string(*e, path, hc.hostname);
+      else if (iequals(k, "port")) d_.read_int(*e, path, hc.port, 0, 65535);
+      else if (iequals(k, "interval")) read_positive_duration(*e, path, hc.interval);
+      else if (iequals(k, "unhealthyInterval")) read_positive_duration(*e, path, hc.unhealthy_interval);
+      else if (iequals(k, "timeout")) read_positive_duration(*e, path, hc.timeout);
+      else if (iequals(k, "headers")) read_header_map(*e, path + ".headers", hc.headers);
+      else if (iequals(k, "followRedirects")) d_.read_bool(*e, path, hc.follow_redirects);
+      else if (iequals(k, "method")) {
+        if (d_.read_string(*e, path, hc.method)) hc.method = to_upper(trim(hc.method));
+      } else if (iequals(k, "status")) d_.read_int(*e, path, hc.status, 0, 599);
+      else d_.unknown_key(*e, path);
+    }
+    if (!path_set || hc.path.empty() || hc.path[0] != '/')
+      d_.error(node.where, path + ".path must be set and start with '/'");
+  }
+
+  // weighted/failover/mirroring take `healthCheck: {}`: their state follows their children's.
+  void decode_empty_health_check(const ConfigNode& e, const std::string& path, ServiceConfig& service) {
+    service.health_check_section = true;
+    if (!e.is_null() && !(e.is_map() && e.children.empty()))
+      d_.error(e.where, path + ".healthCheck takes no options here (it only turns health propagation on)");
+  }
+
+  bool read_positive_duration(const ConfigNode& e, std::string_view path, Duration& out) {
+    Duration d{};
+    if (!d_.read_duration(e, path, d)) return false;
+    if (d.count() <= 0) {
+      d_.error(e.where, YamlDecoder::join(path, e.key) + " must be positive");
+      return false;
+    }
+    out = d;
+    return true;
   }
 
   void decode_servers(const ConfigNode& node, const std::string& path, ServiceConfig& service) {

@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/text.h"
 
 namespace berth::config {
 
@@ -26,13 +27,88 @@ struct ServerConfig {
   std::string url;
   int weight = 1;  ///< servers[].weight: share in the smooth weighted round robin (0: no traffic)
   std::string where;
+  bool operator==(const ServerConfig& o) const { return url == o.url && weight == o.weight; }
+};
+
+/// sticky.cookie of a loadBalancer or weighted service.
+struct StickyCookieConfig {
+  bool enabled = false;
+  std::string name;       ///< empty: Traefik's derived name ("_" + 6 hex digits of a SHA-1 of the service)
+  bool secure = false;
+  bool http_only = false;
+  std::string same_site;  ///< "", "none", "lax" or "strict"
+  int64_t max_age = 0;    ///< seconds; 0: a session cookie; negative: expire now
+  std::string path = "/";
+  std::string domain;
+  bool operator==(const StickyCookieConfig&) const = default;
+};
+
+/// loadBalancer.healthCheck: active checks, run by the control plane.
+struct HealthCheckConfig {
+  bool enabled = false;
+  std::string path;
+  std::string scheme;      ///< empty: the server's
+  std::string mode = "http";
+  std::string hostname;    ///< Host header; empty: the server's
+  int port = 0;            ///< 0: the server's
+  Duration interval{30'000};
+  Duration unhealthy_interval{0};  ///< 0: `interval`
+  Duration timeout{5'000};
+  std::vector<std::pair<std::string, std::string>> headers;
+  bool follow_redirects = true;
+  std::string method = "GET";
+  int status = 0;          ///< 0: any 2xx or 3xx is healthy
+  bool operator==(const HealthCheckConfig&) const = default;
+};
+
+/// loadBalancer.passiveHealthCheck: servers that fail live traffic leave rotation for a while.
+struct PassiveHealthCheckConfig {
+  bool enabled = false;
+  Duration failure_window{10'000};
+  int max_failed_attempts = 1;
+  bool operator==(const PassiveHealthCheckConfig&) const = default;
+};
+
+/// A service named by a weighted, failover or mirroring service.
+struct ServiceRef {
+  std::string name;  ///< as written; qualified by the builder if it has no '@'
+  int weight = 1;    ///< weighted.services[].weight
+  int percent = 0;   ///< mirroring.mirrors[].percent
+  std::string where;
+  bool operator==(const ServiceRef& o) const { return name == o.name && weight == o.weight && percent == o.percent; }
 };
 
 struct ServiceConfig {
+  enum class Kind : uint8_t { kLoadBalancer, kWeighted, kFailover, kMirroring };
   std::string name;                        ///< qualified
-  std::vector<ServerConfig> servers;       ///< loadBalancer.servers
-  bool pass_host_header = true;            ///< loadBalancer.passHostHeader
+  Kind kind = Kind::kLoadBalancer;
   std::string where;
+  // loadBalancer
+  std::vector<ServerConfig> servers;
+  bool pass_host_header = true;
+  std::string strategy = "wrr";            ///< "wrr" or "p2c"
+  HealthCheckConfig health_check;
+  PassiveHealthCheckConfig passive_health_check;
+  Duration flush_interval{100};            ///< responseForwarding.flushInterval (berth always streams)
+  // loadBalancer and weighted
+  StickyCookieConfig sticky;
+  // weighted: services; mirroring: mirrors; failover: none
+  std::vector<ServiceRef> children;
+  std::string main;                        ///< failover.service, mirroring.service
+  std::string fallback;                    ///< failover.fallback
+  bool mirror_body = true;                 ///< mirroring.mirrorBody
+  int64_t max_body_size = -1;              ///< mirroring.maxBodySize (-1: unlimited)
+  bool health_check_section = false;       ///< `healthCheck: {}` on weighted/failover/mirroring
+
+  /// Same configuration (places aside).
+  bool operator==(const ServiceConfig& o) const {
+    return name == o.name && kind == o.kind && servers == o.servers && pass_host_header == o.pass_host_header &&
+           strategy == o.strategy && health_check == o.health_check &&
+           passive_health_check == o.passive_health_check && flush_interval == o.flush_interval &&
+           sticky == o.sticky && children == o.children && main == o.main && fallback == o.fallback &&
+           mirror_body == o.mirror_body && max_body_size == o.max_body_size &&
+           health_check_section == o.health_check_section;
+  }
 };
 
 /// http.middlewares.<name>: one middleware of one type. Only the options of `type` are set.

@@ -73,8 +73,14 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
 
   // forwarder.cpp: the request flow.
   coro::Task<bool> serve_exchange(size_t head_size);
-  coro::Task<bool> forward(const Snapshot& snap, const Service& service, uint32_t service_index);
-  void build_upstream_head(const Service& service, const Endpoint& endpoint);
+  /// Forwards to server `first` of load balancer `service`; a failed connect moves on to the next
+  /// server in rotation.
+  coro::Task<bool> forward(const Snapshot& snap, const Service& service, size_t first, int64_t now_ms);
+  /// Sends copies of the request to the mirrors of mirroring service `mirroring` that are due one.
+  void send_mirrors(const Snapshot& snap, uint32_t mirroring, size_t head_size, int64_t now_ms);
+  enum class HeadFor : uint8_t { kExchange, kMirror, kMirrorWithoutBody };
+  /// Writes the request head for `endpoint` into ex_->out (mirrors: with "Connection: close").
+  void build_upstream_head(const Service& service, const Endpoint& endpoint, HeadFor purpose = HeadFor::kExchange);
   void build_downstream_head(bool close);
 
   // Shared steps.

@@ -9,6 +9,8 @@
 #include "base/text.h"
 #include "proxy/downstream_connection.h"
 #include "proxy/local_reply.h"
+#include "proxy/mirror.h"
+#include "proxy/upstream/health.h"
 
 namespace berth::proxy {
 
@@ -129,16 +131,78 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
     in_.consume(head_size);
     co_return co_await reply_local(404, local_reply::kNotFound, local_reply::kTextPlain, false);
   }
-  const Service& service = snap->services[route->service];
-  if (service.endpoints.empty()) {
+  const int64_t now_ms = upstream::steady_now_ms();
+  const balancer::Pick pick = worker_.picker().pick(*snap, route->service, req.headers, ex_->edits, now_ms);
+  if (pick.endpoint < 0) {  // no server of the service is up (or has a weight)
     in_.consume(head_size);
     co_return co_await reply_local(503, local_reply::kServiceUnavailable, local_reply::kTextPlain, false);
   }
-  co_return co_await forward(*snap, service, route->service);
+  if (pick.mirroring != balancer::Pick::kNoMirroring) send_mirrors(*snap, pick.mirroring, head_size, now_ms);
+  co_return co_await forward(*snap, snap->services[pick.service], static_cast<size_t>(pick.endpoint), now_ms);
 }
 
-coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Service& service,
-                                                    uint32_t service_index) {
+void DownstreamConnection::send_mirrors(const Snapshot& snap, uint32_t mirroring, size_t head_size, int64_t now_ms) {
+  const Service& m = snap.services[mirroring];
+  const auto& req = ex_->request;
+  // The body goes along only if it is already buffered whole (no waiting for the client) and fits
+  // maxBodySize; a body that does not is not mirrored at all, as in Traefik.
+  std::string_view body;
+  if (req.framing.chunked || req.framing.content_length > 0) {
+    if (!m.mirror_body) {
+      body = {};
+    } else {
+      std::string_view buffered = in_.view().substr(head_size);
+      size_t length = 0;
+      if (req.framing.chunked) {
+        http::h1::ChunkedFramer framer;
+        if (framer.consume(buffered, length) != http::h1::ChunkedFramer::Status::kDone) return;
+      } else {
+        length = static_cast<size_t>(req.framing.content_length);
+        if (buffered.size() < length) return;
+      }
+      if (m.max_body_size >= 0 && static_cast<int64_t>(length) > m.max_body_size) return;
+      body = buffered.substr(0, length);
+    }
+  }
+  static thread_local middleware::Edits scratch;  // mirrors never set the client's cookies
+  worker_.picker().for_each_due_mirror(snap, mirroring, [&](size_t child) {
+    scratch.clear();
+    balancer::Pick pick = worker_.picker().pick(snap, m.children[child], req.headers, scratch, now_ms);
+    if (pick.endpoint < 0) return;
+    const Service& lb = snap.services[pick.service];
+    const Endpoint& target = lb.endpoints[pick.endpoint];
+    const bool with_body = !body.empty();
+    build_upstream_head(lb, target, with_body ? HeadFor::kMirror : HeadFor::kMirrorWithoutBody);
+    std::string request = ex_->out;
+    request.append(body);
+    coro::spawn(send_mirror(worker_, target.address, std::move(request),
+                            std::max(snap.transport.dial_timeout, std::chrono::milliseconds(30'000))));
+  });
+}
+
+namespace {
+
+// Counts an exchange in flight on a server for as long as it lives (p2c reads the count).
+class InFlight {
+ public:
+  InFlight() = default;
+  InFlight(const InFlight&) = delete;
+  InFlight& operator=(const InFlight&) = delete;
+  ~InFlight() { set(nullptr); }
+  void set(upstream::EndpointHealth* h) {
+    if (h_) h_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    h_ = h;
+    if (h_) h_->in_flight.fetch_add(1, std::memory_order_relaxed);
+  }
+
+ private:
+  upstream::EndpointHealth* h_ = nullptr;
+};
+
+}  // namespace
+
+coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Service& service, size_t first,
+                                               int64_t now_ms) {
   auto& req = ex_->request;
   const auto& transport = snap.transport;
   const size_t head_size = req.head_size;
@@ -155,12 +219,6 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
 
   // The request head is rewritten once; retries resend the same bytes.
   const size_t n = service.endpoints.size();
-  const int picked = worker_.pick_server(service_index);
-  if (picked < 0) {  // every server has weight 0
-    in_.consume(head_size);
-    co_return co_await reply_local(503, local_reply::kServiceUnavailable, local_reply::kTextPlain, false);
-  }
-  const size_t first = static_cast<size_t>(picked);
   const Endpoint* endpoint = &service.endpoints[first];
   build_upstream_head(service, *endpoint);
   // The views into the head stay valid until the next read into in_, which only the body relay does
@@ -170,20 +228,29 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   int failure = 502;
   bool body_consumed = false;  // body bytes left the client buffer: no retry possible any more
   size_t response_head = 0;
+  InFlight in_flight;
+  // A live failure counts against the server when passive health checks are on.
+  auto failed = [&](const Endpoint& e) {
+    if (service.passive && e.health->record_failure(upstream::steady_now_ms(), service.failure_window_ms,
+                                                     service.max_failed_attempts))
+      LOG_WARN("server ", e.url, " of service ", service.name, " leaves rotation for ",
+               service.failure_window_ms, " ms after ", service.max_failed_attempts, " failed attempt(s)");
+  };
   // Each endpoint gets one dial; a pooled connection that turns out stale gets replaced by a fresh
   // one to the same endpoint (only where replaying cannot run the request twice).
   size_t attempt = 0;
   bool fresh_retry = false;
   while (attempt < n) {
     const Endpoint& target = service.endpoints[(first + attempt) % n];
-    if (target.weight == 0) {  // retries go round the other servers, but never to a drained one
-      ++attempt;
+    if (attempt > 0 && !balancer::ServicePicker::is_eligible(target, now_ms)) {
+      ++attempt;  // retries go round the other servers, but never to a drained or unhealthy one
       continue;
     }
     if (&target != endpoint) {
       endpoint = &target;
       if (!service.pass_host_header) build_upstream_head(service, *endpoint);
     }
+    if (service.p2c) in_flight.set(target.health.get());
     up_ = fresh_retry ? nullptr : worker_.upstreams().acquire(target.pool_key, transport.idle_conn_timeout);
     fresh_retry = false;
     const bool reused = up_ != nullptr;
@@ -195,6 +262,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       if (ec) {
         failure = expired_ == Phase::kDial ? 504 : 502;
         LOG_DEBUG("dial ", target.url, " for ", service.name, " failed: ", ec.message());
+        failed(target);
         close_upstream();
         ++attempt;  // nothing was sent: try the next server
         continue;
@@ -239,6 +307,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
         continue;
       }
       failure = expired_ == Phase::kAwaitResponse ? 504 : 502;
+      failed(target);
       break;
     }
     if (!body_complete) {
@@ -253,6 +322,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       if (!ok) {
         close_upstream();
         if (client_failed) co_return false;  // the client went away or sent a broken body
+        failed(target);
         break;
       }
       arm(Phase::kAwaitResponse, transport.response_header_timeout);
@@ -277,6 +347,9 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     if (rc == 0 && ex_->response.status == 101) rc = 502;  // berth strips Upgrade; WebSocket is not relayed yet
     if (rc == 0) {
       if (!body_consumed) in_.consume(buffered);
+      // Another server answered for the one the client was pinned to: pin it to this one.
+      if (attempt > 0 && !service.sticky.name.empty())
+        ex_->edits.set_server_cookie(service.sticky.set_cookies[(first + attempt) % n]);
       break;
     }
     close_upstream();
@@ -285,6 +358,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       continue;
     }
     failure = rc < 0 ? 502 : rc;
+    failed(target);
     break;
   }
 
@@ -337,7 +411,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   co_return !close_client;
 }
 
-void DownstreamConnection::build_upstream_head(const Service& service, const Endpoint& endpoint) {
+void DownstreamConnection::build_upstream_head(const Service& service, const Endpoint& endpoint, HeadFor purpose) {
   const auto& req = ex_->request;
   std::string& out = ex_->out;
   out.clear();
@@ -357,8 +431,10 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
   uint32_t present = 0;  // which forwarded headers a trusted peer already set
   auto bit = [](HeaderId id) { return 1u << (static_cast<unsigned>(id) - static_cast<unsigned>(HeaderId::kXForwardedFor)); };
   for (const auto& h : req.headers) has_connection |= h.id == HeaderId::kConnection;
+  const bool drop_body = purpose == HeadFor::kMirrorWithoutBody;
   for (const auto& h : req.headers) {
     if (http::is_hop_by_hop(h.id) || h.id == HeaderId::kExpect) continue;
+    if (drop_body && (h.id == HeaderId::kContentLength || h.id == HeaderId::kTransferEncoding)) continue;
     if (!edits.request.empty() && middleware::edits_header(edits.request, h.name)) continue;
     if (h.id == HeaderId::kOther && has_connection && named_by_connection(req.headers, h.name)) continue;
     if (http::is_forwarded_family(h.id)) {
@@ -391,6 +467,7 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
   if (!(present & bit(HeaderId::kXRealIp))) append_header(out, "X-Real-Ip", peer);
   if (req.version_minor == 0 && req.host.empty()) append_header(out, "Host", endpoint.authority);
   append_edits(out, edits.request);
+  if (purpose != HeadFor::kExchange) out.append("Connection: close\r\n"sv);
   out.append("\r\n"sv);
 }
 
@@ -411,6 +488,7 @@ void DownstreamConnection::build_downstream_head(bool close) {
     append_header(out, h.name, h.value);
   }
   append_edits(out, edits);
+  for (uint8_t i = 0; i < ex_->edits.set_cookie_count; ++i) append_header(out, "Set-Cookie", ex_->edits.set_cookies[i]);
   if (close) out.append("Connection: close\r\n"sv);
   out.append("\r\n"sv);
 }

@@ -5,26 +5,53 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "config/dynamic_config.h"
 #include "proxy/router/route_table.h"
+#include "proxy/upstream/health.h"
 
 namespace berth::proxy {
 
-/// One backend address of a service.
+/// One backend address of a load-balancer service.
 struct Endpoint {
   std::string url;                        ///< as configured
   std::string authority;                  ///< "host:port" as written in the URL (Host when passHostHeader is false)
   boost::asio::ip::tcp::endpoint address;  ///< resolved when the snapshot was built
   std::string pool_key;                   ///< "ip:port": upstream connections are pooled per key, across snapshots
   int weight = 1;                         ///< share of the service's traffic (0: none)
+  std::shared_ptr<upstream::EndpointHealth> health;  ///< shared with the health checker; never null
 };
 
+/// sticky.cookie, compiled: the Set-Cookie value for each choice is rendered once per snapshot.
+struct StickyCookie {
+  std::string name;                       ///< empty: not sticky
+  std::vector<std::string> values;        ///< per endpoint (load balancer) or child (weighted)
+  std::vector<std::string> set_cookies;   ///< "name=value; Path=/; ..." per endpoint or child
+};
+
+/// A node of the service tree: a load balancer over endpoints, or a weighted, failover or
+/// mirroring service over other services (indexes into Snapshot::services, acyclic).
 struct Service {
+  enum class Kind : uint8_t { kLoadBalancer, kWeighted, kFailover, kMirroring };
   std::string name;                       ///< qualified
+  Kind kind = Kind::kLoadBalancer;
+  // kLoadBalancer
   std::vector<Endpoint> endpoints;
   bool pass_host_header = true;
+  bool p2c = false;                       ///< strategy p2c: the less busy of two random servers
+  bool passive = false;                   ///< passiveHealthCheck
+  int64_t failure_window_ms = 10'000;
+  int32_t max_failed_attempts = 1;
+  // kWeighted: children with weights; kFailover: {service, fallback}; kMirroring: {service, mirrors...}
+  std::vector<uint32_t> children;
+  std::vector<int> weights;               ///< kWeighted: per child; kMirroring: percent per child (main: 100)
+  bool mirror_body = true;
+  int64_t max_body_size = -1;
+  StickyCookie sticky;                    ///< kLoadBalancer and kWeighted
+  std::optional<config::HealthCheckConfig> health_check;  ///< kLoadBalancer: run by the control plane
 };
 
 /// Per entry point: its routes and which built-in answers it gives.

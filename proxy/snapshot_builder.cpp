@@ -2,6 +2,9 @@
 #include "proxy/snapshot_builder.h"
 
 #include <netdb.h>
+#include <openssl/evp.h>
+
+#include <charconv>
 
 #include <algorithm>
 #include <boost/url/parse.hpp>
@@ -95,6 +98,139 @@ std::string qualify(const std::string& ref, const std::string& owner) {
   return at == std::string::npos ? ref : ref + owner.substr(at);
 }
 
+// Go's net/http cookie rendering order: Path, Domain, Max-Age, HttpOnly, Secure, SameSite.
+std::string render_set_cookie(const config::StickyCookieConfig& c, const std::string& name, const std::string& value) {
+  std::string out = name + "=" + value;
+  if (!c.path.empty()) out += "; Path=" + c.path;
+  if (!c.domain.empty()) out += "; Domain=" + c.domain;
+  if (c.max_age > 0) out += "; Max-Age=" + std::to_string(c.max_age);
+  else if (c.max_age < 0) out += "; Max-Age=0";
+  if (c.http_only) out += "; HttpOnly";
+  if (c.secure) out += "; Secure";
+  if (c.same_site == "none") out += "; SameSite=None";
+  else if (c.same_site == "lax") out += "; SameSite=Lax";
+  else if (c.same_site == "strict") out += "; SameSite=Strict";
+  return out;
+}
+
+// Traefik's default sticky cookie name: "_" and the first hex digits of SHA-1("_TRAEFIK_BACKEND_" + service).
+std::string default_cookie_name(const std::string& service) {
+  std::string data = "_TRAEFIK_BACKEND_" + service;
+  unsigned char digest[EVP_MAX_MD_SIZE];
+  unsigned int len = 0;
+  EVP_Digest(data.data(), data.size(), digest, &len, EVP_sha1(), nullptr);
+  static constexpr char kHex[] = "0123456789abcdef";
+  std::string out = "_";
+  for (unsigned i = 0; out.size() < 6 && i < len; ++i) {
+    out += kHex[digest[i] >> 4];
+    if (out.size() < 6) out += kHex[digest[i] & 15];
+  }
+  return out;
+}
+
+// The sticky cookie value naming one server or child service: FNV-1a 64 of its URL or name, in hex.
+std::string sticky_value(std::string_view key) {
+  uint64_t h = 1469598103934665603ull;
+  for (unsigned char c : key) h = (h ^ c) * 1099511628211ull;
+  char buf[17];
+  auto r = std::to_chars(buf, buf + sizeof buf, h, 16);
+  return std::string(buf, r.ptr);
+}
+
+void compile_sticky(const config::StickyCookieConfig& c, const std::string& service,
+                    const std::vector<std::string>& keys, StickyCookie& out) {
+  if (!c.enabled) return;
+  out.name = c.name.empty() ? default_cookie_name(service) : c.name;
+  for (const auto& key : keys) {
+    out.values.push_back(sticky_value(key));
+    out.set_cookies.push_back(render_set_cookie(c, out.name, out.values.back()));
+  }
+}
+
+// Compiles every service into snap.services (indexes in `index`); returns which ones are usable.
+// A service is unusable when it names a missing, unusable or cyclic service; its routers are then
+// disabled with that reason.
+std::vector<char> compile_services(const config::DynamicConfig& dyn, upstream::HealthRegistry& health, Snapshot& snap,
+                                   std::map<std::string, uint32_t>& index, std::vector<Error>& errors) {
+  using Kind = config::ServiceConfig::Kind;
+  std::vector<const config::ServiceConfig*> configs;
+  for (const auto& [name, svc] : dyn.services) {
+    index[name] = static_cast<uint32_t>(snap.services.size());
+    configs.push_back(&svc);
+    Service out;
+    out.name = name;
+    out.kind = static_cast<Service::Kind>(svc.kind);
+    if (svc.kind == Kind::kLoadBalancer) {
+      out.pass_host_header = svc.pass_host_header;
+      out.p2c = svc.strategy == "p2c";
+      out.passive = svc.passive_health_check.enabled;
+      out.failure_window_ms = svc.passive_health_check.failure_window.count();
+      out.max_failed_attempts = svc.passive_health_check.max_failed_attempts;
+      if (svc.health_check.enabled) {
+        if (!svc.health_check.scheme.empty() && !iequals(svc.health_check.scheme, "http"))
+          errors.push_back(Error{svc.where, "service " + name + ": health check scheme \"" + svc.health_check.scheme +
+                                                "\" is not supported yet (use http); the servers are not checked"});
+        else
+          out.health_check = svc.health_check;
+      }
+      std::vector<std::string> urls;
+      for (const auto& server : svc.servers) {
+        auto ep = compile_endpoint(server);
+        if (!ep) {
+          errors.push_back(Error{ep.error().where, "service " + name + ": " + ep.error().message});
+          continue;
+        }
+        ep->health = health.get(name, ep->url);
+        urls.push_back(ep->url);
+        out.endpoints.push_back(std::move(*ep));
+      }
+      compile_sticky(svc.sticky, name, urls, out.sticky);
+    } else {
+      out.mirror_body = svc.mirror_body;
+      out.max_body_size = svc.max_body_size;
+    }
+    snap.services.push_back(std::move(out));
+  }
+
+  // Children, depth first: 0 unvisited, 1 on the current path, 2 usable, 3 unusable.
+  std::vector<char> state(configs.size(), 0);
+  std::function<bool(uint32_t)> resolve = [&](uint32_t i) -> bool {
+    if (state[i] == 1) return false;
+    if (state[i] >= 2) return state[i] == 2;
+    state[i] = 1;
+    const config::ServiceConfig& c = *configs[i];
+    Service& out = snap.services[i];
+    std::vector<config::ServiceRef> refs;
+    if (c.kind == Kind::kFailover) refs = {{c.main, 1, 0, c.where}, {c.fallback, 1, 0, c.where}};
+    else if (c.kind == Kind::kMirroring) refs.push_back({c.main, 1, 100, c.where});
+    refs.insert(refs.end(), c.children.begin(), c.children.end());
+    bool ok = true;
+    std::vector<std::string> names;
+    for (const auto& ref : refs) {
+      std::string child = qualify(std::string(trim(ref.name)), c.name);
+      auto it = index.find(child);
+      std::string problem;
+      if (it == index.end()) problem = "service \"" + child + "\" does not exist";
+      else if (state[it->second] == 1) problem = "service \"" + child + "\" refers back to " + c.name + " (cycle)";
+      else if (!resolve(it->second)) problem = "service \"" + child + "\" is invalid";
+      if (!problem.empty()) {
+        errors.push_back(Error{ref.where.empty() ? c.where : ref.where, "service " + c.name + " disabled: " + problem});
+        ok = false;
+        continue;
+      }
+      out.children.push_back(it->second);
+      out.weights.push_back(c.kind == Kind::kMirroring ? ref.percent : ref.weight);
+      names.push_back(child);
+    }
+    if (ok && c.kind == Kind::kWeighted) compile_sticky(c.sticky, c.name, names, out.sticky);
+    state[i] = ok ? 2 : 3;
+    return ok;
+  };
+  std::vector<char> usable(configs.size());
+  for (uint32_t i = 0; i < configs.size(); ++i) usable[i] = resolve(i);
+  return usable;
+}
+
 std::string render_dashboard(const config::StaticConfig& sc, const config::DynamicConfig& dyn, const Snapshot& snap,
                              size_t router_count, size_t error_count) {
   std::string h;
@@ -145,7 +281,8 @@ std::string render_dashboard(const config::StaticConfig& sc, const config::Dynam
 
 }  // namespace
 
-BuildResult build_snapshot(const config::StaticConfig& sc, const config::DynamicConfig& dyn, uint64_t generation) {
+BuildResult build_snapshot(const config::StaticConfig& sc, const config::DynamicConfig& dyn, uint64_t generation,
+                           upstream::HealthRegistry& health) {
   BuildResult result;
   auto snap = std::make_shared<Snapshot>();
   snap->generation = generation;
@@ -157,22 +294,7 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
 
   // Services first: routers refer to them by index.
   std::map<std::string, uint32_t> service_index;
-  for (const auto& [name, svc] : dyn.services) {
-    Service out;
-    out.name = name;
-    out.pass_host_header = svc.pass_host_header;
-    for (const auto& server : svc.servers) {
-      auto ep = compile_endpoint(server);
-      if (!ep) {
-        result.errors.push_back(Error{ep.error().where, "service " + name + ": " + ep.error().message});
-        continue;
-      }
-      out.endpoints.push_back(std::move(*ep));
-    }
-    service_index[name] = static_cast<uint32_t>(snap->services.size());
-    snap->services.push_back(std::move(out));
-  }
-
+  std::vector<char> service_ok = compile_services(dyn, health, *snap, service_index, result.errors);
   // Middlewares: compile each once; routers point into snapshot->middlewares through flattened chains.
   std::map<std::string, const middleware::Middleware*> compiled;
   for (const auto& [name, m] : dyn.middlewares) {
@@ -259,6 +381,10 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
     auto svc = service_index.find(service);
     if (svc == service_index.end()) {
       fail("service \"" + service + "\" does not exist");
+      continue;
+    }
+    if (!service_ok[svc->second]) {
+      fail("service \"" + service + "\" is invalid");
       continue;
     }
     std::vector<int> eps;

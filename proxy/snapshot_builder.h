@@ -17,8 +17,9 @@ struct BuildResult {
   std::vector<Error> errors;  ///< elements that were disabled, each with its place
 };
 
-/// Never fails as a whole: a broken router or service is left out and reported.
+/// Never fails as a whole: a broken router or service is left out and reported. Servers get their
+/// shared health state from `health`, so health survives reloads.
 BuildResult build_snapshot(const config::StaticConfig& static_config, const config::DynamicConfig& dynamic,
-                           uint64_t generation);
+                           uint64_t generation, upstream::HealthRegistry& health);
 
 }  // namespace berth::proxy

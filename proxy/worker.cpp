@@ -104,12 +104,7 @@ void Worker::schedule_sweep() {
 void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
   asio::post(io_, [this, snapshot = std::move(snapshot)]() mutable {
     // Balancer state is per worker and per snapshot; rebuilding it here keeps picks lock-free.
-    balancers_.resize(snapshot->services.size());
-    for (size_t i = 0; i < snapshot->services.size(); ++i) {
-      std::vector<int> weights;
-      for (const auto& e : snapshot->services[i].endpoints) weights.push_back(e.weight);
-      balancers_[i].reset(std::move(weights));
-    }
+    picker_.reset(*snapshot);
     snapshot_ = std::move(snapshot);
   });
 }

@@ -14,7 +14,7 @@
 
 #include "base/result.h"
 #include "config/static_config.h"
-#include "proxy/balancer/weighted_round_robin.h"
+#include "proxy/balancer/service_picker.h"
 #include "proxy/deadline_wheel.h"
 #include "proxy/io_buffer.h"
 #include "proxy/ip_net.h"
@@ -78,8 +78,8 @@ class Worker {
   ParkSet& parks() { return parks_; }
   bool draining(size_t ep) const { return draining_[ep]; }
   bool terminating() const { return terminating_.load(std::memory_order_relaxed); }
-  /// The server of `service` (current snapshot) the next exchange goes to; -1 if none takes traffic.
-  int pick_server(uint32_t service) { return service < balancers_.size() ? balancers_[service].pick() : -1; }
+  /// Balancer state for the current snapshot.
+  balancer::ServicePicker& picker() { return picker_; }
   std::unique_ptr<ExchangeState> take_exchange_state();
   void give_exchange_state(std::unique_ptr<ExchangeState> state);
   void track(DownstreamConnection* c, size_t ep);
@@ -96,7 +96,7 @@ class Worker {
   boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   std::shared_ptr<const Snapshot> snapshot_;
-  std::vector<balancer::WeightedRoundRobin> balancers_;  ///< per service of snapshot_
+  balancer::ServicePicker picker_;  ///< per service of snapshot_
   BufferPool buffers_;
   upstream::Pool upstreams_;
   std::vector<std::unique_ptr<ExchangeState>> free_states_;

@@ -14,17 +14,4 @@ void WeightedRoundRobin::reset(std::vector<int> weights) {
   next_ = 0;
 }
 
-int WeightedRoundRobin::pick() {
-  if (total_ <= 0) return -1;
-  if (uniform_) return static_cast<int>(next_++ % weights_.size());
-  // Each server gains its weight; the richest is picked and pays the total back.
-  size_t best = 0;
-  for (size_t i = 0; i < weights_.size(); ++i) {
-    current_[i] += weights_[i];
-    if (current_[i] > current_[best]) best = i;
-  }
-  current_[best] -= total_;
-  return static_cast<int>(best);
-}
-
 }  // namespace berth::proxy::balancer

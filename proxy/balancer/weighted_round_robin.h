@@ -15,7 +15,35 @@ class WeightedRoundRobin {
   void reset(std::vector<int> weights);
 
   /// Index of the next server, or -1 when every weight is 0. Thread: worker.
-  int pick();
+  int pick() {
+    return pick([](size_t) { return true; });
+  }
+
+  /// Index of the next server among those `eligible(i)` accepts (healthy ones), or -1 when none
+  /// with a weight is. Ineligible servers neither gain nor pay, so the others keep their ratio.
+  template <typename Eligible>
+  int pick(Eligible&& eligible) {
+    if (total_ <= 0) return -1;
+    const size_t n = weights_.size();
+    if (uniform_) {
+      for (size_t tries = 0; tries < n; ++tries) {
+        size_t i = next_++ % n;
+        if (eligible(i)) return static_cast<int>(i);
+      }
+      return -1;
+    }
+    // Each server gains its weight; the richest is picked and pays the total back.
+    int best = -1;
+    int64_t total = 0;
+    for (size_t i = 0; i < n; ++i) {
+      if (weights_[i] == 0 || !eligible(i)) continue;
+      current_[i] += weights_[i];
+      total += weights_[i];
+      if (best < 0 || current_[i] > current_[best]) best = static_cast<int>(i);
+    }
+    if (best >= 0) current_[best] -= total;
+    return best;
+  }
 
   size_t size() const { return weights_.size(); }
 

@@ -34,15 +34,38 @@ HeaderId header_id(std::string_view name) {
       {"x-forwarded-prefix", HeaderId::kXForwardedPrefix},
       {"x-forwarded-tls-client-cert", HeaderId::kXForwardedTlsClientCert},
       {"x-forwarded-tls-client-cert-info", HeaderId::kXForwardedTlsClientCertInfo},
+      {"cookie", HeaderId::kCookie},
+      {"authorization", HeaderId::kAuthorization},
+      {"accept-encoding", HeaderId::kAcceptEncoding},
+      {"content-type", HeaderId::kContentType},
+      {"content-encoding", HeaderId::kContentEncoding},
   };
   // Most headers are not well known; a first-letter filter keeps the common case cheap.
   if (name.empty()) return HeaderId::kOther;
   char c = lower_ascii(name[0]);
-  if (c != 'h' && c != 'c' && c != 't' && c != 'k' && c != 'p' && c != 'u' && c != 'e' && c != 'x')
+  if (c != 'h' && c != 'c' && c != 't' && c != 'k' && c != 'p' && c != 'u' && c != 'e' && c != 'x' && c != 'a')
     return HeaderId::kOther;
   for (const auto& e : kKnown)
     if (e.name.size() == name.size() && e.name[0] == c && iequals(e.name, name)) return e.id;
   return HeaderId::kOther;
+}
+
+std::string_view find_cookie(const std::vector<Header>& headers, std::string_view name) {
+  for (const auto& h : headers) {
+    if (h.id != HeaderId::kCookie) continue;
+    std::string_view rest = h.value;
+    while (!rest.empty()) {
+      size_t semi = rest.find(';');
+      std::string_view pair = trim(rest.substr(0, semi));
+      rest = semi == std::string_view::npos ? std::string_view{} : rest.substr(semi + 1);
+      size_t eq = pair.find('=');
+      if (eq == std::string_view::npos || trim(pair.substr(0, eq)) != name) continue;
+      std::string_view value = trim(pair.substr(eq + 1));
+      if (value.size() >= 2 && value.front() == '"' && value.back() == '"') value = value.substr(1, value.size() - 2);
+      return value;
+    }
+  }
+  return {};
 }
 
 }  // namespace berth::proxy::http

@@ -3,6 +3,7 @@
 
 #include <cstdint>
 #include <string_view>
+#include <vector>
 
 namespace berth::proxy::http {
 
@@ -31,6 +32,11 @@ enum class HeaderId : uint8_t {
   kXForwardedPrefix,
   kXForwardedTlsClientCert,
   kXForwardedTlsClientCertInfo,
+  kCookie,
+  kAuthorization,
+  kAcceptEncoding,
+  kContentType,
+  kContentEncoding,
 };
 
 /// Maps a header name (any case) to its id; kOther when not well known. Thread: any.
@@ -64,5 +70,8 @@ struct Header {
   std::string_view value;
   HeaderId id = HeaderId::kOther;
 };
+
+/// The value of the cookie `name` in the request's Cookie headers (RFC 6265 5.4), or empty. Thread: any.
+std::string_view find_cookie(const std::vector<Header>& headers, std::string_view name);
 
 }  // namespace berth::proxy::http

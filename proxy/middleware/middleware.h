@@ -4,6 +4,7 @@
 // point into the snapshot or the request, so applying a chain allocates nothing (HP-1).
 #pragma once
 
+#include <array>
 #include <boost/asio/ip/address.hpp>
 #include <memory>
 #include <string>
@@ -30,14 +31,33 @@ struct Edits {
   std::string stripped;       ///< X-Forwarded-Prefix value cut by a regex (own copy: `path` moves)
   HeaderEdits request;
   HeaderEdits response;
+  /// Set-Cookie headers added to the response (sticky sessions), besides the backend's own.
+  std::array<std::string_view, 2> set_cookies{};
+  uint8_t set_cookie_count = 0;
+  int8_t server_cookie = -1;  ///< the slot holding the load balancer's sticky cookie, if any
   // A local answer (redirect).
   int status = 0;
   std::string location;
+
+  /// Sets the load balancer's sticky cookie (replacing an earlier choice of the same exchange).
+  void set_server_cookie(std::string_view value) {
+    if (server_cookie < 0) {
+      if (set_cookie_count == set_cookies.size()) return;
+      server_cookie = static_cast<int8_t>(set_cookie_count++);
+    }
+    set_cookies[server_cookie] = value;
+  }
+  /// Adds a sticky cookie of a weighted service.
+  void add_set_cookie(std::string_view value) {
+    if (set_cookie_count < set_cookies.size()) set_cookies[set_cookie_count++] = value;
+  }
 
   void clear() {
     path_set = false;
     request.clear();
     response.clear();
+    set_cookie_count = 0;
+    server_cookie = -1;
     status = 0;
   }
 };

@@ -1,10 +1,12 @@
 """Integration-test harness: starts the real build/berth, test backends and other peers on loopback
 ports chosen at run time, each bounded in time and stopped by its pid."""
+import http.server
 import os
 import signal
 import socket
 import subprocess
 import tempfile
+import threading
 import time
 import unittest
 
@@ -69,6 +71,48 @@ class Backend:
     def stop(self):
         stop(self.proc)
         self.proc.stdout.close()
+
+
+class RecordingServer:
+    """An HTTP/1.1 server on 127.0.0.1 (in this process) that records every request as
+    (method, path, headers dict, body bytes) and answers `answer(method, path)` -> (status, headers,
+    body); the default answers 200 "recorder". Stopped by the test's cleanup."""
+
+    def __init__(self, answer=None):
+        outer = self
+        self.requests = []
+        self.answer = answer or (lambda method, path: (200, {}, b"recorder"))
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def handle_one(self):
+                length = int(self.headers.get("Content-Length") or 0)
+                body = self.rfile.read(length) if length else b""
+                outer.requests.append((self.command, self.path, dict(self.headers), body))
+                status, headers, payload = outer.answer(self.command, self.path)
+                self.send_response(status)
+                for k, v in headers.items():
+                    self.send_header(k, v)
+                self.send_header("X-Backend", "recorder")
+                self.send_header("Content-Length", str(len(payload)))
+                self.end_headers()
+                if self.command != "HEAD":
+                    self.wfile.write(payload)
+
+            do_GET = do_POST = do_PUT = do_HEAD = handle_one
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class Berth:
@@ -175,7 +219,8 @@ class RawClient:
         headers = {}
         for line in lines[1:]:
             k, v = line.split(":", 1)
-            headers[k.strip().lower()] = v.strip()
+            k, v = k.strip().lower(), v.strip()
+            headers[k] = f"{headers[k]}, {v}" if k in headers else v  # repeated: joined, as HTTP allows
         if head_request or status in (204, 304) or 100 <= status < 200:
             return status, headers, b""
         if headers.get("transfer-encoding", "").lower() == "chunked":
@@ -264,6 +309,11 @@ class BerthTestCase(unittest.TestCase):
         b = Backend(name)
         self._procs.append(b)
         return b
+
+    def recorder(self, answer=None):
+        r = RecordingServer(answer)
+        self._procs.append(r)
+        return r
 
     def berth(self, **kw):
         b = Berth(self.tmp, **kw)

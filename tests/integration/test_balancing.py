@@ -1,6 +1,7 @@
 """Load balancing through berth: smooth weighted round robin over servers[].weight, weight 0 taking
-no traffic, and a failed dial retried on the next server so the client sees no error."""
-from harness import BerthTestCase, free_port, get, main, wait_for_port
+no traffic, a failed dial retried on the next server so the client sees no error, and mirroring
+services copying a share of the traffic (with bodies) to a recording server."""
+from harness import BerthTestCase, free_port, get, main, wait_for_port, wait_until
 
 
 class Balancing(BerthTestCase):
@@ -43,6 +44,33 @@ class Balancing(BerthTestCase):
                           "    r:\n      rule: \"PathPrefix(`/`)\"\n      service: s\n")
         results = [get(port, "/") for _ in range(10)]
         self.assertEqual([(s, b) for s, _, b in results], [(200, b"alive")] * 10)
+
+    def test_mirroring_copies_percent_of_requests_with_body(self):
+        live = self.backend("main")
+        mirror = self.recorder()
+        port = self.start(
+            f"    shadowed:\n      mirroring:\n        service: live\n        maxBodySize: 100\n"
+            f"        mirrors: [{{name: copy, percent: 50}}]\n"
+            f"    live: {{loadBalancer: {{servers: [{{url: \"{live.url}\"}}]}}}}\n"
+            f"    copy: {{loadBalancer: {{servers: [{{url: \"{mirror.url}\"}}]}}}}\n",
+            "    r:\n      rule: \"PathPrefix(`/`)\"\n      service: shadowed\n")
+        answers = [get(port, f"/sink?n={i}", method="POST", body=b"x" * (10 + i)) for i in range(10)]
+        # The client only ever sees the main service's answers.
+        self.assertEqual([(s, h["x-backend"], b) for s, h, b in answers],
+                         [(200, "main", str(10 + i).encode()) for i in range(10)])
+        wait_until(lambda: len(mirror.requests) >= 5, timeout=5)
+        self.assertEqual(len(mirror.requests), 5, "exactly 50% of the requests are mirrored")
+        for method, path, headers, body in mirror.requests:
+            n = int(path.split("=")[1])
+            self.assertEqual((method, body), ("POST", b"x" * (10 + n)))
+            self.assertEqual(headers["X-Forwarded-For"], "127.0.0.1")
+        # A body over maxBodySize is not mirrored at all.
+        before = len(mirror.requests)
+        for _ in range(4):
+            self.assertEqual(get(port, "/sink", method="POST", body=b"y" * 200)[2], b"200")
+        self.assertEqual(get(port, "/done")[0], 200)
+        wait_until(lambda: len(mirror.requests) > before, timeout=5)
+        self.assertEqual([r[1] for r in mirror.requests[before:]], ["/done"])
 
 
 if __name__ == "__main__":

@@ -19,9 +19,9 @@ import yaml
 from harness import BerthTestCase, RawClient, free_port, main, wait_for_port
 
 SCENARIO_DIR = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "scenarios")
-SCENARIO_KEYS = {"name", "backends", "static", "dynamic", "requests", "log_contains"}
+SCENARIO_KEYS = {"name", "backends", "static", "dynamic", "requests", "log_contains", "cookie_jar"}
 REQUEST_KEYS = {"path", "method", "host", "headers", "body", "repeat", "source", "entry_point", "expect"}
-EXPECT_KEYS = {"status", "backend", "body", "body_contains", "headers", "headers_absent",
+EXPECT_KEYS = {"status", "backend", "body", "body_contains", "headers", "headers_match", "headers_absent",
                "upstream_headers", "upstream_headers_absent", "backend_counts"}
 RESERVED_NAMES = {"dead", "hostname"}
 PLACEHOLDER = re.compile(r"\{\{\s*([^}]*?)\s*\}\}")
@@ -150,6 +150,10 @@ def check_response(expect, status, headers, body):
             errors.append(f"body does not contain {part!r}: {body[:300]!r}")
     for name, want in (expect.get("headers") or {}).items():
         differ(f"response header {name}", str(want), headers.get(name.lower()))
+    for name, pattern in (expect.get("headers_match") or {}).items():
+        got = headers.get(name.lower())
+        if got is None or not re.fullmatch(pattern, got):
+            errors.append(f"response header {name}: want a match of {pattern!r}, got {got!r}")
     for name in expect.get("headers_absent", []):
         if name.lower() in headers:
             errors.append(f"response header {name} should be absent, got {headers[name.lower()]!r}")
@@ -198,6 +202,7 @@ class Scenarios(BerthTestCase):
             self.fail(f"berth did not start: {not_started}\n--- berth log ---\n{proxy.log_text()[-3000:]}")
 
         failures = []
+        jar = {}  # cookie_jar: cookies set by earlier answers, sent back like a browser
         for i, req in enumerate(requests, 1):
             ep = req.get("entry_point", "web")
             what = (f"request #{i} {req.get('method', 'GET')} {req['path']} host={req.get('host', '-')} "
@@ -205,12 +210,18 @@ class Scenarios(BerthTestCase):
             expect = req["expect"]
             counts = collections.Counter()
             for n in range(int(req.get("repeat", 1))):
+                if sc.get("cookie_jar") and jar:
+                    req = dict(req, headers=dict({"Cookie": "; ".join(f"{k}={v}" for k, v in jar.items())},
+                                                 **(req.get("headers") or {})))
                 try:
                     status, headers, body = send(ports[ep], req)
                 except (OSError, EOFError, ValueError) as e:
                     failures.append(f"{what} (try {n + 1}): no valid answer: {e!r}")
                     break
                 counts[headers.get("x-backend")] += 1
+                for cookie in filter(None, headers.get("set-cookie", "").split(", ")):
+                    name, _, value = cookie.split(";")[0].partition("=")
+                    jar[name.strip()] = value.strip()
                 errors = check_response(expect, status, headers, body)
                 if errors:
                     failures.append(f"{what} (try {n + 1}): " + "; ".join(errors))

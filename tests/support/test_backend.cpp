@@ -21,6 +21,7 @@
 //   /hostname        200, body = Host header value
 //   /headers-count   200, body = number of request header fields
 //   /count           200, body = requests served by this process so far (this one included)
+//   /set-cookie/N=V  200 with "Set-Cookie: N=V"
 //   anything else    200, body = NAME
 // Every response carries "Content-Type" and "X-Backend: NAME". Request bodies (Content-Length or
 // chunked) are read and counted for every endpoint; "Expect: 100-continue" gets an interim
@@ -175,7 +176,7 @@ const char* reason(int code) {
   }
 }
 
-enum class Ep { Default, Size, Chunked, Echo, Sink, Delay, Status, Close, Reset, EofBody, Hostname, HeadersCount, Count, EarlyHints };
+enum class Ep { Default, Size, Chunked, Echo, Sink, Delay, Status, Close, Reset, EofBody, Hostname, HeadersCount, Count, EarlyHints, SetCookie };
 enum class St { Head, Body, Delay, Drain };
 enum class BodyMode { None, Length, Chunked };
 enum class Ch { Size, Data, DataCrlf, Trailer };
@@ -688,6 +689,7 @@ class Worker {
         if (num_after("/size/", v)) c->ep = Ep::Size, c->num = v;
         else if (num_after("/status/", v) && v >= 200 && v <= 999) c->ep = Ep::Status, c->num = v;
         else if (path == "/sink") c->ep = Ep::Sink;
+        else if (path.substr(0, 12) == "/set-cookie/") c->ep = Ep::SetCookie, c->aux.assign(path.substr(12));
         break;
       case 'c':
         if (num_after("/chunked/", v)) c->ep = Ep::Chunked, c->num = v;
@@ -899,6 +901,12 @@ class Worker {
         c->out += "HTTP/1.1 103 Early Hints\r\nLink: </style.css>; rel=preload\r\n\r\n";
         simple(c, 200, "hinted");
         break;
+      case Ep::SetCookie: {
+        std::string extra = "\r\nSet-Cookie: " + c->aux;
+        start_response(c, 200, "text/plain", 3, extra.c_str());
+        if (!c->is_head) c->out += "set";
+        break;
+      }
       case Ep::Reset:
         break;  // handled in process()
     }

@@ -144,24 +144,142 @@ TEST(DynamicConfig, BadPriorityDropsRouter) {
   EXPECT_TRUE(c.routers.empty());
 }
 
-TEST(DynamicConfig, UnsupportedServiceTypeIsDroppedWithError) {
+TEST(DynamicConfig, DecodesWeightedFailoverAndMirroringServices) {
   auto c = decode_ok(R"y(http:
   services:
     canary:
       weighted:
         services:
           - name: a
-            weight: 1
+            weight: 3
+          - name: b@docker
+        sticky: {cookie: {name: v, sameSite: Lax}}
+        healthCheck: {}
+    safe:
+      failover: {service: a, fallback: b}
+    shadow:
+      mirroring:
+        service: a
+        mirrorBody: false
+        maxBodySize: 1024
+        mirrors: [{name: b, percent: 10}]
+)y");
+  ASSERT_TRUE(c.errors.empty()) << all_errors(c);
+  const auto& w = c.services.at("canary@file");
+  EXPECT_EQ(w.kind, ServiceConfig::Kind::kWeighted);
+  ASSERT_EQ(w.children.size(), 2u);
+  EXPECT_EQ(w.children[0].name, "a");
+  EXPECT_EQ(w.children[0].weight, 3);
+  EXPECT_EQ(w.children[1].name, "b@docker");
+  EXPECT_EQ(w.children[1].weight, 1);  // Traefik's default weight
+  EXPECT_TRUE(w.sticky.enabled);
+  EXPECT_EQ(w.sticky.name, "v");
+  EXPECT_EQ(w.sticky.same_site, "lax");
+  EXPECT_TRUE(w.health_check_section);
+  const auto& f = c.services.at("safe@file");
+  EXPECT_EQ(f.kind, ServiceConfig::Kind::kFailover);
+  EXPECT_EQ(f.main, "a");
+  EXPECT_EQ(f.fallback, "b");
+  const auto& m = c.services.at("shadow@file");
+  EXPECT_EQ(m.kind, ServiceConfig::Kind::kMirroring);
+  EXPECT_EQ(m.main, "a");
+  EXPECT_FALSE(m.mirror_body);
+  EXPECT_EQ(m.max_body_size, 1024);
+  ASSERT_EQ(m.children.size(), 1u);
+  EXPECT_EQ(m.children[0].percent, 10);
+}
+
+TEST(DynamicConfig, DecodesLoadBalancerHealthStickyAndStrategy) {
+  auto c = decode_ok(R"y(http:
+  services:
     app:
       loadBalancer:
-        servers:
-          - url: http://a:80
+        strategy: P2C
+        servers: [{url: "http://a:80"}]
+        sticky:
+          cookie: {name: srv, secure: true, httpOnly: true, maxAge: 60, path: /x, domain: a.com}
+        healthCheck:
+          path: /health
+          interval: 2s
+          unhealthyInterval: 500ms
+          timeout: 1s
+          port: 8081
+          hostname: h.example
+          method: head
+          status: 204
+          followRedirects: false
+          headers: {X-A: b}
+        passiveHealthCheck: {failureWindow: 30s, maxFailedAttempts: 3}
+        responseForwarding: {flushInterval: 1ms}
 )y");
-  ASSERT_EQ(c.errors.size(), 1u) << all_errors(c);
-  EXPECT_EQ(c.errors[0].where, "a.yml:4:7");
-  EXPECT_NE(c.errors[0].message.find("service type weighted is not supported yet"), std::string::npos);
-  EXPECT_EQ(c.services.count("canary@file"), 0u);
-  EXPECT_EQ(c.services.count("app@file"), 1u);
+  ASSERT_TRUE(c.errors.empty()) << all_errors(c);
+  const auto& s = c.services.at("app@file");
+  EXPECT_EQ(s.strategy, "p2c");
+  EXPECT_TRUE(s.sticky.enabled);
+  EXPECT_TRUE(s.sticky.secure && s.sticky.http_only);
+  EXPECT_EQ(s.sticky.max_age, 60);
+  EXPECT_EQ(s.sticky.path, "/x");
+  const auto& hc = s.health_check;
+  EXPECT_TRUE(hc.enabled);
+  EXPECT_EQ(hc.path, "/health");
+  EXPECT_EQ(hc.interval, Duration(2000));
+  EXPECT_EQ(hc.unhealthy_interval, Duration(500));
+  EXPECT_EQ(hc.timeout, Duration(1000));
+  EXPECT_EQ(hc.port, 8081);
+  EXPECT_EQ(hc.hostname, "h.example");
+  EXPECT_EQ(hc.method, "HEAD");
+  EXPECT_EQ(hc.status, 204);
+  EXPECT_FALSE(hc.follow_redirects);
+  ASSERT_EQ(hc.headers.size(), 1u);
+  EXPECT_TRUE(s.passive_health_check.enabled);
+  EXPECT_EQ(s.passive_health_check.failure_window, Duration(30000));
+  EXPECT_EQ(s.passive_health_check.max_failed_attempts, 3);
+  EXPECT_EQ(s.flush_interval, Duration(1));
+}
+
+TEST(DynamicConfig, StickyCookieLabelStyleTrueEnablesDefaults) {
+  auto c = decode_ok("http:\n  services:\n    app:\n      loadBalancer:\n        sticky:\n          cookie: true\n"
+                     "        servers: [{url: \"http://a:80\"}]\n");
+  ASSERT_TRUE(c.errors.empty()) << all_errors(c);
+  EXPECT_TRUE(c.services.at("app@file").sticky.enabled);
+  EXPECT_EQ(c.services.at("app@file").sticky.path, "/");
+}
+
+TEST(DynamicConfig, BadServiceOptionsDropOnlyThatServiceWithTheirPlace) {
+  auto c = decode_ok(R"y(http:
+  services:
+    nopath:
+      loadBalancer:
+        servers: [{url: "http://a:80"}]
+        healthCheck: {interval: 1s}
+    badsite:
+      loadBalancer:
+        servers: [{url: "http://a:80"}]
+        sticky: {cookie: {sameSite: sometimes}}
+    half:
+      failover: {service: a}
+    empty:
+      weighted: {services: []}
+    zero:
+      loadBalancer:
+        servers: [{url: "http://a:80"}]
+        healthCheck: {path: /, interval: 0s}
+    opts:
+      weighted:
+        services: [{name: a}]
+        healthCheck: {path: /}
+    fine:
+      loadBalancer:
+        servers: [{url: "http://a:80"}]
+)y");
+  EXPECT_EQ(c.services.size(), 1u) << all_errors(c);
+  EXPECT_EQ(c.services.count("fine@file"), 1u);
+  EXPECT_TRUE(has_error(c, "a.yml:6:22", "healthCheck.path must be set")) << all_errors(c);
+  EXPECT_TRUE(has_error(c, "a.yml:10:37", "sameSite must be none, lax or strict")) << all_errors(c);
+  EXPECT_TRUE(has_error(c, "a.yml:12:17", "needs both service and fallback")) << all_errors(c);
+  EXPECT_TRUE(has_error(c, "a.yml:14:17", "has no services")) << all_errors(c);
+  EXPECT_TRUE(has_error(c, "a.yml:18:42", "interval must be positive")) << all_errors(c);
+  EXPECT_TRUE(has_error(c, "a.yml:22:22", "takes no options here")) << all_errors(c);
 }
 
 TEST(DynamicConfig, BadServerUrlDropsOnlyThatService) {

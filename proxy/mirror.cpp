@@ -1,0 +1,45 @@
+// Mirror requests; see mirror.h.
+#include "proxy/mirror.h"
+
+#include <boost/asio/read.hpp>
+#include <boost/asio/write.hpp>
+
+#include "base/log.h"
+#include "proxy/net.h"
+#include "proxy/worker.h"
+
+namespace berth::proxy {
+
+namespace asio = boost::asio;
+
+coro::Task<void> send_mirror(Worker& worker, asio::ip::tcp::endpoint address, std::string request,
+                             std::chrono::milliseconds timeout) {
+  // Mirrors are a copy of the traffic, so they may cost a socket, a timer and a string each; the
+  // client's exchange stays on the allocation-free path.
+  auto socket = std::make_unique<Socket>(worker.context().get_executor());
+  Timer timer(worker.context().get_executor());
+  timer.expires_after(timeout);
+  Socket* raw = socket.get();
+  timer.async_wait([raw](boost::system::error_code ec) {
+    if (ec) return;
+    boost::system::error_code ignored;
+    raw->close(ignored);
+  });
+  auto [ec] = co_await socket->async_connect(address, coro::use_task);
+  if (!ec) {
+    auto [wec, w] = co_await asio::async_write(*socket, asio::buffer(request), coro::use_task);
+    ec = wec;
+  }
+  char sink[4096];
+  while (!ec) {
+    auto [rec, n] = co_await socket->async_read_some(asio::buffer(sink), coro::use_task);
+    ec = rec;
+  }
+  if (ec != asio::error::eof) LOG_DEBUG("mirror request to ", address, " failed: ", ec.message());
+  // Closing the socket lets the timer's handler (if it already ran) find nothing to do.
+  timer.cancel();
+  boost::system::error_code ignored;
+  socket->close(ignored);
+}
+
+}  // namespace berth::proxy

@@ -1,0 +1,129 @@
+"""Server health through berth: active health checks against backends that really go down and come
+back (same port), the check's options seen by a recording server, passive health checks on live
+failures, health propagating up failover services and across reloads, and p2c steering around a
+busy server."""
+import threading
+import time
+
+from harness import Backend, BerthTestCase, get, main, wait_until
+
+
+class Health(BerthTestCase):
+    def start(self, dynamic):
+        proxy = self.berth(dynamic_yaml=dynamic)
+        return proxy, proxy.port
+
+    def backends_seen(self, port, n=10):
+        return [get(port, "/")[1].get("x-backend") for _ in range(n)]
+
+    def restart(self, backend):
+        """The same backend process again, on the same port, as a restarted container would be."""
+        again = Backend(backend.proc.args[4], port=backend.port)
+        self._procs.append(again)
+        return again
+
+    def test_active_check_removes_dead_server_and_takes_it_back(self):
+        a, b = self.backend("a"), self.backend("b")
+        dynamic = (f"http:\n  routers:\n    r: {{rule: \"PathPrefix(`/`)\", service: s}}\n  services:\n    s:\n"
+                   f"      loadBalancer:\n        healthCheck: {{path: /, interval: 100ms, timeout: 500ms}}\n"
+                   f"        servers: [{{url: \"{a.url}\"}}, {{url: \"{b.url}\"}}]\n")
+        proxy, port = self.start(dynamic)
+        self.assertEqual(set(self.backends_seen(port)), {"a", "b"})
+
+        b.stop()
+        wait_until(lambda: f"server {b.url} of service s@file is unhealthy" in proxy.log_text(), timeout=5)
+        self.assertEqual(self.backends_seen(port), ["a"] * 10)
+        # A reload keeps what the checks learnt: b stays out until a check passes.
+        proxy.write_dynamic(dynamic + "    other: {loadBalancer: {servers: [{url: \"" + a.url + "\"}]}}\n")
+        wait_until(lambda: "configuration generation 2 applied" in proxy.log_text())
+        self.assertEqual(self.backends_seen(port), ["a"] * 10)
+
+        a.stop()
+        wait_until(lambda: f"server {a.url} of service s@file is unhealthy" in proxy.log_text(), timeout=5)
+        status, headers, _ = get(port, "/")
+        self.assertEqual(status, 503, "a service with no healthy server answers 503")
+
+        self.restart(b)
+        wait_until(lambda: f"server {b.url} of service s@file is healthy again" in proxy.log_text(), timeout=5)
+        self.assertEqual(self.backends_seen(port), ["b"] * 10)
+
+    def test_check_options_reach_the_server_and_status_decides(self):
+        state = {"check": 204}
+
+        def answer(method, path):
+            if path.startswith("/old"):
+                return 302, {"Location": "/hc"}, b""
+            return (state["check"] if path.startswith("/hc") else 200), {}, b"recorder"
+        rec = self.recorder(answer)
+        url = rec.url
+        proxy, port = self.start(
+            f"http:\n  routers:\n    r: {{rule: \"PathPrefix(`/`)\", service: s}}\n  services:\n    s:\n"
+            f"      loadBalancer:\n        healthCheck:\n          path: /old?probe=1\n          method: HEAD\n"
+            f"          hostname: hc.example\n          headers: {{X-Check: yes}}\n          status: 204\n"
+            f"          interval: 100ms\n          timeout: 1s\n"
+            f"        servers: [{{url: \"{url}\"}}]\n")
+        wait_until(lambda: any(r[1] == "/hc" for r in rec.requests), timeout=5)
+        method, _, headers, _ = next(r for r in rec.requests if r[1] == "/old?probe=1")
+        self.assertEqual(method, "HEAD")
+        self.assertEqual(headers.get("Host"), "hc.example")
+        self.assertEqual(headers.get("X-Check"), "yes")
+        self.assertEqual(get(port, "/")[0], 200)
+
+        state["check"] = 200  # healthy by default, but the check asks for exactly 204
+        wait_until(lambda: "is unhealthy (status 200)" in proxy.log_text(), timeout=5)
+        self.assertEqual(get(port, "/")[0], 503)
+        state["check"] = 204
+        wait_until(lambda: "is healthy again (status 204)" in proxy.log_text(), timeout=5)
+        self.assertEqual(get(port, "/")[0], 200)
+
+    def test_passive_check_takes_failing_server_out_for_the_window(self):
+        a, b = self.backend("a"), self.backend("b")
+        proxy, port = self.start(
+            f"http:\n  routers:\n    r: {{rule: \"PathPrefix(`/`)\", service: s}}\n  services:\n    s:\n"
+            f"      loadBalancer:\n        passiveHealthCheck: {{failureWindow: 3s, maxFailedAttempts: 1}}\n"
+            f"        servers: [{{url: \"{a.url}\"}}, {{url: \"{b.url}\"}}]\n")
+        b.stop()
+        # Every request still succeeds (the failed dial is retried on a) and b leaves rotation.
+        self.assertEqual(self.backends_seen(port, 4), ["a"] * 4)
+        wait_until(lambda: f"server {b.url} of service s@file leaves rotation for 3000 ms" in proxy.log_text())
+        left = time.monotonic()
+        self.restart(b)
+        seen = self.backends_seen(port, 10)
+        if time.monotonic() - left < 2.5:  # still inside the window (always, unless the machine stalls)
+            self.assertEqual(seen, ["a"] * 10, "a server out of rotation gets no traffic within the window")
+        wait_until(lambda: "b" in self.backends_seen(port, 4), timeout=6)
+
+    def test_failover_follows_health_of_main_service(self):
+        main_b, spare = self.backend("main"), self.backend("spare")
+        proxy, port = self.start(
+            f"http:\n  routers:\n    r: {{rule: \"PathPrefix(`/`)\", service: app}}\n  services:\n"
+            f"    app: {{failover: {{service: primary, fallback: backup, healthCheck: {{}}}}}}\n"
+            f"    primary:\n      loadBalancer:\n        healthCheck: {{path: /, interval: 100ms}}\n"
+            f"        servers: [{{url: \"{main_b.url}\"}}]\n"
+            f"    backup: {{loadBalancer: {{servers: [{{url: \"{spare.url}\"}}]}}}}\n")
+        self.assertEqual(self.backends_seen(port, 3), ["main"] * 3)
+        main_b.stop()
+        wait_until(lambda: self.backends_seen(port, 1) == ["spare"], timeout=5)
+        self.assertEqual(self.backends_seen(port, 5), ["spare"] * 5)
+        self.restart(main_b)
+        wait_until(lambda: self.backends_seen(port, 1) == ["main"], timeout=5)
+
+    def test_p2c_sends_new_requests_away_from_the_busy_server(self):
+        a, b = self.backend("a"), self.backend("b")
+        proxy, port = self.start(
+            f"http:\n  routers:\n    r: {{rule: \"PathPrefix(`/`)\", service: s}}\n  services:\n    s:\n"
+            f"      loadBalancer:\n        strategy: p2c\n"
+            f"        servers: [{{url: \"{a.url}\"}}, {{url: \"{b.url}\"}}]\n")
+        self.assertEqual(set(self.backends_seen(port, 40)), {"a", "b"}, "idle servers both get picked")
+        slow = {}
+        t = threading.Thread(target=lambda: slow.update(answer=get(port, "/delay/1500")))
+        t.start()
+        time.sleep(0.3)  # the slow exchange is in flight on one of the two servers
+        during = self.backends_seen(port, 10)
+        t.join()
+        busy = slow["answer"][1]["x-backend"]
+        self.assertEqual(set(during), {"a", "b"} - {busy}, f"with {busy} busy, new requests go to the other")
+
+
+if __name__ == "__main__":
+    main()
