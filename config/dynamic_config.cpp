@@ -48,7 +48,11 @@ bool same_config(const RouterConfig& a, const RouterConfig& b) {
          a.priority == b.priority && a.middlewares == b.middlewares && a.tls == b.tls;
 }
 
-bool same_config(const MiddlewareConfig& a, const MiddlewareConfig& b) { return a == b; }
+bool same_config(const MiddlewareConfig& a, const MiddlewareConfig& b) {
+  MiddlewareConfig placed = a;
+  placed.where = b.where;
+  return placed == b;
+}
 
 bool same_config(const ServiceConfig& a, const ServiceConfig& b) { return a == b; }
 
@@ -176,8 +180,8 @@ class DynamicDecoder {
     }
   }
 
-  // The headers middleware: custom headers and the security options, as Traefik (unrolled/secure)
-  // writes them. CORS and host checks are not implemented yet and are reported.
+  // The headers middleware: custom headers, CORS and the security options, as Traefik (unrolled/secure)
+  // writes them. Host checks (allowedHosts, sslProxyHeaders...) are not implemented yet and are reported.
   void decode_headers_options(MiddlewareConfig& m, const std::vector<const ConfigNode*>& options,
                               const std::string& tpath) {
     bool frame_deny = false, nosniff = false, xss = false, sts_subdomains = false, sts_preload = false;
@@ -200,6 +204,15 @@ class DynamicDecoder {
       else if (iequals(k, "stsIncludeSubdomains")) d_.read_bool(*o, tpath, sts_subdomains);
       else if (iequals(k, "stsPreload")) d_.read_bool(*o, tpath, sts_preload);
       else if (iequals(k, "forceSTSHeader")) d_.read_bool(*o, tpath, m.force_sts);
+      else if (iequals(k, "accessControlAllowCredentials")) m.cors |= d_.read_bool(*o, tpath, m.cors_allow_credentials);
+      else if (iequals(k, "accessControlAllowHeaders")) m.cors |= d_.read_list(*o, tpath, m.cors_allow_headers);
+      else if (iequals(k, "accessControlAllowMethods")) m.cors |= d_.read_list(*o, tpath, m.cors_allow_methods);
+      else if (iequals(k, "accessControlAllowOriginList")) m.cors |= d_.read_list(*o, tpath, m.cors_allow_origins);
+      else if (iequals(k, "accessControlAllowOriginListRegex"))
+        m.cors |= d_.read_list(*o, tpath, m.cors_allow_origin_regexes);
+      else if (iequals(k, "accessControlExposeHeaders")) m.cors |= d_.read_list(*o, tpath, m.cors_expose_headers);
+      else if (iequals(k, "accessControlMaxAge")) m.cors |= d_.read_int(*o, tpath, m.cors_max_age, 0, INT32_MAX);
+      else if (iequals(k, "addVaryHeader")) m.cors |= d_.read_bool(*o, tpath, m.cors_add_vary);
       else d_.error(o->key_where, "middleware " + m.name + ": headers option \"" + k + "\" is not supported yet");
     }
     if (!frame_value.empty()) m.security_headers.emplace_back("X-Frame-Options", frame_value);
@@ -305,12 +318,125 @@ class DynamicDecoder {
         if (iequals(o->key, "middlewares")) d_.read_list(*o, tpath, m.chain);
         else d_.unknown_key(*o, tpath);
       }
+    } else if (type_is("basicAuth") || type_is("digestAuth")) {
+      for (const ConfigNode* o : options) {
+        const std::string& k = o->key;
+        if (iequals(k, "users")) d_.read_list(*o, tpath, m.users);
+        else if (iequals(k, "usersFile")) d_.read_string(*o, tpath, m.users_file);
+        else if (iequals(k, "realm")) d_.read_string(*o, tpath, m.realm);
+        else if (iequals(k, "removeHeader")) d_.read_bool(*o, tpath, m.remove_header);
+        else if (iequals(k, "headerField")) d_.read_string(*o, tpath, m.header_field);
+        else d_.unknown_key(*o, tpath);
+      }
+      if (m.users.empty() && m.users_file.empty())
+        d_.error(t.where, "middleware " + m.name + ": " + m.type + " needs users or usersFile");
+    } else if (type_is("rateLimit") || type_is("inFlightReq")) {
+      const bool rate = m.type == "rateLimit";
+      for (const ConfigNode* o : options) {
+        const std::string& k = o->key;
+        if (rate && iequals(k, "average")) d_.read_int(*o, tpath, m.average, 0, INT32_MAX);
+        else if (rate && iequals(k, "period")) read_positive_duration(*o, tpath, m.period);
+        else if (rate && iequals(k, "burst")) d_.read_int(*o, tpath, m.burst, 1, INT32_MAX);
+        else if (!rate && iequals(k, "amount")) d_.read_int(*o, tpath, m.amount, 1, INT32_MAX);
+        else if (iequals(k, "sourceCriterion")) decode_source_criterion(*o, tpath + ".sourceCriterion", m);
+        else d_.unknown_key(*o, tpath);
+      }
+      if (!rate && m.amount <= 0) d_.error(t.where, "middleware " + m.name + ": inFlightReq needs an amount");
+    } else if (type_is("retry")) {
+      for (const ConfigNode* o : options) {
+        if (iequals(o->key, "attempts")) d_.read_int(*o, tpath, m.attempts, 1, 100);
+        else if (iequals(o->key, "initialInterval")) d_.read_duration(*o, tpath, m.initial_interval);
+        else d_.unknown_key(*o, tpath);
+      }
+      if (m.attempts <= 0) d_.error(t.where, "middleware " + m.name + ": retry needs attempts (1 or more)");
+    } else if (type_is("errors")) {
+      for (const ConfigNode* o : options) {
+        if (iequals(o->key, "status")) d_.read_list(*o, tpath, m.status);
+        else if (iequals(o->key, "service")) d_.read_string(*o, tpath, m.service);
+        else if (iequals(o->key, "query")) d_.read_string(*o, tpath, m.query);
+        else d_.unknown_key(*o, tpath);
+      }
+      if (m.status.empty() || trim(m.service).empty())
+        d_.error(t.where, "middleware " + m.name + ": errors needs status and service");
+    } else if (type_is("forwardAuth")) {
+      for (const ConfigNode* o : options) {
+        const std::string& k = o->key;
+        if (iequals(k, "address")) d_.read_string(*o, tpath, m.address);
+        else if (iequals(k, "trustForwardHeader")) d_.read_bool(*o, tpath, m.trust_forward_header);
+        else if (iequals(k, "authResponseHeaders")) d_.read_list(*o, tpath, m.auth_response_headers);
+        else if (iequals(k, "authResponseHeadersRegex")) d_.read_string(*o, tpath, m.auth_response_headers_regex);
+        else if (iequals(k, "authRequestHeaders")) d_.read_list(*o, tpath, m.auth_request_headers);
+        else if (iequals(k, "addAuthCookiesToResponse")) d_.read_list(*o, tpath, m.auth_cookies);
+        else d_.error(o->key_where, "middleware " + m.name + ": forwardAuth option \"" + k + "\" is not supported yet");
+      }
+      if (m.address.empty()) d_.error(t.where, "middleware " + m.name + ": forwardAuth needs an address");
+    } else if (type_is("compress")) {
+      for (const ConfigNode* o : options) {
+        const std::string& k = o->key;
+        if (iequals(k, "excludedContentTypes")) d_.read_list(*o, tpath, m.excluded_content_types);
+        else if (iequals(k, "includedContentTypes")) d_.read_list(*o, tpath, m.included_content_types);
+        else if (iequals(k, "minResponseBodyBytes")) d_.read_int(*o, tpath, m.min_response_body_bytes, 0, INT32_MAX);
+        else if (iequals(k, "encodings")) d_.read_list(*o, tpath, m.encodings);
+        else if (iequals(k, "defaultEncoding")) d_.read_string(*o, tpath, m.default_encoding);
+        else d_.unknown_key(*o, tpath);
+      }
+    } else if (type_is("buffering")) {
+      for (const ConfigNode* o : options) {
+        const std::string& k = o->key;
+        if (iequals(k, "maxRequestBodyBytes")) d_.read_int(*o, tpath, m.max_request_body_bytes, 0, INT64_MAX);
+        else if (iequals(k, "memRequestBodyBytes")) d_.read_int(*o, tpath, m.mem_request_body_bytes, 0, INT64_MAX);
+        else if (iequals(k, "maxResponseBodyBytes")) d_.read_int(*o, tpath, m.max_response_body_bytes, 0, INT64_MAX);
+        else if (iequals(k, "memResponseBodyBytes")) d_.read_int(*o, tpath, m.mem_response_body_bytes, 0, INT64_MAX);
+        else if (iequals(k, "retryExpression")) d_.read_string(*o, tpath, m.retry_expression);
+        else d_.unknown_key(*o, tpath);
+      }
+    } else if (type_is("contentType")) {
+      m.auto_detect = true;  // Traefik v3: the middleware turns sniffing on; autoDetect is v2's spelling
+      for (const ConfigNode* o : options) {
+        if (iequals(o->key, "autoDetect")) d_.read_bool(*o, tpath, m.auto_detect);
+        else d_.unknown_key(*o, tpath);
+      }
+    } else if (type_is("circuitBreaker")) {
+      for (const ConfigNode* o : options) {
+        const std::string& k = o->key;
+        if (iequals(k, "expression")) d_.read_string(*o, tpath, m.expression);
+        else if (iequals(k, "checkPeriod")) read_positive_duration(*o, tpath, m.check_period);
+        else if (iequals(k, "fallbackDuration")) read_positive_duration(*o, tpath, m.fallback_duration);
+        else if (iequals(k, "recoveryDuration")) read_positive_duration(*o, tpath, m.recovery_duration);
+        else if (iequals(k, "responseCode")) d_.read_int(*o, tpath, m.response_code, 100, 599);
+        else d_.unknown_key(*o, tpath);
+      }
+      if (trim(m.expression).empty()) d_.error(t.where, "middleware " + m.name + ": circuitBreaker needs an expression");
     } else {
       d_.error(t.key_where, "middleware " + m.name + ": type \"" + t.key + "\" is not supported yet");
       return;
     }
     if (d_.error_count() != errors_before) return;
     c_.middlewares.insert_or_assign(m.name, std::move(m));
+  }
+
+  // sourceCriterion of rateLimit / inFlightReq: one of ipStrategy, requestHeaderName, requestHost.
+  void decode_source_criterion(const ConfigNode& node, const std::string& path, MiddlewareConfig& m) {
+    int set = 0;
+    for (const ConfigNode* e : d_.entries(node, path)) {
+      if (iequals(e->key, "ipStrategy")) {
+        ++set;
+        const std::string spath = path + ".ipStrategy";
+        for (const ConfigNode* i : d_.entries(*e, spath)) {
+          if (iequals(i->key, "depth")) d_.read_int(*i, spath, m.ip_depth, 0, 64);
+          else if (iequals(i->key, "excludedIPs")) d_.read_list(*i, spath, m.excluded_ips);
+          else d_.unknown_key(*i, spath);
+        }
+      } else if (iequals(e->key, "requestHeaderName")) {
+        set += d_.read_string(*e, path, m.source_header) && !m.source_header.empty();
+      } else if (iequals(e->key, "requestHost")) {
+        d_.read_bool(*e, path, m.source_host);
+        set += m.source_host;
+      } else {
+        d_.unknown_key(*e, path);
+      }
+    }
+    if (set > 1) d_.error(node.where, path + ": set only one of ipStrategy, requestHeaderName and requestHost");
   }
 
   void decode_service(const ConfigNode& node) {

@@ -112,8 +112,9 @@ struct ServiceConfig {
 };
 
 /// http.middlewares.<name>: one middleware of one type. Only the options of `type` are set.
-/// Types supported so far: addPrefix, stripPrefix, stripPrefixRegex, replacePath, replacePathRegex,
-/// redirectScheme, redirectRegex, headers (custom request/response headers), ipAllowList, chain. Others are element errors until implemented.
+/// Types: addPrefix, stripPrefix, stripPrefixRegex, replacePath, replacePathRegex, redirectScheme,
+/// redirectRegex, headers, ipAllowList, chain, basicAuth, digestAuth, rateLimit, inFlightReq, retry,
+/// errors, forwardAuth, compress, buffering, contentType, circuitBreaker.
 struct MiddlewareConfig {
   std::string name;                        ///< qualified
   std::string type;                        ///< Traefik's spelling: "addPrefix", "stripPrefix", ...
@@ -133,21 +134,64 @@ struct MiddlewareConfig {
   std::vector<std::pair<std::string, std::string>> security_headers;
   std::string sts;          ///< Strict-Transport-Security value, empty if stsSeconds is 0
   bool force_sts = false;   ///< headers.forceSTSHeader
+  // headers: CORS
+  bool cors = false;                       ///< any accessControl* option is set
+  bool cors_allow_credentials = false;
+  std::vector<std::string> cors_allow_headers, cors_allow_methods, cors_allow_origins, cors_allow_origin_regexes,
+      cors_expose_headers;
+  int64_t cors_max_age = 0;
+  bool cors_add_vary = false;
   std::vector<std::string> chain;          ///< chain.middlewares, as written
   std::vector<std::string> source_range;   ///< ipAllowList.sourceRange (IPs or CIDRs)
-  int ip_depth = 0;                        ///< ipAllowList.ipStrategy.depth (0: the peer address)
-  std::vector<std::string> excluded_ips;   ///< ipAllowList.ipStrategy.excludedIPs
+  /// ipAllowList.ipStrategy.depth; rateLimit/inFlightReq sourceCriterion.ipStrategy.depth (0: the peer)
+  int ip_depth = 0;
+  std::vector<std::string> excluded_ips;   ///< ipStrategy.excludedIPs
   int reject_status = 403;                 ///< ipAllowList.rejectStatusCode
+  // basicAuth, digestAuth
+  std::vector<std::string> users;          ///< users entries ("user:hash" / "user:realm:ha1")
+  std::string users_file;
+  std::string realm = "traefik";
+  bool remove_header = false;
+  std::string header_field;
+  // rateLimit, inFlightReq
+  int64_t average = 0;                     ///< rateLimit.average (per period; 0: no limit)
+  Duration period{1000};
+  int64_t burst = 1;
+  int64_t amount = 0;                      ///< inFlightReq.amount
+  std::string source_header;               ///< sourceCriterion.requestHeaderName
+  bool source_host = false;                ///< sourceCriterion.requestHost
+  // retry
+  int attempts = 0;
+  Duration initial_interval{100};
+  // errors
+  std::vector<std::string> status;         ///< "500-599", "404"
+  std::string service;                     ///< errors.service
+  std::string query;                       ///< errors.query ("/{status}.html")
+  // forwardAuth
+  std::string address;
+  bool trust_forward_header = false;
+  std::vector<std::string> auth_response_headers;
+  std::string auth_response_headers_regex;
+  std::vector<std::string> auth_request_headers;
+  bool add_auth_cookies_to_response = false;
+  std::vector<std::string> auth_cookies;   ///< addAuthCookiesToResponse
+  // compress
+  std::vector<std::string> excluded_content_types, included_content_types, encodings;
+  std::string default_encoding;
+  int64_t min_response_body_bytes = 1024;
+  // buffering
+  int64_t max_request_body_bytes = 0, mem_request_body_bytes = 1 << 20;
+  int64_t max_response_body_bytes = 0, mem_response_body_bytes = 1 << 20;
+  std::string retry_expression;
+  // contentType
+  bool auto_detect = false;
+  // circuitBreaker
+  std::string expression;
+  Duration check_period{100}, fallback_duration{10'000}, recovery_duration{10'000};
+  int response_code = 503;
 
-  bool operator==(const MiddlewareConfig& o) const {
-    return name == o.name && type == o.type && prefix == o.prefix && prefixes == o.prefixes && path == o.path &&
-           scheme == o.scheme && port == o.port && permanent == o.permanent && regexes == o.regexes &&
-           replacement == o.replacement &&
-           request_headers == o.request_headers && response_headers == o.response_headers && chain == o.chain &&
-           security_headers == o.security_headers && sts == o.sts && force_sts == o.force_sts &&
-           source_range == o.source_range && ip_depth == o.ip_depth && excluded_ips == o.excluded_ips &&
-           reject_status == o.reject_status;
-  }
+  /// Same configuration, places included; merge compares copies with equal places.
+  bool operator==(const MiddlewareConfig&) const = default;
 };
 
 /// One provider's dynamic config. Elements that failed to decode are absent; their errors are in `errors`.

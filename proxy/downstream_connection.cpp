@@ -230,14 +230,15 @@ void DownstreamConnection::close_upstream() {
 // ---- shared steps ----
 
 coro::Task<bool> DownstreamConnection::reply_local(int status, std::string_view body,
-                                                       std::string_view content_type, bool close,
-                                                       std::string_view location) {
+                                                   std::string_view content_type, bool close,
+                                                   std::string_view location, const middleware::HeaderEdits* headers) {
   bool is_head = ex_ && ex_->request.method == "HEAD";
   if (!close && ex_ && !co_await discard_request_body()) close = true;
   if (!close && (!ex_->request.keep_alive() || worker_.draining(ep_index_))) close = true;
   std::string& out = ex_->out;  // ex_ exists whenever a request is being read
   out.clear();
-  local_reply::render_head(out, status, body.size(), content_type, close, location);
+  local_reply::render_head(out, status, body.size(), content_type, close, location,
+                           headers ? std::span(*headers) : std::span<const local_reply::HeaderPair>());
   arm(Phase::kWriteResponse, settings_.write_timeout);
   std::array<asio::const_buffer, 2> bufs{asio::buffer(out), asio::buffer(body.data(), is_head ? 0 : body.size())};
   auto [ec, n] = co_await asio::async_write(socket_, bufs, coro::use_task);

@@ -84,8 +84,9 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   void build_downstream_head(bool close);
 
   // Shared steps.
-  coro::Task<bool> reply_local(int status, std::string_view body, std::string_view content_type,
-                                           bool close, std::string_view location = {});
+  /// Answers from berth itself; `headers` (middleware edits; empty values skipped) go along.
+  coro::Task<bool> reply_local(int status, std::string_view body, std::string_view content_type, bool close,
+                               std::string_view location = {}, const middleware::HeaderEdits* headers = nullptr);
   coro::Task<bool> discard_request_body();
   coro::Task<bool> relay_body(Socket& from, IoBuffer& buffer,
                                           Socket& to, BodyMode mode, uint64_t length,

@@ -72,17 +72,6 @@ bool connection_names(std::string_view connection, std::string_view header) {
   return false;
 }
 
-// Writes middleware header edits: the last edit of a name wins, an empty value only removes.
-void append_edits(std::string& out, const middleware::HeaderEdits& edits) {
-  for (size_t i = 0; i < edits.size(); ++i) {
-    const auto& [name, value] = edits[i];
-    if (value.empty()) continue;
-    bool overridden = false;
-    for (size_t j = i + 1; j < edits.size() && !overridden; ++j) overridden = iequals(edits[j].first, name);
-    if (!overridden) append_header(out, name, value);
-  }
-}
-
 // True if a Connection header (there may be several) names `header` as hop-by-hop.
 bool named_by_connection(const std::vector<http::Header>& headers, std::string_view header) {
   for (const auto& h : headers)
@@ -119,12 +108,14 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   }
   ex_->edits.clear();
   if (!route->middlewares.empty()) {
-    middleware::Context ctx{req, peer_, path, query, trusted_, ex_->edits};
-    if (!middleware::apply(route->middlewares, ctx)) {
+    middleware::Context ctx{req, peer_, path, query, trusted_, ex_->edits, worker_.context().get_executor()};
+    for (const middleware::Middleware* m : route->middlewares) {
+      if (m->is_async() ? co_await m->on_request_async(ctx) : m->on_request(ctx)) continue;
+      // The middleware answered (redirect, 401, 429, ...), with the response headers set so far.
       in_.consume(head_size);
-      int status = ex_->edits.status;
-      co_return co_await reply_local(status, local_reply::reason_phrase(status), local_reply::kTextPlain, false,
-                                     ex_->edits.location);
+      const auto& e = ex_->edits;
+      co_return co_await reply_local(e.status, e.reply_body.empty() ? local_reply::reason_phrase(e.status) : e.reply_body,
+                                     local_reply::kTextPlain, false, e.location, &e.response);
     }
   }
   if (route->service == router::kNoService) {
@@ -466,7 +457,7 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
   if (!(present & bit(HeaderId::kXForwardedServer))) append_header(out, "X-Forwarded-Server", worker_.info().hostname);
   if (!(present & bit(HeaderId::kXRealIp))) append_header(out, "X-Real-Ip", peer);
   if (req.version_minor == 0 && req.host.empty()) append_header(out, "Host", endpoint.authority);
-  append_edits(out, edits.request);
+  local_reply::append_header_edits(out, edits.request);
   if (purpose != HeadFor::kExchange) out.append("Connection: close\r\n"sv);
   out.append("\r\n"sv);
 }
@@ -487,7 +478,7 @@ void DownstreamConnection::build_downstream_head(bool close) {
     if (h.id == HeaderId::kOther && has_connection && named_by_connection(resp.headers, h.name)) continue;
     append_header(out, h.name, h.value);
   }
-  append_edits(out, edits);
+  local_reply::append_header_edits(out, edits);
   for (uint8_t i = 0; i < ex_->edits.set_cookie_count; ++i) append_header(out, "Set-Cookie", ex_->edits.set_cookies[i]);
   if (close) out.append("Connection: close\r\n"sv);
   out.append("\r\n"sv);

@@ -3,6 +3,8 @@
 
 #include <charconv>
 
+#include "base/text.h"
+
 namespace berth::proxy::local_reply {
 
 using namespace std::string_view_literals;  // appending a literal must not call strlen
@@ -31,8 +33,18 @@ std::string_view reason_phrase(int status) {
   }
 }
 
+void append_header_edits(std::string& out, std::span<const HeaderPair> edits) {
+  for (size_t i = 0; i < edits.size(); ++i) {
+    const auto& [name, value] = edits[i];
+    if (value.empty()) continue;
+    bool overridden = false;
+    for (size_t j = i + 1; j < edits.size() && !overridden; ++j) overridden = iequals(edits[j].first, name);
+    if (!overridden) out.append(name).append(": "sv).append(value).append("\r\n"sv);
+  }
+}
+
 void render_head(std::string& out, int status, size_t content_length, std::string_view content_type, bool close,
-                 std::string_view location) {
+                 std::string_view location, std::span<const HeaderPair> headers) {
   char num[24];
   out.append("HTTP/1.1 "sv);
   auto r = std::to_chars(num, num + sizeof num, status);
@@ -41,6 +53,7 @@ void render_head(std::string& out, int status, size_t content_length, std::strin
   r = std::to_chars(num, num + sizeof num, content_length);
   out.append(num, r.ptr).append("\r\n"sv);
   if (!location.empty()) out.append("Location: "sv).append(location).append("\r\n"sv);
+  append_header_edits(out, headers);
   if (close) out.append("Connection: close\r\n"sv);
   out.append("\r\n"sv);
 }

@@ -1,7 +1,9 @@
 // Answers berth gives itself (errors, ping, the built-in page): bodies as Traefik words them.
 #pragma once
 
+#include <span>
 #include <string>
+#include <utility>
 #include <string_view>
 
 namespace berth::proxy::local_reply {
@@ -20,9 +22,15 @@ inline constexpr std::string_view kPingOk = "OK";
 
 std::string_view reason_phrase(int status);
 
+using HeaderPair = std::pair<std::string_view, std::string_view>;
+
+/// Appends header edits: the last edit of a name wins, an empty value only removes. Thread: any.
+void append_header_edits(std::string& out, std::span<const HeaderPair> edits);
+
 /// Appends a response head with Content-Length (and Connection: close when `close`). Thread: any.
-/// `location`, if not empty, becomes a Location header (redirects).
+/// `location`, if not empty, becomes a Location header (redirects); `headers` with a value are
+/// added (a later one of the same name wins, as in middleware edits).
 void render_head(std::string& out, int status, size_t content_length, std::string_view content_type, bool close,
-                 std::string_view location = {});
+                 std::string_view location = {}, std::span<const HeaderPair> headers = {});
 
 }  // namespace berth::proxy::local_reply

@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "base/text.h"
+#include "proxy/middleware/auth.h"
 
 namespace berth::proxy::middleware {
 namespace {
@@ -349,6 +350,8 @@ Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& c) {
     return std::unique_ptr<Middleware>(new IpAllowList(std::move(*ranges), c.ip_depth, std::move(*excluded),
                                                        c.reject_status));
   }
+  if (c.type == "basicAuth") return compile_basic_auth(c);
+  if (c.type == "digestAuth") return compile_digest_auth(c);
   if (c.type == "addPrefix") return std::unique_ptr<Middleware>(new AddPrefix(c.prefix));
   if (c.type == "stripPrefix") return std::unique_ptr<Middleware>(new StripPrefix(c.prefixes));
   if (c.type == "replacePath") return std::unique_ptr<Middleware>(new ReplacePath(c.path));

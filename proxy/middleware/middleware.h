@@ -15,7 +15,9 @@
 #include "base/result.h"
 #include "config/dynamic_config.h"
 #include "proxy/http/h1/parser.h"
+#include "proxy/coro/task.h"
 #include "proxy/ip_net.h"
+#include "proxy/net.h"
 
 namespace berth::proxy::middleware {
 
@@ -35,9 +37,13 @@ struct Edits {
   std::array<std::string_view, 2> set_cookies{};
   uint8_t set_cookie_count = 0;
   int8_t server_cookie = -1;  ///< the slot holding the load balancer's sticky cookie, if any
-  // A local answer (redirect).
+  // A local answer (redirect, 401, 429...): status, optional Location and body; headers from `response`.
   int status = 0;
   std::string location;
+  std::string_view reply_body;  ///< empty: the reason phrase
+  // Per-exchange scratch of the auth middlewares (capacity reused).
+  std::string user, password;   ///< from Authorization: Basic
+  std::string challenge;        ///< WWW-Authenticate value
 
   /// Sets the load balancer's sticky cookie (replacing an earlier choice of the same exchange).
   void set_server_cookie(std::string_view value) {
@@ -59,6 +65,7 @@ struct Edits {
     set_cookie_count = 0;
     server_cookie = -1;
     status = 0;
+    reply_body = {};
   }
 };
 
@@ -70,19 +77,26 @@ struct Context {
   std::string_view query;  ///< raw, without '?'
   bool trusted;            ///< the peer may set X-Forwarded-* (forwardedHeaders)
   Edits& edits;
+  Executor executor;       ///< the worker's, for asynchronous middlewares to come back to
 };
 
 class Middleware {
  public:
   virtual ~Middleware() = default;
   /// Applies the middleware; returns false when it answered the request (edits.status set).
+  /// Thread: worker.
   virtual bool on_request(Context& ctx) const = 0;
+  /// True for middlewares that may wait (a bcrypt check on the blocking pool, an auth server): the
+  /// request flow co_awaits on_request_async instead of calling on_request.
+  virtual bool is_async() const { return false; }
+  virtual coro::Task<bool> on_request_async(Context& ctx) const;
 };
 
 /// Compiles one middleware config (chains are flattened by the snapshot builder). Thread: control.
 Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& config);
 
-/// Applies a router's middlewares in order; false when one answered the request.
+/// Applies a router's synchronous middlewares in order; false when one answered the request.
+/// (The request flow awaits asynchronous ones itself.)
 bool apply(const std::vector<const Middleware*>& chain, Context& ctx);
 
 /// True if `edits` changes the header `name` (so the original is not forwarded).

@@ -1,5 +1,6 @@
 """Middlewares through berth with Traefik's semantics: addPrefix, stripPrefix, replacePath,
-redirectScheme, headers (custom request/response headers), chain, and the error cases."""
+redirectScheme, headers (custom request/response headers), chain, basicAuth/digestAuth with real
+clients (curl --digest, users files), and the error cases."""
 import json
 
 from harness import BerthTestCase, free_port, get, main, wait_for_port
@@ -39,10 +40,14 @@ http:
       rule: "PathPrefix(`/missing`)"
       service: s
       middlewares: [nope]
-    unsupported:
+    unreadable:
       rule: "PathPrefix(`/auth`)"
       service: s
       middlewares: [auth]
+    unsupported:
+      rule: "PathPrefix(`/grpc`)"
+      service: s
+      middlewares: [grpc]
     cyclic:
       rule: "PathPrefix(`/loop`)"
       service: s
@@ -84,7 +89,9 @@ http:
         prefixes: ["/chain"]
     auth:
       basicAuth:
-        users: ["u:$apr1$x$y"]
+        usersFile: /nonexistent/berth-users
+    grpc:
+      grpcWeb: {}
     loop-a:
       chain:
         middlewares: [loop-b]
@@ -164,14 +171,69 @@ class Middlewares(BerthTestCase):
         self.assertEqual(resp["x-served-by"], "berth")
 
     def test_routers_with_missing_unsupported_or_cyclic_middlewares_are_disabled(self):
-        for path in ("/missing", "/auth", "/loop"):
+        for path in ("/missing", "/auth", "/grpc", "/loop"):
             self.assertEqual(get(self.port, path)[0], 404, path)
         log = self.proxy.log_text()
         self.assertIn('router missing@file disabled: middleware "nope@file" does not exist', log)
-        self.assertIn('middleware auth@file: type "basicAuth" is not supported yet', log)
-        self.assertIn('router unsupported@file disabled: middleware "auth@file" does not exist', log)
+        self.assertIn('middleware grpc@file: type "grpcWeb" is not supported yet', log)
+        self.assertIn('router unsupported@file disabled: middleware "grpc@file" does not exist', log)
+        # An auth middleware that cannot load its users never lets a request through unchecked.
+        self.assertIn('middleware auth@file: cannot read usersFile "/nonexistent/berth-users"', log)
+        self.assertIn('router unreadable@file disabled: middleware "auth@file" is invalid', log)
         self.assertRegex(log, r"router cyclic@file disabled: middleware chain through .* is cyclic")
 
+
+
+class Authentication(BerthTestCase):
+    """basicAuth and digestAuth with users files and curl as the client (curl does the digest dance)."""
+
+    def test_users_files_and_real_clients(self):
+        import os
+        import subprocess
+        app = self.backend("app")
+        htpasswd = os.path.join(self.tmp, "users.htpasswd")
+        with open(htpasswd, "w") as f:
+            f.write("# team\nalice:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/\n\n")
+        htdigest = os.path.join(self.tmp, "users.htdigest")
+        with open(htdigest, "w") as f:
+            f.write("dave:traefik:e550659286a2a9ce47e3a9da5e97f84d\n")  # MD5("dave:traefik:pw4")
+        proxy = self.berth(dynamic_yaml=f"""
+http:
+  routers:
+    basic: {{rule: "PathPrefix(`/echo/basic`)", service: s, middlewares: [basic]}}
+    digest: {{rule: "PathPrefix(`/echo/digest`)", service: s, middlewares: [digest]}}
+  middlewares:
+    basic: {{basicAuth: {{usersFile: "{htpasswd}", realm: "staff only"}}}}
+    digest: {{digestAuth: {{usersFile: "{htdigest}", headerField: X-User, removeHeader: true}}}}
+  services:
+    s: {{loadBalancer: {{servers: [{{url: "{app.url}"}}]}}}}
+""")
+        base = f"http://127.0.0.1:{proxy.port}"
+
+        def curl(*args):
+            out = subprocess.run(["curl", "-s", "-m", "10", "-o", "/dev/null", "-w", "%{http_code}", *args],
+                                 capture_output=True, text=True, timeout=20)
+            return out.stdout
+
+        status, headers, _ = get(proxy.port, "/echo/basic")
+        self.assertEqual((status, headers["www-authenticate"]), (401, 'Basic realm="staff only"'))
+        self.assertEqual(curl("-u", "alice:secret", base + "/echo/basic"), "200")
+        self.assertEqual(curl("-u", "alice:nope", base + "/echo/basic"), "401")
+        # Without removeHeader the backend still sees the credentials.
+        _, _, body = get(proxy.port, "/echo/basic", headers={"Authorization": "Basic YWxpY2U6c2VjcmV0"})
+        self.assertIn("Authorization", [n for n, _ in json.loads(body)["headers"]])
+
+        status, headers, _ = get(proxy.port, "/echo/digest")
+        self.assertEqual(status, 401)
+        self.assertRegex(headers["www-authenticate"], r'^Digest realm="traefik", nonce="[^"]+", opaque="[^"]+", '
+                                                      r'algorithm=MD5, qop="auth"$')
+        self.assertEqual(curl("--digest", "-u", "dave:pw4", base + "/echo/digest"), "200")
+        self.assertEqual(curl("--digest", "-u", "dave:wrong", base + "/echo/digest"), "401")
+        out = subprocess.run(["curl", "-s", "-m", "10", "--digest", "-u", "dave:pw4", base + "/echo/digest"],
+                             capture_output=True, text=True, timeout=20).stdout
+        seen = dict((n.lower(), v) for n, v in json.loads(out)["headers"])
+        self.assertEqual(seen.get("x-user"), "dave")
+        self.assertNotIn("authorization", seen)
 
 
 class EntryPointOptions(BerthTestCase):

@@ -36,12 +36,13 @@ void run(benchmark::State& state, const Middleware& m) {
   if (http::h1::parse_request(kRequest, head) != http::h1::ParseStatus::kOk) std::abort();
   auto peer = boost::asio::ip::make_address("10.0.0.2");
   Edits edits;
+  boost::asio::io_context io;
   uint64_t before = 0;
   int64_t iterations = 0;
   for (auto _ : state) {
     if (iterations++ == 1) before = berth::bench::allocation_count();  // the first one grows the buffers
     edits.clear();
-    Context ctx{head, peer, "/api/v1/users/42", "expand=roles", true, edits};
+    Context ctx{head, peer, "/api/v1/users/42", "expand=roles", true, edits, io.get_executor()};
     benchmark::DoNotOptimize(m.on_request(ctx));
   }
   state.counters["allocs_per_iter"] =

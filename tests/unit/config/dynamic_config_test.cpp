@@ -475,8 +475,8 @@ http:
       chain:
         middlewares: [hdr, go]
     auth:
-      basicAuth:
-        users: ["a:b"]
+      grpcWeb:
+        allowOrigins: ["*"]
     cors:
       headers:
         accessControlAllowOrigin: "*"
@@ -499,10 +499,66 @@ http:
   EXPECT_EQ(c.middlewares.at("both@file").chain, (std::vector<std::string>{"hdr", "go"}));
   std::string errors;
   for (const auto& e : c.errors) errors += e.to_string() + "\n";
-  EXPECT_NE(errors.find("m.yml:20:7: middleware auth@file: type \"basicAuth\" is not supported yet"), std::string::npos)
+  EXPECT_NE(errors.find("m.yml:20:7: middleware auth@file: type \"grpcWeb\" is not supported yet"), std::string::npos)
       << errors;
   EXPECT_NE(errors.find("headers option \"accessControlAllowOrigin\" is not supported yet"), std::string::npos) << errors;
   EXPECT_NE(errors.find("middleware two@file must have exactly one type, has 2"), std::string::npos) << errors;
+}
+
+TEST(DynamicConfig, DecodesTrafficAuthAndErrorMiddlewares) {
+  auto decoded = decode_dynamic_yaml(R"y(
+http:
+  middlewares:
+    auth: {basicAuth: {users: ["a:{SHA}x"], usersFile: /f, realm: r, removeHeader: true, headerField: X-U}}
+    limit:
+      rateLimit:
+        average: 100
+        period: 1m
+        burst: 50
+        sourceCriterion: {ipStrategy: {depth: 2, excludedIPs: [10.0.0.1]}}
+    busy: {inFlightReq: {amount: 10, sourceCriterion: {requestHeaderName: X-Tenant}}}
+    again: {retry: {attempts: 4, initialInterval: 50ms}}
+    pages: {errors: {status: ["500-599", "404"], service: errsvc, query: "/{status}.html"}}
+    fa:
+      forwardAuth:
+        address: http://127.0.0.1:9/auth
+        trustForwardHeader: true
+        authResponseHeaders: [X-User]
+        authRequestHeaders: [Cookie]
+    zip: {compress: {excludedContentTypes: [text/event-stream], minResponseBodyBytes: 200, encodings: [zstd, gzip]}}
+    buf: {buffering: {maxRequestBodyBytes: 2000}}
+    ct: {contentType: {}}
+    cb: {circuitBreaker: {expression: "NetworkErrorRatio() > 0.5", fallbackDuration: 3s, responseCode: 502}}
+    both: {rateLimit: {average: 1, sourceCriterion: {requestHost: true, requestHeaderName: X}}}
+    noamount: {inFlightReq: {}}
+)y", "m.yml", "file");
+  ASSERT_TRUE(decoded.ok());
+  const DynamicConfig& c = *decoded;
+  std::string errors;
+  for (const auto& e : c.errors) errors += e.to_string() + "\n";
+  EXPECT_EQ(c.middlewares.size(), 10u) << errors;
+  const auto& auth = c.middlewares.at("auth@file");
+  EXPECT_EQ(auth.users, std::vector<std::string>{"a:{SHA}x"});
+  EXPECT_EQ(auth.users_file, "/f");
+  EXPECT_EQ(auth.realm, "r");
+  EXPECT_TRUE(auth.remove_header);
+  EXPECT_EQ(auth.header_field, "X-U");
+  const auto& limit = c.middlewares.at("limit@file");
+  EXPECT_EQ(limit.average, 100);
+  EXPECT_EQ(limit.period, Duration(60'000));
+  EXPECT_EQ(limit.burst, 50);
+  EXPECT_EQ(limit.ip_depth, 2);
+  EXPECT_EQ(c.middlewares.at("busy@file").source_header, "X-Tenant");
+  EXPECT_EQ(c.middlewares.at("again@file").attempts, 4);
+  EXPECT_EQ(c.middlewares.at("again@file").initial_interval, Duration(50));
+  EXPECT_EQ(c.middlewares.at("pages@file").status, (std::vector<std::string>{"500-599", "404"}));
+  EXPECT_TRUE(c.middlewares.at("fa@file").trust_forward_header);
+  EXPECT_EQ(c.middlewares.at("zip@file").min_response_body_bytes, 200);
+  EXPECT_EQ(c.middlewares.at("buf@file").max_request_body_bytes, 2000);
+  EXPECT_TRUE(c.middlewares.at("ct@file").auto_detect);
+  EXPECT_EQ(c.middlewares.at("cb@file").fallback_duration, Duration(3000));
+  EXPECT_NE(errors.find("set only one of ipStrategy, requestHeaderName and requestHost"), std::string::npos) << errors;
+  EXPECT_NE(errors.find("inFlightReq needs an amount"), std::string::npos) << errors;
 }
 
 }  // namespace
