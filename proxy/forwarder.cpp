@@ -9,6 +9,7 @@
 #include "base/text.h"
 #include "proxy/downstream_connection.h"
 #include "proxy/local_reply.h"
+#include "proxy/middleware/traffic.h"
 #include "proxy/mirror.h"
 #include "proxy/upstream/health.h"
 
@@ -107,6 +108,11 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
     co_return co_await reply_local(404, local_reply::kNotFound, local_reply::kTextPlain, false);
   }
   ex_->edits.clear();
+  // inFlightReq slots are held until the exchange ends, however it ends.
+  struct ReleaseInFlight {
+    middleware::Edits& edits;
+    ~ReleaseInFlight() { middleware::release_in_flight(edits); }
+  } release{ex_->edits};
   if (!route->middlewares.empty()) {
     middleware::Context ctx{req, peer_, path, query, trusted_, ex_->edits, worker_.context().get_executor()};
     for (const middleware::Middleware* m : route->middlewares) {

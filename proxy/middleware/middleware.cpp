@@ -8,6 +8,7 @@
 
 #include "base/text.h"
 #include "proxy/middleware/auth.h"
+#include "proxy/middleware/traffic.h"
 
 namespace berth::proxy::middleware {
 namespace {
@@ -244,15 +245,12 @@ class RedirectScheme final : public Middleware {
 
 class IpAllowList final : public Middleware {
  public:
-  IpAllowList(std::vector<IpNet> ranges, int depth, std::vector<IpNet> excluded, int reject_status)
-      : ranges_(std::move(ranges)), excluded_(std::move(excluded)), depth_(depth), reject_status_(reject_status) {}
+  IpAllowList(std::vector<IpNet> ranges, IpStrategy strategy, int reject_status)
+      : ranges_(std::move(ranges)), strategy_(std::move(strategy)), reject_status_(reject_status) {}
 
   bool on_request(Context& ctx) const override {
     boost::asio::ip::address client;
-    bool known = true;
-    if (depth_ == 0 && excluded_.empty()) client = ctx.peer;
-    else known = from_forwarded_for(ctx, client);
-    if (known)
+    if (strategy_.client_ip(ctx, client))
       for (const auto& r : ranges_)
         if (r.contains(client)) return true;
     ctx.edits.status = reject_status_;
@@ -260,48 +258,53 @@ class IpAllowList final : public Middleware {
   }
 
  private:
-  // Traefik's ipStrategy: the depth-th address from the right of X-Forwarded-For, or the rightmost one
-  // not in excludedIPs. Only a trusted peer's header counts (berth drops it from others).
-  bool from_forwarded_for(const Context& ctx, boost::asio::ip::address& out) const {
-    if (!ctx.trusted) return false;
-    std::string_view items[64];
-    size_t n = 0;
-    for (const auto& h : ctx.request.headers) {
-      if (h.id != http::HeaderId::kXForwardedFor) continue;
-      std::string_view v = h.value;
-      while (!v.empty() && n < 64) {
-        size_t comma = v.find(',');
-        items[n++] = trim(v.substr(0, comma));
-        v = comma == std::string_view::npos ? std::string_view{} : v.substr(comma + 1);
-      }
-    }
-    auto parse = [](std::string_view text, boost::asio::ip::address& a) {
-      boost::system::error_code ec;
-      char buf[64];
-      if (text.size() >= sizeof buf) return false;
-      std::memcpy(buf, text.data(), text.size());
-      buf[text.size()] = 0;
-      a = boost::asio::ip::make_address(buf, ec);
-      return !ec;
-    };
-    if (depth_ > 0) return static_cast<size_t>(depth_) <= n && parse(items[n - depth_], out);
-    for (size_t i = n; i-- > 0;) {
-      boost::asio::ip::address a;
-      if (!parse(items[i], a)) return false;
-      bool excluded = false;
-      for (const auto& e : excluded_) excluded |= e.contains(a);
-      if (!excluded) {
-        out = a;
-        return true;
-      }
-    }
-    return false;
-  }
-
-  std::vector<IpNet> ranges_, excluded_;
-  int depth_;
+  std::vector<IpNet> ranges_;
+  IpStrategy strategy_;
   int reject_status_;
 };
+
+}  // namespace
+
+bool IpStrategy::client_ip(const Context& ctx, boost::asio::ip::address& out) const {
+  if (depth == 0 && excluded.empty()) {
+    out = ctx.peer;
+    return true;
+  }
+  // Only a trusted peer's X-Forwarded-For counts (berth drops it from others).
+  if (!ctx.trusted) return false;
+  std::string_view items[64];
+  size_t n = 0;
+  for (const auto& h : ctx.request.headers) {
+    if (h.id != http::HeaderId::kXForwardedFor) continue;
+    std::string_view v = h.value;
+    while (!v.empty() && n < 64) {
+      size_t comma = v.find(',');
+      items[n++] = trim(v.substr(0, comma));
+      v = comma == std::string_view::npos ? std::string_view{} : v.substr(comma + 1);
+    }
+  }
+  auto parse = [](std::string_view text, boost::asio::ip::address& a) {
+    boost::system::error_code ec;
+    char buf[64];
+    if (text.size() >= sizeof buf) return false;
+    std::memcpy(buf, text.data(), text.size());
+    buf[text.size()] = 0;
+    a = boost::asio::ip::make_address(buf, ec);
+    return !ec;
+  };
+  if (depth > 0) return static_cast<size_t>(depth) <= n && parse(items[n - depth], out);
+  for (size_t i = n; i-- > 0;) {
+    boost::asio::ip::address a;
+    if (!parse(items[i], a)) return false;
+    bool is_excluded = false;
+    for (const auto& e : excluded) is_excluded |= e.contains(a);
+    if (!is_excluded) {
+      out = a;
+      return true;
+    }
+  }
+  return false;
+}
 
 Result<std::vector<IpNet>> parse_nets(const config::MiddlewareConfig& c, const std::vector<std::string>& texts,
                                       std::string_view option) {
@@ -314,8 +317,6 @@ Result<std::vector<IpNet>> parse_nets(const config::MiddlewareConfig& c, const s
   }
   return nets;
 }
-
-}  // namespace
 
 Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& c) {
   auto regex = [&](const std::string& pattern) -> Result<std::unique_ptr<RE2>> {
@@ -347,10 +348,12 @@ Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& c) {
     if (!ranges) return ranges.error();
     auto excluded = parse_nets(c, c.excluded_ips, "excludedIPs");
     if (!excluded) return excluded.error();
-    return std::unique_ptr<Middleware>(new IpAllowList(std::move(*ranges), c.ip_depth, std::move(*excluded),
+    return std::unique_ptr<Middleware>(new IpAllowList(std::move(*ranges), IpStrategy{c.ip_depth, std::move(*excluded)},
                                                        c.reject_status));
   }
   if (c.type == "basicAuth") return compile_basic_auth(c);
+  if (c.type == "rateLimit") return compile_rate_limit(c);
+  if (c.type == "inFlightReq") return compile_in_flight_req(c);
   if (c.type == "digestAuth") return compile_digest_auth(c);
   if (c.type == "addPrefix") return std::unique_ptr<Middleware>(new AddPrefix(c.prefix));
   if (c.type == "stripPrefix") return std::unique_ptr<Middleware>(new StripPrefix(c.prefixes));

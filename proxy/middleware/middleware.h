@@ -5,6 +5,7 @@
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <boost/asio/ip/address.hpp>
 #include <memory>
 #include <string>
@@ -43,7 +44,10 @@ struct Edits {
   std::string_view reply_body;  ///< empty: the reason phrase
   // Per-exchange scratch of the auth middlewares (capacity reused).
   std::string user, password;   ///< from Authorization: Basic
-  std::string challenge;        ///< WWW-Authenticate value
+  std::string challenge;        ///< WWW-Authenticate value (Retry-After for rateLimit)
+  /// inFlightReq slots this exchange holds, given back when it ends (release_in_flight).
+  std::array<std::atomic<int32_t>*, 2> in_flight{};
+  uint8_t in_flight_count = 0;
 
   /// Sets the load balancer's sticky cookie (replacing an earlier choice of the same exchange).
   void set_server_cookie(std::string_view value) {
@@ -91,6 +95,20 @@ class Middleware {
   virtual bool is_async() const { return false; }
   virtual coro::Task<bool> on_request_async(Context& ctx) const;
 };
+
+/// Traefik's ipStrategy: which address is "the client". depth 0 and no exclusions: the peer;
+/// depth N: the Nth address from the right of X-Forwarded-For; excludedIPs: the rightmost address
+/// not excluded. Only a trusted peer's X-Forwarded-For counts.
+struct IpStrategy {
+  int depth = 0;
+  std::vector<IpNet> excluded;
+  /// False when the header does not name a usable address. Thread: any.
+  bool client_ip(const Context& ctx, boost::asio::ip::address& out) const;
+};
+
+/// Parses IPs / CIDRs of option `option` of middleware `c`. Thread: control.
+Result<std::vector<IpNet>> parse_nets(const config::MiddlewareConfig& c, const std::vector<std::string>& texts,
+                                      std::string_view option);
 
 /// Compiles one middleware config (chains are flattened by the snapshot builder). Thread: control.
 Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& config);

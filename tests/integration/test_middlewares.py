@@ -236,6 +236,34 @@ http:
         self.assertNotIn("authorization", seen)
 
 
+class Concurrency(BerthTestCase):
+    def test_in_flight_req_caps_concurrent_requests_per_source_and_releases_slots(self):
+        import threading
+        import time
+        app = self.backend("app")
+        proxy = self.berth(dynamic_yaml=f"""
+http:
+  routers:
+    r: {{rule: "PathPrefix(`/`)", service: s, middlewares: [one]}}
+  middlewares:
+    one: {{inFlightReq: {{amount: 1}}}}
+  services:
+    s: {{loadBalancer: {{servers: [{{url: "{app.url}"}}]}}}}
+""")
+        slow = {}
+        t = threading.Thread(target=lambda: slow.update(answer=get(proxy.port, "/delay/800")))
+        t.start()
+        time.sleep(0.3)
+        self.assertEqual(get(proxy.port, "/")[0], 429, "a second request from the same source waits its turn")
+        self.assertEqual(get(proxy.port, "/", source="127.0.0.2")[0], 200, "other sources are not affected")
+        t.join()
+        self.assertEqual(slow["answer"][0], 200)
+        # Slots come back however the exchange ended: answered, failed upstream, or refused.
+        self.assertEqual([get(proxy.port, "/")[0] for _ in range(5)], [200] * 5)
+        app.stop()
+        self.assertEqual([get(proxy.port, "/")[0] for _ in range(3)], [502] * 3)
+
+
 class EntryPointOptions(BerthTestCase):
     """entryPoints.<name>.http.redirections.entryPoint and entryPoints.<name>.http.middlewares."""
 
