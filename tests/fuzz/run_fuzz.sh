@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds one libFuzzer target with clang (ASan+UBSan) and runs it for a bounded time on its corpus.
-# Usage: tests/fuzz/run_fuzz.sh TARGET SECONDS   (TARGET: h1_request | rule)
+# Usage: tests/fuzz/run_fuzz.sh TARGET SECONDS   (TARGET: h1_request | rule | circuit_breaker_expression)
 set -euo pipefail
 target=$1 seconds=${2:-10}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -11,6 +11,7 @@ trap 'rm -rf "$out"' EXIT
 case "$target" in
   h1_request) srcs=(proxy/http/h1/parser.cpp proxy/http/header.cpp base/text.cpp); libs=() ;;
   rule) srcs=(config/rule.cpp proxy/router/matcher.cpp proxy/ip_net.cpp base/text.cpp); libs=(-lre2) ;;
+  circuit_breaker_expression) srcs=(proxy/middleware/circuit_breaker.cpp base/text.cpp); libs=() ;;
   *) echo "unknown target $target"; exit 2 ;;
 esac
 cd "$root"
