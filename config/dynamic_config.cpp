@@ -211,7 +211,10 @@ class DynamicDecoder {
       else if (iequals(k, "accessControlAllowOriginListRegex"))
         m.cors |= d_.read_list(*o, tpath, m.cors_allow_origin_regexes);
       else if (iequals(k, "accessControlExposeHeaders")) m.cors |= d_.read_list(*o, tpath, m.cors_expose_headers);
-      else if (iequals(k, "accessControlMaxAge")) m.cors |= d_.read_int(*o, tpath, m.cors_max_age, 0, INT32_MAX);
+      else if (iequals(k, "accessControlMaxAge")) {
+        m.cors_max_age_set = d_.read_int(*o, tpath, m.cors_max_age, 0, INT32_MAX);
+        m.cors |= m.cors_max_age_set;
+      }
       else if (iequals(k, "addVaryHeader")) m.cors |= d_.read_bool(*o, tpath, m.cors_add_vary);
       else d_.error(o->key_where, "middleware " + m.name + ": headers option \"" + k + "\" is not supported yet");
     }

@@ -140,6 +140,7 @@ struct MiddlewareConfig {
   std::vector<std::string> cors_allow_headers, cors_allow_methods, cors_allow_origins, cors_allow_origin_regexes,
       cors_expose_headers;
   int64_t cors_max_age = 0;
+  bool cors_max_age_set = false;           ///< accessControlMaxAge given (Traefik sends it only then)
   bool cors_add_vary = false;
   std::vector<std::string> chain;          ///< chain.middlewares, as written
   std::vector<std::string> source_range;   ///< ipAllowList.sourceRange (IPs or CIDRs)

@@ -9,6 +9,7 @@
 #include "base/text.h"
 #include "proxy/downstream_connection.h"
 #include "proxy/local_reply.h"
+#include "proxy/middleware/cors.h"
 #include "proxy/middleware/traffic.h"
 #include "proxy/mirror.h"
 #include "proxy/upstream/health.h"
@@ -120,7 +121,7 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
       // The middleware answered (redirect, 401, 429, ...), with the response headers set so far.
       in_.consume(head_size);
       const auto& e = ex_->edits;
-      co_return co_await reply_local(e.status, e.reply_body.empty() ? local_reply::reason_phrase(e.status) : e.reply_body,
+      co_return co_await reply_local(e.status, e.reply_body.data() ? e.reply_body : local_reply::reason_phrase(e.status),
                                      local_reply::kTextPlain, false, e.location, &e.response);
     }
   }
@@ -235,14 +236,25 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   };
   // Each endpoint gets one dial; a pooled connection that turns out stale gets replaced by a fresh
   // one to the same endpoint (only where replaying cannot run the request twice).
+  // Without a retry middleware each server gets one try; with one, `attempts` tries go round the
+  // servers, spaced by an exponential backoff from initialInterval.
+  const middleware::RetryPolicy* retry = ex_->edits.retry;
+  const size_t max_attempts = std::max(n, retry ? static_cast<size_t>(retry->attempts) : size_t{0});
   size_t attempt = 0;
+  int tries = 0;
   bool fresh_retry = false;
-  while (attempt < n) {
+  while (attempt < max_attempts) {
     const Endpoint& target = service.endpoints[(first + attempt) % n];
     if (attempt > 0 && !balancer::ServicePicker::is_eligible(target, now_ms)) {
       ++attempt;  // retries go round the other servers, but never to a drained or unhealthy one
       continue;
     }
+    if (retry && tries > 0 && !fresh_retry) {
+      Timer backoff(worker_.context().get_executor());
+      backoff.expires_after(retry->initial_interval * (1 << std::min(tries - 1, 10)));
+      co_await backoff.async_wait(coro::use_task);
+    }
+    if (!fresh_retry) ++tries;
     if (&target != endpoint) {
       endpoint = &target;
       if (!service.pass_host_header) build_upstream_head(service, *endpoint);
@@ -305,6 +317,10 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       }
       failure = expired_ == Phase::kAwaitResponse ? 504 : 502;
       failed(target);
+      if (retry && idempotent) {
+        ++attempt;
+        continue;
+      }
       break;
     }
     if (!body_complete) {
@@ -356,6 +372,10 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     }
     failure = rc < 0 ? 502 : rc;
     failed(target);
+    if (retry && rc < 0 && !body_consumed && idempotent) {
+      ++attempt;  // the connection failed before any answer: a retry cannot run the request twice
+      continue;
+    }
     break;
   }
 
@@ -478,13 +498,26 @@ void DownstreamConnection::build_downstream_head(bool close) {
   bool has_connection = false;
   for (const auto& h : resp.headers) has_connection |= h.id == HeaderId::kConnection;
   const auto& edits = ex_->edits.response;
+  // headers.addVaryHeader (CORS): Traefik's merge of the backend's first Vary value with Origin.
+  std::string_view vary;
+  if (ex_->edits.cors) {
+    std::string_view upstream_vary;
+    for (const auto& h : resp.headers)
+      if (iequals(h.name, "Vary")) {
+        upstream_vary = h.value;
+        break;
+      }
+    vary = ex_->edits.cors->vary(upstream_vary, ex_->edits.vary);
+  }
   for (const auto& h : resp.headers) {
     if (http::is_hop_by_hop(h.id)) continue;
     if (!edits.empty() && middleware::edits_header(edits, h.name)) continue;
+    if (!vary.empty() && iequals(h.name, "Vary")) continue;
     if (h.id == HeaderId::kOther && has_connection && named_by_connection(resp.headers, h.name)) continue;
     append_header(out, h.name, h.value);
   }
   local_reply::append_header_edits(out, edits);
+  if (!vary.empty()) append_header(out, "Vary", vary);
   for (uint8_t i = 0; i < ex_->edits.set_cookie_count; ++i) append_header(out, "Set-Cookie", ex_->edits.set_cookies[i]);
   if (close) out.append("Connection: close\r\n"sv);
   out.append("\r\n"sv);

@@ -8,10 +8,13 @@
 
 #include "base/text.h"
 #include "proxy/middleware/auth.h"
+#include "proxy/middleware/cors.h"
 #include "proxy/middleware/traffic.h"
 
 namespace berth::proxy::middleware {
 namespace {
+
+using namespace std::string_view_literals;
 
 // Sets the request path, building into the scratch buffer first: `path` may view edits.path.
 void set_path(Context& ctx, std::string_view a, std::string_view b = {}) {
@@ -198,12 +201,27 @@ class RedirectRegex final : public Middleware {
 
 class Headers final : public Middleware {
  public:
-  explicit Headers(const config::MiddlewareConfig& c)
-      : request_(c.request_headers), response_(c.security_headers), sts_(c.sts), force_sts_(c.force_sts) {
+  Headers(const config::MiddlewareConfig& c, std::optional<Cors> cors)
+      : request_(c.request_headers), response_(c.security_headers), sts_(c.sts), force_sts_(c.force_sts),
+        cors_(std::move(cors)) {
     // Custom response headers come after the security ones, so they win on the same name.
     response_.insert(response_.end(), c.response_headers.begin(), c.response_headers.end());
   }
   bool on_request(Context& ctx) const override {
+    if (cors_ && cors_->is_enabled()) {
+      std::string_view origin = first_value(ctx, "Origin");
+      std::string_view method = first_value(ctx, "Access-Control-Request-Method");
+      if (cors_->is_preflight(ctx.request.method, origin, method)) {
+        // Traefik answers a preflight itself: 200, no body, the Access-Control-* headers only.
+        cors_->preflight_headers(origin, method, first_value(ctx, "Access-Control-Request-Headers"),
+                                 ctx.edits.response);
+        ctx.edits.status = 200;
+        ctx.edits.reply_body = ""sv;
+        return false;
+      }
+      cors_->response_headers(origin, ctx.edits.response);
+      ctx.edits.cors = &*cors_;
+    }
     for (const auto& [k, v] : request_) ctx.edits.request.emplace_back(k, v);
     // HSTS only means something on HTTPS (here: a trusted proxy in front says so), unless forced.
     if (!sts_.empty() && (force_sts_ || iequals(request_scheme(ctx), "https")))
@@ -213,9 +231,28 @@ class Headers final : public Middleware {
   }
 
  private:
+  static std::string_view first_value(const Context& ctx, std::string_view name) {
+    for (const auto& h : ctx.request.headers)
+      if (iequals(h.name, name)) return h.value;
+    return {};
+  }
+
   std::vector<std::pair<std::string, std::string>> request_, response_;
   std::string sts_;
   bool force_sts_;
+  std::optional<Cors> cors_;
+};
+
+class Retry final : public Middleware {
+ public:
+  explicit Retry(RetryPolicy policy) : policy_(policy) {}
+  bool on_request(Context& ctx) const override {
+    ctx.edits.retry = &policy_;
+    return true;
+  }
+
+ private:
+  RetryPolicy policy_;
 };
 
 class RedirectScheme final : public Middleware {
@@ -352,13 +389,25 @@ Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& c) {
                                                        c.reject_status));
   }
   if (c.type == "basicAuth") return compile_basic_auth(c);
+  if (c.type == "retry") return std::unique_ptr<Middleware>(new Retry(RetryPolicy{c.attempts, c.initial_interval}));
   if (c.type == "rateLimit") return compile_rate_limit(c);
   if (c.type == "inFlightReq") return compile_in_flight_req(c);
   if (c.type == "digestAuth") return compile_digest_auth(c);
   if (c.type == "addPrefix") return std::unique_ptr<Middleware>(new AddPrefix(c.prefix));
   if (c.type == "stripPrefix") return std::unique_ptr<Middleware>(new StripPrefix(c.prefixes));
   if (c.type == "replacePath") return std::unique_ptr<Middleware>(new ReplacePath(c.path));
-  if (c.type == "headers") return std::unique_ptr<Middleware>(new Headers(c));
+  if (c.type == "headers") {
+    std::optional<Cors> cors;
+    if (c.cors) {
+      CorsConfig cc{c.cors_allow_credentials, c.cors_allow_headers, c.cors_allow_methods, c.cors_allow_origins,
+                    c.cors_allow_origin_regexes, c.cors_expose_headers, std::nullopt, c.cors_add_vary};
+      if (c.cors_max_age >= 0 && c.cors_max_age_set) cc.max_age = c.cors_max_age;
+      auto compiled = Cors::compile(cc);
+      if (!compiled) return Error{c.where, "middleware " + c.name + ": " + compiled.error().message};
+      cors = std::move(*compiled);
+    }
+    return std::unique_ptr<Middleware>(new Headers(c, std::move(cors)));
+  }
   if (c.type == "redirectScheme")
     return std::unique_ptr<Middleware>(new RedirectScheme(c.scheme, c.port, c.permanent));
   return Error{c.where, "middleware " + c.name + ": type " + c.type + " cannot be compiled"};

@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "base/text.h"
 #include "config/dynamic_config.h"
 #include "proxy/http/h1/parser.h"
 #include "proxy/coro/task.h"
@@ -21,6 +22,14 @@
 #include "proxy/net.h"
 
 namespace berth::proxy::middleware {
+
+class Cors;
+
+/// The retry middleware's policy, read by the request flow when a try fails.
+struct RetryPolicy {
+  int attempts = 1;
+  Duration initial_interval{100};
+};
 
 /// Header changes: (name, value) pairs; an empty value removes the header.
 using HeaderEdits = std::vector<std::pair<std::string_view, std::string_view>>;
@@ -41,10 +50,13 @@ struct Edits {
   // A local answer (redirect, 401, 429...): status, optional Location and body; headers from `response`.
   int status = 0;
   std::string location;
-  std::string_view reply_body;  ///< empty: the reason phrase
+  std::string_view reply_body;  ///< no data (default): the reason phrase; ""sv: an empty body
   // Per-exchange scratch of the auth middlewares (capacity reused).
   std::string user, password;   ///< from Authorization: Basic
   std::string challenge;        ///< WWW-Authenticate value (Retry-After for rateLimit)
+  const RetryPolicy* retry = nullptr;  ///< set by a retry middleware
+  const Cors* cors = nullptr;  ///< merges Vary on the proxied response (headers.addVaryHeader)
+  std::string vary;                  ///< scratch for that Vary value
   /// inFlightReq slots this exchange holds, given back when it ends (release_in_flight).
   std::array<std::atomic<int32_t>*, 2> in_flight{};
   uint8_t in_flight_count = 0;
@@ -70,6 +82,8 @@ struct Edits {
     server_cookie = -1;
     status = 0;
     reply_body = {};
+    cors = nullptr;
+    retry = nullptr;
   }
 };
 

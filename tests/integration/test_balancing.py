@@ -1,7 +1,10 @@
 """Load balancing through berth: smooth weighted round robin over servers[].weight, weight 0 taking
 no traffic, a failed dial retried on the next server so the client sees no error, and mirroring
 services copying a share of the traffic (with bodies) to a recording server."""
-from harness import BerthTestCase, free_port, get, main, wait_for_port, wait_until
+import threading
+import time
+
+from harness import Backend, BerthTestCase, free_port, get, main, wait_for_port, wait_until
 
 
 class Balancing(BerthTestCase):
@@ -71,6 +74,24 @@ class Balancing(BerthTestCase):
         self.assertEqual(get(port, "/done")[0], 200)
         wait_until(lambda: len(mirror.requests) > before, timeout=5)
         self.assertEqual([r[1] for r in mirror.requests[before:]], ["/done"])
+
+    def test_retry_middleware_waits_for_a_server_that_comes_up(self):
+        port_b = free_port()
+        port = self.start(
+            f"    s: {{loadBalancer: {{servers: [{{url: \"http://127.0.0.1:{port_b}\"}}]}}}}\n",
+            "    r:\n      rule: \"PathPrefix(`/retry`)\"\n      service: s\n      middlewares: [again]\n"
+            "    plain:\n      rule: \"PathPrefix(`/plain`)\"\n      service: s\n"
+            "  middlewares:\n    again: {retry: {attempts: 6, initialInterval: 100ms}}\n")
+        self.assertEqual(get(port, "/plain")[0], 502, "without retry a dead server is an error at once")
+        answer = {}
+        t = threading.Thread(target=lambda: answer.update(r=get(port, "/retry")))
+        t.start()
+        time.sleep(0.25)  # tries at 0, 100 and 300 ms (backoff doubles): the server is up for a later one
+        late = Backend("late", port=port_b)
+        self._procs.append(late)
+        t.join(10)
+        status, headers, _ = answer["r"]
+        self.assertEqual((status, headers.get("x-backend")), (200, "late"))
 
 
 if __name__ == "__main__":
