@@ -57,7 +57,7 @@ class ControlPlane {
               sc_.file.enabled ? (sc_.file.filename.empty() ? sc_.file.directory : sc_.file.filename) : "(off)",
               ", providersThrottleDuration ", format_duration(sc_.providers_throttle_duration));
     auto info = make_process_info(sc_);
-    unsigned n = sc_.workers > 0 ? unsigned(sc_.workers) : std::max(1u, std::thread::hardware_concurrency());
+    const uint32_t n = sc_.worker_count();
     for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<proxy::Worker>(static_cast<int>(i), info));
 
     // Config flow, first pass. Watch before reading, so that no edit in between is lost.

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <fstream>
 #include <sstream>
+#include <thread>
 
 #include "base/log.h"
 #include "config/yaml_decoder.h"
@@ -474,6 +475,10 @@ StaticLoad load_static_config(const std::vector<std::string>& args) {
   decoder.decode(root);
   decoder.apply_defaults_and_check(flags.config_file.empty() ? std::string("flags") : flags.config_file);
   return load;
+}
+
+uint32_t StaticConfig::worker_count() const {
+  return workers > 0 ? static_cast<uint32_t>(workers) : std::max(1u, std::thread::hardware_concurrency());
 }
 
 }  // namespace berth::config

@@ -71,6 +71,8 @@ struct StaticConfig {
   PingConfig ping;
   bool api_dashboard = false;              ///< api.dashboard / api.insecure (parsed; dashboard lives on `traefik`)
   int workers = 0;                         ///< berth extension: worker threads (0 = one per core)
+  /// `workers`, or the number of cores when it is 0.
+  uint32_t worker_count() const;
 
   const EntryPointConfig* find_entry_point(std::string_view name) const;
 };

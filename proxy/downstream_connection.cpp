@@ -233,6 +233,7 @@ coro::Task<bool> DownstreamConnection::reply_local(int status, std::string_view 
                                                    std::string_view content_type, bool close,
                                                    std::string_view location, const middleware::HeaderEdits* headers) {
   bool is_head = ex_ && ex_->request.method == "HEAD";
+  if (ex_) ex_->edits.final_status = status;
   if (!close && ex_ && !co_await discard_request_body()) close = true;
   if (!close && (!ex_->request.keep_alive() || worker_.draining(ep_index_))) close = true;
   std::string& out = ex_->out;  // ex_ exists whenever a request is being read

@@ -76,6 +76,8 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   /// Forwards to server `first` of load balancer `service`; a failed connect moves on to the next
   /// server in rotation.
   coro::Task<bool> forward(const Snapshot& snap, const Service& service, size_t first, int64_t now_ms);
+  /// contentType: adds a Content-Type sniffed from the first body bytes (read now if none came yet).
+  coro::Task<void> sniff_content_type(size_t response_head, BodyMode mode, std::chrono::milliseconds timeout);
   /// Sends copies of the request to the mirrors of mirroring service `mirroring` that are due one.
   void send_mirrors(const Snapshot& snap, uint32_t mirroring, size_t head_size, int64_t now_ms);
   enum class HeadFor : uint8_t { kExchange, kMirror, kMirrorWithoutBody };

@@ -8,6 +8,7 @@
 #include "base/log.h"
 #include "base/text.h"
 #include "proxy/downstream_connection.h"
+#include "proxy/http/content_sniffer.h"
 #include "proxy/local_reply.h"
 #include "proxy/middleware/cors.h"
 #include "proxy/middleware/traffic.h"
@@ -74,6 +75,25 @@ bool connection_names(std::string_view connection, std::string_view header) {
   return false;
 }
 
+bool has_header(const std::vector<http::Header>& headers, HeaderId id) {
+  for (const auto& h : headers)
+    if (h.id == id) return true;
+  return false;
+}
+
+// The payload of the first chunk of a chunked body (as much of it as `raw` holds).
+std::string_view first_chunk(std::string_view raw) {
+  size_t eol = raw.find("\r\n");
+  if (eol == std::string_view::npos) return {};
+  uint64_t size = 0;
+  for (char c : raw.substr(0, eol)) {
+    int digit = c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : c >= 'A' && c <= 'F' ? c - 'A' + 10 : -1;
+    if (digit < 0 || size > (uint64_t(1) << 40)) break;  // ';' starts an extension
+    size = size * 16 + static_cast<uint64_t>(digit);
+  }
+  return raw.substr(eol + 2, static_cast<size_t>(std::min<uint64_t>(size, raw.size() - eol - 2)));
+}
+
 // True if a Connection header (there may be several) names `header` as hop-by-hop.
 bool named_by_connection(const std::vector<http::Header>& headers, std::string_view header) {
   for (const auto& h : headers)
@@ -109,13 +129,17 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
     co_return co_await reply_local(404, local_reply::kNotFound, local_reply::kTextPlain, false);
   }
   ex_->edits.clear();
-  // inFlightReq slots are held until the exchange ends, however it ends.
-  struct ReleaseInFlight {
+  // inFlightReq slots and the circuit breaker's record: however the exchange ends.
+  struct EndOfExchange {
     middleware::Edits& edits;
-    ~ReleaseInFlight() { middleware::release_in_flight(edits); }
-  } release{ex_->edits};
+    ~EndOfExchange() {
+      middleware::release_in_flight(edits);
+      middleware::record_outcome(edits);
+    }
+  } end_of_exchange{ex_->edits};
   if (!route->middlewares.empty()) {
-    middleware::Context ctx{req, peer_, path, query, trusted_, ex_->edits, worker_.context().get_executor()};
+    middleware::Context ctx{req,        peer_, path, query, trusted_, ex_->edits, worker_.context().get_executor(),
+                            static_cast<uint32_t>(worker_.index())};
     for (const middleware::Middleware* m : route->middlewares) {
       if (m->is_async() ? co_await m->on_request_async(ctx) : m->on_request(ctx)) continue;
       // The middleware answered (redirect, 401, 429, ...), with the response headers set so far.
@@ -380,6 +404,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   }
 
   if (!up_) {
+    ex_->edits.network_error = true;  // for the circuit breaker: no backend answer at all
     // No backend answered. The client's body (if unread) must be skipped or the connection closed.
     co_return co_await reply_local(failure,
                                    failure == 504 ? local_reply::kGatewayTimeout : local_reply::kBadGateway,
@@ -388,6 +413,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
 
   // ---- relay the response ----
   auto& resp = ex_->response;
+  ex_->edits.final_status = resp.status;
   BodyMode response_mode;
   if (is_head || resp.status == 204 || resp.status == 304 || resp.status < 200) response_mode = BodyMode::kNone;
   else if (resp.framing.chunked) response_mode = BodyMode::kChunked;
@@ -396,6 +422,8 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   const bool upstream_reusable = response_mode != BodyMode::kUntilClose && !resp.framing.connection_close &&
                                  resp.version_minor >= 1 && !client_http10;
   const bool close_client = !client_keep_alive || response_mode == BodyMode::kUntilClose || worker_.draining(ep_index_);
+  if (ex_->edits.sniff_content_type && response_mode != BodyMode::kNone && !has_header(resp.headers, HeaderId::kContentType))
+    co_await sniff_content_type(response_head, response_mode, transport.response_header_timeout);
   build_downstream_head(close_client);
   up_->buffer.consume(response_head);
 
@@ -426,6 +454,22 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     close_upstream();
   }
   co_return !close_client;
+}
+
+coro::Task<void> DownstreamConnection::sniff_content_type(size_t response_head, BodyMode mode,
+                                                          std::chrono::milliseconds timeout) {
+  // The first body bytes decide, as Go's DetectContentType does. If none came with the head, wait
+  // for some, reading behind the head so that the head's views stay valid.
+  if (up_->buffer.size() == response_head && up_->buffer.tail_space() > 0) {
+    arm(Phase::kAwaitResponse, timeout);
+    auto [ec, got] = co_await up_->socket.async_read_some(
+        asio::buffer(up_->buffer.write_ptr(), up_->buffer.tail_space()), coro::use_task);
+    if (!ec) up_->buffer.commit(got);
+  }
+  std::string_view body = up_->buffer.view().substr(response_head);
+  if (mode == BodyMode::kChunked) body = first_chunk(body);
+  if (mode == BodyMode::kLength) body = body.substr(0, static_cast<size_t>(ex_->response.framing.content_length));
+  ex_->edits.add_header("Content-Type", http::detect_content_type(body));
 }
 
 void DownstreamConnection::build_upstream_head(const Service& service, const Endpoint& endpoint, HeadFor purpose) {
@@ -518,7 +562,7 @@ void DownstreamConnection::build_downstream_head(bool close) {
   }
   local_reply::append_header_edits(out, edits);
   if (!vary.empty()) append_header(out, "Vary", vary);
-  for (uint8_t i = 0; i < ex_->edits.set_cookie_count; ++i) append_header(out, "Set-Cookie", ex_->edits.set_cookies[i]);
+  for (uint8_t i = 0; i < ex_->edits.added_count; ++i) append_header(out, ex_->edits.added[i].first, ex_->edits.added[i].second);
   if (close) out.append("Connection: close\r\n"sv);
   out.append("\r\n"sv);
 }

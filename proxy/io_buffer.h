@@ -85,6 +85,8 @@ class IoBuffer {
     if (begin_ > 0 && (end_ == cap_ || begin_ == end_)) compact();
     return cap_ - end_;
   }
+  /// Space after the readable bytes, without compacting (views into the buffer stay valid).
+  size_t tail_space() const { return cap_ - end_; }
   void commit(size_t n) { end_ += n; }
   void consume(size_t n) {
     begin_ += n;

@@ -299,7 +299,7 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
   std::map<std::string, const middleware::Middleware*> compiled;
   for (const auto& [name, m] : dyn.middlewares) {
     if (m.type == "chain") continue;
-    auto mw = middleware::compile(m);
+    auto mw = middleware::compile(m, middleware::CompileOptions{sc.worker_count()});
     if (!mw) {
       result.errors.push_back(mw.error());
       continue;

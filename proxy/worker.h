@@ -68,6 +68,8 @@ class Worker {
   /// Open downstream connections on entry point `ep`. Thread: any.
   size_t open_connections(size_t ep) const { return open_[ep].load(std::memory_order_relaxed); }
 
+  int index() const { return index_; }
+
   // Worker-thread API used by connections.
   boost::asio::io_context& context() { return io_; }
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }

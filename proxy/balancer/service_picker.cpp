@@ -75,7 +75,7 @@ Pick ServicePicker::pick(const Snapshot& snapshot, uint32_t service, const std::
           // No child is up: keep walking the first weighted child, whose answer is a 503.
           if (i < 0) i = rr_[service].pick();
           if (i < 0) return {service, -1, mirroring};
-          if (sticky) edits.add_set_cookie(s.sticky.set_cookies[i]);
+          if (sticky) edits.add_header("Set-Cookie", s.sticky.set_cookies[i]);
         }
         service = s.children[i];
         break;

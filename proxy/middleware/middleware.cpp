@@ -4,10 +4,12 @@
 #include <re2/re2.h>
 
 #include <cctype>
+#include <chrono>
 #include <cstring>
 
 #include "base/text.h"
 #include "proxy/middleware/auth.h"
+#include "proxy/middleware/circuit_breaker.h"
 #include "proxy/middleware/cors.h"
 #include "proxy/middleware/traffic.h"
 
@@ -243,6 +245,44 @@ class Headers final : public Middleware {
   std::optional<Cors> cors_;
 };
 
+// circuitBreaker: one breaker per worker (each judges its own share of the traffic; no sharing, no
+// locks), as oxy runs one per router.
+class Breaker final : public Middleware {
+ public:
+  Breaker(const BreakerExpression& expression, CircuitBreakerOptions options, uint32_t workers) {
+    for (uint32_t i = 0; i < std::max(workers, 1u); ++i)
+      per_worker_.push_back(std::make_unique<CircuitBreaker>(expression, options));
+  }
+  bool on_request(Context& ctx) const override {
+    CircuitBreaker& b = *per_worker_[ctx.worker % per_worker_.size()];
+    const int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                               std::chrono::steady_clock::now().time_since_epoch()).count();
+    if (!b.allow(now_us / 1000)) {
+      ctx.edits.status = b.response_code();
+      return false;
+    }
+    ctx.edits.breaker = &b;
+    ctx.edits.started_us = now_us;
+    return true;
+  }
+
+ private:
+  std::vector<std::unique_ptr<CircuitBreaker>> per_worker_;
+};
+
+// contentType: a response without Content-Type gets one sniffed from its body (Go's algorithm).
+class ContentType final : public Middleware {
+ public:
+  explicit ContentType(bool auto_detect) : auto_detect_(auto_detect) {}
+  bool on_request(Context& ctx) const override {
+    ctx.edits.sniff_content_type |= auto_detect_;
+    return true;
+  }
+
+ private:
+  bool auto_detect_;
+};
+
 class Retry final : public Middleware {
  public:
   explicit Retry(RetryPolicy policy) : policy_(policy) {}
@@ -355,7 +395,7 @@ Result<std::vector<IpNet>> parse_nets(const config::MiddlewareConfig& c, const s
   return nets;
 }
 
-Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& c) {
+Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& c, const CompileOptions& options) {
   auto regex = [&](const std::string& pattern) -> Result<std::unique_ptr<RE2>> {
     auto re = make_regex(pattern);
     if (!re->ok())
@@ -389,6 +429,15 @@ Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& c) {
                                                        c.reject_status));
   }
   if (c.type == "basicAuth") return compile_basic_auth(c);
+  if (c.type == "contentType") return std::unique_ptr<Middleware>(new ContentType(c.auto_detect));
+  if (c.type == "circuitBreaker") {
+    auto expression = BreakerExpression::parse(c.expression);
+    if (!expression)
+      return Error{c.where, "middleware " + c.name + ": expression \"" + c.expression + "\": " +
+                                expression.error().where + ": " + expression.error().message};
+    CircuitBreakerOptions o{c.check_period, c.fallback_duration, c.recovery_duration, c.response_code};
+    return std::unique_ptr<Middleware>(new Breaker(*expression, o, options.workers));
+  }
   if (c.type == "retry") return std::unique_ptr<Middleware>(new Retry(RetryPolicy{c.attempts, c.initial_interval}));
   if (c.type == "rateLimit") return compile_rate_limit(c);
   if (c.type == "inFlightReq") return compile_in_flight_req(c);
@@ -411,6 +460,14 @@ Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& c) {
   if (c.type == "redirectScheme")
     return std::unique_ptr<Middleware>(new RedirectScheme(c.scheme, c.port, c.permanent));
   return Error{c.where, "middleware " + c.name + ": type " + c.type + " cannot be compiled"};
+}
+
+void record_outcome(Edits& edits) {
+  if (!edits.breaker || edits.final_status == 0) return;
+  const int64_t now_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                             std::chrono::steady_clock::now().time_since_epoch()).count();
+  edits.breaker->record(now_us / 1000, edits.final_status, edits.network_error, now_us - edits.started_us);
+  edits.breaker = nullptr;
 }
 
 bool apply(const std::vector<const Middleware*>& chain, Context& ctx) {

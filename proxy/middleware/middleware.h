@@ -24,6 +24,7 @@
 namespace berth::proxy::middleware {
 
 class Cors;
+class CircuitBreaker;
 
 /// The retry middleware's policy, read by the request flow when a try fails.
 struct RetryPolicy {
@@ -43,10 +44,12 @@ struct Edits {
   std::string stripped;       ///< X-Forwarded-Prefix value cut by a regex (own copy: `path` moves)
   HeaderEdits request;
   HeaderEdits response;
-  /// Set-Cookie headers added to the response (sticky sessions), besides the backend's own.
-  std::array<std::string_view, 2> set_cookies{};
-  uint8_t set_cookie_count = 0;
+  /// Headers added to the response besides the backend's own (Set-Cookie of sticky sessions, a
+  /// sniffed Content-Type), unlike `response` edits, which replace the backend's.
+  std::array<std::pair<std::string_view, std::string_view>, 4> added{};
+  uint8_t added_count = 0;
   int8_t server_cookie = -1;  ///< the slot holding the load balancer's sticky cookie, if any
+  bool sniff_content_type = false;  ///< contentType: set Content-Type from the body when missing
   // A local answer (redirect, 401, 429...): status, optional Location and body; headers from `response`.
   int status = 0;
   std::string location;
@@ -55,6 +58,11 @@ struct Edits {
   std::string user, password;   ///< from Authorization: Basic
   std::string challenge;        ///< WWW-Authenticate value (Retry-After for rateLimit)
   const RetryPolicy* retry = nullptr;  ///< set by a retry middleware
+  /// The worker's circuit breaker of this route, told how the exchange ended (record_outcome).
+  CircuitBreaker* breaker = nullptr;
+  int64_t started_us = 0;
+  int final_status = 0;         ///< the status sent downstream
+  bool network_error = false;   ///< berth answered 502/504 itself: no backend answer
   const Cors* cors = nullptr;  ///< merges Vary on the proxied response (headers.addVaryHeader)
   std::string vary;                  ///< scratch for that Vary value
   /// inFlightReq slots this exchange holds, given back when it ends (release_in_flight).
@@ -64,26 +72,30 @@ struct Edits {
   /// Sets the load balancer's sticky cookie (replacing an earlier choice of the same exchange).
   void set_server_cookie(std::string_view value) {
     if (server_cookie < 0) {
-      if (set_cookie_count == set_cookies.size()) return;
-      server_cookie = static_cast<int8_t>(set_cookie_count++);
+      if (added_count == added.size()) return;
+      server_cookie = static_cast<int8_t>(added_count++);
     }
-    set_cookies[server_cookie] = value;
+    added[server_cookie] = {"Set-Cookie", value};
   }
-  /// Adds a sticky cookie of a weighted service.
-  void add_set_cookie(std::string_view value) {
-    if (set_cookie_count < set_cookies.size()) set_cookies[set_cookie_count++] = value;
+  /// Adds a response header (a weighted service's sticky cookie, a sniffed Content-Type).
+  void add_header(std::string_view name, std::string_view value) {
+    if (added_count < added.size()) added[added_count++] = {name, value};
   }
 
   void clear() {
     path_set = false;
     request.clear();
     response.clear();
-    set_cookie_count = 0;
+    added_count = 0;
     server_cookie = -1;
+    sniff_content_type = false;
     status = 0;
     reply_body = {};
     cors = nullptr;
     retry = nullptr;
+    breaker = nullptr;
+    final_status = 0;
+    network_error = false;
   }
 };
 
@@ -96,6 +108,7 @@ struct Context {
   bool trusted;            ///< the peer may set X-Forwarded-* (forwardedHeaders)
   Edits& edits;
   Executor executor;       ///< the worker's, for asynchronous middlewares to come back to
+  uint32_t worker = 0;     ///< the worker's index, for per-worker middleware state
 };
 
 class Middleware {
@@ -124,8 +137,16 @@ struct IpStrategy {
 Result<std::vector<IpNet>> parse_nets(const config::MiddlewareConfig& c, const std::vector<std::string>& texts,
                                       std::string_view option);
 
+/// What compiling needs to know beyond the middleware's own options.
+struct CompileOptions {
+  uint32_t workers = 1;  ///< per-worker state (circuit breakers) is sized for this many workers
+};
+
 /// Compiles one middleware config (chains are flattened by the snapshot builder). Thread: control.
-Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& config);
+Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& config, const CompileOptions& options = {});
+
+/// Tells the exchange's circuit breaker (if any) how it ended. Thread: worker, when the exchange ends.
+void record_outcome(Edits& edits);
 
 /// Applies a router's synchronous middlewares in order; false when one answered the request.
 /// (The request flow awaits asynchronous ones itself.)

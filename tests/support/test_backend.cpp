@@ -22,6 +22,7 @@
 //   /headers-count   200, body = number of request header fields
 //   /count           200, body = requests served by this process so far (this one included)
 //   /set-cookie/N=V  200 with "Set-Cookie: N=V"
+//   /untyped         200 with an HTML body and no Content-Type (for sniffing)
 //   anything else    200, body = NAME
 // Every response carries "Content-Type" and "X-Backend: NAME". Request bodies (Content-Length or
 // chunked) are read and counted for every endpoint; "Expect: 100-continue" gets an interim
@@ -176,7 +177,7 @@ const char* reason(int code) {
   }
 }
 
-enum class Ep { Default, Size, Chunked, Echo, Sink, Delay, Status, Close, Reset, EofBody, Hostname, HeadersCount, Count, EarlyHints, SetCookie };
+enum class Ep { Default, Size, Chunked, Echo, Sink, Delay, Status, Close, Reset, EofBody, Hostname, HeadersCount, Count, EarlyHints, SetCookie, Untyped };
 enum class St { Head, Body, Delay, Drain };
 enum class BodyMode { None, Length, Chunked };
 enum class Ch { Size, Data, DataCrlf, Trailer };
@@ -707,6 +708,9 @@ class Worker {
       case 'r':
         if (path == "/reset") c->ep = Ep::Reset;
         break;
+      case 'u':
+        if (path == "/untyped") c->ep = Ep::Untyped;
+        break;
       case 'h':
         if (path == "/hostname") c->ep = Ep::Hostname;
         else if (path == "/headers-count") c->ep = Ep::HeadersCount;
@@ -798,8 +802,10 @@ class Worker {
     append_u64(o, uint64_t(code));
     o.push_back(' ');
     o += reason(code);
-    o += "\r\nContent-Type: ";
-    o += ctype;
+    if (ctype) {  // nullptr: no Content-Type at all
+      o += "\r\nContent-Type: ";
+      o += ctype;
+    }
     o += "\r\nX-Backend: ";
     o += g_name;
     if (content_length >= 0) {
@@ -905,6 +911,12 @@ class Worker {
         std::string extra = "\r\nSet-Cookie: " + c->aux;
         start_response(c, 200, "text/plain", 3, extra.c_str());
         if (!c->is_head) c->out += "set";
+        break;
+      }
+      case Ep::Untyped: {
+        static constexpr std::string_view kPage = "<!DOCTYPE html><p>untyped</p>";
+        start_response(c, 200, nullptr, int64_t(kPage.size()), nullptr);
+        if (!c->is_head) c->out += kPage;
         break;
       }
       case Ep::Reset:

@@ -96,12 +96,12 @@ TEST(ServicePicker, StickyCookieSelectsItsServerWithoutNewCookie) {
   f.ready();
   f.headers.push_back({"Cookie", "x=1; srv=vb", http::HeaderId::kCookie});
   EXPECT_EQ(f.pick(0) + f.pick(0), "bb");
-  EXPECT_EQ(f.edits.set_cookie_count, 0);
+  EXPECT_EQ(f.edits.added_count, 0);
   // The pinned server goes down: another is picked and the client is re-pinned.
   f.snap.services[0].endpoints[1].health->active_up = false;
   EXPECT_EQ(f.pick(0), "a");
-  ASSERT_EQ(f.edits.set_cookie_count, 1);
-  EXPECT_EQ(f.edits.set_cookies[0], "srv=va");
+  ASSERT_EQ(f.edits.added_count, 1);
+  EXPECT_EQ(f.edits.added[0].second, "srv=va");
 }
 
 TEST(ServicePicker, WeightedSplitsAndSkipsChildrenWithNothingUp) {
@@ -131,9 +131,9 @@ TEST(ServicePicker, WeightedStickyAndServerStickySetTwoCookies) {
   f.snap.services.push_back(std::move(w));
   f.ready();
   EXPECT_EQ(f.pick(1), "a");
-  ASSERT_EQ(f.edits.set_cookie_count, 2);
-  EXPECT_EQ(f.edits.set_cookies[0], "ver=v1");
-  EXPECT_EQ(f.edits.set_cookies[1], "srv=va");
+  ASSERT_EQ(f.edits.added_count, 2);
+  EXPECT_EQ(f.edits.added[0], (std::pair<std::string_view, std::string_view>{"Set-Cookie", "ver=v1"}));
+  EXPECT_EQ(f.edits.added[1].second, "srv=va");
 }
 
 TEST(ServicePicker, FailoverUsesFallbackOnlyWhileMainIsDown) {
