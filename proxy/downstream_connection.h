@@ -25,6 +25,7 @@ struct ExchangeState {
   http::h1::ResponseHead response;
   std::string out;  ///< the head being written (request upstream or response downstream)
   middleware::Edits edits;  ///< what the route's middlewares decided
+  std::string body;         ///< a body read whole (buffering middleware); trimmed after big ones
   ExchangeState() {
     request.headers.reserve(16);
     response.headers.reserve(16);
@@ -76,6 +77,12 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   /// Forwards to server `first` of load balancer `service`; a failed connect moves on to the next
   /// server in rotation.
   coro::Task<bool> forward(const Snapshot& snap, const Service& service, size_t first, int64_t now_ms);
+  /// buffering: reads the request body whole into ex_->body (not through in_, whose bytes the
+  /// request head's views point into). 0, or 413/400 to answer, or -1 when the client failed.
+  /// `pipelined` is set when bytes after the body were read and dropped (the connection then closes).
+  coro::Task<int> store_request_body(BodyMode mode, uint64_t length, int64_t max, bool& pipelined);
+  /// buffering: reads the rest of the response body into ex_->body; false if over `max` or failed.
+  coro::Task<bool> store_response_body(size_t response_head, BodyMode mode, int64_t max);
   /// contentType: adds a Content-Type sniffed from the first body bytes (read now if none came yet).
   coro::Task<void> sniff_content_type(size_t response_head, BodyMode mode, std::chrono::milliseconds timeout);
   /// Sends copies of the request to the mirrors of mirroring service `mirroring` that are due one.

@@ -9,6 +9,7 @@
 #include "base/text.h"
 #include "proxy/downstream_connection.h"
 #include "proxy/http/content_sniffer.h"
+#include "proxy/http/h1/chunked_decoder.h"
 #include "proxy/local_reply.h"
 #include "proxy/middleware/cors.h"
 #include "proxy/middleware/traffic.h"
@@ -247,6 +248,30 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   // (after which no retry rebuilds the head).
   in_.consume(head_size);
 
+  // buffering: the whole body is read before any backend sees it (and then replays on retries).
+  const middleware::BufferingPolicy* buffering = ex_->edits.buffering;
+  const bool body_stored = buffering && request_mode != BodyMode::kNone;
+  struct TrimBody {  // a pooled exchange state must not keep a big upload's memory
+    std::string& body;
+    ~TrimBody() {
+      if (body.capacity() > 64 * 1024) std::string().swap(body);
+    }
+  } trim_body{ex_->body};
+  bool drop_connection = false;  // bytes pipelined after a stored chunked body were not kept
+  if (body_stored) {
+    if (req.expect_continue) {
+      static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+      auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(k100), coro::use_task);
+      if (ec) co_return false;
+      sent_continue = true;
+    }
+    int st = co_await store_request_body(request_mode, request_length, buffering->max_request_body_bytes,
+                                         drop_connection);
+    if (st < 0) co_return false;
+    if (st > 0)
+      co_return co_await reply_local(st, local_reply::reason_phrase(st), local_reply::kTextPlain, true);
+  }
+
   int failure = 502;
   bool body_consumed = false;  // body bytes left the client buffer: no retry possible any more
   size_t response_head = 0;
@@ -316,9 +341,11 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     // Send the head plus whatever body the client buffer already holds, in one write. Those body
     // bytes stay in the buffer until a response arrives, so a retry can resend them.
     size_t buffered = 0;
-    bool body_complete = request_mode == BodyMode::kNone;
+    bool body_complete = request_mode == BodyMode::kNone || body_stored;
     http::h1::ChunkedFramer framer;
-    if (request_mode == BodyMode::kLength) {
+    if (body_stored) {
+      // sent below from ex_->body
+    } else if (request_mode == BodyMode::kLength) {
       buffered = static_cast<size_t>(std::min<uint64_t>(request_length, in_.size()));
       body_complete = buffered == request_length;
     } else if (request_mode == BodyMode::kChunked) {
@@ -331,7 +358,8 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     }
     arm(Phase::kAwaitResponse, transport.response_header_timeout);
     expired_ = Phase::kNone;
-    std::array<asio::const_buffer, 2> head_and_body{asio::buffer(ex_->out), asio::buffer(in_.data(), buffered)};
+    std::array<asio::const_buffer, 2> head_and_body{
+        asio::buffer(ex_->out), body_stored ? asio::buffer(ex_->body) : asio::buffer(in_.data(), buffered)};
     auto [wec, written] = co_await asio::async_write(up_->socket, head_and_body, coro::use_task);
     if (wec) {
       close_upstream();
@@ -421,14 +449,35 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   else response_mode = BodyMode::kUntilClose;
   const bool upstream_reusable = response_mode != BodyMode::kUntilClose && !resp.framing.connection_close &&
                                  resp.version_minor >= 1 && !client_http10;
-  const bool close_client = !client_keep_alive || response_mode == BodyMode::kUntilClose || worker_.draining(ep_index_);
+  const bool close_client = !client_keep_alive || response_mode == BodyMode::kUntilClose || drop_connection ||
+                            worker_.draining(ep_index_);
+  uint64_t response_length = resp.framing.content_length > 0 ? uint64_t(resp.framing.content_length) : 0;
+  // buffering.maxResponseBodyBytes: a response over the limit is replaced by a 500 before any of it
+  // goes out, which needs bodies of unknown length read whole first.
+  bool response_stored = false;
+  if (buffering && buffering->max_response_body_bytes > 0 && response_mode != BodyMode::kNone) {
+    const int64_t max = buffering->max_response_body_bytes;
+    bool fits = response_mode == BodyMode::kLength ? response_length <= uint64_t(max)
+                                                     : co_await store_response_body(response_head, response_mode, max);
+    if (!fits) {
+      close_upstream();
+      co_return co_await reply_local(500, local_reply::reason_phrase(500), local_reply::kTextPlain, close_client);
+    }
+    response_stored = response_mode != BodyMode::kLength;
+  }
   if (ex_->edits.sniff_content_type && response_mode != BodyMode::kNone && !has_header(resp.headers, HeaderId::kContentType))
     co_await sniff_content_type(response_head, response_mode, transport.response_header_timeout);
   build_downstream_head(close_client);
   up_->buffer.consume(response_head);
 
   arm(Phase::kWriteResponse, settings_.write_timeout);
-  uint64_t response_length = resp.framing.content_length > 0 ? uint64_t(resp.framing.content_length) : 0;
+  if (response_stored) {
+    std::array<asio::const_buffer, 2> whole{asio::buffer(ex_->out), asio::buffer(ex_->body)};
+    auto [ec, w] = co_await asio::async_write(socket_, whole, coro::use_task);
+    disarm();
+    close_upstream();  // read to its end (or its close): not worth keeping
+    co_return !ec && !close_client;
+  }
   size_t first_body = 0;
   if (response_mode == BodyMode::kLength)
     first_body = static_cast<size_t>(std::min<uint64_t>(response_length, up_->buffer.size()));
@@ -454,6 +503,94 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     close_upstream();
   }
   co_return !close_client;
+}
+
+// Feeds `data` (the next raw bytes of a chunked body) to `decoder`: adds the payload bytes to
+// `payload` and returns the raw bytes that belong to the body (-1: malformed); sets `done` at its end.
+static int64_t feed_chunked(http::h1::ChunkedDecoder& decoder, std::string_view data, uint64_t& payload,
+                            bool& done) {
+  size_t used = 0;
+  while (true) {
+    size_t consumed = 0;
+    std::string_view piece;
+    auto st = decoder.decode(data.substr(used), consumed, piece);
+    used += consumed;
+    if (st == http::h1::ChunkedDecoder::Status::kError) return -1;
+    if (st == http::h1::ChunkedDecoder::Status::kData) payload += piece.size();
+    if (st == http::h1::ChunkedDecoder::Status::kDone) done = true;
+    if (st == http::h1::ChunkedDecoder::Status::kNeedMore || done) break;
+  }
+  return static_cast<int64_t>(used);
+}
+
+coro::Task<int> DownstreamConnection::store_request_body(BodyMode mode, uint64_t length, int64_t max,
+                                                         bool& pipelined) {
+  // The limit counts payload bytes (chunk framing aside); the stored bytes keep their framing.
+  std::string& body = ex_->body;
+  body.clear();
+  http::h1::ChunkedDecoder decoder;
+  uint64_t payload = 0;
+  bool done = false;
+  auto belongs = [&](std::string_view data) -> int64_t {
+    if (mode == BodyMode::kChunked) return feed_chunked(decoder, data, payload, done);
+    size_t take = static_cast<size_t>(std::min<uint64_t>(length - body.size(), data.size()));
+    payload += take;
+    done = body.size() + take == length;
+    return static_cast<int64_t>(take);
+  };
+  auto over = [&] { return max > 0 && payload > static_cast<uint64_t>(max); };
+  if (!in_.empty()) {  // what came with the head
+    int64_t take = belongs(in_.view());
+    if (take < 0) co_return 400;
+    body.append(in_.data(), static_cast<size_t>(take));
+    in_.consume(static_cast<size_t>(take));
+  }
+  arm(Phase::kReadRequest, settings_.read_timeout);
+  while (!done && !over()) {
+    // Read straight into the body: in_ stays untouched, so the request head's views stay valid.
+    const size_t old = body.size();
+    const size_t want = mode == BodyMode::kLength ? static_cast<size_t>(std::min<uint64_t>(length - old, 64 * 1024))
+                                                  : 64 * 1024;
+    body.resize(old + want);
+    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(body.data() + old, want), coro::use_task);
+    if (ec) co_return -1;
+    int64_t take = belongs(std::string_view(body.data() + old, n));
+    if (take < 0) co_return 400;
+    pipelined |= static_cast<size_t>(take) < n;
+    body.resize(old + static_cast<size_t>(take));
+  }
+  disarm();
+  co_return over() ? 413 : 0;
+}
+
+coro::Task<bool> DownstreamConnection::store_response_body(size_t response_head, BodyMode mode, int64_t max) {
+  std::string& body = ex_->body;
+  body.assign(up_->buffer.view().substr(response_head));
+  up_->buffer.consume(up_->buffer.size() - response_head);  // the head's views stay where they are
+  http::h1::ChunkedDecoder decoder;
+  uint64_t payload = 0;
+  bool done = false;
+  size_t scanned = 0;  // raw bytes of `body` already fed to the decoder
+  while (true) {
+    if (mode == BodyMode::kChunked) {
+      int64_t take = feed_chunked(decoder, std::string_view(body).substr(scanned), payload, done);
+      if (take < 0) co_return false;
+      scanned += static_cast<size_t>(take);
+      if (done) body.resize(scanned);
+    } else {
+      payload = body.size();
+    }
+    if (payload > static_cast<uint64_t>(max)) co_return false;
+    if (done) co_return true;
+    const size_t old = body.size();
+    body.resize(old + 64 * 1024);
+    auto [ec, n] = co_await up_->socket.async_read_some(asio::buffer(body.data() + old, 64 * 1024), coro::use_task);
+    body.resize(old + n);
+    if (ec) {
+      if (mode != BodyMode::kUntilClose || ec != asio::error::eof) co_return false;
+      co_return body.size() <= static_cast<uint64_t>(max);
+    }
+  }
 }
 
 coro::Task<void> DownstreamConnection::sniff_content_type(size_t response_head, BodyMode mode,

@@ -16,14 +16,16 @@ coro::Task<void> send_mirror(Worker& worker, asio::ip::tcp::endpoint address, st
                              std::chrono::milliseconds timeout) {
   // Mirrors are a copy of the traffic, so they may cost a socket, a timer and a string each; the
   // client's exchange stays on the allocation-free path.
-  auto socket = std::make_unique<Socket>(worker.context().get_executor());
+  // The timer's handler may run after this coroutine ended (it expired just as the exchange did),
+  // so it holds the socket by a weak reference.
+  auto socket = std::make_shared<Socket>(worker.context().get_executor());
   Timer timer(worker.context().get_executor());
   timer.expires_after(timeout);
-  Socket* raw = socket.get();
-  timer.async_wait([raw](boost::system::error_code ec) {
-    if (ec) return;
+  timer.async_wait([weak = std::weak_ptr<Socket>(socket)](boost::system::error_code ec) {
+    auto s = weak.lock();
+    if (ec || !s) return;
     boost::system::error_code ignored;
-    raw->close(ignored);
+    s->close(ignored);
   });
   auto [ec] = co_await socket->async_connect(address, coro::use_task);
   if (!ec) {
@@ -36,7 +38,6 @@ coro::Task<void> send_mirror(Worker& worker, asio::ip::tcp::endpoint address, st
     ec = rec;
   }
   if (ec != asio::error::eof) LOG_DEBUG("mirror request to ", address, " failed: ", ec.message());
-  // Closing the socket lets the timer's handler (if it already ran) find nothing to do.
   timer.cancel();
   boost::system::error_code ignored;
   socket->close(ignored);

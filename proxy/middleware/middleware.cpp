@@ -283,6 +283,24 @@ class ContentType final : public Middleware {
   bool auto_detect_;
 };
 
+// buffering: bodies are read whole (within the limits) before they move on; see forwarder.cpp.
+class Buffering final : public Middleware {
+ public:
+  explicit Buffering(BufferingPolicy policy) : policy_(policy) {}
+  bool on_request(Context& ctx) const override {
+    // A declared length over the limit is refused before a byte of the body is read.
+    if (policy_.max_request_body_bytes > 0 && ctx.request.framing.content_length > policy_.max_request_body_bytes) {
+      ctx.edits.status = 413;
+      return false;
+    }
+    ctx.edits.buffering = &policy_;
+    return true;
+  }
+
+ private:
+  BufferingPolicy policy_;
+};
+
 class Retry final : public Middleware {
  public:
   explicit Retry(RetryPolicy policy) : policy_(policy) {}
@@ -429,6 +447,12 @@ Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& c, c
                                                        c.reject_status));
   }
   if (c.type == "basicAuth") return compile_basic_auth(c);
+  if (c.type == "buffering") {
+    if (!c.retry_expression.empty())
+      return Error{c.where, "middleware " + c.name + ": buffering.retryExpression is not supported yet"};
+    return std::unique_ptr<Middleware>(
+        new Buffering(BufferingPolicy{c.max_request_body_bytes, c.max_response_body_bytes}));
+  }
   if (c.type == "contentType") return std::unique_ptr<Middleware>(new ContentType(c.auto_detect));
   if (c.type == "circuitBreaker") {
     auto expression = BreakerExpression::parse(c.expression);

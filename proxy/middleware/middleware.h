@@ -26,6 +26,12 @@ namespace berth::proxy::middleware {
 class Cors;
 class CircuitBreaker;
 
+/// The buffering middleware's limits (0: no limit), read by the request flow.
+struct BufferingPolicy {
+  int64_t max_request_body_bytes = 0;
+  int64_t max_response_body_bytes = 0;
+};
+
 /// The retry middleware's policy, read by the request flow when a try fails.
 struct RetryPolicy {
   int attempts = 1;
@@ -58,6 +64,7 @@ struct Edits {
   std::string user, password;   ///< from Authorization: Basic
   std::string challenge;        ///< WWW-Authenticate value (Retry-After for rateLimit)
   const RetryPolicy* retry = nullptr;  ///< set by a retry middleware
+  const BufferingPolicy* buffering = nullptr;  ///< set by a buffering middleware
   /// The worker's circuit breaker of this route, told how the exchange ended (record_outcome).
   CircuitBreaker* breaker = nullptr;
   int64_t started_us = 0;
@@ -93,6 +100,7 @@ struct Edits {
     reply_body = {};
     cors = nullptr;
     retry = nullptr;
+    buffering = nullptr;
     breaker = nullptr;
     final_status = 0;
     network_error = false;
