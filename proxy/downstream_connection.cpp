@@ -250,6 +250,7 @@ coro::Task<bool> DownstreamConnection::reply_local(int status, std::string_view 
 coro::Task<bool> DownstreamConnection::discard_request_body() {
   // A local reply to a request with a body must consume that body, or the next request on this
   // connection would start in the middle of it. Bodies over 1 MiB are not worth reading: close.
+  if (ex_->body_done) co_return true;
   const auto& f = ex_->request.framing;
   if (f.chunked || f.content_length > (1 << 20)) co_return false;
   uint64_t left = f.content_length > 0 ? static_cast<uint64_t>(f.content_length) : 0;

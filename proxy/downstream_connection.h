@@ -26,6 +26,7 @@ struct ExchangeState {
   std::string out;  ///< the head being written (request upstream or response downstream)
   middleware::Edits edits;  ///< what the route's middlewares decided
   std::string body;         ///< a body read whole (buffering middleware); trimmed after big ones
+  bool body_done = false;   ///< the request body has been read (a local reply must not skip it again)
   ExchangeState() {
     request.headers.reserve(16);
     response.headers.reserve(16);
@@ -77,6 +78,12 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   /// Forwards to server `first` of load balancer `service`; a failed connect moves on to the next
   /// server in rotation.
   coro::Task<bool> forward(const Snapshot& snap, const Service& service, size_t first, int64_t now_ms);
+  /// The error page for `status` from the errors middleware's service (or a plain answer if it
+  /// cannot be had), with the original status.
+  coro::Task<bool> reply_error_page(const Snapshot& snap, int status, bool close);
+  /// Answers `status` locally, through the errors middleware when it covers the status.
+  coro::Task<bool> reply_status(const Snapshot& snap, int status, std::string_view body, bool close,
+                                std::string_view location = {}, const middleware::HeaderEdits* headers = nullptr);
   /// buffering: reads the request body whole into ex_->body (not through in_, whose bytes the
   /// request head's views point into). 0, or 413/400 to answer, or -1 when the client failed.
   /// `pipelined` is set when bytes after the body were read and dropped (the connection then closes).

@@ -3,6 +3,7 @@
 #include <boost/asio/write.hpp>
 #include <arpa/inet.h>
 
+#include <cctype>
 #include <charconv>
 
 #include "base/log.h"
@@ -15,6 +16,7 @@
 #include "proxy/middleware/traffic.h"
 #include "proxy/mirror.h"
 #include "proxy/upstream/health.h"
+#include "proxy/upstream/http_fetch.h"
 
 namespace berth::proxy {
 
@@ -130,6 +132,7 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
     co_return co_await reply_local(404, local_reply::kNotFound, local_reply::kTextPlain, false);
   }
   ex_->edits.clear();
+  ex_->body_done = false;
   // inFlightReq slots and the circuit breaker's record: however the exchange ends.
   struct EndOfExchange {
     middleware::Edits& edits;
@@ -146,8 +149,11 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
       // The middleware answered (redirect, 401, 429, ...), with the response headers set so far.
       in_.consume(head_size);
       const auto& e = ex_->edits;
+      if (e.error_pages && e.error_pages->matches(e.status))
+        co_return co_await reply_error_page(*snap, e.status, false);
       co_return co_await reply_local(e.status, e.reply_body.data() ? e.reply_body : local_reply::reason_phrase(e.status),
-                                     local_reply::kTextPlain, false, e.location, &e.response);
+                                     e.reply_content_type.empty() ? local_reply::kTextPlain : e.reply_content_type,
+                                     false, e.location, &e.response);
     }
   }
   if (route->service == router::kNoService) {
@@ -158,10 +164,70 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   const balancer::Pick pick = worker_.picker().pick(*snap, route->service, req.headers, ex_->edits, now_ms);
   if (pick.endpoint < 0) {  // no server of the service is up (or has a weight)
     in_.consume(head_size);
-    co_return co_await reply_local(503, local_reply::kServiceUnavailable, local_reply::kTextPlain, false);
+    co_return co_await reply_status(*snap, 503, local_reply::kServiceUnavailable, false);
   }
   if (pick.mirroring != balancer::Pick::kNoMirroring) send_mirrors(*snap, pick.mirroring, head_size, now_ms);
   co_return co_await forward(*snap, snap->services[pick.service], static_cast<size_t>(pick.endpoint), now_ms);
+}
+
+coro::Task<bool> DownstreamConnection::reply_status(const Snapshot& snap, int status, std::string_view body,
+                                                   bool close, std::string_view location,
+                                                   const middleware::HeaderEdits* headers) {
+  if (ex_->edits.error_pages && ex_->edits.error_pages->matches(status))
+    co_return co_await reply_error_page(snap, status, close);
+  co_return co_await reply_local(status, body, local_reply::kTextPlain, close, location, headers);
+}
+
+// The errors middleware's query with {status}, {originalStatus} and {url} (query-escaped) filled in.
+static std::string error_page_target(std::string_view query, int status, std::string_view uri) {
+  std::string out;
+  const std::string code = std::to_string(status);
+  for (size_t i = 0; i < query.size();) {
+    if (query.substr(i).starts_with("{status}")) {
+      out += code;
+      i += 8;
+    } else if (query.substr(i).starts_with("{originalStatus}")) {
+      out += code;
+      i += 16;
+    } else if (query.substr(i).starts_with("{url}")) {
+      static constexpr char kHex[] = "0123456789ABCDEF";
+      for (unsigned char c : uri) {
+        if (std::isalnum(c) || c == '-' || c == '_' || c == '.' || c == '~') out += static_cast<char>(c);
+        else out.append({'%', kHex[c >> 4], kHex[c & 15]});
+      }
+      i += 5;
+    } else {
+      out += query[i++];
+    }
+  }
+  return out;
+}
+
+coro::Task<bool> DownstreamConnection::reply_error_page(const Snapshot& snap, int status, bool close) {
+  auto& e = ex_->edits;
+  const middleware::ErrorPages& pages = *e.error_pages;
+  e.error_pages = nullptr;  // a failing page is not looked up again
+  static thread_local middleware::Edits scratch;  // the page's own pick never sets the client's cookies
+  static const std::vector<http::Header> kNoHeaders;
+  scratch.clear();
+  balancer::Pick pick = worker_.picker().pick(snap, pages.service, kNoHeaders, scratch, upstream::steady_now_ms());
+  if (pick.endpoint >= 0) {
+    const Endpoint& target = snap.services[pick.service].endpoints[pick.endpoint];
+    std::string request = "GET " + error_page_target(pages.query, status, e.page_uri) + " HTTP/1.1\r\nHost: " +
+                          (e.page_host.empty() ? target.authority : e.page_host) + "\r\nConnection: close\r\n\r\n";
+    upstream::FetchLimits limits;
+    limits.timeout = std::max(snap.transport.dial_timeout, std::chrono::milliseconds(10'000));
+    auto page = co_await upstream::fetch(worker_.context().get_executor(), target.address, request, limits);
+    if (page) {
+      e.fetched = std::move(*page);
+      std::string_view type = e.fetched.header("Content-Type");
+      co_return co_await reply_local(status, e.fetched.body, type.empty() ? local_reply::kTextPlain : type, close, {},
+                                     &e.response);
+    }
+    LOG_WARN("errors middleware: page for ", status, " from ", target.url, ": ", page.error().message);
+  }
+  co_return co_await reply_local(status, local_reply::reason_phrase(status), local_reply::kTextPlain, close, {},
+                                 &e.response);
 }
 
 void DownstreamConnection::send_mirrors(const Snapshot& snap, uint32_t mirroring, size_t head_size, int64_t now_ms) {
@@ -268,6 +334,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     int st = co_await store_request_body(request_mode, request_length, buffering->max_request_body_bytes,
                                          drop_connection);
     if (st < 0) co_return false;
+    ex_->body_done = st == 0;
     if (st > 0)
       co_return co_await reply_local(st, local_reply::reason_phrase(st), local_reply::kTextPlain, true);
   }
@@ -434,14 +501,21 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   if (!up_) {
     ex_->edits.network_error = true;  // for the circuit breaker: no backend answer at all
     // No backend answered. The client's body (if unread) must be skipped or the connection closed.
-    co_return co_await reply_local(failure,
-                                   failure == 504 ? local_reply::kGatewayTimeout : local_reply::kBadGateway,
-                                   local_reply::kTextPlain, body_consumed);
+    co_return co_await reply_status(snap, failure,
+                                    failure == 504 ? local_reply::kGatewayTimeout : local_reply::kBadGateway,
+                                    body_consumed);
   }
 
   // ---- relay the response ----
+  ex_->body_done = true;
   auto& resp = ex_->response;
   ex_->edits.final_status = resp.status;
+  if (ex_->edits.error_pages && ex_->edits.error_pages->matches(resp.status)) {
+    // errors: the backend's answer is dropped for the page, sent with the backend's status.
+    const int status = resp.status;
+    close_upstream();
+    co_return co_await reply_error_page(snap, status, !client_keep_alive);
+  }
   BodyMode response_mode;
   if (is_head || resp.status == 204 || resp.status == 304 || resp.status < 200) response_mode = BodyMode::kNone;
   else if (resp.framing.chunked) response_mode = BodyMode::kChunked;

@@ -1,13 +1,10 @@
 // Snapshot compilation; see snapshot_builder.h.
 #include "proxy/snapshot_builder.h"
 
-#include <netdb.h>
 #include <openssl/evp.h>
 
-#include <charconv>
-
 #include <algorithm>
-#include <boost/url/parse.hpp>
+#include <charconv>
 #include <functional>
 #include <map>
 #include <optional>
@@ -16,11 +13,10 @@
 #include "base/text.h"
 #include "config/rule.h"
 #include "proxy/middleware/middleware.h"
+#include "proxy/upstream/address.h"
 
 namespace berth::proxy {
 namespace {
-
-namespace ip = boost::asio::ip;
 
 std::string html_escape(std::string_view s) {
   std::string out;
@@ -36,59 +32,15 @@ std::string html_escape(std::string_view s) {
   return out;
 }
 
-// Resolves a host name or literal to one address (IPv4 preferred, as Go's dialer tries it first on loopback).
-bool resolve(const std::string& host, uint16_t port, ip::tcp::endpoint& out, std::string& error) {
-  boost::system::error_code ec;
-  std::string bare = host;
-  if (bare.size() > 2 && bare.front() == '[' && bare.back() == ']') bare = bare.substr(1, bare.size() - 2);
-  auto addr = ip::make_address(bare, ec);
-  if (!ec) {
-    out = ip::tcp::endpoint(addr, port);
-    return true;
-  }
-  addrinfo hints{};
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* res = nullptr;
-  int rc = getaddrinfo(bare.c_str(), nullptr, &hints, &res);
-  if (rc != 0 || !res) {
-    error = std::string("cannot resolve host \"") + bare + "\": " + gai_strerror(rc);
-    return false;
-  }
-  const addrinfo* pick = res;
-  for (const addrinfo* a = res; a; a = a->ai_next)
-    if (a->ai_family == AF_INET) {
-      pick = a;
-      break;
-    }
-  ip::tcp::endpoint ep;
-  std::memcpy(ep.data(), pick->ai_addr, pick->ai_addrlen);
-  ep.port(port);
-  out = ep;
-  freeaddrinfo(res);
-  return true;
-}
-
 Result<Endpoint> compile_endpoint(const config::ServerConfig& server) {
-  auto parsed = boost::urls::parse_uri(server.url);
-  if (!parsed) return Error{server.where, "invalid server URL \"" + server.url + "\""};
-  std::string scheme = to_lower(parsed->scheme());
-  if (scheme != "http")
-    return Error{server.where, "server URL \"" + server.url + "\": scheme \"" + scheme + "\" is not supported yet (use http://)"};
-  std::string host(parsed->encoded_host());
-  if (host.empty()) return Error{server.where, "server URL \"" + server.url + "\" has no host"};
-  uint16_t port = 80;
-  if (parsed->has_port()) {
-    auto p = parse_uint(parsed->port());
-    if (!p || *p == 0 || *p > 65535) return Error{server.where, "server URL \"" + server.url + "\" has an invalid port"};
-    port = static_cast<uint16_t>(*p);
-  }
+  auto resolved = upstream::resolve_url(server.url, server.where, "server URL");
+  if (!resolved) return resolved.error();
   Endpoint ep;
   ep.url = server.url;
   ep.weight = server.weight;
-  ep.authority = parsed->has_port() ? host + ":" + std::string(parsed->port()) : host;
-  std::string error;
-  if (!resolve(host, port, ep.address, error)) return Error{server.where, "server URL \"" + server.url + "\": " + error};
-  ep.pool_key = ep.address.address().to_string() + ":" + std::to_string(port);
+  ep.authority = std::move(resolved->authority);
+  ep.address = resolved->address;
+  ep.pool_key = ep.address.address().to_string() + ":" + std::to_string(ep.address.port());
   return ep;
 }
 
@@ -299,7 +251,12 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
   std::map<std::string, const middleware::Middleware*> compiled;
   for (const auto& [name, m] : dyn.middlewares) {
     if (m.type == "chain") continue;
-    auto mw = middleware::compile(m, middleware::CompileOptions{sc.worker_count()});
+    middleware::CompileOptions options{sc.worker_count(), [&](const std::string& ref) -> std::optional<uint32_t> {
+                                         auto it = service_index.find(qualify(std::string(trim(ref)), name));
+                                         if (it == service_index.end() || !service_ok[it->second]) return std::nullopt;
+                                         return it->second;
+                                       }};
+    auto mw = middleware::compile(m, options);
     if (!mw) {
       result.errors.push_back(mw.error());
       continue;

@@ -11,6 +11,7 @@
 #include "proxy/middleware/auth.h"
 #include "proxy/middleware/circuit_breaker.h"
 #include "proxy/middleware/cors.h"
+#include "proxy/middleware/forward_auth.h"
 #include "proxy/middleware/traffic.h"
 
 namespace berth::proxy::middleware {
@@ -301,6 +302,40 @@ class Buffering final : public Middleware {
   BufferingPolicy policy_;
 };
 
+// errors: the request flow asks for a page when the answer's status matches; the request's Host and
+// target are kept now, while they can still be read.
+class Errors final : public Middleware {
+ public:
+  explicit Errors(ErrorPages pages) : pages_(std::move(pages)) {}
+  bool on_request(Context& ctx) const override {
+    ctx.edits.error_pages = &pages_;
+    ctx.edits.page_host.assign(ctx.request.host);
+    ctx.edits.page_uri.assign(ctx.request.target);
+    return true;
+  }
+
+ private:
+  ErrorPages pages_;
+};
+
+Result<ErrorPages> compile_error_pages(const config::MiddlewareConfig& c, const CompileOptions& options) {
+  ErrorPages pages;
+  for (const auto& item : c.status) {
+    std::string_view text = trim(item);
+    size_t dash = text.find('-');
+    auto lo = parse_uint(text.substr(0, dash));
+    auto hi = dash == std::string_view::npos ? lo : parse_uint(text.substr(dash + 1));
+    if (!lo || !hi || *lo < 100 || *hi > 599 || *lo > *hi)
+      return Error{c.where, "middleware " + c.name + ": status \"" + item + "\" is not a status or a range like 500-599"};
+    pages.ranges.emplace_back(static_cast<int>(*lo), static_cast<int>(*hi));
+  }
+  auto service = options.find_service ? options.find_service(c.service) : std::nullopt;
+  if (!service) return Error{c.where, "middleware " + c.name + ": service \"" + c.service + "\" does not exist or is invalid"};
+  pages.service = *service;
+  pages.query = c.query.empty() ? "/" : c.query;
+  return pages;
+}
+
 class Retry final : public Middleware {
  public:
   explicit Retry(RetryPolicy policy) : policy_(policy) {}
@@ -453,6 +488,12 @@ Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& c, c
     return std::unique_ptr<Middleware>(
         new Buffering(BufferingPolicy{c.max_request_body_bytes, c.max_response_body_bytes}));
   }
+  if (c.type == "errors") {
+    auto pages = compile_error_pages(c, options);
+    if (!pages) return pages.error();
+    return std::unique_ptr<Middleware>(new Errors(std::move(*pages)));
+  }
+  if (c.type == "forwardAuth") return compile_forward_auth(c);
   if (c.type == "contentType") return std::unique_ptr<Middleware>(new ContentType(c.auto_detect));
   if (c.type == "circuitBreaker") {
     auto expression = BreakerExpression::parse(c.expression);

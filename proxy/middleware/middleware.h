@@ -7,6 +7,8 @@
 #include <array>
 #include <atomic>
 #include <boost/asio/ip/address.hpp>
+#include <functional>
+#include <optional>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -19,6 +21,7 @@
 #include "proxy/http/h1/parser.h"
 #include "proxy/coro/task.h"
 #include "proxy/ip_net.h"
+#include "proxy/upstream/http_fetch.h"
 #include "proxy/net.h"
 
 namespace berth::proxy::middleware {
@@ -30,6 +33,18 @@ class CircuitBreaker;
 struct BufferingPolicy {
   int64_t max_request_body_bytes = 0;
   int64_t max_response_body_bytes = 0;
+};
+
+/// The errors middleware: which statuses get a page from which service, read by the request flow.
+struct ErrorPages {
+  std::vector<std::pair<int, int>> ranges;  ///< inclusive status ranges
+  uint32_t service = 0;                     ///< index into Snapshot::services
+  std::string query;                        ///< "/{status}.html": {status}, {originalStatus}, {url}
+  bool matches(int status) const {
+    for (const auto& [lo, hi] : ranges)
+      if (status >= lo && status <= hi) return true;
+    return false;
+  }
 };
 
 /// The retry middleware's policy, read by the request flow when a try fails.
@@ -65,6 +80,10 @@ struct Edits {
   std::string challenge;        ///< WWW-Authenticate value (Retry-After for rateLimit)
   const RetryPolicy* retry = nullptr;  ///< set by a retry middleware
   const BufferingPolicy* buffering = nullptr;  ///< set by a buffering middleware
+  const ErrorPages* error_pages = nullptr;     ///< set by an errors middleware (the innermost wins)
+  std::string page_host, page_uri;  ///< the request's Host and target, kept for the error page request
+  upstream::FetchResponse fetched;  ///< forwardAuth's answer, or an error page
+  std::string_view reply_content_type;  ///< of a local answer; empty: text/plain
   /// The worker's circuit breaker of this route, told how the exchange ended (record_outcome).
   CircuitBreaker* breaker = nullptr;
   int64_t started_us = 0;
@@ -101,6 +120,8 @@ struct Edits {
     cors = nullptr;
     retry = nullptr;
     buffering = nullptr;
+    error_pages = nullptr;
+    reply_content_type = {};
     breaker = nullptr;
     final_status = 0;
     network_error = false;
@@ -148,6 +169,8 @@ Result<std::vector<IpNet>> parse_nets(const config::MiddlewareConfig& c, const s
 /// What compiling needs to know beyond the middleware's own options.
 struct CompileOptions {
   uint32_t workers = 1;  ///< per-worker state (circuit breakers) is sized for this many workers
+  /// The index of service `name` (as written in the middleware), if it exists and is usable.
+  std::function<std::optional<uint32_t>(const std::string& name)> find_service;
 };
 
 /// Compiles one middleware config (chains are flattened by the snapshot builder). Thread: control.

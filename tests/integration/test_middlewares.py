@@ -235,6 +235,53 @@ http:
         self.assertEqual(seen.get("x-user"), "dave")
         self.assertNotIn("authorization", seen)
 
+    def test_forward_auth_asks_the_auth_server_and_copies_its_answer(self):
+        def answer(method, path):
+            return auth_answers[path]
+        auth_answers = {}
+        auth = self.recorder(lambda method, path: answer(method, path))
+        app = self.backend("app")
+        proxy = self.berth(dynamic_yaml=f"""
+http:
+  routers:
+    r: {{rule: "PathPrefix(`/`)", service: s, middlewares: [fa]}}
+  middlewares:
+    fa:
+      forwardAuth:
+        address: "{auth.url}/verify?app=1"
+        authResponseHeaders: [X-User]
+        authRequestHeaders: [Authorization]
+        addAuthCookiesToResponse: [session]
+  services:
+    s: {{loadBalancer: {{servers: [{{url: "{app.url}"}}]}}}}
+""")
+        auth_answers["/verify?app=1"] = (200, {"X-User": "alice", "Set-Cookie": "session=abc; Path=/"}, b"")
+        status, headers, body = get(proxy.port, "/echo/x?q=1", headers={"Authorization": "Bearer t", "X-Other": "1",
+                                                                         "X-User": "forged"})
+        self.assertEqual(status, 200)
+        seen = {n.lower(): v for n, v in json.loads(body)["headers"]}
+        self.assertEqual(seen["x-user"], "alice", "authResponseHeaders replace what the client sent")
+        self.assertEqual(headers.get("set-cookie"), "session=abc; Path=/")
+        method, path, sent, _ = auth.requests[-1]
+        self.assertEqual((method, path), ("GET", "/verify?app=1"))
+        self.assertEqual(sent.get("Authorization"), "Bearer t")
+        self.assertNotIn("X-Other", sent, "only authRequestHeaders are sent")
+        self.assertEqual(sent.get("X-Forwarded-Method"), "GET")
+        self.assertEqual(sent.get("X-Forwarded-Uri"), "/echo/x?q=1")
+        self.assertEqual(sent.get("X-Forwarded-For"), "127.0.0.1")
+
+        # A refusal (or a redirect to a login page) goes to the client as the auth server wrote it.
+        auth_answers["/verify?app=1"] = (302, {"Location": "https://login.example/?next=x"}, b"go log in")
+        status, headers, body = get(proxy.port, "/echo/x")
+        self.assertEqual((status, headers.get("location"), body), (302, "https://login.example/?next=x", b"go log in"))
+        self.assertEqual(headers.get("x-backend"), "recorder", "the auth server's answer, not the app's")
+        auth_answers["/verify?app=1"] = (401, {"WWW-Authenticate": "Bearer"}, b"")
+        status, headers, _ = get(proxy.port, "/echo/x")
+        self.assertEqual((status, headers.get("www-authenticate")), (401, "Bearer"))
+        # An unreachable auth server is a 500, never a pass.
+        auth.stop()
+        self.assertEqual(get(proxy.port, "/echo/x")[0], 500)
+
 
 class Concurrency(BerthTestCase):
     def test_in_flight_req_caps_concurrent_requests_per_source_and_releases_slots(self):

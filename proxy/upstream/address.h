@@ -1,0 +1,22 @@
+// An upstream URL (a server of a service, a forwardAuth address) parsed and resolved once, when the
+// snapshot is built, so the data plane never resolves names.
+#pragma once
+
+#include <boost/asio/ip/tcp.hpp>
+#include <string>
+
+#include "base/result.h"
+
+namespace berth::proxy::upstream {
+
+struct UpstreamAddress {
+  std::string authority;                   ///< "host[:port]" as written (a Host header value)
+  std::string path_and_query;              ///< "/" if the URL has none
+  boost::asio::ip::tcp::endpoint address;  ///< resolved (IPv4 preferred)
+};
+
+/// Parses an http:// URL and resolves its host. Errors name the URL and carry `where`. `what`
+/// names the URL in messages ("server URL", "forwardAuth address"). Thread: control (may block on DNS).
+Result<UpstreamAddress> resolve_url(const std::string& url, const std::string& where, const std::string& what);
+
+}  // namespace berth::proxy::upstream
