@@ -97,7 +97,13 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   enum class HeadFor : uint8_t { kExchange, kMirror, kMirrorWithoutBody };
   /// Writes the request head for `endpoint` into ex_->out (mirrors: with "Connection: close").
   void build_upstream_head(const Service& service, const Endpoint& endpoint, HeadFor purpose = HeadFor::kExchange);
-  void build_downstream_head(bool close);
+  /// Writes the response head into ex_->out; `compressed`: the body is re-encoded (no length;
+  /// Content-Encoding, and chunked framing when `chunked`).
+  void build_downstream_head(bool close, bool compressed = false, bool chunked = false);
+  /// compress: whether this response gets compressed (type, size, not encoded already).
+  bool should_compress(BodyMode mode, uint64_t length) const;
+  /// compress: relays the upstream body through the worker's compressor (chunked out when asked).
+  coro::Task<bool> relay_compressed(BodyMode mode, uint64_t length, bool chunked_out, bool& upstream_failed);
 
   // Shared steps.
   /// Answers from berth itself; `headers` (middleware edits; empty values skipped) go along.

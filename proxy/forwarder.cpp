@@ -541,10 +541,25 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   }
   if (ex_->edits.sniff_content_type && response_mode != BodyMode::kNone && !has_header(resp.headers, HeaderId::kContentType))
     co_await sniff_content_type(response_head, response_mode, transport.response_header_timeout);
-  build_downstream_head(close_client);
+  const bool compressing = !response_stored && should_compress(response_mode, response_length);
+  // An HTTP/1.0 client gets a compressed body delimited by the connection's close (no chunking).
+  const bool close_after = close_client || (compressing && client_http10);
+  build_downstream_head(close_after, compressing, compressing && !client_http10);
   up_->buffer.consume(response_head);
 
   arm(Phase::kWriteResponse, settings_.write_timeout);
+  if (compressing) {
+    auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(ex_->out), coro::use_task);
+    bool upstream_failed = false;
+    bool ok = !ec && co_await relay_compressed(response_mode, response_length, !client_http10, upstream_failed);
+    disarm();
+    if (ok && upstream_reusable && up_->buffer.empty())
+      worker_.upstreams().release(endpoint->pool_key, std::move(up_), transport.max_idle_conns_per_host,
+                                  worker_.buffers());
+    else
+      close_upstream();
+    co_return ok && !close_after;
+  }
   if (response_stored) {
     std::array<asio::const_buffer, 2> whole{asio::buffer(ex_->out), asio::buffer(ex_->body)};
     auto [ec, w] = co_await asio::async_write(socket_, whole, coro::use_task);
@@ -577,6 +592,113 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     close_upstream();
   }
   co_return !close_client;
+}
+
+bool DownstreamConnection::should_compress(BodyMode mode, uint64_t length) const {
+  const auto* policy = ex_->edits.compress;
+  const auto& resp = ex_->response;
+  if (!policy || mode == BodyMode::kNone || resp.status < 200 || resp.status == 206) return false;
+  if (mode == BodyMode::kLength && static_cast<int64_t>(length) < policy->min_bytes) return false;
+  std::string_view type;
+  for (const auto& h : resp.headers) {
+    if (h.id == HeaderId::kContentEncoding) return false;  // already encoded: never twice
+    if (h.id == HeaderId::kContentType) type = h.value;
+    if (iequals(h.name, "Cache-Control") && h.value.find("no-transform") != std::string_view::npos) return false;
+  }
+  for (uint8_t i = 0; i < ex_->edits.added_count && type.empty(); ++i)
+    if (ex_->edits.added[i].first == "Content-Type") type = ex_->edits.added[i].second;  // sniffed
+  return http::compressible(type, policy->filter);
+}
+
+coro::Task<bool> DownstreamConnection::relay_compressed(BodyMode mode, uint64_t length, bool chunked_out,
+                                                        bool& upstream_failed) {
+  // Upstream bytes (de-chunked) go through the worker's compressor into a pooled block, which goes
+  // out as one chunk per write. Before waiting on the upstream, what was compressed so far is
+  // flushed, so a slow stream still reaches the client as it comes.
+  upstream_failed = false;
+  struct Lent {
+    Worker& worker;
+    std::unique_ptr<http::Compressor> z;
+    ~Lent() { worker.give_compressor(std::move(z)); }
+  } lent{worker_, worker_.take_compressor()};
+  http::Compressor& z = *lent.z;
+  if (!z.reset(ex_->edits.encoding)) co_return false;
+  struct Output {
+    BufferPool& pool;
+    Block block;
+    ~Output() { pool.give(std::move(block)); }
+  } output{worker_.buffers(), worker_.buffers().take()};
+  // [16 bytes for the chunk size line][data][2 bytes for CRLF]
+  constexpr size_t kHeadRoom = 16;
+  const std::span<char> out(output.block.get() + kHeadRoom, kBlockSize - kHeadRoom - 2);
+  auto send = [&](size_t n) {
+    char* data = out.data();
+    if (!chunked_out) return asio::buffer(data, n);
+    char size_line[kHeadRoom];
+    auto r = std::to_chars(size_line, size_line + sizeof size_line - 2, n, 16);
+    *r.ptr++ = '\r';
+    *r.ptr++ = '\n';
+    size_t line = static_cast<size_t>(r.ptr - size_line);
+    std::memcpy(data - line, size_line, line);
+    data[n] = '\r';
+    data[n + 1] = '\n';
+    return asio::buffer(data - line, line + n + 2);
+  };
+  IoBuffer& in = up_->buffer;
+  http::h1::ChunkedDecoder decoder;
+  uint64_t left = length;
+  bool input_done = mode == BodyMode::kLength && left == 0;
+  using Op = Result<http::Compressor::Progress> (http::Compressor::*)(std::string_view, std::span<char>);
+  // Runs one compressor operation over `slice` to completion, sending what it produces.
+  auto drive = [&](Op op, std::string_view slice) -> coro::Task<bool> {
+    while (true) {
+      auto p = (z.*op)(slice, out);
+      if (!p) co_return false;
+      if (p->written > 0) {
+        auto [ec, w] = co_await asio::async_write(socket_, send(p->written), coro::use_task);
+        if (ec) co_return false;
+      }
+      slice.remove_prefix(p->consumed);
+      if (!p->more) co_return true;
+    }
+  };
+  while (!input_done) {
+    if (!in.empty()) {
+      std::string_view slice;
+      size_t raw = 0;
+      if (mode == BodyMode::kChunked) {
+        auto st = decoder.decode(in.view(), raw, slice);
+        if (st == http::h1::ChunkedDecoder::Status::kError) {
+          upstream_failed = true;
+          co_return false;
+        }
+        input_done = st == http::h1::ChunkedDecoder::Status::kDone;
+      } else {
+        raw = mode == BodyMode::kLength ? static_cast<size_t>(std::min<uint64_t>(left, in.size())) : in.size();
+        slice = std::string_view(in.data(), raw);
+        left -= mode == BodyMode::kLength ? raw : 0;
+        input_done = mode == BodyMode::kLength && left == 0;
+      }
+      if (!slice.empty() && !co_await drive(&http::Compressor::write, slice)) co_return false;
+      in.consume(raw);
+      if (input_done || !in.empty()) continue;
+    }
+    if (!co_await drive(&http::Compressor::flush, {})) co_return false;
+    auto [ec, n] = co_await up_->socket.async_read_some(asio::buffer(in.write_ptr(), in.write_space()), coro::use_task);
+    if (ec) {
+      if (mode == BodyMode::kUntilClose && ec == asio::error::eof) break;
+      upstream_failed = true;
+      co_return false;
+    }
+    in.commit(n);
+  }
+  if (!co_await drive(&http::Compressor::finish, {})) co_return false;
+  if (chunked_out) {
+    static constexpr std::string_view kLast = "0\r\n\r\n";
+    auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(kLast), coro::use_task);
+    if (ec) co_return false;
+  }
+  co_return true;
 }
 
 // Feeds `data` (the next raw bytes of a chunked body) to `decoder`: adds the payload bytes to
@@ -743,7 +865,7 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
   out.append("\r\n"sv);
 }
 
-void DownstreamConnection::build_downstream_head(bool close) {
+void DownstreamConnection::build_downstream_head(bool close, bool compressed, bool chunked) {
   const auto& resp = ex_->response;
   std::string& out = ex_->out;
   out.clear();
@@ -766,6 +888,7 @@ void DownstreamConnection::build_downstream_head(bool close) {
   }
   for (const auto& h : resp.headers) {
     if (http::is_hop_by_hop(h.id)) continue;
+    if (compressed && (h.id == HeaderId::kContentLength || h.id == HeaderId::kTransferEncoding)) continue;
     if (!edits.empty() && middleware::edits_header(edits, h.name)) continue;
     if (!vary.empty() && iequals(h.name, "Vary")) continue;
     if (h.id == HeaderId::kOther && has_connection && named_by_connection(resp.headers, h.name)) continue;
@@ -773,6 +896,11 @@ void DownstreamConnection::build_downstream_head(bool close) {
   }
   local_reply::append_header_edits(out, edits);
   if (!vary.empty()) append_header(out, "Vary", vary);
+  if (compressed) {
+    append_header(out, "Content-Encoding", http::encoding_name(ex_->edits.encoding));
+    append_header(out, "Vary", "Accept-Encoding");  // a second Vary line adds to the backend's
+    if (chunked) append_header(out, "Transfer-Encoding", "chunked");
+  }
   for (uint8_t i = 0; i < ex_->edits.added_count; ++i) append_header(out, ex_->edits.added[i].first, ex_->edits.added[i].second);
   if (close) out.append("Connection: close\r\n"sv);
   out.append("\r\n"sv);

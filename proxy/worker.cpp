@@ -93,10 +93,13 @@ void Worker::schedule_sweep() {
     // its memory back (mapped blocks at once; malloc memory through malloc_trim).
     buffers_.trim();
     coro::FramePool::trim();
+    size_t idle_compressors = std::min(compressors_low_water_, free_compressors_.size());
+    free_compressors_.resize(free_compressors_.size() - idle_compressors);
+    compressors_low_water_ = free_compressors_.size();
     size_t unused = std::min(states_low_water_, free_states_.size());
     free_states_.resize(free_states_.size() - unused);
     states_low_water_ = free_states_.size();
-    if (unused > 0 || std::exchange(states_overflowed_, false)) ::malloc_trim(0);
+    if (unused > 0 || idle_compressors > 0 || std::exchange(states_overflowed_, false)) ::malloc_trim(0);
     schedule_sweep();
   });
 }
@@ -151,6 +154,21 @@ std::unique_ptr<ExchangeState> Worker::take_exchange_state() {
 void Worker::give_exchange_state(std::unique_ptr<ExchangeState> state) {
   if (free_states_.size() < 64) free_states_.push_back(std::move(state));
   else states_overflowed_ = true;
+}
+
+std::unique_ptr<http::Compressor> Worker::take_compressor() {
+  if (free_compressors_.empty()) {
+    compressors_low_water_ = 0;
+    return std::make_unique<http::Compressor>();
+  }
+  auto c = std::move(free_compressors_.back());
+  free_compressors_.pop_back();
+  compressors_low_water_ = std::min(compressors_low_water_, free_compressors_.size());
+  return c;
+}
+
+void Worker::give_compressor(std::unique_ptr<http::Compressor> c) {
+  if (free_compressors_.size() < 16) free_compressors_.push_back(std::move(c));
 }
 
 void Worker::track(DownstreamConnection* c, size_t ep) {

@@ -16,6 +16,7 @@
 #include "config/static_config.h"
 #include "proxy/balancer/service_picker.h"
 #include "proxy/deadline_wheel.h"
+#include "proxy/http/compressor.h"
 #include "proxy/io_buffer.h"
 #include "proxy/ip_net.h"
 #include "proxy/park_set.h"
@@ -83,6 +84,9 @@ class Worker {
   /// Balancer state for the current snapshot.
   balancer::ServicePicker& picker() { return picker_; }
   std::unique_ptr<ExchangeState> take_exchange_state();
+  /// Compressor contexts are big (zstd ~2 MiB): a few are kept per worker and lent per response.
+  std::unique_ptr<http::Compressor> take_compressor();
+  void give_compressor(std::unique_ptr<http::Compressor> c);
   void give_exchange_state(std::unique_ptr<ExchangeState> state);
   void track(DownstreamConnection* c, size_t ep);
   void untrack(DownstreamConnection* c, size_t ep);
@@ -102,6 +106,8 @@ class Worker {
   BufferPool buffers_;
   upstream::Pool upstreams_;
   std::vector<std::unique_ptr<ExchangeState>> free_states_;
+  std::vector<std::unique_ptr<http::Compressor>> free_compressors_;
+  size_t compressors_low_water_ = 0;
   size_t states_low_water_ = 0;
   bool states_overflowed_ = false;
   DownstreamConnection* connections_ = nullptr;  ///< intrusive list head

@@ -336,6 +336,30 @@ Result<ErrorPages> compile_error_pages(const config::MiddlewareConfig& c, const 
   return pages;
 }
 
+// compress: picks the encoding from Accept-Encoding now; the request flow decides on the response
+// (type, size, not already encoded) and streams it through a compressor.
+class Compress final : public Middleware {
+ public:
+  Compress(http::EncodingPolicy encodings, CompressPolicy policy)
+      : encodings_(encodings), policy_(std::move(policy)) {}
+  bool on_request(Context& ctx) const override {
+    if (ctx.request.method == "HEAD") return true;
+    http::AcceptEncoding accept;
+    for (const auto& h : ctx.request.headers)
+      if (h.id == http::HeaderId::kAcceptEncoding) accept.add(h.value);
+    http::Encoding e = accept.choose(encodings_);
+    if (e != http::Encoding::kIdentity) {
+      ctx.edits.compress = &policy_;
+      ctx.edits.encoding = e;
+    }
+    return true;
+  }
+
+ private:
+  http::EncodingPolicy encodings_;
+  CompressPolicy policy_;
+};
+
 class Retry final : public Middleware {
  public:
   explicit Retry(RetryPolicy policy) : policy_(policy) {}
@@ -494,6 +518,13 @@ Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& c, c
     return std::unique_ptr<Middleware>(new Errors(std::move(*pages)));
   }
   if (c.type == "forwardAuth") return compile_forward_auth(c);
+  if (c.type == "compress") {
+    auto encodings = http::make_encoding_policy(c.encodings, c.default_encoding);
+    if (!encodings) return Error{c.where, "middleware " + c.name + ": " + encodings.error().message};
+    auto filter = http::make_content_type_filter(c.excluded_content_types, c.included_content_types);
+    if (!filter) return Error{c.where, "middleware " + c.name + ": " + filter.error().message};
+    return std::unique_ptr<Middleware>(new Compress(*encodings, CompressPolicy{std::move(*filter), c.min_response_body_bytes}));
+  }
   if (c.type == "contentType") return std::unique_ptr<Middleware>(new ContentType(c.auto_detect));
   if (c.type == "circuitBreaker") {
     auto expression = BreakerExpression::parse(c.expression);

@@ -20,6 +20,7 @@
 #include "config/dynamic_config.h"
 #include "proxy/http/h1/parser.h"
 #include "proxy/coro/task.h"
+#include "proxy/http/compressor.h"
 #include "proxy/ip_net.h"
 #include "proxy/upstream/http_fetch.h"
 #include "proxy/net.h"
@@ -33,6 +34,12 @@ class CircuitBreaker;
 struct BufferingPolicy {
   int64_t max_request_body_bytes = 0;
   int64_t max_response_body_bytes = 0;
+};
+
+/// The compress middleware's response-side rules (the encoding is chosen from the request).
+struct CompressPolicy {
+  http::ContentTypeFilter filter;
+  int64_t min_bytes = 1024;  ///< minResponseBodyBytes: smaller bodies of known length go as they are
 };
 
 /// The errors middleware: which statuses get a page from which service, read by the request flow.
@@ -81,6 +88,8 @@ struct Edits {
   const RetryPolicy* retry = nullptr;  ///< set by a retry middleware
   const BufferingPolicy* buffering = nullptr;  ///< set by a buffering middleware
   const ErrorPages* error_pages = nullptr;     ///< set by an errors middleware (the innermost wins)
+  const CompressPolicy* compress = nullptr;    ///< set by a compress middleware when the client takes `encoding`
+  http::Encoding encoding = http::Encoding::kIdentity;
   std::string page_host, page_uri;  ///< the request's Host and target, kept for the error page request
   upstream::FetchResponse fetched;  ///< forwardAuth's answer, or an error page
   std::string_view reply_content_type;  ///< of a local answer; empty: text/plain
@@ -121,6 +130,7 @@ struct Edits {
     retry = nullptr;
     buffering = nullptr;
     error_pages = nullptr;
+    compress = nullptr;
     reply_content_type = {};
     breaker = nullptr;
     final_status = 0;
