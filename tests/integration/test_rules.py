@@ -51,7 +51,7 @@ class Rules(BerthTestCase):
         self.assertRegex(self.proxy.log_text(), r"router bad@file disabled: .*column 1: PathRegexp: invalid regular expression")
 
     def test_routers_needing_missing_features_are_disabled_not_served_bare(self):
-        # A router whose middleware (here basicAuth, not implemented yet) cannot be applied must not
+        # A router whose middleware (here grpcWeb, not implemented yet) cannot be applied must not
         # serve without it, and a router meant for HTTPS only must not answer plain HTTP.
         url = self.be["header"].url
         self.proxy.write_dynamic(
@@ -59,13 +59,13 @@ class Rules(BerthTestCase):
             "    guarded:\n      rule: \"PathPrefix(`/admin`)\"\n      service: s\n      middlewares: [auth]\n"
             "    secure:\n      rule: \"PathPrefix(`/secure`)\"\n      service: s\n      tls: {}\n"
             "    open:\n      rule: \"PathPrefix(`/open`)\"\n      service: s\n"
-            "  middlewares:\n    auth:\n      basicAuth:\n        users: [\"u:$apr1$x$y\"]\n"
+            "  middlewares:\n    auth:\n      grpcWeb:\n        allowOrigins: [\"*\"]\n"
             f"  services:\n    s:\n      loadBalancer:\n        servers:\n          - url: \"{url}\"\n")
         wait_until(lambda: get(self.port, "/open")[2] == b"header")
         self.assertEqual(get(self.port, "/admin")[0], 404)
         self.assertEqual(get(self.port, "/secure")[0], 404)
         log = self.proxy.log_text()
-        self.assertIn('middleware auth@file: type "basicAuth" is not supported yet', log)
+        self.assertIn('middleware auth@file: type "grpcWeb" is not supported yet', log)
         self.assertIn('router guarded@file disabled: middleware "auth@file" does not exist', log)
         self.assertIn("router secure@file has a tls section and is served over HTTPS only", log)
 

@@ -11,6 +11,7 @@
 #include <string_view>
 
 #include "bench/support/alloc_counter.h"
+#include "proxy/middleware/traffic.h"
 
 namespace berth::proxy::middleware {
 namespace {
@@ -23,6 +24,18 @@ constexpr std::string_view kRequest =
     "X-Forwarded-For: 203.0.113.9, 10.0.0.2\r\n"
     "Cookie: session=abc123\r\n\r\n";
 
+// What a browser sends to an API behind auth, CORS and compression.
+constexpr std::string_view kApiRequest =
+    "GET /api/v1/users/42?expand=roles HTTP/1.1\r\n"
+    "Host: app.example.com\r\n"
+    "User-Agent: Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36\r\n"
+    "Accept: application/json\r\n"
+    "Accept-Encoding: gzip, deflate, br, zstd\r\n"
+    "Origin: https://app.example\r\n"
+    "Authorization: Basic YWxpY2U6c2VjcmV0\r\n"
+    "X-Forwarded-For: 203.0.113.9, 10.0.0.2\r\n"
+    "Cookie: session=abc123\r\n\r\n";
+
 std::unique_ptr<Middleware> make(config::MiddlewareConfig c) {
   c.name = "bench@file";
   auto m = compile(c);
@@ -30,10 +43,10 @@ std::unique_ptr<Middleware> make(config::MiddlewareConfig c) {
   return std::move(*m);
 }
 
-void run(benchmark::State& state, const Middleware& m) {
+void run(benchmark::State& state, const Middleware& m, std::string_view request = kRequest) {
   http::h1::RequestHead head;
   head.headers.reserve(16);
-  if (http::h1::parse_request(kRequest, head) != http::h1::ParseStatus::kOk) std::abort();
+  if (http::h1::parse_request(request, head) != http::h1::ParseStatus::kOk) std::abort();
   auto peer = boost::asio::ip::make_address("10.0.0.2");
   Edits edits;
   boost::asio::io_context io;
@@ -44,6 +57,7 @@ void run(benchmark::State& state, const Middleware& m) {
     edits.clear();
     Context ctx{head, peer, "/api/v1/users/42", "expand=roles", true, edits, io.get_executor()};
     benchmark::DoNotOptimize(m.on_request(ctx));
+    release_in_flight(edits);  // as the request flow does when the exchange ends
   }
   state.counters["allocs_per_iter"] =
       iterations > 1 ? double(berth::bench::allocation_count() - before) / double(iterations - 1) : 0;
@@ -116,6 +130,59 @@ void BM_StripPrefixRegex(benchmark::State& state) {
   run(state, *make(c));
 }
 BENCHMARK(BM_StripPrefixRegex);
+
+void BM_BasicAuthRemembered(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "basicAuth";
+  c.users = {"alice:$apr1$abcdefgh$h9FWgUz3n9YxylKLlR5SQ/"};
+  c.header_field = "X-User";
+  run(state, *make(c), kApiRequest);
+}
+BENCHMARK(BM_BasicAuthRemembered);
+
+void BM_RateLimit(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "rateLimit";
+  c.average = 1'000'000'000;  // never reached: measures the allowed path
+  c.burst = 1'000'000;
+  run(state, *make(c));
+}
+BENCHMARK(BM_RateLimit);
+
+void BM_InFlightReq(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "inFlightReq";
+  c.amount = 100;
+  run(state, *make(c));
+}
+BENCHMARK(BM_InFlightReq);
+
+void BM_CorsSimpleRequest(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "headers";
+  c.cors = true;
+  c.cors_allow_origins = {"https://app.example"};
+  c.cors_allow_methods = {"GET", "POST"};
+  c.cors_expose_headers = {"X-Total"};
+  c.cors_add_vary = true;
+  run(state, *make(c), kApiRequest);
+}
+BENCHMARK(BM_CorsSimpleRequest);
+
+void BM_CompressNegotiation(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "compress";
+  run(state, *make(c), kApiRequest);
+}
+BENCHMARK(BM_CompressNegotiation);
+
+void BM_CircuitBreakerClosed(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "circuitBreaker";
+  c.expression = "NetworkErrorRatio() > 0.5 || LatencyAtQuantileMS(50.0) > 100";
+  run(state, *make(c));
+}
+BENCHMARK(BM_CircuitBreakerClosed);
 
 }  // namespace
 }  // namespace berth::proxy::middleware
