@@ -48,8 +48,8 @@ Result<std::vector<DigestCredential>> parse_htdigest(std::string_view text, std:
 bool check_password(std::string_view password, std::string_view hash);
 
 /// The users of one basicAuth middleware, compiled once per snapshot. Each user remembers the last
-/// password that matched, as HMAC-SHA256(random per-process key, password) under a seqlock of
-/// atomics, so a client's repeated requests cost one HMAC instead of one bcrypt.
+/// password that matched, as SHA-256(random per-process key, password) under a seqlock of atomics,
+/// so a client's repeated requests cost one hash instead of one bcrypt.
 class BasicAuthUsers {
  public:
   /// A later entry for a user replaces an earlier one. Thread: control.
@@ -86,6 +86,8 @@ class BasicAuthUsers {
     bool remembers(const Fingerprint& fp) const;
     void remember(const Fingerprint& fp) const;
   };
+  /// verify() for a known entry; `fp` (may be null) is the password's cache fingerprint.
+  bool check(const Entry& entry, std::string_view password, const Fingerprint* fp) const;
   struct StringHash {
     using is_transparent = void;
     size_t operator()(std::string_view s) const { return std::hash<std::string_view>{}(s); }
