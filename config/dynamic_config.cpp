@@ -56,6 +56,12 @@ bool same_config(const MiddlewareConfig& a, const MiddlewareConfig& b) {
 
 bool same_config(const ServiceConfig& a, const ServiceConfig& b) { return a == b; }
 
+bool same_config(const NamedServersTransport& a, const NamedServersTransport& b) {
+  NamedServersTransport placed = a;
+  placed.where = b.where;
+  return placed == b;
+}
+
 // Folds one kind of element (routers or services) of `from` into `into`.
 template <typename T>
 void merge_elements(std::string_view kind, std::map<std::string, T>& into, std::map<std::string, T>&& from,
@@ -119,6 +125,8 @@ class DynamicDecoder {
         for (const ConfigNode* s : d_.entries(*e, "http.services")) decode_service(*s);
       } else if (iequals(e->key, "middlewares")) {
         for (const ConfigNode* m : d_.entries(*e, "http.middlewares")) decode_middleware(*m);
+      } else if (iequals(e->key, "serversTransports")) {
+        for (const ConfigNode* t : d_.entries(*e, "http.serversTransports")) decode_servers_transport(*t);
       } else {
         d_.unknown_key(*e, "http");
       }
@@ -418,6 +426,40 @@ class DynamicDecoder {
     c_.middlewares.insert_or_assign(m.name, std::move(m));
   }
 
+  void decode_servers_transport(const ConfigNode& node) {
+    const size_t errors_before = d_.error_count();
+    auto name = qualify(node, "serversTransport");
+    if (!name) return;
+    NamedServersTransport t;
+    t.name = std::move(*name);
+    t.where = node.key_where;
+    const std::string path = "http.serversTransports." + node.key;
+    for (const ConfigNode* e : d_.entries(node, path)) {
+      const std::string& k = e->key;
+      if (iequals(k, "forwardingTimeouts")) {
+        const std::string fpath = path + ".forwardingTimeouts";
+        for (const ConfigNode* o : d_.entries(*e, fpath)) {
+          if (iequals(o->key, "dialTimeout")) d_.read_duration(*o, fpath, t.settings.dial_timeout);
+          else if (iequals(o->key, "responseHeaderTimeout"))
+            d_.read_duration(*o, fpath, t.settings.response_header_timeout);
+          else if (iequals(o->key, "idleConnTimeout")) d_.read_duration(*o, fpath, t.settings.idle_conn_timeout);
+          else if (iequals(o->key, "readIdleTimeout") || iequals(o->key, "pingTimeout")) t.tls_options.push_back(o->key);
+          else d_.unknown_key(*o, fpath);
+        }
+      } else if (iequals(k, "maxIdleConnsPerHost")) {
+        d_.read_int(*e, path, t.settings.max_idle_conns_per_host, -1, 1'000'000);
+      } else if (iequals(k, "serverName") || iequals(k, "insecureSkipVerify") || iequals(k, "rootCAs") ||
+                 iequals(k, "certificates") || iequals(k, "disableHTTP2") || iequals(k, "peerCertURI") ||
+                 iequals(k, "spiffe")) {
+        t.tls_options.push_back(k);  // HTTP/2 and TLS upstreams come with issue 4
+      } else {
+        d_.unknown_key(*e, path);
+      }
+    }
+    if (d_.error_count() != errors_before) return;
+    c_.servers_transports.insert_or_assign(t.name, std::move(t));
+  }
+
   // sourceCriterion of rateLimit / inFlightReq: one of ipStrategy, requestHeaderName, requestHost.
   void decode_source_criterion(const ConfigNode& node, const std::string& path, MiddlewareConfig& m) {
     int set = 0;
@@ -512,7 +554,7 @@ class DynamicDecoder {
           else d_.unknown_key(*o, rpath);
         }
       } else if (iequals(k, "serversTransport")) {
-        continue;  // named transports (http.serversTransports) come with upstream TLS (issue 4)
+        d_.read_string(*e, path, service.servers_transport);
       } else {
         d_.unknown_key(*e, path);
       }
@@ -728,6 +770,10 @@ void merge_dynamic(DynamicConfig& into, DynamicConfig&& from) {
                   std::move(from.conflicting_middlewares), into.errors);
   merge_elements("middleware", into.middlewares, std::move(from.middlewares), into.conflicting_middlewares,
                  into.errors);
+  merge_conflicts("serversTransport", into.servers_transports, into.conflicting_servers_transports,
+                  std::move(from.conflicting_servers_transports), into.errors);
+  merge_elements("serversTransport", into.servers_transports, std::move(from.servers_transports),
+                 into.conflicting_servers_transports, into.errors);
 }
 
 }  // namespace berth::config

@@ -9,6 +9,7 @@
 
 #include "base/result.h"
 #include "base/text.h"
+#include "config/static_config.h"
 
 namespace berth::config {
 
@@ -78,6 +79,17 @@ struct ServiceRef {
   bool operator==(const ServiceRef& o) const { return name == o.name && weight == o.weight && percent == o.percent; }
 };
 
+/// http.serversTransports.<name>: how berth talks to the servers of the services that name it.
+struct NamedServersTransport {
+  std::string name;                        ///< qualified
+  std::string where;
+  ServersTransportConfig settings;         ///< forwardingTimeouts and maxIdleConnsPerHost, as the static one
+  /// serverName, insecureSkipVerify, rootCAs, certificates, disableHTTP2, peerCertURI, spiffe,
+  /// readIdleTimeout, pingTimeout: accepted; they only concern https:// and h2c:// servers (issue 4).
+  std::vector<std::string> tls_options;
+  bool operator==(const NamedServersTransport&) const = default;
+};
+
 struct ServiceConfig {
   enum class Kind : uint8_t { kLoadBalancer, kWeighted, kFailover, kMirroring };
   std::string name;                        ///< qualified
@@ -90,6 +102,7 @@ struct ServiceConfig {
   HealthCheckConfig health_check;
   PassiveHealthCheckConfig passive_health_check;
   Duration flush_interval{100};            ///< responseForwarding.flushInterval (berth always streams)
+  std::string servers_transport;           ///< loadBalancer.serversTransport, as written (empty: the static one)
   // loadBalancer and weighted
   StickyCookieConfig sticky;
   // weighted: services; mirroring: mirrors; failover: none
@@ -107,7 +120,7 @@ struct ServiceConfig {
            passive_health_check == o.passive_health_check && flush_interval == o.flush_interval &&
            sticky == o.sticky && children == o.children && main == o.main && fallback == o.fallback &&
            mirror_body == o.mirror_body && max_body_size == o.max_body_size &&
-           health_check_section == o.health_check_section;
+           health_check_section == o.health_check_section && servers_transport == o.servers_transport;
   }
 };
 
@@ -200,12 +213,14 @@ struct DynamicConfig {
   std::map<std::string, RouterConfig> routers;    ///< by qualified name
   std::map<std::string, ServiceConfig> services;  ///< by qualified name
   std::map<std::string, MiddlewareConfig> middlewares;  ///< by qualified name
+  std::map<std::string, NamedServersTransport> servers_transports;  ///< by qualified name
   std::vector<Error> errors;                      ///< element-level problems (the element was dropped)
   /// Names merge_dynamic dropped because two definitions differ -> place of the first definition;
   /// kept so a third definition of the same name stays dropped.
   std::map<std::string, std::string> conflicting_routers;
   std::map<std::string, std::string> conflicting_services;
   std::map<std::string, std::string> conflicting_middlewares;
+  std::map<std::string, std::string> conflicting_servers_transports;
 };
 
 /// Decodes one YAML document (the content of `file_name`) for provider `provider` ("file").

@@ -53,6 +53,7 @@ struct ServersTransportConfig {
   Duration response_header_timeout = 0s;   ///< forwardingTimeouts.responseHeaderTimeout (0 = none)
   Duration idle_conn_timeout = 90s;        ///< forwardingTimeouts.idleConnTimeout
   int max_idle_conns_per_host = 200;       ///< maxIdleConnsPerHost
+  bool operator==(const ServersTransportConfig&) const = default;
 };
 
 struct PingConfig {

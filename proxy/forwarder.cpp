@@ -293,7 +293,7 @@ class InFlight {
 coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Service& service, size_t first,
                                                int64_t now_ms) {
   auto& req = ex_->request;
-  const auto& transport = snap.transport;
+  const auto& transport = service.transport;
   const size_t head_size = req.head_size;
   const bool is_head = req.is_head();
   const bool client_keep_alive = req.keep_alive();

@@ -25,6 +25,14 @@ struct Endpoint {
   std::shared_ptr<upstream::EndpointHealth> health;  ///< shared with the health checker; never null
 };
 
+/// Forwarding limits: the static serversTransport, or a service's named one (http.serversTransports).
+struct TransportSettings {
+  std::chrono::milliseconds dial_timeout{30'000};
+  std::chrono::milliseconds response_header_timeout{0};
+  std::chrono::milliseconds idle_conn_timeout{90'000};
+  size_t max_idle_conns_per_host = 200;
+};
+
 /// sticky.cookie, compiled: the Set-Cookie value for each choice is rendered once per snapshot.
 struct StickyCookie {
   std::string name;                       ///< empty: not sticky
@@ -41,6 +49,7 @@ struct Service {
   // kLoadBalancer
   std::vector<Endpoint> endpoints;
   bool pass_host_header = true;
+  TransportSettings transport;            ///< its serversTransport
   bool p2c = false;                       ///< strategy p2c: the less busy of two random servers
   bool passive = false;                   ///< passiveHealthCheck
   int64_t failure_window_ms = 10'000;
@@ -62,19 +71,12 @@ struct EntryPointRoutes {
   bool serves_dashboard = false;          ///< the built-in page answers here when no router matches
 };
 
-/// Forwarding limits, copied from the static config so workers read them without locks.
-struct TransportSettings {
-  std::chrono::milliseconds dial_timeout{30'000};
-  std::chrono::milliseconds response_header_timeout{0};
-  std::chrono::milliseconds idle_conn_timeout{90'000};
-  size_t max_idle_conns_per_host = 200;
-};
-
 struct Snapshot {
   uint64_t generation = 0;
   std::vector<Service> services;
   std::vector<EntryPointRoutes> entry_points;  ///< same order as the static config's entry points
-  TransportSettings transport;
+  TransportSettings transport;                 ///< the static serversTransport
+  std::chrono::milliseconds longest_idle_conn_timeout{90'000};  ///< over all transports: the pool sweep's bound
   std::string dashboard_html;                  ///< the built-in page, rendered once per snapshot
   std::vector<std::unique_ptr<middleware::Middleware>> middlewares;  ///< what routes' chains point to
 };

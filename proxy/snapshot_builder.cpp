@@ -32,6 +32,15 @@ std::string html_escape(std::string_view s) {
   return out;
 }
 
+TransportSettings transport_settings(const config::ServersTransportConfig& c) {
+  TransportSettings t;
+  t.dial_timeout = c.dial_timeout;
+  t.response_header_timeout = c.response_header_timeout;
+  t.idle_conn_timeout = c.idle_conn_timeout;
+  t.max_idle_conns_per_host = static_cast<size_t>(std::max(0, c.max_idle_conns_per_host));
+  return t;
+}
+
 Result<Endpoint> compile_endpoint(const config::ServerConfig& server) {
   auto resolved = upstream::resolve_url(server.url, server.where, "server URL");
   if (!resolved) return resolved.error();
@@ -106,6 +115,7 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, upstream::H
                                    std::map<std::string, uint32_t>& index, std::vector<Error>& errors) {
   using Kind = config::ServiceConfig::Kind;
   std::vector<const config::ServiceConfig*> configs;
+  std::set<uint32_t> bad;  // load balancers that cannot be served (their error is reported)
   for (const auto& [name, svc] : dyn.services) {
     index[name] = static_cast<uint32_t>(snap.services.size());
     configs.push_back(&svc);
@@ -114,6 +124,17 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, upstream::H
     out.kind = static_cast<Service::Kind>(svc.kind);
     if (svc.kind == Kind::kLoadBalancer) {
       out.pass_host_header = svc.pass_host_header;
+      out.transport = snap.transport;
+      if (!svc.servers_transport.empty()) {
+        auto t = dyn.servers_transports.find(qualify(std::string(trim(svc.servers_transport)), name));
+        if (t == dyn.servers_transports.end()) {
+          bad.insert(static_cast<uint32_t>(snap.services.size()));
+          errors.push_back(Error{svc.where, "service " + name + " disabled: serversTransport \"" +
+                                                svc.servers_transport + "\" does not exist"});
+        } else {
+          out.transport = transport_settings(t->second.settings);
+        }
+      }
       out.p2c = svc.strategy == "p2c";
       out.passive = svc.passive_health_check.enabled;
       out.failure_window_ms = svc.passive_health_check.failure_window.count();
@@ -146,6 +167,7 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, upstream::H
 
   // Children, depth first: 0 unvisited, 1 on the current path, 2 usable, 3 unusable.
   std::vector<char> state(configs.size(), 0);
+  for (uint32_t i : bad) state[i] = 3;
   std::function<bool(uint32_t)> resolve = [&](uint32_t i) -> bool {
     if (state[i] == 1) return false;
     if (state[i] >= 2) return state[i] == 2;
@@ -238,15 +260,14 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
   BuildResult result;
   auto snap = std::make_shared<Snapshot>();
   snap->generation = generation;
-  const auto& st = sc.servers_transport;
-  snap->transport.dial_timeout = st.dial_timeout;
-  snap->transport.response_header_timeout = st.response_header_timeout;
-  snap->transport.idle_conn_timeout = st.idle_conn_timeout;
-  snap->transport.max_idle_conns_per_host = static_cast<size_t>(std::max(0, st.max_idle_conns_per_host));
+  snap->transport = transport_settings(sc.servers_transport);
 
   // Services first: routers refer to them by index.
   std::map<std::string, uint32_t> service_index;
   std::vector<char> service_ok = compile_services(dyn, health, *snap, service_index, result.errors);
+  snap->longest_idle_conn_timeout = snap->transport.idle_conn_timeout;
+  for (const auto& s : snap->services)
+    snap->longest_idle_conn_timeout = std::max(snap->longest_idle_conn_timeout, s.transport.idle_conn_timeout);
   // Middlewares: compile each once; routers point into snapshot->middlewares through flattened chains.
   std::map<std::string, const middleware::Middleware*> compiled;
   for (const auto& [name, m] : dyn.middlewares) {

@@ -88,7 +88,7 @@ void Worker::schedule_sweep() {
   sweep_timer_.expires_after(std::chrono::seconds(1));
   sweep_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
-    if (snapshot_) upstreams_.sweep(snapshot_->transport.idle_conn_timeout);
+    if (snapshot_) upstreams_.sweep(snapshot_->longest_idle_conn_timeout);
     // Pools shrink to what the last second needed, so a worker that went quiet after a burst gives
     // its memory back (mapped blocks at once; malloc memory through malloc_trim).
     buffers_.trim();

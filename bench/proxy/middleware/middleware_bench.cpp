@@ -7,6 +7,7 @@
 
 #include <cstdlib>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 
@@ -183,6 +184,53 @@ void BM_CircuitBreakerClosed(benchmark::State& state) {
   run(state, *make(c));
 }
 BENCHMARK(BM_CircuitBreakerClosed);
+
+void BM_Retry(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "retry";
+  c.attempts = 3;
+  run(state, *make(c));
+}
+BENCHMARK(BM_Retry);
+
+void BM_Buffering(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "buffering";
+  c.max_request_body_bytes = 1 << 20;
+  run(state, *make(c));
+}
+BENCHMARK(BM_Buffering);
+
+void BM_ContentType(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "contentType";
+  c.auto_detect = true;
+  run(state, *make(c));
+}
+BENCHMARK(BM_ContentType);
+
+void BM_Errors(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "errors";
+  c.status = {"500-599"};
+  c.service = "pages";
+  c.query = "/{status}.html";
+  c.name = "bench@file";
+  CompileOptions options;
+  options.find_service = [](const std::string&) { return std::optional<uint32_t>(0); };
+  auto m = compile(c, options);
+  if (!m) std::abort();
+  run(state, **m);  // keeps the request's Host and target: copies into reused strings
+}
+BENCHMARK(BM_Errors);
+
+void BM_DigestAuthChallenge(benchmark::State& state) {
+  config::MiddlewareConfig c;
+  c.type = "digestAuth";
+  c.users = {"dave:traefik:e550659286a2a9ce47e3a9da5e97f84d"};
+  run(state, *make(c));  // no credentials: a fresh nonce and challenge (allocates, as any 401 may)
+}
+BENCHMARK(BM_DigestAuthChallenge);
 
 }  // namespace
 }  // namespace berth::proxy::middleware

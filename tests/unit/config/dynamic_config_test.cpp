@@ -237,6 +237,34 @@ TEST(DynamicConfig, DecodesLoadBalancerHealthStickyAndStrategy) {
   EXPECT_EQ(s.flush_interval, Duration(1));
 }
 
+TEST(DynamicConfig, DecodesServersTransportsAndMergesThem) {
+  auto a = decode_ok(R"y(http:
+  serversTransports:
+    short:
+      forwardingTimeouts: {dialTimeout: 2s, responseHeaderTimeout: 500ms, idleConnTimeout: 1m}
+      maxIdleConnsPerHost: 7
+      insecureSkipVerify: true
+  services:
+    app:
+      loadBalancer:
+        serversTransport: short
+        servers: [{url: "http://a:80"}]
+)y");
+  ASSERT_TRUE(a.errors.empty()) << all_errors(a);
+  const auto& t = a.servers_transports.at("short@file");
+  EXPECT_EQ(t.settings.dial_timeout, Duration(2000));
+  EXPECT_EQ(t.settings.response_header_timeout, Duration(500));
+  EXPECT_EQ(t.settings.idle_conn_timeout, Duration(60'000));
+  EXPECT_EQ(t.settings.max_idle_conns_per_host, 7);
+  EXPECT_EQ(t.tls_options, std::vector<std::string>{"insecureSkipVerify"});
+  EXPECT_EQ(a.services.at("app@file").servers_transport, "short");
+  auto b = decode_ok("http:\n  serversTransports:\n    short:\n      maxIdleConnsPerHost: 8\n", "b.yml");
+  merge_dynamic(a, std::move(b));
+  EXPECT_EQ(a.servers_transports.count("short@file"), 0u);
+  EXPECT_NE(all_errors(a).find("serversTransport short@file is defined in a.yml:3:5 and b.yml:3:5"), std::string::npos)
+      << all_errors(a);
+}
+
 TEST(DynamicConfig, StickyCookieLabelStyleTrueEnablesDefaults) {
   auto c = decode_ok("http:\n  services:\n    app:\n      loadBalancer:\n        sticky:\n          cookie: true\n"
                      "        servers: [{url: \"http://a:80\"}]\n");
