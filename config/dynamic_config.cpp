@@ -603,16 +603,20 @@ class DynamicDecoder {
   }
 
   // weighted.services / mirroring.mirrors: a list of {name, weight|percent}.
-  void decode_service_refs(const ConfigNode& node, const std::string& path, std::string_view amount,
-                           std::vector<ServiceRef>& out) {
+  // Calls `f(item, "path[i]")` for each item of a list (null: none; anything else is reported).
+  template <typename F>
+  void for_each_item(const ConfigNode& node, const std::string& path, F&& f) {
     if (node.is_null()) return;
     if (node.kind != ConfigNode::Kind::kList) {
       d_.error(node.where, "expected a list for " + path);
       return;
     }
-    for (size_t i = 0; i < node.children.size(); ++i) {
-      const ConfigNode& item = node.children[i];
-      const std::string item_path = path + "[" + std::to_string(i) + "]";
+    for (size_t i = 0; i < node.children.size(); ++i) f(node.children[i], path + "[" + std::to_string(i) + "]");
+  }
+
+  void decode_service_refs(const ConfigNode& node, const std::string& path, std::string_view amount,
+                           std::vector<ServiceRef>& out) {
+    for_each_item(node, path, [&](const ConfigNode& item, const std::string& item_path) {
       ServiceRef ref;
       ref.where = item.where;
       if (amount == "percent") ref.weight = 0;
@@ -624,10 +628,10 @@ class DynamicDecoder {
       }
       if (trim(ref.name).empty()) {
         d_.error(item.where, item_path + " has no name");
-        continue;
+        return;
       }
       out.push_back(std::move(ref));
-    }
+    });
   }
 
   void decode_sticky(const ConfigNode& node, const std::string& path, StickyCookieConfig& sticky) {
@@ -707,14 +711,7 @@ class DynamicDecoder {
   }
 
   void decode_servers(const ConfigNode& node, const std::string& path, ServiceConfig& service) {
-    if (node.is_null()) return;
-    if (node.kind != ConfigNode::Kind::kList) {
-      d_.error(node.where, "expected a list for " + path);
-      return;
-    }
-    for (size_t i = 0; i < node.children.size(); ++i) {
-      const ConfigNode& item = node.children[i];
-      const std::string item_path = path + "[" + std::to_string(i) + "]";
+    for_each_item(node, path, [&](const ConfigNode& item, const std::string& item_path) {
       ServerConfig server;
       server.where = item.where;
       bool has_url = false;
@@ -730,15 +727,15 @@ class DynamicDecoder {
       }
       if (!has_url || trim(server.url).empty()) {
         if (item.is_map() || item.is_null()) d_.error(item.where, item_path + " has no url");
-        continue;
+        return;
       }
       server.url = std::string(trim(server.url));
       if (auto problem = check_server_url(server.url)) {
         d_.error(server.where, "server url \"" + server.url + "\" " + *problem);
-        continue;
+        return;
       }
       service.servers.push_back(std::move(server));
-    }
+    });
   }
 
   DynamicConfig& c_;

@@ -149,18 +149,21 @@ std::string probe_key(const std::string& service, const Endpoint& e, const confi
   return key;
 }
 
+// Ends a probe loop: its coroutine sees `stopped` when its wait or I/O completes.
+void halt(HealthChecker::Probe& p) {
+  p.stopped = true;
+  p.timer.cancel();
+  p.deadline.cancel();
+  boost::system::error_code ignored;
+  p.socket.close(ignored);
+}
+
 }  // namespace
 
 HealthChecker::~HealthChecker() { stop(); }
 
 void HealthChecker::stop() {
-  for (auto& [key, p] : probes_) {
-    p->stopped = true;
-    p->timer.cancel();
-    p->deadline.cancel();
-    boost::system::error_code ignored;
-    p->socket.close(ignored);
-  }
+  for (auto& [key, p] : probes_) halt(*p);
   probes_.clear();
 }
 
@@ -195,11 +198,7 @@ void HealthChecker::update(const Snapshot& snapshot) {
   std::set<const EndpointHealth*> checked;
   for (const auto& [key, p] : next) checked.insert(p->health.get());
   for (auto& [key, p] : probes_) {
-    p->stopped = true;
-    p->timer.cancel();
-    p->deadline.cancel();
-    boost::system::error_code ignored;
-    p->socket.close(ignored);
+    halt(*p);
     if (!checked.count(p->health.get())) p->health->active_up.store(true, std::memory_order_relaxed);
   }
   probes_ = std::move(next);
