@@ -56,7 +56,7 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
 
  private:
   /// Which limit the watchdog enforces right now.
-  enum class Phase : uint8_t { kNone, kWarmIdle, kIdle, kReadRequest, kDial, kAwaitResponse, kWriteResponse };
+  enum class Phase : uint8_t { kNone, kWarmIdle, kIdle, kReadRequest, kDial, kAwaitResponse, kWriteResponse, kTunnel };
   /// How long an idle keep-alive connection keeps its buffer before giving it back.
   static constexpr std::chrono::milliseconds kWarmIdle{250};
 
@@ -90,6 +90,12 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   coro::Task<int> store_request_body(BodyMode mode, uint64_t length, int64_t max, bool& pipelined);
   /// buffering: reads the rest of the response body into ex_->body; false if over `max` or failed.
   coro::Task<bool> store_response_body(size_t response_head, BodyMode mode, int64_t max);
+  /// After a 101: bytes flow both ways (WebSocket) until either side closes or nothing moves for
+  /// the entry point's idleTimeout. Upstream -> client here, client -> upstream in pump_upstream().
+  coro::Task<void> tunnel();
+  coro::Task<void> pump_upstream(std::shared_ptr<DownstreamConnection> self, Timer* done, bool* running);
+  /// The Upgrade value the client asked for ("websocket"), if it asked with Connection: upgrade.
+  std::string_view requested_upgrade() const;
   /// contentType: adds a Content-Type sniffed from the first body bytes (read now if none came yet).
   coro::Task<void> sniff_content_type(size_t response_head, BodyMode mode, std::chrono::milliseconds timeout);
   /// Sends copies of the request to the mirrors of mirroring service `mirroring` that are due one.

@@ -304,6 +304,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   const uint64_t request_length = req.framing.content_length > 0 ? uint64_t(req.framing.content_length) : 0;
   const bool idempotent = req.method == "GET" || req.method == "HEAD" || req.method == "OPTIONS" ||
                           req.method == "TRACE";
+  const bool wants_upgrade = !requested_upgrade().empty();  // read now: the head's views may not last
   bool sent_continue = false;
 
   // The request head is rewritten once; retries resend the same bytes.
@@ -476,7 +477,8 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       }
       up_->buffer.consume(response_head);
     }
-    if (rc == 0 && ex_->response.status == 101) rc = 502;  // berth strips Upgrade; WebSocket is not relayed yet
+    // A switch of protocols only answers a client that asked for one.
+    if (rc == 0 && ex_->response.status == 101 && !wants_upgrade) rc = 502;
     if (rc == 0) {
       if (!body_consumed) in_.consume(buffered);
       // Another server answered for the one the client was pinned to: pin it to this one.
@@ -510,6 +512,21 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   ex_->body_done = true;
   auto& resp = ex_->response;
   ex_->edits.final_status = resp.status;
+  if (resp.status == 101) {
+    // WebSocket (or another Upgrade): the answer goes back with its Upgrade, then bytes flow both ways.
+    std::string_view upgrade;
+    for (const auto& h : resp.headers)
+      if (h.id == HeaderId::kUpgrade) upgrade = h.value;
+    build_downstream_head(false);
+    ex_->out.resize(ex_->out.size() - 2);  // reopen the head for the hop-by-hop pair
+    ex_->out.append("Connection: Upgrade\r\nUpgrade: "sv).append(upgrade).append("\r\n\r\n"sv);
+    up_->buffer.consume(response_head);
+    arm(Phase::kWriteResponse, settings_.write_timeout);
+    auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(ex_->out), coro::use_task);
+    if (!ec) co_await tunnel();
+    close_upstream();
+    co_return false;
+  }
   if (ex_->edits.error_pages && ex_->edits.error_pages->matches(resp.status)) {
     // errors: the backend's answer is dropped for the page, sent with the backend's status.
     const int status = resp.status;
@@ -860,9 +877,74 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
   if (!(present & bit(HeaderId::kXForwardedServer))) append_header(out, "X-Forwarded-Server", worker_.info().hostname);
   if (!(present & bit(HeaderId::kXRealIp))) append_header(out, "X-Real-Ip", peer);
   if (req.version_minor == 0 && req.host.empty()) append_header(out, "Host", endpoint.authority);
+  if (purpose == HeadFor::kExchange) {
+    std::string_view upgrade = requested_upgrade();
+    if (!upgrade.empty()) out.append("Connection: Upgrade\r\nUpgrade: "sv).append(upgrade).append("\r\n"sv);
+  }
   local_reply::append_header_edits(out, edits.request);
   if (purpose != HeadFor::kExchange) out.append("Connection: close\r\n"sv);
   out.append("\r\n"sv);
+}
+
+std::string_view DownstreamConnection::requested_upgrade() const {
+  const auto& req = ex_->request;
+  if (!req.has_upgrade || !named_by_connection(req.headers, "upgrade")) return {};
+  for (const auto& h : req.headers)
+    if (h.id == HeaderId::kUpgrade) return h.value;
+  return {};
+}
+
+coro::Task<void> DownstreamConnection::tunnel() {
+  // Both directions re-arm one idle deadline; when it fires, both sockets are cancelled and both
+  // loops end. The client -> upstream pump runs in its own coroutine (HP-5) and is waited for,
+  // since it uses this connection's sockets and buffer.
+  Timer done(worker_.context().get_executor());
+  done.expires_at(Timer::time_point::max());
+  bool running = true;
+  coro::spawn(pump_upstream(shared_from_this(), &done, &running));
+  arm(Phase::kTunnel, settings_.idle_timeout);
+  IoBuffer& buffer = up_->buffer;
+  while (true) {
+    if (!buffer.empty()) {
+      auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(buffer.data(), buffer.size()), coro::use_task);
+      if (ec) break;
+      buffer.consume(buffer.size());
+    }
+    auto [ec, n] = co_await up_->socket.async_read_some(asio::buffer(buffer.write_ptr(), buffer.write_space()),
+                                                        coro::use_task);
+    if (ec) break;
+    buffer.commit(n);
+    arm(Phase::kTunnel, settings_.idle_timeout);
+  }
+  // One side is done: so is the other. Half-closes would keep idle tunnels around for little use.
+  boost::system::error_code ignored;
+  socket_.shutdown(Socket::shutdown_send, ignored);
+  socket_.cancel(ignored);
+  up_->socket.cancel(ignored);
+  while (running) co_await done.async_wait(coro::use_task);
+  disarm();
+}
+
+coro::Task<void> DownstreamConnection::pump_upstream(std::shared_ptr<DownstreamConnection> self, Timer* done,
+                                                     bool* running) {
+  while (true) {
+    if (!in_.empty()) {
+      auto [ec, w] = co_await asio::async_write(up_->socket, asio::buffer(in_.data(), in_.size()), coro::use_task);
+      if (ec) break;
+      in_.consume(in_.size());
+    }
+    if (!in_.has_block()) in_.attach(worker_.buffers());
+    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.write_ptr(), in_.write_space()), coro::use_task);
+    if (ec) break;
+    in_.commit(n);
+    arm(Phase::kTunnel, settings_.idle_timeout);
+  }
+  boost::system::error_code ignored;
+  up_->socket.shutdown(Socket::shutdown_send, ignored);
+  up_->socket.cancel(ignored);
+  socket_.cancel(ignored);
+  *running = false;
+  done->cancel();
 }
 
 void DownstreamConnection::build_downstream_head(bool close, bool compressed, bool chunked) {

@@ -1,0 +1,126 @@
+"""WebSocket through berth with python3-websockets on both ends: messages both ways (small and
+large), the backend closing, the client closing, an idle tunnel closed after the entry point's
+idleTimeout, a tunnel surviving a config reload, and a 101 nobody asked for refused."""
+import asyncio
+import logging
+import threading
+import time
+
+import websockets
+
+from harness import BerthTestCase, free_port, get, main, wait_for_port
+
+logging.getLogger("websockets").setLevel(logging.CRITICAL)  # an idle-closed tunnel is expected here
+
+
+class EchoServer:
+    """A websockets server on 127.0.0.1 in its own thread: echoes, or closes on "bye"."""
+
+    def __init__(self):
+        self.loop = asyncio.new_event_loop()
+        self.ready = threading.Event()
+        self.paths = []
+        threading.Thread(target=self._run, daemon=True).start()
+        self.ready.wait(10)
+
+    def _run(self):
+        asyncio.set_event_loop(self.loop)
+
+        async def handler(ws, path):
+            self.paths.append(path)
+            async for message in ws:
+                if message == "bye":
+                    await ws.close(code=4000, reason="server says bye")
+                    return
+                await ws.send(message)
+
+        async def start():
+            self.server = await websockets.serve(handler, "127.0.0.1", 0, max_size=2 ** 24)
+            self.port = self.server.sockets[0].getsockname()[1]
+            self.ready.set()
+        self.loop.run_until_complete(start())
+        self.loop.run_forever()
+
+    def stop(self):
+        async def shut():
+            self.server.close()
+            await self.server.wait_closed()
+        asyncio.run_coroutine_threadsafe(shut(), self.loop).result(10)
+        self.loop.call_soon_threadsafe(self.loop.stop)
+
+
+def run(coro):
+    return asyncio.run(asyncio.wait_for(coro, 20))
+
+
+class WebSocket(BerthTestCase):
+    def start(self, idle="180s"):
+        self.echo = EchoServer()
+        self._procs.append(self.echo)
+        self.dynamic = (f"http:\n  routers:\n    ws: {{rule: \"PathPrefix(`/`)\", service: s}}\n  services:\n"
+                        f"    s: {{loadBalancer: {{servers: [{{url: \"http://127.0.0.1:{self.echo.port}\"}}]}}}}\n")
+        port = free_port()
+        static = (f"entryPoints:\n  web:\n    address: \"127.0.0.1:{port}\"\n    transport:\n"
+                  f"      respondingTimeouts: {{idleTimeout: {idle}}}\nproviders:\n  file:\n"
+                  f"    filename: {self.tmp}/dynamic.yml\nworkers: 1\nlog: {{level: DEBUG}}\n")
+        self.proxy = self.berth(static_yaml=static, dynamic_yaml=self.dynamic, wait=False)
+        wait_for_port(port, proc=self.proxy.proc)
+        self.url = f"ws://127.0.0.1:{port}"
+
+    def test_messages_flow_both_ways_until_a_side_closes(self):
+        self.start()
+
+        async def talk():
+            async with websockets.connect(self.url + "/chat?room=1", max_size=2 ** 24) as ws:
+                await ws.send("hello")
+                assert await ws.recv() == "hello"
+                big = "x" * (3 * 1024 * 1024)
+                await ws.send(big)
+                assert await ws.recv() == big
+                await ws.send(b"\x00\x01binary")
+                assert await ws.recv() == b"\x00\x01binary"
+                await ws.send("bye")
+                try:
+                    await ws.recv()
+                except websockets.ConnectionClosed as e:
+                    return e.code, e.reason
+        self.assertEqual(run(talk()), (4000, "server says bye"))
+        self.assertEqual(self.echo.paths, ["/chat?room=1"])
+
+        async def client_closes():
+            ws = await websockets.connect(self.url + "/")
+            await ws.send("one")
+            assert await ws.recv() == "one"
+            await ws.close()
+            return ws.close_code
+        self.assertEqual(run(client_closes()), 1000)
+
+    def test_tunnel_survives_reload_and_idle_tunnels_close(self):
+        self.start(idle="1s")
+
+        async def reload_then_talk():
+            async with websockets.connect(self.url + "/", ping_interval=None) as ws:
+                await ws.send("before")
+                assert await ws.recv() == "before"
+                self.proxy.write_dynamic(self.dynamic + "    other: {loadBalancer: {servers: [{url: \"http://127.0.0.1:9\"}]}}\n")
+                await asyncio.sleep(0.3)  # the new generation is live; the tunnel is not part of it
+                await ws.send("after")
+                assert await ws.recv() == "after"
+                start = time.monotonic()
+                try:
+                    await ws.recv()  # nothing moves: the idle limit ends the tunnel
+                except websockets.ConnectionClosed:
+                    return time.monotonic() - start
+        waited = run(reload_then_talk())
+        self.assertGreater(waited, 0.5)
+        self.assertIn("configuration generation 2 applied", self.proxy.log_text())
+
+    def test_unrequested_switch_of_protocols_is_refused(self):
+        rogue = self.recorder(lambda m, p: (101, {"Upgrade": "websocket", "Connection": "Upgrade"}, b""))
+        proxy = self.berth(dynamic_yaml=f"http:\n  routers:\n    r: {{rule: \"PathPrefix(`/`)\", service: s}}\n"
+                                        f"  services:\n    s: {{loadBalancer: {{servers: [{{url: \"{rogue.url}\"}}]}}}}\n")
+        self.assertEqual(get(proxy.port, "/")[0], 502)
+
+
+if __name__ == "__main__":
+    main()
