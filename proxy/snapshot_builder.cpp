@@ -237,10 +237,20 @@ std::string render_dashboard(const config::StaticConfig& sc, const config::Dynam
   if (snap.services.empty()) {
     h += "<p>No services yet.</p>";
   } else {
-    h += "<table><tr><th>service</th><th>servers</th></tr>";
+    h += "<table><tr><th>service</th><th>servers, or the services it splits between</th></tr>";
     for (const auto& s : snap.services) {
       std::string servers;
-      for (const auto& e : s.endpoints) servers += (servers.empty() ? "" : "<br>") + html_escape(e.url);
+      auto add = [&](const std::string& line) { servers += (servers.empty() ? "" : "<br>") + line; };
+      for (const auto& e : s.endpoints)
+        add(html_escape(e.url) + (e.weight != 1 ? " (weight " + std::to_string(e.weight) + ")" : ""));
+      static constexpr const char* kRole[] = {"", "weighted", "failover", "mirroring"};
+      for (size_t i = 0; i < s.children.size(); ++i) {
+        std::string role = s.kind == Service::Kind::kWeighted    ? "weight " + std::to_string(s.weights[i])
+                           : s.kind == Service::Kind::kFailover  ? (i == 0 ? "main" : "fallback")
+                           : i == 0                              ? "main"
+                                                                 : std::to_string(s.weights[i]) + "% mirrored";
+        add(html_escape(snap.services[s.children[i]].name) + " (" + kRole[static_cast<int>(s.kind)] + ", " + role + ")");
+      }
       h += "<tr><td>" + html_escape(s.name) + "</td><td>" + servers + "</td></tr>";
     }
     h += "</table>";
