@@ -97,7 +97,8 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   /// The Upgrade value the client asked for ("websocket"), if it asked with Connection: upgrade.
   std::string_view requested_upgrade() const;
   /// contentType: adds a Content-Type sniffed from the first body bytes (read now if none came yet).
-  coro::Task<void> sniff_content_type(size_t response_head, BodyMode mode, std::chrono::milliseconds timeout);
+  coro::Task<void> sniff_content_type(size_t response_head, BodyMode mode, std::chrono::milliseconds timeout,
+                                      bool stored);
   /// Sends copies of the request to the mirrors of mirroring service `mirroring` that are due one.
   void send_mirrors(const Snapshot& snap, uint32_t mirroring, size_t head_size, int64_t now_ms);
   enum class HeadFor : uint8_t { kExchange, kMirror, kMirrorWithoutBody };

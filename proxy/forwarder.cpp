@@ -219,9 +219,9 @@ coro::Task<bool> DownstreamConnection::reply_error_page(const Snapshot& snap, in
     limits.timeout = std::max(snap.transport.dial_timeout, std::chrono::milliseconds(10'000));
     auto page = co_await upstream::fetch(worker_.context().get_executor(), target.address, request, limits);
     if (page) {
-      e.fetched = std::move(*page);
-      std::string_view type = e.fetched.header("Content-Type");
-      co_return co_await reply_local(status, e.fetched.body, type.empty() ? local_reply::kTextPlain : type, close, {},
+      const upstream::FetchResponse& got = e.fetched.emplace_back(std::move(*page));
+      std::string_view type = got.header("Content-Type");
+      co_return co_await reply_local(status, got.body, type.empty() ? local_reply::kTextPlain : type, close, {},
                                      &e.response);
     }
     LOG_WARN("errors middleware: page for ", status, " from ", target.url, ": ", page.error().message);
@@ -264,6 +264,7 @@ void DownstreamConnection::send_mirrors(const Snapshot& snap, uint32_t mirroring
     build_upstream_head(lb, target, with_body ? HeadFor::kMirror : HeadFor::kMirrorWithoutBody);
     std::string request = ex_->out;
     request.append(body);
+    if (mirrors_in_flight() >= kMaxMirrorsInFlight) return;  // a stuck mirror must not eat the fds
     coro::spawn(send_mirror(worker_, target.address, std::move(request),
                             std::max(snap.transport.dial_timeout, std::chrono::milliseconds(30'000))));
   });
@@ -368,7 +369,9 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     }
     if (retry && tries > 0 && !fresh_retry) {
       Timer backoff(worker_.context().get_executor());
-      backoff.expires_after(retry->initial_interval * (1 << std::min(tries - 1, 10)));
+      // Doubling from initialInterval, but never past 10 s (or initialInterval, if longer).
+      const auto step = retry->initial_interval * (1 << std::min(tries - 1, 16));
+      backoff.expires_after(std::max(retry->initial_interval, std::min<std::chrono::milliseconds>(step, std::chrono::seconds(10))));
       co_await backoff.async_wait(coro::use_task);
     }
     if (!fresh_retry) ++tries;
@@ -505,7 +508,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     // No backend answered. The client's body (if unread) must be skipped or the connection closed.
     co_return co_await reply_status(snap, failure,
                                     failure == 504 ? local_reply::kGatewayTimeout : local_reply::kBadGateway,
-                                    body_consumed);
+                                    body_consumed || drop_connection);
   }
 
   // ---- relay the response ----
@@ -531,7 +534,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     // errors: the backend's answer is dropped for the page, sent with the backend's status.
     const int status = resp.status;
     close_upstream();
-    co_return co_await reply_error_page(snap, status, !client_keep_alive);
+    co_return co_await reply_error_page(snap, status, !client_keep_alive || drop_connection);
   }
   BodyMode response_mode;
   if (is_head || resp.status == 204 || resp.status == 304 || resp.status < 200) response_mode = BodyMode::kNone;
@@ -557,7 +560,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     response_stored = response_mode != BodyMode::kLength;
   }
   if (ex_->edits.sniff_content_type && response_mode != BodyMode::kNone && !has_header(resp.headers, HeaderId::kContentType))
-    co_await sniff_content_type(response_head, response_mode, transport.response_header_timeout);
+    co_await sniff_content_type(response_head, response_mode, transport.response_header_timeout, response_stored);
   const bool compressing = !response_stored && should_compress(response_mode, response_length);
   // An HTTP/1.0 client gets a compressed body delimited by the connection's close (no chunking).
   const bool close_after = close_client || (compressing && client_http10);
@@ -744,16 +747,17 @@ coro::Task<int> DownstreamConnection::store_request_body(BodyMode mode, uint64_t
   http::h1::ChunkedDecoder decoder;
   uint64_t payload = 0;
   bool done = false;
-  auto belongs = [&](std::string_view data) -> int64_t {
+  // `stored`: body bytes kept before `data` (the read buffer may already be sized past them).
+  auto belongs = [&](std::string_view data, size_t stored) -> int64_t {
     if (mode == BodyMode::kChunked) return feed_chunked(decoder, data, payload, done);
-    size_t take = static_cast<size_t>(std::min<uint64_t>(length - body.size(), data.size()));
+    size_t take = static_cast<size_t>(std::min<uint64_t>(length - stored, data.size()));
     payload += take;
-    done = body.size() + take == length;
+    done = stored + take == length;
     return static_cast<int64_t>(take);
   };
   auto over = [&] { return max > 0 && payload > static_cast<uint64_t>(max); };
   if (!in_.empty()) {  // what came with the head
-    int64_t take = belongs(in_.view());
+    int64_t take = belongs(in_.view(), 0);
     if (take < 0) co_return 400;
     body.append(in_.data(), static_cast<size_t>(take));
     in_.consume(static_cast<size_t>(take));
@@ -767,7 +771,7 @@ coro::Task<int> DownstreamConnection::store_request_body(BodyMode mode, uint64_t
     body.resize(old + want);
     auto [ec, n] = co_await socket_.async_read_some(asio::buffer(body.data() + old, want), coro::use_task);
     if (ec) co_return -1;
-    int64_t take = belongs(std::string_view(body.data() + old, n));
+    int64_t take = belongs(std::string_view(body.data() + old, n), old);
     if (take < 0) co_return 400;
     pipelined |= static_cast<size_t>(take) < n;
     body.resize(old + static_cast<size_t>(take));
@@ -807,16 +811,17 @@ coro::Task<bool> DownstreamConnection::store_response_body(size_t response_head,
 }
 
 coro::Task<void> DownstreamConnection::sniff_content_type(size_t response_head, BodyMode mode,
-                                                          std::chrono::milliseconds timeout) {
+                                                          std::chrono::milliseconds timeout, bool stored) {
   // The first body bytes decide, as Go's DetectContentType does. If none came with the head, wait
-  // for some, reading behind the head so that the head's views stay valid.
-  if (up_->buffer.size() == response_head && up_->buffer.tail_space() > 0) {
+  // for some, reading behind the head so that the head's views stay valid. A body the buffering
+  // middleware read whole is in ex_->body.
+  if (!stored && up_->buffer.size() == response_head && up_->buffer.tail_space() > 0) {
     arm(Phase::kAwaitResponse, timeout);
     auto [ec, got] = co_await up_->socket.async_read_some(
         asio::buffer(up_->buffer.write_ptr(), up_->buffer.tail_space()), coro::use_task);
     if (!ec) up_->buffer.commit(got);
   }
-  std::string_view body = up_->buffer.view().substr(response_head);
+  std::string_view body = stored ? std::string_view(ex_->body) : up_->buffer.view().substr(response_head);
   if (mode == BodyMode::kChunked) body = first_chunk(body);
   if (mode == BodyMode::kLength) body = body.substr(0, static_cast<size_t>(ex_->response.framing.content_length));
   ex_->edits.add_header("Content-Type", http::detect_content_type(body));

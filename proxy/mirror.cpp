@@ -12,10 +12,20 @@ namespace berth::proxy {
 
 namespace asio = boost::asio;
 
+namespace {
+thread_local size_t in_flight = 0;  // each worker counts its own
+}
+
+size_t mirrors_in_flight() { return in_flight; }
+
 coro::Task<void> send_mirror(Worker& worker, asio::ip::tcp::endpoint address, std::string request,
                              std::chrono::milliseconds timeout) {
   // Mirrors are a copy of the traffic, so they may cost a socket, a timer and a string each; the
   // client's exchange stays on the allocation-free path.
+  struct Count {
+    Count() { ++in_flight; }
+    ~Count() { --in_flight; }
+  } count;
   // The timer's handler may run after this coroutine ended (it expired just as the exchange did),
   // so it holds the socket by a weak reference.
   auto socket = std::make_shared<Socket>(worker.context().get_executor());

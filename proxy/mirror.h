@@ -12,6 +12,10 @@ namespace berth::proxy {
 
 class Worker;
 
+/// Mirror requests in flight on this thread, and the most a worker keeps at once (beyond: skipped).
+size_t mirrors_in_flight();
+inline constexpr size_t kMaxMirrorsInFlight = 256;
+
 /// Sends `request` (head and body, "Connection: close") to `address` and reads the answer until the
 /// server closes, all within `timeout`. Thread: worker (spawned detached).
 coro::Task<void> send_mirror(Worker& worker, boost::asio::ip::tcp::endpoint address, std::string request,

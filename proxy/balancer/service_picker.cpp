@@ -4,6 +4,7 @@
 namespace berth::proxy::balancer {
 
 void ServicePicker::reset(const Snapshot& snapshot) {
+  generation_ = snapshot.generation;
   rr_.resize(snapshot.services.size());
   mirror_counts_.assign(snapshot.services.size(), {});
   for (size_t i = 0; i < snapshot.services.size(); ++i) {
@@ -52,6 +53,7 @@ Pick ServicePicker::pick(const Snapshot& snapshot, uint32_t service, const std::
                          middleware::Edits& edits, int64_t now_ms) {
   // The builder rejects cycles, so the walk ends; each step goes one level down.
   uint32_t mirroring = Pick::kNoMirroring;
+  const bool stale = snapshot.generation != generation_;
   while (true) {
     const Service& s = snapshot.services[service];
     switch (s.kind) {
@@ -62,7 +64,8 @@ Pick ServicePicker::pick(const Snapshot& snapshot, uint32_t service, const std::
           if (i >= 0 && is_eligible(s.endpoints[i], now_ms)) return {service, i, mirroring};
         }
         int i = s.p2c ? pick_p2c(s, now_ms)
-                      : rr_[service].pick([&](size_t j) { return s.endpoints[j].health->is_up(now_ms); });
+                : stale  ? pick_any(s, now_ms)
+                         : rr_[service].pick([&](size_t j) { return s.endpoints[j].health->is_up(now_ms); });
         if (i >= 0 && sticky) edits.set_server_cookie(s.sticky.set_cookies[i]);
         return {service, i, mirroring};
       }
@@ -71,9 +74,16 @@ Pick ServicePicker::pick(const Snapshot& snapshot, uint32_t service, const std::
         const bool sticky = !s.sticky.name.empty();
         int i = sticky ? sticky_choice(s.sticky, headers, nullptr) : -1;
         if (i < 0 || s.weights[i] == 0 || !up(i)) {
-          i = rr_[service].pick(up);
+          if (stale) {
+            i = -1;
+            for (size_t j = 0; j < s.children.size() && i < 0; ++j)
+              if (s.weights[j] > 0 && up(j)) i = static_cast<int>(j);
+          } else {
+            i = rr_[service].pick(up);
+          }
           // No child is up: keep walking the first weighted child, whose answer is a 503.
-          if (i < 0) i = rr_[service].pick();
+          for (size_t j = 0; j < s.children.size() && i < 0; ++j)
+            if (s.weights[j] > 0) i = static_cast<int>(j);
           if (i < 0) return {service, -1, mirroring};
           if (sticky) edits.add_header("Set-Cookie", s.sticky.set_cookies[i]);
         }
@@ -97,6 +107,15 @@ uint64_t ServicePicker::next_random() {
   rng_ ^= rng_ << 25;
   rng_ ^= rng_ >> 27;
   return rng_ * 2685821657736338717ull;
+}
+
+int ServicePicker::pick_any(const Service& lb, int64_t now_ms) {
+  const size_t n = lb.endpoints.size();
+  if (n == 0) return -1;
+  const size_t start = next_random() % n;
+  for (size_t k = 0; k < n; ++k)
+    if (is_eligible(lb.endpoints[(start + k) % n], now_ms)) return static_cast<int>((start + k) % n);
+  return -1;
 }
 
 int ServicePicker::pick_p2c(const Service& lb, int64_t now_ms) {

@@ -28,7 +28,9 @@ class ServicePicker {
   void reset(const Snapshot& snapshot);
 
   /// Picks for `service`. Sticky choices read the request's cookies; a new sticky choice adds its
-  /// Set-Cookie to `edits`. Thread: worker.
+  /// Set-Cookie to `edits`. An exchange that began under an older snapshot (it waited on an auth
+  /// server across a reload) still gets a sound pick: the counters belong to the current snapshot,
+  /// so its picks are made without them. Thread: worker.
   Pick pick(const Snapshot& snapshot, uint32_t service, const std::vector<http::Header>& headers,
             middleware::Edits& edits, int64_t now_ms);
 
@@ -37,6 +39,7 @@ class ServicePicker {
   /// exchanges seen so far (per worker). Thread: worker.
   template <typename Send>
   void for_each_due_mirror(const Snapshot& snapshot, uint32_t service, Send&& send) {
+    if (snapshot.generation != generation_) return;  // counts are the current snapshot's
     auto& counts = mirror_counts_[service];  // [0]: exchanges; [i]: copies sent to child i
     const Service& s = snapshot.services[service];
     ++counts[0];
@@ -54,8 +57,11 @@ class ServicePicker {
 
  private:
   int pick_p2c(const Service& lb, int64_t now_ms);
+  /// Without per-snapshot state: the first eligible server from a random start.
+  int pick_any(const Service& lb, int64_t now_ms);
   uint64_t next_random();
 
+  uint64_t generation_ = 0;  ///< the snapshot rr_ and mirror_counts_ were sized for
   std::vector<WeightedRoundRobin> rr_;  ///< per service: over endpoints or over children
   std::vector<std::vector<uint64_t>> mirror_counts_;  ///< per mirroring service: exchanges, then copies per child
   uint64_t rng_ = 0x9e3779b97f4a7c15ull;

@@ -43,8 +43,8 @@ class ForwardAuth final : public Middleware {
       e.status = 500;
       co_return false;
     }
-    e.fetched = std::move(*answer);
-    const upstream::FetchResponse& f = e.fetched;
+    // Each answer keeps its own storage: the edits below view it until the exchange ends.
+    const upstream::FetchResponse& f = e.fetched.emplace_back(std::move(*answer));
     if (f.status < 200 || f.status >= 300) {
       // The auth server's answer goes to the client as it is (a 401, a redirect to a login page...).
       for (const auto& [name, value] : f.headers)

@@ -212,12 +212,15 @@ class Headers final : public Middleware {
   }
   bool on_request(Context& ctx) const override {
     if (cors_ && cors_->is_enabled()) {
-      std::string_view origin = first_value(ctx, "Origin");
-      std::string_view method = first_value(ctx, "Access-Control-Request-Method");
+      // Echoed values are copied: response edits are read after the request head's bytes may be gone.
+      auto& e = ctx.edits;
+      e.cors_origin.assign(first_value(ctx, "Origin"));
+      e.cors_method.assign(first_value(ctx, "Access-Control-Request-Method"));
+      std::string_view origin = e.cors_origin, method = e.cors_method;
       if (cors_->is_preflight(ctx.request.method, origin, method)) {
         // Traefik answers a preflight itself: 200, no body, the Access-Control-* headers only.
-        cors_->preflight_headers(origin, method, first_value(ctx, "Access-Control-Request-Headers"),
-                                 ctx.edits.response);
+        e.cors_headers.assign(first_value(ctx, "Access-Control-Request-Headers"));
+        cors_->preflight_headers(origin, method, e.cors_headers, e.response);
         ctx.edits.status = 200;
         ctx.edits.reply_body = ""sv;
         return false;

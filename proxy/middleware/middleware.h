@@ -6,6 +6,7 @@
 
 #include <array>
 #include <atomic>
+#include <deque>
 #include <boost/asio/ip/address.hpp>
 #include <functional>
 #include <optional>
@@ -48,6 +49,7 @@ struct ErrorPages {
   uint32_t service = 0;                     ///< index into Snapshot::services
   std::string query;                        ///< "/{status}.html": {status}, {originalStatus}, {url}
   bool matches(int status) const {
+    if (status < 200 || status == 204 || status == 304) return false;  // answers that carry no body
     for (const auto& [lo, hi] : ranges)
       if (status >= lo && status <= hi) return true;
     return false;
@@ -91,7 +93,9 @@ struct Edits {
   const CompressPolicy* compress = nullptr;    ///< set by a compress middleware when the client takes `encoding`
   http::Encoding encoding = http::Encoding::kIdentity;
   std::string page_host, page_uri;  ///< the request's Host and target, kept for the error page request
-  upstream::FetchResponse fetched;  ///< forwardAuth's answer, or an error page
+  /// forwardAuth answers and error pages, each kept whole (edits view them) until the exchange ends.
+  std::deque<upstream::FetchResponse> fetched;
+  std::string cors_origin, cors_method, cors_headers;  ///< the request's CORS values, owned: edits outlive the head
   std::string_view reply_content_type;  ///< of a local answer; empty: text/plain
   /// The worker's circuit breaker of this route, told how the exchange ended (record_outcome).
   CircuitBreaker* breaker = nullptr;
@@ -131,6 +135,7 @@ struct Edits {
     buffering = nullptr;
     error_pages = nullptr;
     compress = nullptr;
+    fetched.clear();
     reply_content_type = {};
     breaker = nullptr;
     final_status = 0;

@@ -174,6 +174,7 @@ void HealthChecker::update(const Snapshot& snapshot) {
     const auto& c = *service.health_check;
     for (const auto& e : service.endpoints) {
       std::string key = probe_key(service.name, e, c);
+      if (next.contains(key)) continue;  // the same server listed twice: one probe
       if (auto it = probes_.find(key); it != probes_.end()) {
         next.emplace(key, std::move(it->second));
         probes_.erase(it);

@@ -3,7 +3,7 @@ redirectScheme, headers (custom request/response headers), chain, basicAuth/dige
 clients (curl --digest, users files), and the error cases."""
 import json
 
-from harness import BerthTestCase, free_port, get, main, wait_for_port
+from harness import BerthTestCase, free_port, get, main, wait_for_port, wait_until
 
 DYNAMIC = """
 http:
@@ -278,9 +278,65 @@ http:
         auth_answers["/verify?app=1"] = (401, {"WWW-Authenticate": "Bearer"}, b"")
         status, headers, _ = get(proxy.port, "/echo/x")
         self.assertEqual((status, headers.get("www-authenticate")), (401, "Bearer"))
+        # Two forwardAuth middlewares in a row: each answer's headers reach the backend.
+        auth2 = self.recorder(lambda m, p: (200, {"X-Team": "blue"}, b""))
+        auth_answers["/verify?app=1"] = (200, {"X-User": "bob"}, b"")
+        proxy.write_dynamic(f"""
+http:
+  routers:
+    r: {{rule: "PathPrefix(`/`)", service: s, middlewares: [fa, fa2]}}
+  middlewares:
+    fa: {{forwardAuth: {{address: "{auth.url}/verify?app=1", authResponseHeaders: [X-User]}}}}
+    fa2: {{forwardAuth: {{address: "{auth2.url}/", authResponseHeaders: [X-Team]}}}}
+  services:
+    s: {{loadBalancer: {{servers: [{{url: "{app.url}"}}]}}}}
+""")
+        wait_until(lambda: "configuration generation 2 applied" in proxy.log_text())
+        _, _, body = get(proxy.port, "/echo/two")
+        seen = {n.lower(): v for n, v in json.loads(body)["headers"]}
+        self.assertEqual((seen.get("x-user"), seen.get("x-team")), ("bob", "blue"))
         # An unreachable auth server is a 500, never a pass.
         auth.stop()
         self.assertEqual(get(proxy.port, "/echo/x")[0], 500)
+
+    def test_reload_while_an_auth_server_thinks(self):
+        """An exchange that waits on forwardAuth across a reload still gets a sound server pick."""
+        import threading
+        import time
+        a, b = self.backend("a"), self.backend("b")
+
+        def slow(method, path):
+            time.sleep(0.6)
+            return 200, {}, b""
+        auth = self.recorder(slow)
+        many = "".join(f"    s{i}: {{loadBalancer: {{servers: [{{url: \"{b.url}\"}}]}}}}\n" for i in range(20))
+        proxy = self.berth(dynamic_yaml=f"""
+http:
+  routers:
+    r: {{rule: "PathPrefix(`/`)", service: s19, middlewares: [fa]}}
+  middlewares:
+    fa: {{forwardAuth: {{address: "{auth.url}/"}}}}
+  services:
+{many}""")
+        answers = []
+        threads = [threading.Thread(target=lambda: answers.append(get(proxy.port, "/"))) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(0.2)
+        # Fewer services now: the waiting exchanges come back to a picker sized for the new snapshot.
+        proxy.write_dynamic(f"""
+http:
+  routers:
+    r: {{rule: "PathPrefix(`/`)", service: only, middlewares: [fa]}}
+  middlewares:
+    fa: {{forwardAuth: {{address: "{auth.url}/"}}}}
+  services:
+    only: {{loadBalancer: {{servers: [{{url: "{a.url}"}}, {{url: "{a.url}"}}]}}}}
+""")
+        for t in threads:
+            t.join(10)
+        self.assertEqual(sorted((s, h.get("x-backend")) for s, h, _ in answers), [(200, "b")] * 4)
+        self.assertEqual(get(proxy.port, "/")[1].get("x-backend"), "a")
 
 
 class Concurrency(BerthTestCase):
@@ -336,6 +392,15 @@ http:
         status, headers, _ = c.read_response()
         self.assertEqual(status, 413)
         self.assertEqual(headers.get("connection"), "close")
+        c.close()
+        # A Content-Length body that arrives after the head, in pieces, is read whole and forwarded.
+        c = RawClient(proxy.port)
+        c.send(b"POST /sink HTTP/1.1\r\nHost: t\r\nContent-Length: 700\r\n\r\n")
+        time.sleep(0.1)
+        c.send(b"a" * 300)
+        time.sleep(0.1)
+        c.send(b"b" * 400)
+        self.assertEqual(c.read_response()[::2], (200, b"700"))
         c.close()
 
 
