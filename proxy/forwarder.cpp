@@ -13,6 +13,7 @@
 #include "proxy/http/h1/chunked_decoder.h"
 #include "proxy/local_reply.h"
 #include "proxy/middleware/cors.h"
+#include "proxy/middleware/retry_expression.h"
 #include "proxy/middleware/traffic.h"
 #include "proxy/mirror.h"
 #include "proxy/upstream/health.h"
@@ -357,9 +358,19 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   // Without a retry middleware each server gets one try; with one, `attempts` tries go round the
   // servers, spaced by an exponential backoff from initialInterval.
   const middleware::RetryPolicy* retry = ex_->edits.retry;
-  const size_t max_attempts = std::max(n, retry ? static_cast<size_t>(retry->attempts) : size_t{0});
+  size_t max_attempts = std::max(n, retry ? static_cast<size_t>(retry->attempts) : size_t{0});
   size_t attempt = 0;
   int tries = 0;
+  // buffering.retryExpression may ask for more tries of a request whose body it holds (or that has
+  // none), after an answer or a network error; at most kMaxExpressionTries in all.
+  constexpr int kMaxExpressionTries = 10;
+  const middleware::RetryExpression* expression = buffering ? buffering->retry_expression : nullptr;
+  auto expression_retries = [&](int status, bool network_error) {
+    if (!expression || tries >= kMaxExpressionTries || !expression->should_retry(tries, status, network_error))
+      return false;
+    max_attempts = std::max(max_attempts, attempt + 2);
+    return true;
+  };
   bool fresh_retry = false;
   while (attempt < max_attempts) {
     const Endpoint& target = service.endpoints[(first + attempt) % n];
@@ -393,6 +404,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
         LOG_DEBUG("dial ", target.url, " for ", service.name, " failed: ", ec.message());
         failed(target);
         close_upstream();
+        expression_retries(0, true);
         ++attempt;  // nothing was sent: try the next server
         continue;
       }
@@ -440,7 +452,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       }
       failure = expired_ == Phase::kAwaitResponse ? 504 : 502;
       failed(target);
-      if (retry && idempotent) {
+      if ((retry && idempotent) || expression_retries(0, true)) {
         ++attempt;
         continue;
       }
@@ -482,6 +494,11 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     }
     // A switch of protocols only answers a client that asked for one.
     if (rc == 0 && ex_->response.status == 101 && !wants_upgrade) rc = 502;
+    if (rc == 0 && !body_consumed && expression_retries(ex_->response.status, false)) {
+      close_upstream();  // the answer is dropped; the stored body goes again
+      ++attempt;
+      continue;
+    }
     if (rc == 0) {
       if (!body_consumed) in_.consume(buffered);
       // Another server answered for the one the client was pinned to: pin it to this one.
@@ -496,7 +513,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     }
     failure = rc < 0 ? 502 : rc;
     failed(target);
-    if (retry && rc < 0 && !body_consumed && idempotent) {
+    if ((retry && rc < 0 && !body_consumed && idempotent) || (!body_consumed && expression_retries(0, true))) {
       ++attempt;  // the connection failed before any answer: a retry cannot run the request twice
       continue;
     }

@@ -12,6 +12,7 @@
 #include "proxy/middleware/circuit_breaker.h"
 #include "proxy/middleware/cors.h"
 #include "proxy/middleware/forward_auth.h"
+#include "proxy/middleware/retry_expression.h"
 #include "proxy/middleware/traffic.h"
 
 namespace berth::proxy::middleware {
@@ -290,7 +291,10 @@ class ContentType final : public Middleware {
 // buffering: bodies are read whole (within the limits) before they move on; see forwarder.cpp.
 class Buffering final : public Middleware {
  public:
-  explicit Buffering(BufferingPolicy policy) : policy_(policy) {}
+  Buffering(BufferingPolicy policy, std::optional<RetryExpression> expression)
+      : policy_(policy), expression_(std::move(expression)) {
+    if (expression_) policy_.retry_expression = &*expression_;
+  }
   bool on_request(Context& ctx) const override {
     // A declared length over the limit is refused before a byte of the body is read.
     if (policy_.max_request_body_bytes > 0 && ctx.request.framing.content_length > policy_.max_request_body_bytes) {
@@ -303,6 +307,7 @@ class Buffering final : public Middleware {
 
  private:
   BufferingPolicy policy_;
+  std::optional<RetryExpression> expression_;
 };
 
 // errors: the request flow asks for a page when the answer's status matches; the request's Host and
@@ -510,10 +515,16 @@ Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& c, c
   }
   if (c.type == "basicAuth") return compile_basic_auth(c);
   if (c.type == "buffering") {
-    if (!c.retry_expression.empty())
-      return Error{c.where, "middleware " + c.name + ": buffering.retryExpression is not supported yet"};
+    std::optional<RetryExpression> expression;
+    if (!c.retry_expression.empty()) {
+      auto parsed = RetryExpression::parse(c.retry_expression);
+      if (!parsed)
+        return Error{c.where, "middleware " + c.name + ": retryExpression \"" + c.retry_expression + "\": " +
+                                  parsed.error().where + ": " + parsed.error().message};
+      expression = std::move(*parsed);
+    }
     return std::unique_ptr<Middleware>(
-        new Buffering(BufferingPolicy{c.max_request_body_bytes, c.max_response_body_bytes}));
+        new Buffering(BufferingPolicy{c.max_request_body_bytes, c.max_response_body_bytes}, std::move(expression)));
   }
   if (c.type == "errors") {
     auto pages = compile_error_pages(c, options);

@@ -30,11 +30,13 @@ namespace berth::proxy::middleware {
 
 class Cors;
 class CircuitBreaker;
+class RetryExpression;
 
 /// The buffering middleware's limits (0: no limit), read by the request flow.
 struct BufferingPolicy {
   int64_t max_request_body_bytes = 0;
   int64_t max_response_body_bytes = 0;
+  const RetryExpression* retry_expression = nullptr;  ///< owned by the middleware
 };
 
 /// The compress middleware's response-side rules (the encoding is chosen from the request).

@@ -340,6 +340,23 @@ http:
 
 
 class Concurrency(BerthTestCase):
+    def test_buffering_retry_expression_resends_the_stored_body(self):
+        answers = [503, 503, 201]
+        rec = self.recorder(lambda m, p: (answers.pop(0) if answers else 500, {}, b"done"))
+        proxy = self.berth(dynamic_yaml=f"""
+http:
+  routers:
+    r: {{rule: "PathPrefix(`/`)", service: s, middlewares: [buf]}}
+  middlewares:
+    buf: {{buffering: {{retryExpression: "ResponseCode() == 503 && Attempts() < 5"}}}}
+  services:
+    s: {{loadBalancer: {{servers: [{{url: "{rec.url}"}}]}}}}
+""")
+        status, _, body = get(proxy.port, "/upload", method="POST", body=b"z" * 5000)
+        self.assertEqual((status, body), (201, b"done"))
+        self.assertEqual([(m, len(b)) for m, _, _, b in rec.requests], [("POST", 5000)] * 3,
+                         "a non-idempotent POST is replayed because its body was stored")
+
     def test_in_flight_req_caps_concurrent_requests_per_source_and_releases_slots(self):
         import threading
         import time
