@@ -110,8 +110,9 @@ class DynamicDecoder {
   void decode(const ConfigNode& root) {
     for (const ConfigNode* e : d_.entries(root, "")) {
       if (iequals(e->key, "http")) decode_http(*e);
-      // tcp, udp and tls are decoded by later issues; accepted so Traefik files load unchanged.
-      else if (iequals(e->key, "tcp") || iequals(e->key, "udp") || iequals(e->key, "tls")) continue;
+      else if (iequals(e->key, "tls")) decode_tls(*e, d_, provider_, c_.tls);
+      // tcp and udp routers come with later issues; accepted so Traefik files load unchanged.
+      else if (iequals(e->key, "tcp") || iequals(e->key, "udp")) continue;
       else d_.unknown_key(*e, "");
     }
   }
@@ -767,6 +768,7 @@ void merge_dynamic(DynamicConfig& into, DynamicConfig&& from) {
                   std::move(from.conflicting_middlewares), into.errors);
   merge_elements("middleware", into.middlewares, std::move(from.middlewares), into.conflicting_middlewares,
                  into.errors);
+  merge_tls(into.tls, std::move(from.tls), into.errors);
   merge_conflicts("serversTransport", into.servers_transports, into.conflicting_servers_transports,
                   std::move(from.conflicting_servers_transports), into.errors);
   merge_elements("serversTransport", into.servers_transports, std::move(from.servers_transports),

@@ -10,6 +10,7 @@
 #include "base/result.h"
 #include "base/text.h"
 #include "config/static_config.h"
+#include "config/tls_config.h"
 
 namespace berth::config {
 
@@ -214,6 +215,7 @@ struct DynamicConfig {
   std::map<std::string, ServiceConfig> services;  ///< by qualified name
   std::map<std::string, MiddlewareConfig> middlewares;  ///< by qualified name
   std::map<std::string, NamedServersTransport> servers_transports;  ///< by qualified name
+  TlsConfig tls;                                  ///< the `tls:` section (certificates, options, stores)
   std::vector<Error> errors;                      ///< element-level problems (the element was dropped)
   /// Names merge_dynamic dropped because two definitions differ -> place of the first definition;
   /// kept so a third definition of the same name stays dropped.

@@ -11,6 +11,7 @@
 
 #include "config/dynamic_config.h"
 #include "proxy/router/route_table.h"
+#include "proxy/tls/certificate_store.h"
 #include "proxy/upstream/health.h"
 
 namespace berth::proxy {
@@ -79,6 +80,9 @@ struct Snapshot {
   std::chrono::milliseconds longest_idle_conn_timeout{90'000};  ///< over all transports: the pool sweep's bound
   std::string dashboard_html;                  ///< the built-in page, rendered once per snapshot
   std::vector<std::unique_ptr<middleware::Middleware>> middlewares;  ///< what routes' chains point to
+  /// Certificates and TLS options of the `tls:` section, compiled (served once TLS entry points
+  /// land, issue 4; today they are checked, so a bad certificate is reported at once).
+  std::shared_ptr<const tls::CertificateStore> certificates;
 };
 
 }  // namespace berth::proxy

@@ -278,6 +278,12 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
   snap->longest_idle_conn_timeout = snap->transport.idle_conn_timeout;
   for (const auto& s : snap->services)
     snap->longest_idle_conn_timeout = std::max(snap->longest_idle_conn_timeout, s.transport.idle_conn_timeout);
+  if (!dyn.tls.certificates.empty() || !dyn.tls.options.empty() || !dyn.tls.stores.empty()) {
+    auto store = tls::CertificateStore::build(dyn.tls, result.errors);
+    if (store) snap->certificates = std::move(*store);
+    else result.errors.push_back(store.error());
+  }
+
   // Middlewares: compile each once; routers point into snapshot->middlewares through flattened chains.
   std::map<std::string, const middleware::Middleware*> compiled;
   for (const auto& [name, m] : dyn.middlewares) {
