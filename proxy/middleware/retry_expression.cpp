@@ -13,6 +13,12 @@ namespace {
 using Node = RetryExpression::Node;
 constexpr int kMaxDepth = 32;
 
+Node node(Node::Kind kind) {
+  Node n;
+  n.kind = kind;
+  return n;
+}
+
 class Parser {
  public:
   explicit Parser(std::string_view text) : text_(text) {}
@@ -41,7 +47,7 @@ class Parser {
       out = std::move(first);
       return true;
     }
-    out = Node{kind};
+    out = node(kind);
     out.operands.push_back(std::move(first));
     do {
       Node next;
@@ -56,7 +62,7 @@ class Parser {
     if (depth > kMaxDepth) return fail("expression nested too deeply");
     skip_space();
     if (take("!")) {
-      out = Node{Node::Kind::kNot};
+      out = node(Node::Kind::kNot);
       out.operands.emplace_back();
       return parse_unary(out.operands.back(), depth + 1);
     }
@@ -66,10 +72,10 @@ class Parser {
       return take(")") || fail("expected )");
     }
     if (take_call("IsNetworkError")) {
-      out = Node{Node::Kind::kIsNetworkError};
+      out = node(Node::Kind::kIsNetworkError);
       return true;
     }
-    out = Node{Node::Kind::kCompare};
+    out = node(Node::Kind::kCompare);
     if (take_call("Attempts")) out.function = Node::Function::kAttempts;
     else if (take_call("ResponseCode")) out.function = Node::Function::kResponseCode;
     else return fail("expected IsNetworkError(), Attempts(), ResponseCode(), ! or (");

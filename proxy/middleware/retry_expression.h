@@ -21,7 +21,7 @@ class RetryExpression {
   bool should_retry(int attempts, int status, bool network_error) const;
 
   struct Node {
-    enum class Kind : uint8_t { kOr, kAnd, kNot, kIsNetworkError, kCompare } kind;
+    enum class Kind : uint8_t { kOr, kAnd, kNot, kIsNetworkError, kCompare } kind = Kind::kCompare;
     enum class Function : uint8_t { kAttempts, kResponseCode } function{};
     enum class Op : uint8_t { kEq, kNe, kLt, kLe, kGt, kGe } op{};
     int64_t value = 0;
