@@ -660,8 +660,12 @@ class DynamicDecoder {
           }
         } else d_.unknown_key(*o, cpath);
       }
-      if (sticky.name.find_first_of("=;, \t") != std::string::npos)
-        d_.error(e->where, "sticky cookie name \"" + sticky.name + "\" is not a valid cookie name");
+      // As Traefik does (RFC 2616 token): any other character of the name becomes '_'.
+      for (char& ch : sticky.name) {
+        const bool token = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
+                           std::string_view("!#$%&'*+-.^`|~_").find(ch) != std::string_view::npos;
+        if (!token) ch = '_';
+      }
     }
   }
 
