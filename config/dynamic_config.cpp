@@ -660,12 +660,16 @@ class DynamicDecoder {
           }
         } else d_.unknown_key(*o, cpath);
       }
-      // As Traefik does (RFC 2616 token): any other character of the name becomes '_'.
-      for (char& ch : sticky.name) {
+      // As Traefik does (RFC 2616 token): any other character of the name becomes one '_' (a
+      // UTF-8 sequence counts as one character).
+      std::string clean;
+      for (char ch : sticky.name) {
+        if ((static_cast<unsigned char>(ch) & 0xC0) == 0x80) continue;  // continuation byte
         const bool token = (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') || (ch >= '0' && ch <= '9') ||
                            std::string_view("!#$%&'*+-.^`|~_").find(ch) != std::string_view::npos;
-        if (!token) ch = '_';
+        clean += token ? ch : '_';
       }
+      sticky.name = std::move(clean);
     }
   }
 

@@ -217,7 +217,7 @@ coro::Task<bool> DownstreamConnection::reply_error_page(const Snapshot& snap, in
     std::string request = "GET " + error_page_target(pages.query, status, e.page_uri) + " HTTP/1.1\r\nHost: " +
                           (e.page_host.empty() ? target.authority : e.page_host) + "\r\nConnection: close\r\n\r\n";
     upstream::FetchLimits limits;
-    limits.timeout = std::max(snap.transport.dial_timeout, std::chrono::milliseconds(10'000));
+    limits.timeout = std::max(snap.services[pick.service].transport.dial_timeout, std::chrono::milliseconds(10'000));
     auto page = co_await upstream::fetch(worker_.context().get_executor(), target.address, request, limits);
     if (page) {
       const upstream::FetchResponse& got = e.fetched.emplace_back(std::move(*page));
@@ -267,7 +267,7 @@ void DownstreamConnection::send_mirrors(const Snapshot& snap, uint32_t mirroring
     request.append(body);
     if (mirrors_in_flight() >= kMaxMirrorsInFlight) return;  // a stuck mirror must not eat the fds
     coro::spawn(send_mirror(worker_, target.address, std::move(request),
-                            std::max(snap.transport.dial_timeout, std::chrono::milliseconds(30'000))));
+                            std::max(lb.transport.dial_timeout, std::chrono::milliseconds(30'000))));
   });
 }
 
@@ -365,10 +365,13 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   // none), after an answer or a network error; at most kMaxExpressionTries in all.
   constexpr int kMaxExpressionTries = 10;
   const middleware::RetryExpression* expression = buffering ? buffering->retry_expression : nullptr;
+  // As oxy: a network failure has the status berth answers (502/504), and IsNetworkError() holds
+  // for any 502 or 504. A retry may have to skip unhealthy servers to find one: room for a full turn.
   auto expression_retries = [&](int status, bool network_error) {
+    network_error = network_error || status == 502 || status == 504;
     if (!expression || tries >= kMaxExpressionTries || !expression->should_retry(tries, status, network_error))
       return false;
-    max_attempts = std::max(max_attempts, attempt + 2);
+    max_attempts = std::max(max_attempts, attempt + 1 + n);
     return true;
   };
   bool fresh_retry = false;
@@ -404,7 +407,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
         LOG_DEBUG("dial ", target.url, " for ", service.name, " failed: ", ec.message());
         failed(target);
         close_upstream();
-        expression_retries(0, true);
+        expression_retries(failure, true);
         ++attempt;  // nothing was sent: try the next server
         continue;
       }
@@ -452,7 +455,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       }
       failure = expired_ == Phase::kAwaitResponse ? 504 : 502;
       failed(target);
-      if ((retry && idempotent) || expression_retries(0, true)) {
+      if ((retry && idempotent) || expression_retries(failure, true)) {
         ++attempt;
         continue;
       }
@@ -493,7 +496,9 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       up_->buffer.consume(response_head);
     }
     // A switch of protocols only answers a client that asked for one.
-    if (rc == 0 && ex_->response.status == 101 && !wants_upgrade) rc = 502;
+    if (rc == 0 && ex_->response.status == 101 &&
+        (!wants_upgrade || !has_header(ex_->response.headers, HeaderId::kUpgrade)))
+      rc = 502;
     if (rc == 0 && !body_consumed && expression_retries(ex_->response.status, false)) {
       close_upstream();  // the answer is dropped; the stored body goes again
       ++attempt;
@@ -513,7 +518,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     }
     failure = rc < 0 ? 502 : rc;
     failed(target);
-    if ((retry && rc < 0 && !body_consumed && idempotent) || (!body_consumed && expression_retries(0, true))) {
+    if ((retry && rc < 0 && !body_consumed && idempotent) || (!body_consumed && expression_retries(failure, true))) {
       ++attempt;  // the connection failed before any answer: a retry cannot run the request twice
       continue;
     }
@@ -938,9 +943,11 @@ coro::Task<void> DownstreamConnection::tunnel() {
     buffer.commit(n);
     arm(Phase::kTunnel, settings_.idle_timeout);
   }
-  // One side is done: so is the other. Half-closes would keep idle tunnels around for little use.
+  // One side is done: so is the other. Shutting both sockets down both ways makes any operation
+  // the pump starts from now on fail at once (a cancel would miss one already completing).
   boost::system::error_code ignored;
-  socket_.shutdown(Socket::shutdown_send, ignored);
+  socket_.shutdown(Socket::shutdown_both, ignored);
+  up_->socket.shutdown(Socket::shutdown_both, ignored);
   socket_.cancel(ignored);
   up_->socket.cancel(ignored);
   while (running) co_await done.async_wait(coro::use_task);
@@ -962,7 +969,8 @@ coro::Task<void> DownstreamConnection::pump_upstream(std::shared_ptr<DownstreamC
     arm(Phase::kTunnel, settings_.idle_timeout);
   }
   boost::system::error_code ignored;
-  up_->socket.shutdown(Socket::shutdown_send, ignored);
+  up_->socket.shutdown(Socket::shutdown_both, ignored);
+  socket_.shutdown(Socket::shutdown_both, ignored);
   up_->socket.cancel(ignored);
   socket_.cancel(ignored);
   *running = false;

@@ -74,10 +74,16 @@ Pick ServicePicker::pick(const Snapshot& snapshot, uint32_t service, const std::
         const bool sticky = !s.sticky.name.empty();
         int i = sticky ? sticky_choice(s.sticky, headers, nullptr) : -1;
         if (i < 0 || s.weights[i] == 0 || !up(i)) {
-          if (stale) {
+          if (stale) {  // a weighted random choice among the children up, without the counters
+            int64_t total = 0;
+            for (size_t j = 0; j < s.children.size(); ++j)
+              if (s.weights[j] > 0 && up(j)) total += s.weights[j];
             i = -1;
-            for (size_t j = 0; j < s.children.size() && i < 0; ++j)
-              if (s.weights[j] > 0 && up(j)) i = static_cast<int>(j);
+            if (total > 0) {
+              int64_t r = static_cast<int64_t>(next_random() % static_cast<uint64_t>(total));
+              for (size_t j = 0; j < s.children.size() && i < 0; ++j)
+                if (s.weights[j] > 0 && up(j) && (r -= s.weights[j]) < 0) i = static_cast<int>(j);
+            }
           } else {
             i = rr_[service].pick(up);
           }

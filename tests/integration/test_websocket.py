@@ -8,7 +8,7 @@ import time
 
 import websockets
 
-from harness import BerthTestCase, free_port, get, main, wait_for_port
+from harness import BerthTestCase, free_port, get, main, wait_for_port, wait_until
 
 logging.getLogger("websockets").setLevel(logging.CRITICAL)  # an idle-closed tunnel is expected here
 
@@ -120,6 +120,12 @@ class WebSocket(BerthTestCase):
         proxy = self.berth(dynamic_yaml=f"http:\n  routers:\n    r: {{rule: \"PathPrefix(`/`)\", service: s}}\n"
                                         f"  services:\n    s: {{loadBalancer: {{servers: [{{url: \"{rogue.url}\"}}]}}}}\n")
         self.assertEqual(get(proxy.port, "/")[0], 502)
+        # Asked for, but the 101 names no protocol: refused as well (as Go's reverse proxy does).
+        bare = self.recorder(lambda m, p: (101, {}, b""))
+        proxy.write_dynamic(f"http:\n  routers:\n    r: {{rule: \"PathPrefix(`/`)\", service: s}}\n"
+                            f"  services:\n    s: {{loadBalancer: {{servers: [{{url: \"{bare.url}\"}}]}}}}\n")
+        wait_until(lambda: "configuration generation 2 applied" in proxy.log_text())
+        self.assertEqual(get(proxy.port, "/", headers={"Connection": "Upgrade", "Upgrade": "websocket"})[0], 502)
 
 
 if __name__ == "__main__":
