@@ -5,6 +5,7 @@
 #include <limits>
 #include <optional>
 
+#include "config/merge.h"
 #include "config/yaml_decoder.h"
 
 namespace berth::config {
@@ -60,46 +61,6 @@ bool same_config(const NamedServersTransport& a, const NamedServersTransport& b)
   NamedServersTransport placed = a;
   placed.where = b.where;
   return placed == b;
-}
-
-// Folds one kind of element (routers or services) of `from` into `into`.
-template <typename T>
-void merge_elements(std::string_view kind, std::map<std::string, T>& into, std::map<std::string, T>&& from,
-                    std::map<std::string, std::string>& conflicts, std::vector<Error>& errors) {
-  auto report = [&](const std::string& name, const std::string& first, const std::string& second) {
-    errors.push_back(Error{second, std::string(kind) + " " + name + " is defined in " + first + " and " + second +
-                                       " with different configurations"});
-  };
-  for (auto& [name, element] : from) {
-    if (auto conflict = conflicts.find(name); conflict != conflicts.end()) {
-      report(name, conflict->second, element.where);
-      continue;
-    }
-    auto existing = into.find(name);
-    if (existing == into.end()) {
-      into.emplace(name, std::move(element));
-      continue;
-    }
-    if (same_config(existing->second, element)) continue;
-    report(name, existing->second.where, element.where);
-    conflicts.emplace(name, existing->second.where);
-    into.erase(existing);
-  }
-}
-
-// Folds the names `from` already found conflicting: they stay dropped in `into` as well.
-template <typename T>
-void merge_conflicts(std::string_view kind, std::map<std::string, T>& into_elements,
-                     std::map<std::string, std::string>& into, std::map<std::string, std::string>&& from,
-                     std::vector<Error>& errors) {
-  for (auto& [name, where] : from) {
-    if (auto existing = into_elements.find(name); existing != into_elements.end()) {
-      errors.push_back(Error{where, std::string(kind) + " " + name + " is defined in " + existing->second.where +
-                                        " and " + where + " with different configurations"});
-      into_elements.erase(existing);
-    }
-    into.emplace(name, std::move(where));
-  }
 }
 
 class DynamicDecoder {
@@ -767,20 +728,16 @@ Result<DynamicConfig> decode_dynamic_yaml(std::string_view yaml_text, const std:
 void merge_dynamic(DynamicConfig& into, DynamicConfig&& from) {
   into.errors.insert(into.errors.end(), std::make_move_iterator(from.errors.begin()),
                      std::make_move_iterator(from.errors.end()));
-  merge_conflicts("router", into.routers, into.conflicting_routers, std::move(from.conflicting_routers), into.errors);
-  merge_conflicts("service", into.services, into.conflicting_services, std::move(from.conflicting_services),
-                  into.errors);
-  merge_elements("router", into.routers, std::move(from.routers), into.conflicting_routers, into.errors);
-  merge_elements("service", into.services, std::move(from.services), into.conflicting_services, into.errors);
-  merge_conflicts("middleware", into.middlewares, into.conflicting_middlewares,
-                  std::move(from.conflicting_middlewares), into.errors);
-  merge_elements("middleware", into.middlewares, std::move(from.middlewares), into.conflicting_middlewares,
-                 into.errors);
+  auto same = [](const auto& a, const auto& b) { return same_config(a, b); };
+  merge_named("router", into.routers, into.conflicting_routers, std::move(from.routers),
+              std::move(from.conflicting_routers), into.errors, same);
+  merge_named("service", into.services, into.conflicting_services, std::move(from.services),
+              std::move(from.conflicting_services), into.errors, same);
+  merge_named("middleware", into.middlewares, into.conflicting_middlewares, std::move(from.middlewares),
+              std::move(from.conflicting_middlewares), into.errors, same);
+  merge_named("serversTransport", into.servers_transports, into.conflicting_servers_transports,
+              std::move(from.servers_transports), std::move(from.conflicting_servers_transports), into.errors, same);
   merge_tls(into.tls, std::move(from.tls), into.errors);
-  merge_conflicts("serversTransport", into.servers_transports, into.conflicting_servers_transports,
-                  std::move(from.conflicting_servers_transports), into.errors);
-  merge_elements("serversTransport", into.servers_transports, std::move(from.servers_transports),
-                 into.conflicting_servers_transports, into.errors);
 }
 
 }  // namespace berth::config

@@ -3,9 +3,11 @@
 #include "config/tls_config.h"
 
 #include <array>
+#include <functional>
 #include <utility>
 
 #include "base/text.h"
+#include "config/merge.h"
 
 namespace berth::config {
 namespace {
@@ -294,40 +296,6 @@ class TlsDecoder {
   TlsConfig& out_;
 };
 
-// Folds one kind of named element (options or stores) of `from` into `into`, as merge_dynamic does.
-template <typename T>
-void merge_named(std::string_view kind, std::map<std::string, T>& into, std::map<std::string, std::string>& conflicts,
-                 std::map<std::string, T>&& from, std::map<std::string, std::string>&& from_conflicts,
-                 std::vector<Error>& errors) {
-  auto report = [&](const std::string& name, const std::string& first, const std::string& second) {
-    errors.push_back(Error{second, std::string(kind) + " " + name + " is defined in " + first + " and " + second +
-                                       " with different configurations"});
-  };
-  // Names `from` already found conflicting stay dropped here too.
-  for (auto& [name, where] : from_conflicts) {
-    if (auto existing = into.find(name); existing != into.end()) {
-      report(name, existing->second.where, where);
-      into.erase(existing);
-    }
-    conflicts.emplace(name, std::move(where));
-  }
-  for (auto& [name, element] : from) {
-    if (auto conflict = conflicts.find(name); conflict != conflicts.end()) {
-      report(name, conflict->second, element.where);
-      continue;
-    }
-    auto existing = into.find(name);
-    if (existing == into.end()) {
-      into.emplace(name, std::move(element));
-      continue;
-    }
-    if (existing->second == element) continue;
-    report(name, existing->second.where, element.where);
-    conflicts.emplace(name, existing->second.where);
-    into.erase(existing);
-  }
-}
-
 }  // namespace
 
 bool is_inline_pem(std::string_view value) {
@@ -400,10 +368,11 @@ void decode_tls(const ConfigNode& tls_node, YamlDecoder& d, const std::string& p
 void merge_tls(TlsConfig& into, TlsConfig&& from, std::vector<Error>& errors) {
   into.certificates.insert(into.certificates.end(), std::make_move_iterator(from.certificates.begin()),
                            std::make_move_iterator(from.certificates.end()));
+  // Their operator== leaves places out.
   merge_named("TLS options", into.options, into.conflicting_options, std::move(from.options),
-              std::move(from.conflicting_options), errors);
+              std::move(from.conflicting_options), errors, std::equal_to<>());
   merge_named("TLS store", into.stores, into.conflicting_stores, std::move(from.stores),
-              std::move(from.conflicting_stores), errors);
+              std::move(from.conflicting_stores), errors, std::equal_to<>());
 }
 
 }  // namespace berth::config
