@@ -1,4 +1,5 @@
 // berth's entry point: `berth [run] --configFile=...`, `berth check ...`, `berth version`.
+#include <csignal>
 #include <iostream>
 #include <string>
 #include <vector>
@@ -18,6 +19,9 @@ constexpr const char* kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
+  // OpenSSL writes TLS connections with write(2), which raises SIGPIPE when the peer has gone;
+  // berth wants EPIPE there, as Asio's own sends (MSG_NOSIGNAL) give.
+  std::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string> args(argv + 1, argv + argc);
   std::string verb;
   if (!args.empty() && !args[0].empty() && args[0][0] != '-') {

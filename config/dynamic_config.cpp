@@ -127,7 +127,7 @@ class DynamicDecoder {
                     std::numeric_limits<int64_t>::max());
       // Decoded by later issues; accepted so Traefik files load unchanged.
       else if (iequals(k, "middlewares")) d_.read_list(*e, path, router.middlewares);
-      else if (iequals(k, "tls")) router.tls = true;
+      else if (iequals(k, "tls")) router.tls = decode_router_tls(*e, d_, path);
       else if (iequals(k, "observability")) continue;
       else d_.unknown_key(*e, path);
     }

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -21,7 +22,7 @@ struct RouterConfig {
   std::vector<std::string> entry_points;  ///< empty: the default entry points
   int64_t priority = 0;                   ///< 0: length of the rule
   std::vector<std::string> middlewares;   ///< as written, applied in order
-  bool tls = false;                       ///< has a `tls` section: serves HTTPS only (issue 4)
+  std::optional<RouterTlsConfig> tls;     ///< a `tls` section: serves HTTPS only
   std::string where;                      ///< "file:line:col" of the router, for errors
 };
 

@@ -1,7 +1,10 @@
 // Recursive-descent parser for router rules; see rule.h.
 #include "config/rule.h"
 
+#include <algorithm>
 #include <cctype>
+
+#include "base/text.h"
 
 namespace berth::config {
 namespace {
@@ -172,6 +175,23 @@ class RuleParser {
 Result<std::unique_ptr<RuleNode>> parse_rule(std::string_view rule) {
   RuleParser parser(rule);
   return parser.parse();
+}
+
+std::vector<std::string> rule_domains(const RuleNode& rule) {
+  std::vector<std::string> out;
+  auto walk = [&](const RuleNode& n, auto& self) -> void {
+    if (n.kind == RuleNode::Kind::kMatcher) {
+      if (iequals(n.matcher, "Host"))
+        for (const auto& a : n.args) out.push_back(to_lower(a));
+      return;
+    }
+    if (n.left) self(*n.left, self);
+    if (n.right) self(*n.right, self);
+  };
+  walk(rule, walk);
+  std::sort(out.begin(), out.end());
+  out.erase(std::unique(out.begin(), out.end()), out.end());
+  return out;
 }
 
 }  // namespace berth::config

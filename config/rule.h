@@ -26,4 +26,9 @@ struct RuleNode {
 /// Thread: any.
 Result<std::unique_ptr<RuleNode>> parse_rule(std::string_view rule);
 
+/// The domains of every Host() matcher in `rule`, wherever it stands (Traefik's ParseDomains: they
+/// choose a TLS router's options by SNI, and later which certificates ACME asks for), lower-cased,
+/// sorted, without duplicates. Thread: any.
+std::vector<std::string> rule_domains(const RuleNode& rule);
+
 }  // namespace berth::config

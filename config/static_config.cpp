@@ -245,6 +245,8 @@ class StaticDecoder {
     for (const ConfigNode* e : d_.entries(node, path)) {
       if (iequals(e->key, "middlewares")) {
         d_.read_list(*e, path, ep.middlewares);
+      } else if (iequals(e->key, "tls")) {
+        ep.tls = decode_router_tls(*e, d_, path);
       } else if (iequals(e->key, "redirections")) {
         const std::string rpath = path + ".redirections";
         for (const ConfigNode* r : d_.entries(*e, rpath)) {

@@ -9,6 +9,7 @@
 
 #include "base/result.h"
 #include "base/text.h"
+#include "config/tls_config.h"
 
 namespace berth::config {
 
@@ -39,6 +40,7 @@ struct EntryPointConfig {
   bool forwarded_insecure = false;             ///< forwardedHeaders.insecure
   std::optional<EntryPointRedirect> redirect;  ///< http.redirections.entryPoint
   std::vector<std::string> middlewares;        ///< http.middlewares: put before every router's own
+  std::optional<RouterTlsConfig> tls;          ///< http.tls: routers here without a tls section get this one
 };
 
 struct FileProviderConfig {

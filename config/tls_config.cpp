@@ -365,6 +365,41 @@ void decode_tls(const ConfigNode& tls_node, YamlDecoder& d, const std::string& p
   TlsDecoder(d, provider, out).decode(tls_node);
 }
 
+std::optional<RouterTlsConfig> decode_router_tls(const ConfigNode& entry, YamlDecoder& d, const std::string& path) {
+  bool enabled = true;
+  RouterTlsConfig tls;
+  const size_t errors_before = d.error_count();
+  if (!d.read_section(entry, path, enabled))
+    return enabled && d.error_count() == errors_before ? std::optional(tls) : std::nullopt;
+  const std::string sub = YamlDecoder::join(path, entry.key);
+  for (const ConfigNode* e : d.entries(entry, sub)) {
+    if (iequals(e->key, "options")) {
+      d.read_string(*e, sub, tls.options);
+    } else if (iequals(e->key, "certResolver")) {
+      d.read_string(*e, sub, tls.cert_resolver);
+    } else if (iequals(e->key, "domains")) {
+      if (e->is_null()) continue;
+      if (e->kind != ConfigNode::Kind::kList) {
+        d.error(e->where, "expected a list for " + YamlDecoder::join(sub, e->key));
+        continue;
+      }
+      for (size_t i = 0; i < e->children.size(); ++i) {
+        const std::string item_path = sub + ".domains[" + std::to_string(i) + "]";
+        RouterTlsConfig::Domain domain;
+        for (const ConfigNode* f : d.entries(e->children[i], item_path)) {
+          if (iequals(f->key, "main")) d.read_string(*f, item_path, domain.main);
+          else if (iequals(f->key, "sans")) d.read_list(*f, item_path, domain.sans);
+          else d.unknown_key(*f, item_path);
+        }
+        tls.domains.push_back(std::move(domain));
+      }
+    } else {
+      d.unknown_key(*e, sub);
+    }
+  }
+  return tls;
+}
+
 void merge_tls(TlsConfig& into, TlsConfig&& from, std::vector<Error>& errors) {
   into.certificates.insert(into.certificates.end(), std::make_move_iterator(from.certificates.begin()),
                            std::make_move_iterator(from.certificates.end()));

@@ -33,6 +33,20 @@ struct TlsCertificateConfig {
   }
 };
 
+/// A router's `tls` section (present: the router serves HTTPS only), or an entry point's
+/// `http.tls`, which routers on that entry point without their own take.
+struct RouterTlsConfig {
+  std::string options;                    ///< tls.options: a TLS options name ("" = "default")
+  std::string cert_resolver;              ///< tls.certResolver (ACME fills it, issue 6)
+  struct Domain {
+    std::string main;
+    std::vector<std::string> sans;
+    bool operator==(const Domain&) const = default;
+  };
+  std::vector<Domain> domains;            ///< tls.domains (ACME, issue 6)
+  bool operator==(const RouterTlsConfig&) const = default;
+};
+
 /// Go's tls.VersionTLS1x, written "VersionTLS10".."VersionTLS13".
 enum class TlsVersion : uint8_t { kTls10, kTls11, kTls12, kTls13 };
 
@@ -149,6 +163,11 @@ struct TlsConfig {
 /// type, caFiles required by the verifying types) but files are not read: the certificate store
 /// reads them when it builds. Thread: control.
 void decode_tls(const ConfigNode& tls_node, YamlDecoder& d, const std::string& provider, TlsConfig& out);
+
+/// Decodes a router's `tls` entry or an entry point's `http.tls` at `path` (its parent's path):
+/// a map (null or `true` is an empty one), or `false` for none. Problems are reported through `d`;
+/// the options name is kept as written (the snapshot builder qualifies it). Thread: control.
+std::optional<RouterTlsConfig> decode_router_tls(const ConfigNode& entry, YamlDecoder& d, const std::string& path);
 
 /// Folds `from` into `into`: certificates append; an options set or store defined in both with a
 /// different configuration (places aside) is an error naming both places, and both copies are

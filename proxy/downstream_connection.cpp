@@ -6,9 +6,13 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
+#include <span>
+#include <sys/socket.h>
 
 #include "base/log.h"
+#include "proxy/ip_net.h"
 #include "proxy/local_reply.h"
+#include "proxy/tls/client_hello.h"
 
 namespace berth::proxy {
 
@@ -19,16 +23,14 @@ DownstreamConnection::DownstreamConnection(Worker& worker, size_t ep_index, Sock
     : worker_(worker),
       settings_(worker.info().entry_points[ep_index]),
       ep_index_(ep_index),
-      socket_(std::move(socket)) {
+      stream_(std::move(socket)) {
   deadline_.owner = this;
   deadline_.fire = &DownstreamConnection::on_deadline;
   boost::system::error_code ec;
-  socket_.set_option(tcp::no_delay(true), ec);
-  auto peer = socket_.remote_endpoint(ec);
+  stream_.socket().set_option(tcp::no_delay(true), ec);
+  auto peer = stream_.socket().remote_endpoint(ec);
   if (!ec) {
-    auto addr = peer.address();
-    if (addr.is_v6() && addr.to_v6().is_v4_mapped())
-      addr = asio::ip::make_address_v4(asio::ip::v4_mapped, addr.to_v6());
+    auto addr = unmapped(peer.address());
     peer_ = addr;
     trusted_ = settings_.trust_all;
     for (const auto& net : settings_.trusted)
@@ -47,15 +49,15 @@ DownstreamConnection::~DownstreamConnection() {
 void DownstreamConnection::wake_if_idle(size_t ep) {
   if (!idle_ || ep != ep_index_ || close_parked()) return;
   boost::system::error_code ec;
-  socket_.cancel(ec);  // warm: the read wakes with operation_aborted and the loop sees the drain
+  stream_.socket().cancel(ec);  // warm: the read wakes with operation_aborted and the loop sees the drain
 }
 
 void DownstreamConnection::abort() {
   if (close_parked()) return;
   closing_ = true;
   boost::system::error_code ec;
-  socket_.close(ec);
-  if (up_) up_->socket.close(ec);
+  stream_.socket().close(ec);
+  if (up_) up_->stream.socket().close(ec);
   disarm();
 }
 
@@ -78,8 +80,8 @@ void DownstreamConnection::on_deadline(void* owner) {
   self->expired_ = self->phase_;
   if (self->close_parked()) return;
   boost::system::error_code ec;
-  self->socket_.cancel(ec);
-  if (self->up_) self->up_->socket.cancel(ec);
+  self->stream_.socket().cancel(ec);
+  if (self->up_) self->up_->stream.socket().cancel(ec);
 }
 
 // ---- the read loop ----
@@ -95,7 +97,7 @@ void DownstreamConnection::park(Phase phase) {
   arm(phase, phase == Phase::kReadRequest ? settings_.read_timeout : idle);
   idle_ = true;
   parked_self_ = shared_from_this();
-  if (!worker_.parks().park(socket_.native_handle(), this, park_registered_)) {
+  if (!worker_.parks().park(stream_.socket().native_handle(), this, park_registered_)) {
     idle_ = false;
     auto self = std::move(parked_self_);
     close();
@@ -115,7 +117,7 @@ void DownstreamConnection::on_ready() {
 
 bool DownstreamConnection::close_parked() {
   if (!parked_self_) return false;
-  worker_.parks().unpark(socket_.native_handle());
+  worker_.parks().unpark(stream_.socket().native_handle());
   idle_ = false;
   closing_ = true;
   // Not synchronously: the caller (the deadline wheel, the drain loop) is iterating.
@@ -131,7 +133,7 @@ coro::Task<DownstreamConnection::Wait> DownstreamConnection::wait_warm() {
   arm(Phase::kWarmIdle, warm);
   expired_ = Phase::kNone;
   idle_ = true;
-  auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.write_ptr(), in_.write_space()), coro::use_task);
+  auto [ec, n] = co_await stream_.read_some(asio::buffer(in_.write_ptr(), in_.write_space()));
   idle_ = false;
   if (!ec) {
     in_.commit(n);
@@ -148,6 +150,7 @@ coro::Task<void> DownstreamConnection::run() {
   bool park_after = false;
   bool woken = true;  // run() starts when a parked connection became readable: read at once
   try {
+    if (std::exchange(first_read_, false) && !co_await accept_tls()) closing_ = true;
     while (!closing_) {
       if (in_.empty() && !std::exchange(woken, false)) {
         if (ex_) worker_.give_exchange_state(std::move(ex_));
@@ -174,7 +177,7 @@ coro::Task<void> DownstreamConnection::run() {
         scanned = in_.size();
         if (in_.size() >= settings_.max_header_bytes) break;
         if (in_.write_space() == 0 && !in_.grow(settings_.max_header_bytes + 4)) break;
-        auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.write_ptr(), in_.write_space()), coro::use_task);
+        auto [ec, n] = co_await stream_.read_some(asio::buffer(in_.write_ptr(), in_.write_space()));
         if (ec) {
           eof = true;
           break;
@@ -209,19 +212,61 @@ coro::Task<void> DownstreamConnection::run() {
   else close();
 }
 
+coro::Task<bool> DownstreamConnection::accept_tls() {
+  // The ClientHello is peeked (left in the socket for OpenSSL) until its server name is known.
+  in_.attach(worker_.buffers());
+  arm(Phase::kReadRequest, settings_.read_timeout);
+  expired_ = Phase::kNone;
+  int fd = stream_.socket().native_handle();
+  while (true) {
+    ssize_t n = ::recv(fd, in_.write_ptr(), in_.write_space(), MSG_PEEK | MSG_DONTWAIT);
+    if (n == 0) co_return false;
+    if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) co_return false;
+    if (n > 0) {
+      auto status = tls::parse_client_hello(std::span(reinterpret_cast<const uint8_t*>(in_.write_ptr()), size_t(n)),
+                                            server_name_);
+      if (status == tls::HelloStatus::kNotTls) co_return true;  // plain HTTP
+      if (status == tls::HelloStatus::kDone) break;
+      // Malformed, or too big to peek whole (over 32 KiB): refused, since going on with the
+      // default options could skip what the host's own options demand (client certificates).
+      if (status == tls::HelloStatus::kMalformed || size_t(n) == in_.write_space()) co_return false;
+    }
+    auto [ec] = co_await stream_.socket().async_wait(Socket::wait_read, coro::use_task);
+    if (ec) co_return false;
+  }
+  std::shared_ptr<const Snapshot> snap = worker_.snapshot();
+  std::string_view options = snap->entry_points[ep_index_].tls_options_for(server_name_, false);
+  SSL_CTX* context = snap->certificates ? snap->certificates->context(options) : nullptr;
+  SSL* ssl = context != nullptr ? SSL_new(context) : nullptr;
+  if (ssl == nullptr) {
+    LOG_DEBUG("TLS connection on entry point ", settings_.name, " refused: no TLS options \"", options, "\"");
+    co_return false;
+  }
+  boost::system::error_code ec;
+  auto local = stream_.socket().local_endpoint(ec);
+  if (!ec) {
+    char text[INET6_ADDRSTRLEN];
+    tls::CertificateStore::set_local_address(ssl, render_ip(unmapped(local.address()), text));
+  }
+  stream_.start_tls(ssl, Stream::Side::kServer);
+  if (auto failed = co_await stream_.handshake()) {
+    LOG_DEBUG("TLS handshake on entry point ", settings_.name, " failed: ", failed.message());
+    co_return false;
+  }
+  co_return true;
+}
+
 void DownstreamConnection::close() {
   closing_ = true;
   close_upstream();
-  boost::system::error_code ec;
-  socket_.shutdown(Socket::shutdown_send, ec);
-  socket_.close(ec);
+  stream_.close();
   disarm();
 }
 
 void DownstreamConnection::close_upstream() {
   if (!up_) return;
   boost::system::error_code ec;
-  up_->socket.close(ec);
+  up_->stream.socket().close(ec);
   up_->buffer.consume(up_->buffer.size());
   up_->buffer.release(worker_.buffers());
   up_.reset();
@@ -242,7 +287,7 @@ coro::Task<bool> DownstreamConnection::reply_local(int status, std::string_view 
                            headers ? std::span(*headers) : std::span<const local_reply::HeaderPair>());
   arm(Phase::kWriteResponse, settings_.write_timeout);
   std::array<asio::const_buffer, 2> bufs{asio::buffer(out), asio::buffer(body.data(), is_head ? 0 : body.size())};
-  auto [ec, n] = co_await asio::async_write(socket_, bufs, coro::use_task);
+  auto [ec, n] = co_await stream_.write(bufs);
   disarm();
   co_return !ec && !close;
 }
@@ -257,7 +302,7 @@ coro::Task<bool> DownstreamConnection::discard_request_body() {
   while (left > 0) {
     if (in_.empty()) {
       if (in_.write_space() == 0) co_return false;
-      auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.write_ptr(), in_.write_space()), coro::use_task);
+      auto [ec, n] = co_await stream_.read_some(asio::buffer(in_.write_ptr(), in_.write_space()));
       if (ec) co_return false;
       in_.commit(n);
     }
@@ -268,7 +313,7 @@ coro::Task<bool> DownstreamConnection::discard_request_body() {
   co_return true;
 }
 
-coro::Task<bool> DownstreamConnection::relay_body(Socket& from, IoBuffer& buffer, Socket& to,
+coro::Task<bool> DownstreamConnection::relay_body(Stream& from, IoBuffer& buffer, Stream& to,
                                                       BodyMode mode, uint64_t length, bool& source_failed,
                                                       http::h1::ChunkedFramer* framer_state) {
   // Streams one message body from `from` to `to` through `buffer`, which may already hold its first
@@ -295,7 +340,7 @@ coro::Task<bool> DownstreamConnection::relay_body(Socket& from, IoBuffer& buffer
         done = st == http::h1::ChunkedFramer::Status::kDone;
       }
       if (take > 0) {
-        auto [ec, n] = co_await asio::async_write(to, asio::buffer(buffer.data(), take), coro::use_task);
+        auto [ec, n] = co_await to.write(asio::buffer(buffer.data(), take));
         if (ec) co_return false;
         buffer.consume(take);
       }
@@ -303,7 +348,7 @@ coro::Task<bool> DownstreamConnection::relay_body(Socket& from, IoBuffer& buffer
     } else if (mode == BodyMode::kLength && left == 0) {
       co_return true;
     }
-    auto [ec, n] = co_await from.async_read_some(asio::buffer(buffer.write_ptr(), buffer.write_space()), coro::use_task);
+    auto [ec, n] = co_await from.read_some(asio::buffer(buffer.write_ptr(), buffer.write_space()));
     if (ec) {
       if (mode == BodyMode::kUntilClose && ec == asio::error::eof) co_return true;
       source_failed = true;
@@ -321,8 +366,7 @@ coro::Task<int> DownstreamConnection::read_response_head(upstream::UpstreamConne
   while ((head_size = http::h1::find_head_end(up.buffer.view(), scanned)) == 0) {
     scanned = up.buffer.size();
     if (up.buffer.write_space() == 0 && !up.buffer.grow(settings_.max_header_bytes)) co_return 502;
-    auto [ec, n] = co_await up.socket.async_read_some(asio::buffer(up.buffer.write_ptr(), up.buffer.write_space()),
-                                                      coro::use_task);
+    auto [ec, n] = co_await up.stream.read_some(asio::buffer(up.buffer.write_ptr(), up.buffer.write_space()));
     if (ec) {
       if (expired_ == Phase::kAwaitResponse) co_return 504;
       co_return got_bytes ? 502 : -1;

@@ -14,6 +14,7 @@
 #include "proxy/net.h"
 #include "proxy/park_set.h"
 #include "proxy/snapshot.h"
+#include "proxy/stream.h"
 #include "proxy/upstream/pool.h"
 #include "proxy/worker.h"
 
@@ -61,6 +62,9 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   static constexpr std::chrono::milliseconds kWarmIdle{250};
 
   enum class Wait : uint8_t { kData, kPark, kClose };
+  /// Before the first request: a connection whose first bytes are a TLS ClientHello gets the
+  /// SSL_CTX of the TLS options its SNI names (Traefik's choice) and is handshaken. False: close.
+  coro::Task<bool> accept_tls();
   /// The exchange loop; ends by parking the connection or closing it.
   coro::Task<void> run();
   /// Waits briefly for the next request with the buffer still held.
@@ -117,8 +121,7 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   coro::Task<bool> reply_local(int status, std::string_view body, std::string_view content_type, bool close,
                                std::string_view location = {}, const middleware::HeaderEdits* headers = nullptr);
   coro::Task<bool> discard_request_body();
-  coro::Task<bool> relay_body(Socket& from, IoBuffer& buffer,
-                                          Socket& to, BodyMode mode, uint64_t length,
+  coro::Task<bool> relay_body(Stream& from, IoBuffer& buffer, Stream& to, BodyMode mode, uint64_t length,
                                           bool& source_failed, http::h1::ChunkedFramer* framer = nullptr);
   coro::Task<int> read_response_head(upstream::UpstreamConnection& up, size_t& head_size);
   void close_upstream();
@@ -131,7 +134,7 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   Worker& worker_;
   const EntryPointSettings& settings_;
   size_t ep_index_;
-  Socket socket_;
+  Stream stream_;
   IoBuffer in_;
   std::unique_ptr<ExchangeState> ex_;
   std::unique_ptr<upstream::UpstreamConnection> up_;  ///< the upstream connection of the exchange in flight
@@ -143,6 +146,8 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   bool park_registered_ = false;  ///< the socket has a (possibly disarmed) ParkSet registration
   bool trusted_ = false;          ///< peer may set X-Forwarded-* headers
   bool closing_ = false;
+  bool first_read_ = true;        ///< accept_tls() has not looked at the connection yet
+  std::string server_name_;       ///< TLS: the SNI, lower-cased (for the domain fronting check)
   boost::asio::ip::address peer_;  ///< IPv4-mapped peers unmapped
 };
 

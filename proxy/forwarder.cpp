@@ -48,13 +48,6 @@ std::string_view target_query(std::string_view target) {
   return q == std::string_view::npos ? std::string_view{} : target.substr(q + 1);
 }
 
-// Writes an address as text into `buf` (no allocation); returns the view.
-std::string_view render_ip(const boost::asio::ip::address& a, char (&buf)[INET6_ADDRSTRLEN]) {
-  const char* r = a.is_v4() ? ::inet_ntop(AF_INET, a.to_v4().to_bytes().data(), buf, sizeof buf)
-                            : ::inet_ntop(AF_INET6, a.to_v6().to_bytes().data(), buf, sizeof buf);
-  return r ? std::string_view(buf) : std::string_view{};
-}
-
 std::string_view origin_form(std::string_view target) {
   if (target.empty() || target[0] == '/') return target;
   size_t scheme_end = target.find("://");
@@ -125,7 +118,15 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
                                    terminating ? local_reply::kServiceUnavailable : local_reply::kPingOk,
                                    local_reply::kTextPlain, false);
   }
-  const router::Route* route = ep.routes.match(view);
+  const bool tls = stream_.is_tls();
+  const router::Route* route = (tls ? ep.tls_routes : ep.routes).match(view);
+  // Domain fronting: a Host whose routers want other TLS options than the SNI got (Traefik's
+  // snicheck) is not served on this connection.
+  if (route && tls && !iequals(view.host, server_name_) &&
+      ep.tls_options_for(view.host, true) != ep.tls_options_for(server_name_, false)) {
+    in_.consume(head_size);
+    co_return co_await reply_local(421, local_reply::kMisdirected, local_reply::kTextPlain, false);
+  }
   if (!route) {
     in_.consume(head_size);
     if (ep.serves_dashboard && (path == "/" || path == "/dashboard" || path == "/dashboard/"))
@@ -144,7 +145,7 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   } end_of_exchange{ex_->edits};
   if (!route->middlewares.empty()) {
     middleware::Context ctx{req,        peer_, path, query, trusted_, ex_->edits, worker_.context().get_executor(),
-                            static_cast<uint32_t>(worker_.index())};
+                            static_cast<uint32_t>(worker_.index()), tls};
     for (const middleware::Middleware* m : route->middlewares) {
       if (m->is_async() ? co_await m->on_request_async(ctx) : m->on_request(ctx)) continue;
       // The middleware answered (redirect, 401, 429, ...), with the response headers set so far.
@@ -330,7 +331,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   if (body_stored) {
     if (req.expect_continue) {
       static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
-      auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(k100), coro::use_task);
+      auto [ec, w] = co_await stream_.write(asio::buffer(k100));
       if (ec) co_return false;
       sent_continue = true;
     }
@@ -401,7 +402,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       up_ = std::make_unique<upstream::UpstreamConnection>(worker_.context().get_executor());
       arm(Phase::kDial, transport.dial_timeout);
       expired_ = Phase::kNone;
-      auto [ec] = co_await up_->socket.async_connect(target.address, coro::use_task);
+      auto [ec] = co_await up_->stream.socket().async_connect(target.address, coro::use_task);
       if (ec) {
         failure = expired_ == Phase::kDial ? 504 : 502;
         LOG_DEBUG("dial ", target.url, " for ", service.name, " failed: ", ec.message());
@@ -412,14 +413,14 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
         continue;
       }
       boost::system::error_code ignored;
-      up_->socket.set_option(tcp::no_delay(true), ignored);
+      up_->stream.socket().set_option(tcp::no_delay(true), ignored);
     }
     up_->buffer.attach(worker_.buffers());
 
     if (req.expect_continue && !sent_continue && request_mode != BodyMode::kNone) {
       // berth answers the client's Expect itself once a backend is connected (as nginx does).
       static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
-      auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(k100), coro::use_task);
+      auto [ec, w] = co_await stream_.write(asio::buffer(k100));
       if (ec) co_return false;
       sent_continue = true;
     }
@@ -446,7 +447,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     expired_ = Phase::kNone;
     std::array<asio::const_buffer, 2> head_and_body{
         asio::buffer(ex_->out), body_stored ? asio::buffer(ex_->body) : asio::buffer(in_.data(), buffered)};
-    auto [wec, written] = co_await asio::async_write(up_->socket, head_and_body, coro::use_task);
+    auto [wec, written] = co_await up_->stream.write(head_and_body);
     if (wec) {
       close_upstream();
       if (reused) {
@@ -467,7 +468,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       in_.consume(buffered);
       arm(Phase::kReadRequest, settings_.read_timeout);
       bool client_failed = false;
-      bool ok = co_await relay_body(socket_, in_, up_->socket, request_mode,
+      bool ok = co_await relay_body(stream_, in_, up_->stream, request_mode,
                                     request_mode == BodyMode::kLength ? request_length - buffered : 0,
                                     client_failed, &framer);
       if (!ok) {
@@ -487,7 +488,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       int status = ex_->response.status;
       if (status >= 200 || status == 101) break;
       if (status != 100 || !sent_continue) {
-        auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(up_->buffer.data(), response_head), coro::use_task);
+        auto [ec, w] = co_await stream_.write(asio::buffer(up_->buffer.data(), response_head));
         if (ec) {
           close_upstream();
           co_return false;
@@ -547,7 +548,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     ex_->out.append("Connection: Upgrade\r\nUpgrade: "sv).append(upgrade).append("\r\n\r\n"sv);
     up_->buffer.consume(response_head);
     arm(Phase::kWriteResponse, settings_.write_timeout);
-    auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(ex_->out), coro::use_task);
+    auto [ec, w] = co_await stream_.write(asio::buffer(ex_->out));
     if (!ec) co_await tunnel();
     close_upstream();
     co_return false;
@@ -591,7 +592,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
 
   arm(Phase::kWriteResponse, settings_.write_timeout);
   if (compressing) {
-    auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(ex_->out), coro::use_task);
+    auto [ec, w] = co_await stream_.write(asio::buffer(ex_->out));
     bool upstream_failed = false;
     bool ok = !ec && co_await relay_compressed(response_mode, response_length, !client_http10, upstream_failed);
     disarm();
@@ -604,7 +605,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   }
   if (response_stored) {
     std::array<asio::const_buffer, 2> whole{asio::buffer(ex_->out), asio::buffer(ex_->body)};
-    auto [ec, w] = co_await asio::async_write(socket_, whole, coro::use_task);
+    auto [ec, w] = co_await stream_.write(whole);
     disarm();
     close_upstream();  // read to its end (or its close): not worth keeping
     co_return !ec && !close_client;
@@ -613,14 +614,14 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   if (response_mode == BodyMode::kLength)
     first_body = static_cast<size_t>(std::min<uint64_t>(response_length, up_->buffer.size()));
   std::array<asio::const_buffer, 2> out{asio::buffer(ex_->out), asio::buffer(up_->buffer.data(), first_body)};
-  auto [ec, w] = co_await asio::async_write(socket_, out, coro::use_task);
+  auto [ec, w] = co_await stream_.write(out);
   if (ec) {
     close_upstream();
     co_return false;
   }
   up_->buffer.consume(first_body);
   bool upstream_failed = false;
-  bool ok = co_await relay_body(up_->socket, up_->buffer, socket_, response_mode, response_length - first_body,
+  bool ok = co_await relay_body(up_->stream, up_->buffer, stream_, response_mode, response_length - first_body,
                                 upstream_failed);
   disarm();
   if (!ok) {
@@ -697,7 +698,7 @@ coro::Task<bool> DownstreamConnection::relay_compressed(BodyMode mode, uint64_t 
       auto p = (z.*op)(slice, out);
       if (!p) co_return false;
       if (p->written > 0) {
-        auto [ec, w] = co_await asio::async_write(socket_, send(p->written), coro::use_task);
+        auto [ec, w] = co_await stream_.write(send(p->written));
         if (ec) co_return false;
       }
       slice.remove_prefix(p->consumed);
@@ -726,7 +727,7 @@ coro::Task<bool> DownstreamConnection::relay_compressed(BodyMode mode, uint64_t 
       if (input_done || !in.empty()) continue;
     }
     if (!co_await drive(&http::Compressor::flush, {})) co_return false;
-    auto [ec, n] = co_await up_->socket.async_read_some(asio::buffer(in.write_ptr(), in.write_space()), coro::use_task);
+    auto [ec, n] = co_await up_->stream.read_some(asio::buffer(in.write_ptr(), in.write_space()));
     if (ec) {
       if (mode == BodyMode::kUntilClose && ec == asio::error::eof) break;
       upstream_failed = true;
@@ -737,7 +738,7 @@ coro::Task<bool> DownstreamConnection::relay_compressed(BodyMode mode, uint64_t 
   if (!co_await drive(&http::Compressor::finish, {})) co_return false;
   if (chunked_out) {
     static constexpr std::string_view kLast = "0\r\n\r\n";
-    auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(kLast), coro::use_task);
+    auto [ec, w] = co_await stream_.write(asio::buffer(kLast));
     if (ec) co_return false;
   }
   co_return true;
@@ -791,7 +792,7 @@ coro::Task<int> DownstreamConnection::store_request_body(BodyMode mode, uint64_t
     const size_t want = mode == BodyMode::kLength ? static_cast<size_t>(std::min<uint64_t>(length - old, 64 * 1024))
                                                   : 64 * 1024;
     body.resize(old + want);
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(body.data() + old, want), coro::use_task);
+    auto [ec, n] = co_await stream_.read_some(asio::buffer(body.data() + old, want));
     if (ec) co_return -1;
     int64_t take = belongs(std::string_view(body.data() + old, n), old);
     if (take < 0) co_return 400;
@@ -823,7 +824,7 @@ coro::Task<bool> DownstreamConnection::store_response_body(size_t response_head,
     if (done) co_return true;
     const size_t old = body.size();
     body.resize(old + 64 * 1024);
-    auto [ec, n] = co_await up_->socket.async_read_some(asio::buffer(body.data() + old, 64 * 1024), coro::use_task);
+    auto [ec, n] = co_await up_->stream.read_some(asio::buffer(body.data() + old, 64 * 1024));
     body.resize(old + n);
     if (ec) {
       if (mode != BodyMode::kUntilClose || ec != asio::error::eof) co_return false;
@@ -839,8 +840,7 @@ coro::Task<void> DownstreamConnection::sniff_content_type(size_t response_head, 
   // middleware read whole is in ex_->body.
   if (!stored && up_->buffer.size() == response_head && up_->buffer.tail_space() > 0) {
     arm(Phase::kAwaitResponse, timeout);
-    auto [ec, got] = co_await up_->socket.async_read_some(
-        asio::buffer(up_->buffer.write_ptr(), up_->buffer.tail_space()), coro::use_task);
+    auto [ec, got] = co_await up_->stream.read_some(asio::buffer(up_->buffer.write_ptr(), up_->buffer.tail_space()));
     if (!ec) up_->buffer.commit(got);
   }
   std::string_view body = stored ? std::string_view(ex_->body) : up_->buffer.view().substr(response_head);
@@ -898,9 +898,10 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
   if (!(present & bit(HeaderId::kXForwardedHost)) && !host.empty()) append_header(out, "X-Forwarded-Host", host);
   if (!(present & bit(HeaderId::kXForwardedPort))) {
     std::string_view port = router::port_of(host);
-    append_header(out, "X-Forwarded-Port", port.empty() ? std::string_view("80") : port);
+    append_header(out, "X-Forwarded-Port", !port.empty() ? port : stream_.is_tls() ? "443"sv : "80"sv);
   }
-  if (!(present & bit(HeaderId::kXForwardedProto))) append_header(out, "X-Forwarded-Proto", "http");
+  if (!(present & bit(HeaderId::kXForwardedProto)))
+    append_header(out, "X-Forwarded-Proto", stream_.is_tls() ? "https"sv : "http"sv);
   if (!(present & bit(HeaderId::kXForwardedServer))) append_header(out, "X-Forwarded-Server", worker_.info().hostname);
   if (!(present & bit(HeaderId::kXRealIp))) append_header(out, "X-Real-Ip", peer);
   if (req.version_minor == 0 && req.host.empty()) append_header(out, "Host", endpoint.authority);
@@ -933,12 +934,11 @@ coro::Task<void> DownstreamConnection::tunnel() {
   IoBuffer& buffer = up_->buffer;
   while (true) {
     if (!buffer.empty()) {
-      auto [ec, w] = co_await asio::async_write(socket_, asio::buffer(buffer.data(), buffer.size()), coro::use_task);
+      auto [ec, w] = co_await stream_.write(asio::buffer(buffer.data(), buffer.size()));
       if (ec) break;
       buffer.consume(buffer.size());
     }
-    auto [ec, n] = co_await up_->socket.async_read_some(asio::buffer(buffer.write_ptr(), buffer.write_space()),
-                                                        coro::use_task);
+    auto [ec, n] = co_await up_->stream.read_some(asio::buffer(buffer.write_ptr(), buffer.write_space()));
     if (ec) break;
     buffer.commit(n);
     arm(Phase::kTunnel, settings_.idle_timeout);
@@ -946,10 +946,10 @@ coro::Task<void> DownstreamConnection::tunnel() {
   // One side is done: so is the other. Shutting both sockets down both ways makes any operation
   // the pump starts from now on fail at once (a cancel would miss one already completing).
   boost::system::error_code ignored;
-  socket_.shutdown(Socket::shutdown_both, ignored);
-  up_->socket.shutdown(Socket::shutdown_both, ignored);
-  socket_.cancel(ignored);
-  up_->socket.cancel(ignored);
+  stream_.socket().shutdown(Socket::shutdown_both, ignored);
+  up_->stream.socket().shutdown(Socket::shutdown_both, ignored);
+  stream_.socket().cancel(ignored);
+  up_->stream.socket().cancel(ignored);
   while (running) co_await done.async_wait(coro::use_task);
   disarm();
 }
@@ -958,21 +958,21 @@ coro::Task<void> DownstreamConnection::pump_upstream(std::shared_ptr<DownstreamC
                                                      bool* running) {
   while (true) {
     if (!in_.empty()) {
-      auto [ec, w] = co_await asio::async_write(up_->socket, asio::buffer(in_.data(), in_.size()), coro::use_task);
+      auto [ec, w] = co_await up_->stream.write(asio::buffer(in_.data(), in_.size()));
       if (ec) break;
       in_.consume(in_.size());
     }
     if (!in_.has_block()) in_.attach(worker_.buffers());
-    auto [ec, n] = co_await socket_.async_read_some(asio::buffer(in_.write_ptr(), in_.write_space()), coro::use_task);
+    auto [ec, n] = co_await stream_.read_some(asio::buffer(in_.write_ptr(), in_.write_space()));
     if (ec) break;
     in_.commit(n);
     arm(Phase::kTunnel, settings_.idle_timeout);
   }
   boost::system::error_code ignored;
-  up_->socket.shutdown(Socket::shutdown_both, ignored);
-  socket_.shutdown(Socket::shutdown_both, ignored);
-  up_->socket.cancel(ignored);
-  socket_.cancel(ignored);
+  up_->stream.socket().shutdown(Socket::shutdown_both, ignored);
+  stream_.socket().shutdown(Socket::shutdown_both, ignored);
+  up_->stream.socket().cancel(ignored);
+  stream_.socket().cancel(ignored);
   *running = false;
   done->cancel();
 }

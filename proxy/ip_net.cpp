@@ -46,4 +46,16 @@ bool IpNet::contains(const boost::asio::ip::address& addr) const {
   return true;
 }
 
+boost::asio::ip::address unmapped(const boost::asio::ip::address& a) {
+  if (a.is_v6() && a.to_v6().is_v4_mapped())
+    return boost::asio::ip::make_address_v4(boost::asio::ip::v4_mapped, a.to_v6());
+  return a;
+}
+
+std::string_view render_ip(const boost::asio::ip::address& a, char (&buf)[INET6_ADDRSTRLEN]) {
+  const char* r = a.is_v4() ? ::inet_ntop(AF_INET, a.to_v4().to_bytes().data(), buf, sizeof buf)
+                            : ::inet_ntop(AF_INET6, a.to_v6().to_bytes().data(), buf, sizeof buf);
+  return r ? std::string_view(buf) : std::string_view{};
+}
+
 }  // namespace berth::proxy

@@ -23,6 +23,8 @@ std::string_view reason_phrase(int status) {
     case 404: return "Not Found";
     case 429: return "Too Many Requests";
     case 408: return "Request Timeout";
+    case 413: return "Request Entity Too Large";
+    case 421: return "Misdirected Request";
     case 431: return "Request Header Fields Too Large";
     case 500: return "Internal Server Error";
     case 501: return "Not Implemented";

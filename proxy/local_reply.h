@@ -18,6 +18,7 @@ inline constexpr std::string_view kNotImplemented = "501 Not Implemented";
 inline constexpr std::string_view kBadGateway = "Bad Gateway";
 inline constexpr std::string_view kServiceUnavailable = "Service Unavailable";
 inline constexpr std::string_view kGatewayTimeout = "Gateway Timeout";
+inline constexpr std::string_view kMisdirected = "Misdirected Request\n";
 inline constexpr std::string_view kPingOk = "OK";
 
 std::string_view reason_phrase(int status);

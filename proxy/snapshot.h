@@ -7,6 +7,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "config/dynamic_config.h"
@@ -67,7 +69,14 @@ struct Service {
 /// Per entry point: its routes and which built-in answers it gives.
 struct EntryPointRoutes {
   std::string name;
-  router::RouteTable routes;
+  router::RouteTable routes;              ///< routers without TLS: plain HTTP connections
+  router::RouteTable tls_routes;          ///< routers with a tls section (or the entry point's http.tls)
+  /// The TLS options (qualified name) of the TLS routers' Host() domains here, lower-cased
+  /// (Traefik's tlsOptionsForHost). A host with routers that disagree maps to "default".
+  std::unordered_map<std::string, std::string> tls_options_by_host;
+  /// The options set for a host name: its entry, else "default". `fqdn`: "a.com." and "a.com" are
+  /// the same host (Traefik's findTLSOptionName; the SNI side passes false). Thread: any.
+  std::string_view tls_options_for(std::string_view host, bool fqdn) const;
   bool serves_ping = false;               ///< GET/HEAD /ping answers here
   bool serves_dashboard = false;          ///< the built-in page answers here when no router matches
 };
@@ -80,8 +89,9 @@ struct Snapshot {
   std::chrono::milliseconds longest_idle_conn_timeout{90'000};  ///< over all transports: the pool sweep's bound
   std::string dashboard_html;                  ///< the built-in page, rendered once per snapshot
   std::vector<std::unique_ptr<middleware::Middleware>> middlewares;  ///< what routes' chains point to
-  /// Certificates and TLS options of the `tls:` section, compiled (served once TLS entry points
-  /// land, issue 4; today they are checked, so a bad certificate is reported at once).
+  /// Certificates and TLS options of the `tls:` section, compiled (null only if not even the
+  /// generated default certificate could be made). Every entry point answers a TLS ClientHello
+  /// with it (404 when it has no TLS routers).
   std::shared_ptr<const tls::CertificateStore> certificates;
 };
 

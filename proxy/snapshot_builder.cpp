@@ -266,6 +266,18 @@ std::string render_dashboard(const config::StaticConfig& sc, const config::Dynam
 
 }  // namespace
 
+std::string_view EntryPointRoutes::tls_options_for(std::string_view host, bool fqdn) const {
+  // Rare (a Host header other than the SNI), so the lower-cased copy may allocate.
+  std::string key = to_lower(host);
+  auto it = tls_options_by_host.find(key);
+  if (it == tls_options_by_host.end() && fqdn && !key.empty()) {
+    if (key.back() == '.') key.pop_back();
+    else key.push_back('.');
+    it = tls_options_by_host.find(key);
+  }
+  return it != tls_options_by_host.end() ? std::string_view(it->second) : config::kDefaultTlsName;
+}
+
 BuildResult build_snapshot(const config::StaticConfig& sc, const config::DynamicConfig& dyn, uint64_t generation,
                            upstream::HealthRegistry& health) {
   BuildResult result;
@@ -279,11 +291,11 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
   snap->longest_idle_conn_timeout = snap->transport.idle_conn_timeout;
   for (const auto& s : snap->services)
     snap->longest_idle_conn_timeout = std::max(snap->longest_idle_conn_timeout, s.transport.idle_conn_timeout);
-  if (!dyn.tls.certificates.empty() || !dyn.tls.options.empty() || !dyn.tls.stores.empty()) {
-    auto store = tls::CertificateStore::build(dyn.tls, result.errors);
-    if (store) snap->certificates = std::move(*store);
-    else result.errors.push_back(store.error());
-  }
+  // Every entry point answers TLS (Traefik's default certificate and a 404 when nothing routes), so
+  // there is always a store, if only with the generated certificate.
+  auto store = tls::CertificateStore::build(dyn.tls, result.errors);
+  if (store) snap->certificates = std::move(*store);
+  else result.errors.push_back(store.error());  // then no TLS at all: routers with tls are disabled
 
   // Middlewares: compile each once; routers point into snapshot->middlewares through flattened chains.
   std::map<std::string, const middleware::Middleware*> compiled;
@@ -342,6 +354,7 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
   };
 
   size_t active_routers = 0;
+  std::set<std::pair<int, std::string>> tls_conflicts;  // (entry point, host) with disagreeing routers
   for (const auto& [name, r] : dyn.routers) {
     auto fail = [&](const std::string& message) {
       result.errors.push_back(Error{r.where, "router " + name + " disabled: " + message});
@@ -354,12 +367,6 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
       if ((chain_error = expand(ref, name, chain, 0))) break;
     if (chain_error) {
       fail(chain_error->message);
-      continue;
-    }
-    if (r.tls) {
-      // Traefik serves a router with a tls section over HTTPS only; berth has no TLS entry point yet.
-      result.errors.push_back(Error{r.where, "router " + name + " has a tls section and is served over HTTPS only; "
-                                                 "TLS is not supported yet, so it serves nothing"});
       continue;
     }
     auto ast = config::parse_rule(r.rule);
@@ -405,12 +412,38 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
       return std::shared_ptr<const router::Route>(std::move(route));
     };
     std::shared_ptr<const router::Route> plain;  // for entry points without middlewares of their own
+    std::vector<std::string> domains;            // Host() domains: TLS options by SNI
     bool added = false;
     for (int i : eps) {
-      const auto& ep_middlewares = sc.entry_points[i].middlewares;
+      // A router's own tls section, else its entry point's http.tls, makes it an HTTPS router.
+      const auto& ep_config = sc.entry_points[i];
+      const config::RouterTlsConfig* tls = r.tls ? &*r.tls : ep_config.tls ? &*ep_config.tls : nullptr;
+      if (tls) {
+        std::string options = tls->options.empty() || tls->options == config::kDefaultTlsName
+                                  ? std::string(config::kDefaultTlsName)
+                                  : qualify(tls->options, name);
+        if (!snap->certificates || snap->certificates->context(options) == nullptr) {
+          result.errors.push_back(Error{r.where, "router " + name + " disabled on entry point " + ep_config.name +
+                                                     ": TLS options \"" + options + "\" do not exist or are invalid"});
+          continue;
+        }
+        if (domains.empty()) domains = config::rule_domains(**ast);
+        for (const auto& domain : domains) {
+          auto [it, inserted] = snap->entry_points[i].tls_options_by_host.emplace(domain, options);
+          if (inserted || it->second == options || tls_conflicts.contains({i, domain})) continue;
+          // Traefik: routers on one host that want different options get the default ones.
+          result.errors.push_back(Error{r.where, "routers for host " + domain + " on entry point " + ep_config.name +
+                                                     " ask for different TLS options (\"" + it->second + "\", \"" +
+                                                     options + "\"); the default options apply"});
+          it->second = std::string(config::kDefaultTlsName);
+          tls_conflicts.insert({i, domain});
+        }
+      }
+      router::RouteTable& table = tls ? snap->entry_points[i].tls_routes : snap->entry_points[i].routes;
+      const auto& ep_middlewares = ep_config.middlewares;
       if (ep_middlewares.empty()) {
         if (!plain) plain = make_route(chain);
-        snap->entry_points[i].routes.add(plain);
+        table.add(plain);
         added = true;
         continue;
       }
@@ -425,7 +458,7 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
         continue;
       }
       full.insert(full.end(), chain.begin(), chain.end());
-      snap->entry_points[i].routes.add(make_route(std::move(full)));
+      table.add(make_route(std::move(full)));
       added = true;
     }
     if (added) ++active_routers;
@@ -455,7 +488,10 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
     snap->middlewares.push_back(std::move(*mw));
     snap->entry_points[i].routes.add(std::move(route));
   }
-  for (auto& ep : snap->entry_points) ep.routes.freeze();
+  for (auto& ep : snap->entry_points) {
+    ep.routes.freeze();
+    ep.tls_routes.freeze();
+  }
   snap->dashboard_html = render_dashboard(sc, dyn, *snap, active_routers, result.errors.size() + dyn.errors.size());
   result.snapshot = std::move(snap);
   return result;

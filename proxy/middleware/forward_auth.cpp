@@ -98,7 +98,7 @@ class ForwardAuth final : public Middleware {
     std::string xff = trust_forward_header_ && !prior[0].empty() ? std::string(prior[0]) + ", " + peer : peer;
     out.append("X-Forwarded-For: ").append(xff).append("\r\n");
     out.append("X-Forwarded-Method: ").append(trusted(1, req.method)).append("\r\n");
-    out.append("X-Forwarded-Proto: ").append(trusted(2, "http")).append("\r\n");
+    out.append("X-Forwarded-Proto: ").append(trusted(2, ctx.tls ? "https" : "http")).append("\r\n");
     out.append("X-Forwarded-Host: ").append(trusted(3, req.host)).append("\r\n");
     out.append("X-Forwarded-Uri: ").append(trusted(4, req.target)).append("\r\n");
     out.append("Connection: close\r\n\r\n");

@@ -165,10 +165,9 @@ class ReplacePathRegex final : public Middleware {
   std::string rewrite_;
 };
 
-// The scheme the client used: berth has no TLS entry points yet, so "http" unless a trusted proxy
-// in front says otherwise.
+// The scheme the client used ("https" over TLS), unless a trusted proxy in front says otherwise.
 std::string_view request_scheme(const Context& ctx) {
-  std::string_view scheme = "http";
+  std::string_view scheme = ctx.tls ? "https" : "http";
   if (ctx.trusted)
     for (const auto& h : ctx.request.headers)
       if (h.id == http::HeaderId::kXForwardedProto) scheme = h.value;

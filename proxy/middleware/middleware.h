@@ -155,6 +155,7 @@ struct Context {
   Edits& edits;
   Executor executor;       ///< the worker's, for asynchronous middlewares to come back to
   uint32_t worker = 0;     ///< the worker's index, for per-worker middleware state
+  bool tls = false;        ///< the request came over TLS (its scheme is https)
 };
 
 class Middleware {

@@ -272,6 +272,11 @@ int on_alpn(SSL*, const unsigned char** out, unsigned char* out_length, const un
   if (state->alpn.empty()) return SSL_TLSEXT_ERR_NOACK;
   bool http11_fallback = false;
   for (const std::string& proto : state->alpn) {
+    if (proto == "h2" && !kServeHttp2) {
+      // Not spoken yet: an h2 client falls back to HTTP/1.1 without ALPN.
+      if (offered("h2") != nullptr || offered("http/1.1") != nullptr) http11_fallback = true;
+      continue;
+    }
     if (const unsigned char* at = offered(proto)) {
       *out = at;
       *out_length = static_cast<unsigned char>(proto.size());

@@ -10,7 +10,7 @@ namespace {
 // a non-blocking peek tells without waiting.
 bool still_open(UpstreamConnection& c) {
   char byte;
-  ssize_t n = ::recv(c.socket.native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
+  ssize_t n = ::recv(c.stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
 }
 
@@ -31,7 +31,7 @@ std::unique_ptr<UpstreamConnection> Pool::acquire(std::string_view key, std::chr
     // idle connections after seconds), and a stale one is still caught by the forwarder's retry.
     if (idle < max_idle && (idle < kTrustRecent || still_open(*conn))) return conn;
     boost::system::error_code ec;
-    conn->socket.close(ec);
+    conn->stream.socket().close(ec);
   }
   return nullptr;
 }
@@ -44,7 +44,7 @@ void Pool::release(std::string_view key, std::unique_ptr<UpstreamConnection> con
   auto& list = it->second;
   if (list.size() >= max_idle_per_key) {
     boost::system::error_code ec;
-    conn->socket.close(ec);
+    conn->stream.socket().close(ec);
     return;
   }
   conn->idle_since = std::chrono::steady_clock::now();
@@ -57,7 +57,7 @@ void Pool::sweep(std::chrono::milliseconds max_idle) {
     size_t keep_from = 0;
     while (keep_from < list.size() && now - list[keep_from]->idle_since >= max_idle) {
       boost::system::error_code ec;
-      list[keep_from]->socket.close(ec);
+      list[keep_from]->stream.socket().close(ec);
       ++keep_from;
     }
     if (keep_from) list.erase(list.begin(), list.begin() + static_cast<long>(keep_from));

@@ -12,12 +12,13 @@
 
 #include "proxy/io_buffer.h"
 #include "proxy/net.h"
+#include "proxy/stream.h"
 
 namespace berth::proxy::upstream {
 
 struct UpstreamConnection {
-  explicit UpstreamConnection(Executor ex) : socket(ex) {}
-  Socket socket;
+  explicit UpstreamConnection(Executor ex) : stream(ex) {}
+  Stream stream;
   IoBuffer buffer;
   std::chrono::steady_clock::time_point idle_since;
 };

@@ -1,6 +1,6 @@
 #!/usr/bin/env bash
 # Builds one libFuzzer target with clang (ASan+UBSan) and runs it for a bounded time on its corpus.
-# Usage: tests/fuzz/run_fuzz.sh TARGET SECONDS   (TARGET: h1_request | rule | circuit_breaker_expression | auth_header)
+# Usage: tests/fuzz/run_fuzz.sh TARGET SECONDS   (TARGET: h1_request | rule | circuit_breaker_expression | auth_header | client_hello)
 set -euo pipefail
 target=$1 seconds=${2:-10}
 root=$(cd "$(dirname "$0")/../.." && pwd)
@@ -13,6 +13,7 @@ case "$target" in
   rule) srcs=(config/rule.cpp proxy/router/matcher.cpp proxy/ip_net.cpp base/text.cpp); libs=(-lre2) ;;
   circuit_breaker_expression) srcs=(proxy/middleware/circuit_breaker.cpp base/text.cpp); libs=() ;;
   auth_header) srcs=(proxy/middleware/htpasswd.cpp base/text.cpp); libs=(-lcrypt -lcrypto) ;;
+  client_hello) srcs=(proxy/tls/client_hello.cpp); libs=() ;;
   *) echo "unknown target $target"; exit 2 ;;
 esac
 cd "$root"

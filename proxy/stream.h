@@ -1,0 +1,123 @@
+// Stream: one TCP connection of the data plane, with TLS on it once start_tls() was called. Reads
+// and writes look the same either way, so the HTTP code above does not care which it has.
+//
+// TLS works on the socket's file descriptor directly (OpenSSL's socket BIO), not through Asio's
+// ssl::stream and its two 17 KiB memory BIOs per connection: OpenSSL reads and writes the kernel
+// socket itself, and Asio only waits for readiness when OpenSSL asks for it (SSL_ERROR_WANT_READ /
+// WANT_WRITE). With SSL_MODE_RELEASE_BUFFERS an idle TLS connection holds no record buffers.
+// Thread: worker (one Stream is never used from two threads).
+#pragma once
+
+#include <openssl/ssl.h>
+
+#include <array>
+#include <boost/asio/write.hpp>
+#include <coroutine>
+#include <cstddef>
+#include <tuple>
+#include <variant>
+
+#include "proxy/coro/task.h"
+#include "proxy/net.h"
+
+namespace berth::proxy {
+
+/// What a read or a write yields: the error, and how many bytes moved.
+using IoResult = std::tuple<boost::system::error_code, size_t>;
+
+/// Awaits one of two awaitables that yield IoResult; which one is decided before the wait starts.
+template <typename A, typename B>
+class EitherAwaiter {
+ public:
+  explicit EitherAwaiter(A a) : v_(std::in_place_index<0>, std::move(a)) {}
+  explicit EitherAwaiter(B b) : v_(std::in_place_index<1>, std::move(b)) {}
+  bool await_ready() const noexcept { return false; }
+  template <typename P>
+  std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) {
+    if (v_.index() == 0) {
+      std::get<0>(v_).await_suspend(h);
+      return std::noop_coroutine();
+    }
+    return std::get<1>(v_).await_suspend(h);
+  }
+  IoResult await_resume() {
+    if (v_.index() == 0) return std::get<0>(v_).await_resume();
+    return std::get<1>(v_).await_resume();
+  }
+
+ private:
+  std::variant<A, B> v_;
+};
+
+class Stream {
+ public:
+  explicit Stream(Socket socket) : socket_(std::move(socket)) {}
+  explicit Stream(Executor executor) : socket_(executor) {}
+  ~Stream();
+  Stream(const Stream&) = delete;
+  Stream& operator=(const Stream&) = delete;
+
+  Socket& socket() { return socket_; }
+  const Socket& socket() const { return socket_; }
+  SSL* ssl() const { return ssl_; }
+  bool is_tls() const { return ssl_ != nullptr; }
+
+  enum class Side : uint8_t { kServer, kClient };
+  /// Puts TLS on the connection: takes ownership of `ssl` (fresh from SSL_new) and binds it to the
+  /// socket, as the server or the client of the handshake. Call handshake() next.
+  void start_tls(SSL* ssl, Side side);
+  /// Runs the TLS handshake to its end; an error when it failed (the reason is logged at DEBUG).
+  coro::Task<boost::system::error_code> handshake();
+  /// True when OpenSSL holds decrypted bytes not read yet: a read completes without the socket
+  /// becoming readable, so the connection must not wait for readiness (park) before reading.
+  bool has_buffered() const { return ssl_ != nullptr && SSL_has_pending(ssl_) == 1; }
+  /// Sends TLS close_notify if it can without waiting, then FIN, then closes the socket.
+  void close();
+
+  /// `auto [ec, n] = co_await stream.read_some(buffer);` End of stream is asio::error::eof.
+  auto read_some(boost::asio::mutable_buffer buffer) {
+    using Plain = decltype(socket_.async_read_some(buffer, coro::use_task));
+    using Either = EitherAwaiter<Plain, coro::Task<IoResult>>;
+    if (ssl_ == nullptr) return Either(socket_.async_read_some(buffer, coro::use_task));
+    return Either(tls_read_some(buffer));
+  }
+
+  /// `auto [ec, n] = co_await stream.write(buffers);` writes all of a buffer sequence (at most
+  /// kMaxBuffers buffers over TLS).
+  template <typename ConstBuffers>
+  auto write(const ConstBuffers& buffers) {
+    using Plain = decltype(boost::asio::async_write(socket_, buffers, coro::use_task));
+    using Either = EitherAwaiter<Plain, coro::Task<IoResult>>;
+    if (ssl_ == nullptr) return Either(boost::asio::async_write(socket_, buffers, coro::use_task));
+    BufferList list;
+    for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers); ++it) {
+      boost::asio::const_buffer b(*it);
+      if (b.size() == 0) continue;
+      if (list.count == kMaxBuffers) {
+        list.overflow = true;
+        break;
+      }
+      list.buffers[list.count++] = b;
+    }
+    return Either(tls_write(list));
+  }
+
+  static constexpr size_t kMaxBuffers = 4;
+
+ private:
+  struct BufferList {
+    std::array<boost::asio::const_buffer, kMaxBuffers> buffers;
+    size_t count = 0;
+    bool overflow = false;
+  };
+  coro::Task<IoResult> tls_read_some(boost::asio::mutable_buffer buffer);
+  coro::Task<IoResult> tls_write(BufferList list);
+  /// Waits for what SSL_get_error() returned `ssl_error` asks for; any other error is returned
+  /// as an error code (the OpenSSL reason logged at DEBUG).
+  coro::Task<boost::system::error_code> wait_for(int ssl_error);
+
+  Socket socket_;
+  SSL* ssl_ = nullptr;
+};
+
+}  // namespace berth::proxy
