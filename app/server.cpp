@@ -14,6 +14,7 @@
 #include "base/text.h"
 #include "discovery/file/file_provider.h"
 #include "proxy/snapshot_builder.h"
+#include "proxy/tls/certificate_store.h"
 #include "proxy/upstream/health_checker.h"
 #include "proxy/worker.h"
 
@@ -50,7 +51,8 @@ void log_errors(const std::vector<Error>& errors) {
 
 class ControlPlane {
  public:
-  explicit ControlPlane(const config::StaticConfig& sc) : sc_(sc), throttle_(io_), checker_(io_) {}
+  explicit ControlPlane(const config::StaticConfig& sc)
+      : sc_(sc), throttle_(io_), ticket_rotation_(io_), checker_(io_) {}
 
   int run() {
     LOG_DEBUG("static configuration: ", sc_.entry_points.size(), " entry points, file provider ",
@@ -84,6 +86,7 @@ class ControlPlane {
     for (const auto& ep : sc_.entry_points) LOG_INFO("entry point ", ep.name, " listening on ", ep.address);
     LOG_INFO("berth ", BERTH_VERSION, " started with ", workers_.size(), " workers");
 
+    rotate_ticket_keys();
     asio::signal_set signals(io_, SIGTERM, SIGINT);
     signals.async_wait([this](boost::system::error_code ec, int sig) {
       if (!ec) shutdown(sig);
@@ -172,6 +175,17 @@ class ControlPlane {
     poll_->async_wait([this](boost::system::error_code) { wait_for_drain(); });
   }
 
+  // Session ticket keys: a new encrypting key every 12 hours; the one before still decrypts, so a
+  // ticket resumes for 12 to 24 hours (Go, so Traefik: a new key daily, each valid 7 days).
+  void rotate_ticket_keys() {
+    ticket_rotation_.expires_after(std::chrono::hours(12));
+    ticket_rotation_.async_wait([this](boost::system::error_code ec) {
+      if (ec) return;
+      proxy::tls::TicketKeyRing::process_default()->rotate();
+      rotate_ticket_keys();
+    });
+  }
+
   static constexpr auto kNotYet = std::chrono::steady_clock::time_point::max();
   const config::StaticConfig& sc_;
   asio::io_context io_;
@@ -181,6 +195,7 @@ class ControlPlane {
   bool has_pending_ = false;
   bool throttle_armed_ = false;
   asio::steady_timer throttle_;
+  asio::steady_timer ticket_rotation_;
   std::chrono::steady_clock::time_point last_apply_{};
   std::vector<std::unique_ptr<asio::steady_timer>> accept_timers_;
   std::unique_ptr<asio::steady_timer> poll_;

@@ -365,6 +365,25 @@ void decode_tls(const ConfigNode& tls_node, YamlDecoder& d, const std::string& p
   TlsDecoder(d, provider, out).decode(tls_node);
 }
 
+std::vector<std::string> referenced_files(const TlsConfig& config) {
+  std::vector<std::string> out;
+  auto add = [&](const std::string& value) {
+    if (!value.empty() && !is_inline_pem(value)) out.push_back(value);
+  };
+  for (const auto& c : config.certificates) {
+    add(c.cert_file);
+    add(c.key_file);
+  }
+  for (const auto& [_, o] : config.options)
+    for (const auto& ca : o.client_ca_files) add(ca);
+  for (const auto& [_, store] : config.stores) {
+    if (!store.default_certificate) continue;
+    add(store.default_certificate->cert_file);
+    add(store.default_certificate->key_file);
+  }
+  return out;
+}
+
 std::optional<RouterTlsConfig> decode_router_tls(const ConfigNode& entry, YamlDecoder& d, const std::string& path) {
   bool enabled = true;
   RouterTlsConfig tls;

@@ -164,6 +164,10 @@ struct TlsConfig {
 /// reads them when it builds. Thread: control.
 void decode_tls(const ConfigNode& tls_node, YamlDecoder& d, const std::string& provider, TlsConfig& out);
 
+/// The files `config` names (certificates, keys, client CA files; inline PEM left out), so a
+/// provider can watch them: a replaced certificate file applies on the next handshake. Thread: any.
+std::vector<std::string> referenced_files(const TlsConfig& config);
+
 /// Decodes a router's `tls` entry or an entry point's `http.tls` at `path` (its parent's path):
 /// a map (null or `true` is an empty one), or `false` for none. Problems are reported through `d`;
 /// the options name is kept as written (the snapshot builder qualifies it). Thread: control.

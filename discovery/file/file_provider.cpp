@@ -16,6 +16,8 @@ namespace berth::discovery {
 
 namespace fs = std::filesystem;
 
+constexpr uint32_t kWatchMask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB;
+
 FileProvider::FileProvider(boost::asio::io_context& io, config::FileProviderConfig cfg)
     : io_(io), cfg_(std::move(cfg)), debounce_(io) {}
 
@@ -63,17 +65,34 @@ Result<bool> FileProvider::watch(OnChange on_change) {
   if (inotify_fd_ < 0) return Error{"providers.file", std::string("inotify: ") + std::strerror(errno)};
   // Watch the directory, not the file: editors and `mv` replace the file's inode.
   std::string dir = cfg_.directory;
+  std::string name;
   if (!cfg_.filename.empty()) {
     fs::path p(cfg_.filename);
     dir = p.has_parent_path() ? p.parent_path().string() : ".";
-    watched_name_ = p.filename().string();
+    name = p.filename().string();
   }
-  uint32_t mask = IN_CLOSE_WRITE | IN_MOVED_TO | IN_MOVED_FROM | IN_CREATE | IN_DELETE | IN_MODIFY | IN_ATTRIB;
-  if (::inotify_add_watch(inotify_fd_, dir.c_str(), mask) < 0)
-    return Error{dir, std::string("cannot watch: ") + std::strerror(errno)};
+  int wd = ::inotify_add_watch(inotify_fd_, dir.c_str(), kWatchMask);
+  if (wd < 0) return Error{dir, std::string("cannot watch: ") + std::strerror(errno)};
+  if (name.empty()) watches_[wd].any = true;
+  else watches_[wd].names.insert(name);
+  if (auto loaded = load()) watch_referenced(*loaded);
   stream_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, inotify_fd_);
   read_events();
   return true;
+}
+
+void FileProvider::watch_referenced(const config::DynamicConfig& config) {
+  // Watches are only added: a file no longer named costs a spurious reload at most.
+  for (const auto& file : config::referenced_files(config.tls)) {
+    fs::path p(file);
+    std::string dir = p.has_parent_path() ? p.parent_path().string() : ".";
+    int wd = ::inotify_add_watch(inotify_fd_, dir.c_str(), kWatchMask);
+    if (wd < 0) {
+      LOG_WARN("file provider: cannot watch ", dir, " for ", file, ": ", std::strerror(errno));
+      continue;
+    }
+    watches_[wd].names.insert(p.filename().string());
+  }
 }
 
 void FileProvider::read_events() {
@@ -86,7 +105,8 @@ void FileProvider::read_events() {
     for (size_t off = 0; off + sizeof(inotify_event) <= n;) {
       auto* ev = reinterpret_cast<const inotify_event*>(events_ + off);
       std::string_view name = ev->len ? std::string_view(ev->name) : std::string_view{};
-      if (watched_name_.empty() || name == watched_name_) relevant = true;
+      if (auto it = watches_.find(ev->wd); it != watches_.end() && (it->second.any || it->second.names.contains(name)))
+        relevant = true;
       off += sizeof(inotify_event) + ev->len;
     }
     if (relevant) schedule_reload();
@@ -99,7 +119,9 @@ void FileProvider::schedule_reload() {
   debounce_.expires_after(std::chrono::milliseconds(10));
   debounce_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
-    on_change_(load());
+    auto loaded = load();
+    if (loaded) watch_referenced(*loaded);
+    on_change_(std::move(loaded));
   });
 }
 

@@ -1,11 +1,14 @@
 // File provider: dynamic config from `providers.file.filename` or every *.yml/*.yaml file
-// in `providers.file.directory`, re-read on change via inotify. Thread: control.
+// in `providers.file.directory`, re-read on change via inotify, and also when a certificate, key
+// or CA file the config names changes (berth's addition: Traefik reads those once). Thread: control.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/posix/stream_descriptor.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <functional>
+#include <map>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -35,6 +38,9 @@ class FileProvider {
  private:
   void read_events();
   void schedule_reload();
+  /// Watches the directories of the files `config` names (certificates and keys), besides the
+  /// config's own directory.
+  void watch_referenced(const config::DynamicConfig& config);
 
   boost::asio::io_context& io_;
   config::FileProviderConfig cfg_;
@@ -42,7 +48,13 @@ class FileProvider {
   int inotify_fd_ = -1;
   std::unique_ptr<boost::asio::posix::stream_descriptor> stream_;
   boost::asio::steady_timer debounce_;
-  std::string watched_name_;  ///< for filename mode: the base name of the file within its directory
+  /// What each inotify watch (a directory) is for: any file in it (directory mode), or the names
+  /// listed (the config file, referenced certificate files).
+  struct WatchedDir {
+    bool any = false;
+    std::set<std::string, std::less<>> names;
+  };
+  std::map<int, WatchedDir> watches_;
   char events_[8192];
 };
 

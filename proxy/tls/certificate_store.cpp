@@ -287,6 +287,9 @@ int on_alpn(SSL*, const unsigned char** out, unsigned char* out_length, const un
   return http11_fallback ? SSL_TLSEXT_ERR_NOACK : SSL_TLSEXT_ERR_ALERT_FATAL;
 }
 
+// Sessions the server-side cache of one options set keeps (the oldest leave first); about 1 KiB each.
+constexpr long kSessionCacheSize = 20'000;
+
 // Fetched once: an implicit fetch on every ticket would search the provider store each time.
 const EVP_CIPHER* ticket_cipher() {
   static const EVP_CIPHER* cipher = [] {
@@ -663,14 +666,18 @@ SSL_CTX* build_context(const TlsOptionsConfig& o, const std::shared_ptr<const Ce
       break;
   }
 
-  // Sessions: stateless tickets only (no server-side cache, so no lock shared by the workers); a
-  // ticket resumes only under the options set that issued it.
+  // Sessions: stateless tickets under the shared key ring, so any worker resumes any ticket; and a
+  // server-side cache for clients without tickets (TLS 1.2 session IDs, or every client when
+  // disableSessionTickets is set). The cache is OpenSSL's, per options set: its lock is taken
+  // during handshakes only, never on the request path. A session resumes only under the options
+  // set that issued it.
   unsigned char sid_context[32];
   unsigned int sid_length = 0;
   if (EVP_Digest(o.name.data(), o.name.size(), sid_context, &sid_length, EVP_sha256(), nullptr) != 1 ||
       SSL_CTX_set_session_id_context(ctx, sid_context, std::min<unsigned int>(sid_length, 32)) != 1)
     return fail(openssl_error());
-  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);
+  SSL_CTX_sess_set_cache_size(ctx, kSessionCacheSize);
   if (o.disable_session_tickets) {
     SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET);
     SSL_CTX_set_num_tickets(ctx, 0);
