@@ -6,6 +6,7 @@
 #include <boost/asio/read.hpp>
 #include <boost/asio/write.hpp>
 #include <charconv>
+#include <cstring>
 #include <span>
 #include <sys/socket.h>
 
@@ -18,6 +19,12 @@ namespace berth::proxy {
 
 namespace asio = boost::asio;
 using asio::ip::tcp;
+
+namespace {
+// The first line of the HTTP/2 connection preface (RFC 9113 3.4), which is also a whole
+// HTTP/1.1-looking head.
+constexpr std::string_view kH2cPreface = "PRI * HTTP/2.0\r\n\r\n";
+}  // namespace
 
 DownstreamConnection::DownstreamConnection(Worker& worker, size_t ep_index, Socket socket)
     : worker_(worker),
@@ -39,6 +46,28 @@ DownstreamConnection::DownstreamConnection(Worker& worker, size_t ep_index, Sock
   worker_.track(this, ep_index_);
 }
 
+DownstreamConnection::DownstreamConnection(const DownstreamConnection& parent, std::shared_ptr<H2Stream> stream,
+                                           std::string_view head)
+    : worker_(parent.worker_),
+      settings_(parent.settings_),
+      ep_index_(parent.ep_index_),
+      stream_(parent.worker_.context().get_executor(), std::move(stream), parent.stream_.is_tls()),
+      trusted_(parent.trusted_),
+      first_read_(false),
+      server_name_(parent.server_name_),
+      peer_(parent.peer_) {
+  deadline_.owner = this;
+  deadline_.fire = &DownstreamConnection::on_deadline;
+  worker_.track(this, ep_index_);
+  in_.attach(worker_.buffers());
+  if (head.size() > in_.write_space()) in_.grow(head.size());
+  size_t n = std::min(head.size(), in_.write_space());
+  std::memcpy(in_.write_ptr(), head.data(), n);
+  in_.commit(n);
+}
+
+void DownstreamConnection::start_stream() { coro::spawn(run()); }
+
 DownstreamConnection::~DownstreamConnection() {
   worker_.deadlines().disarm(deadline_);
   worker_.untrack(this, ep_index_);
@@ -47,6 +76,10 @@ DownstreamConnection::~DownstreamConnection() {
 }
 
 void DownstreamConnection::wake_if_idle(size_t ep) {
+  if (ep == ep_index_ && h2_) {
+    h2_->shutdown();  // GOAWAY: streams in flight finish, then the connection closes
+    return;
+  }
   if (!idle_ || ep != ep_index_ || close_parked()) return;
   boost::system::error_code ec;
   stream_.socket().cancel(ec);  // warm: the read wakes with operation_aborted and the loop sees the drain
@@ -56,6 +89,7 @@ void DownstreamConnection::abort() {
   if (close_parked()) return;
   closing_ = true;
   boost::system::error_code ec;
+  stream_.cancel();
   stream_.socket().close(ec);
   if (up_) up_->stream.socket().close(ec);
   disarm();
@@ -80,7 +114,7 @@ void DownstreamConnection::on_deadline(void* owner) {
   self->expired_ = self->phase_;
   if (self->close_parked()) return;
   boost::system::error_code ec;
-  self->stream_.socket().cancel(ec);
+  self->stream_.cancel();
   if (self->up_) self->up_->stream.socket().cancel(ec);
 }
 
@@ -150,7 +184,18 @@ coro::Task<void> DownstreamConnection::run() {
   bool park_after = false;
   bool woken = true;  // run() starts when a parked connection became readable: read at once
   try {
-    if (std::exchange(first_read_, false) && !co_await accept_tls()) closing_ = true;
+    if (std::exchange(first_read_, false)) {
+      if (!co_await accept_tls()) {
+        closing_ = true;
+      } else if (const unsigned char* alpn = nullptr; stream_.ssl() != nullptr) {
+        unsigned int alpn_length = 0;
+        SSL_get0_alpn_selected(stream_.ssl(), &alpn, &alpn_length);
+        if (std::string_view(reinterpret_cast<const char*>(alpn), alpn_length) == "h2") {
+          co_await serve_h2();
+          closing_ = true;
+        }
+      }
+    }
     while (!closing_) {
       if (in_.empty() && !std::exchange(woken, false)) {
         if (ex_) worker_.give_exchange_state(std::move(ex_));
@@ -193,6 +238,10 @@ coro::Task<void> DownstreamConnection::run() {
         co_await reply_local(431, local_reply::kHeadersTooLarge, local_reply::kTextPlain, true);
         break;
       }
+      if (in_.view().starts_with(kH2cPreface) && !stream_.is_h2() && !h2_ && !stream_.is_tls()) {
+        co_await serve_h2();  // h2c with prior knowledge: the preface parses as a head "PRI * HTTP/2.0"
+        break;
+      }
       auto status = http::h1::parse_request(in_.view().substr(0, head_size), ex_->request);
       if (status == http::h1::ParseStatus::kNotImplemented) {
         co_await reply_local(501, local_reply::kNotImplemented, local_reply::kTextPlain, true);
@@ -208,7 +257,7 @@ coro::Task<void> DownstreamConnection::run() {
     LOG_ERROR("connection on entry point ", settings_.name, " failed: ", e.what());
     park_after = false;
   }
-  if (park_after && !closing_) park(Phase::kIdle);
+  if (park_after && !closing_ && !stream_.is_h2()) park(Phase::kIdle);
   else close();
 }
 
@@ -254,6 +303,13 @@ coro::Task<bool> DownstreamConnection::accept_tls() {
     co_return false;
   }
   co_return true;
+}
+
+coro::Task<void> DownstreamConnection::serve_h2() {
+  disarm();
+  h2_ = std::make_shared<H2Session>(*this);
+  co_await h2_->run();
+  h2_.reset();
 }
 
 void DownstreamConnection::close() {

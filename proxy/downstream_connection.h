@@ -9,6 +9,7 @@
 
 #include "proxy/coro/task.h"
 #include "proxy/deadline_wheel.h"
+#include "proxy/h2_session.h"
 #include "proxy/http/h1/parser.h"
 #include "proxy/io_buffer.h"
 #include "proxy/net.h"
@@ -40,10 +41,15 @@ enum class BodyMode : uint8_t { kNone, kLength, kChunked, kUntilClose };
 class DownstreamConnection : public std::enable_shared_from_this<DownstreamConnection>, private ParkSet::Sleeper {
  public:
   DownstreamConnection(Worker& worker, size_t ep_index, Socket socket);
+  /// Stream mode: one HTTP/2 stream of `parent`'s connection, whose request head `head` the session
+  /// rendered as HTTP/1.1. Serves that one exchange, then ends.
+  DownstreamConnection(const DownstreamConnection& parent, std::shared_ptr<H2Stream> stream, std::string_view head);
   ~DownstreamConnection();
 
   /// Starts serving: parks until the first bytes arrive. Thread: worker.
   void start();
+  /// Stream mode: serves the exchange. Thread: worker.
+  void start_stream();
 
 
   /// Wakes the connection if it is idle on entry point `ep` so it can close (drain). Thread: worker.
@@ -56,6 +62,7 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   DownstreamConnection* next_ = nullptr;
 
  private:
+  friend class H2Session;
   /// Which limit the watchdog enforces right now.
   enum class Phase : uint8_t { kNone, kWarmIdle, kIdle, kReadRequest, kDial, kAwaitResponse, kWriteResponse, kTunnel };
   /// How long an idle keep-alive connection keeps its buffer before giving it back.
@@ -65,6 +72,8 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   /// Before the first request: a connection whose first bytes are a TLS ClientHello gets the
   /// SSL_CTX of the TLS options its SNI names (Traefik's choice) and is handshaken. False: close.
   coro::Task<bool> accept_tls();
+  /// The connection speaks HTTP/2 (ALPN h2, or the h2c preface in in_): serves it to the end.
+  coro::Task<void> serve_h2();
   /// The exchange loop; ends by parking the connection or closing it.
   coro::Task<void> run();
   /// Waits briefly for the next request with the buffer still held.
@@ -148,6 +157,7 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   bool closing_ = false;
   bool first_read_ = true;        ///< accept_tls() has not looked at the connection yet
   std::string server_name_;       ///< TLS: the SNI, lower-cased (for the domain fronting check)
+  std::shared_ptr<H2Session> h2_; ///< the HTTP/2 session, when the connection speaks HTTP/2
   boost::asio::ip::address peer_;  ///< IPv4-mapped peers unmapped
 };
 

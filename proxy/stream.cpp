@@ -7,6 +7,7 @@
 #include <cstring>
 
 #include "base/log.h"
+#include "proxy/h2_session.h"
 
 namespace berth::proxy {
 
@@ -20,6 +21,7 @@ Stream::~Stream() {
 void Stream::start_tls(SSL* ssl, Side side) {
   if (ssl_ != nullptr) SSL_free(ssl_);
   ssl_ = ssl;
+  secure_ = true;
   error_code ec;
   socket_.non_blocking(true, ec);  // OpenSSL reads and writes the descriptor itself
   SSL_set_fd(ssl_, socket_.native_handle());
@@ -27,7 +29,24 @@ void Stream::start_tls(SSL* ssl, Side side) {
   else SSL_set_connect_state(ssl_);
 }
 
+// Not coroutines: they hand back the H2Stream's own task.
+coro::Task<IoResult> Stream::h2_read_some(asio::mutable_buffer buffer) { return h2_->read(buffer); }
+coro::Task<IoResult> Stream::h2_write(ConstBufferList list) { return h2_->write(list); }
+
+void Stream::cancel() {
+  if (h2_ != nullptr) {
+    h2_->cancel();
+    return;
+  }
+  error_code ec;
+  socket_.cancel(ec);
+}
+
 void Stream::close() {
+  if (h2_ != nullptr) {
+    h2_->close();
+    return;
+  }
   if (ssl_ != nullptr && SSL_is_init_finished(ssl_) == 1 && socket_.is_open()) {
     // close_notify, once and without waiting: if the socket cannot take it now, the peer sees a
     // plain close, which HTTP clients accept since every message is framed.
@@ -85,7 +104,7 @@ coro::Task<IoResult> Stream::tls_read_some(asio::mutable_buffer buffer) {
   }
 }
 
-coro::Task<IoResult> Stream::tls_write(BufferList list) {
+coro::Task<IoResult> Stream::tls_write(ConstBufferList list) {
   if (list.overflow) co_return IoResult{asio::error::no_buffer_space, 0};
   // Small pieces (a head and a short body) are gathered into one TLS record: one record, one
   // write(2). The copy lives in this coroutine's frame, which the frame pool recycles.

@@ -14,6 +14,7 @@
 #include <boost/asio/write.hpp>
 #include <coroutine>
 #include <cstddef>
+#include <memory>
 #include <tuple>
 #include <variant>
 
@@ -24,6 +25,16 @@ namespace berth::proxy {
 
 /// What a read or a write yields: the error, and how many bytes moved.
 using IoResult = std::tuple<boost::system::error_code, size_t>;
+
+/// The pieces of one write, for the Stream kinds that take them apart themselves (TLS, HTTP/2).
+struct ConstBufferList {
+  static constexpr size_t kMax = 4;
+  std::array<boost::asio::const_buffer, kMax> buffers;
+  size_t count = 0;
+  bool overflow = false;  ///< more than kMax pieces: the write fails
+};
+
+class H2Stream;
 
 /// Awaits one of two awaitables that yield IoResult; which one is decided before the wait starts.
 template <typename A, typename B>
@@ -49,10 +60,15 @@ class EitherAwaiter {
   std::variant<A, B> v_;
 };
 
+/// A Stream is one of: a plain socket, TLS on a socket, or one HTTP/2 stream of a client
+/// connection (h2_session.h), which has no socket of its own.
 class Stream {
  public:
   explicit Stream(Socket socket) : socket_(std::move(socket)) {}
   explicit Stream(Executor executor) : socket_(executor) {}
+  /// An HTTP/2 stream; `secure`: its connection is TLS.
+  Stream(Executor executor, std::shared_ptr<H2Stream> h2, bool secure)
+      : socket_(executor), h2_(std::move(h2)), secure_(secure) {}
   ~Stream();
   Stream(const Stream&) = delete;
   Stream& operator=(const Stream&) = delete;
@@ -60,7 +76,9 @@ class Stream {
   Socket& socket() { return socket_; }
   const Socket& socket() const { return socket_; }
   SSL* ssl() const { return ssl_; }
-  bool is_tls() const { return ssl_ != nullptr; }
+  /// The client reached berth over TLS (for an HTTP/2 stream: its connection did).
+  bool is_tls() const { return secure_; }
+  bool is_h2() const { return h2_ != nullptr; }
 
   enum class Side : uint8_t { kServer, kClient };
   /// Puts TLS on the connection: takes ownership of `ssl` (fresh from SSL_new) and binds it to the
@@ -71,53 +89,53 @@ class Stream {
   /// True when OpenSSL holds decrypted bytes not read yet: a read completes without the socket
   /// becoming readable, so the connection must not wait for readiness (park) before reading.
   bool has_buffered() const { return ssl_ != nullptr && SSL_has_pending(ssl_) == 1; }
-  /// Sends TLS close_notify if it can without waiting, then FIN, then closes the socket.
+  /// Sends TLS close_notify if it can without waiting, then FIN, then closes the socket. An
+  /// HTTP/2 stream ends (or is reset, if its response is incomplete).
   void close();
+  /// Fails pending reads and writes with operation_aborted (an HTTP/2 stream: the next one too).
+  void cancel();
 
   /// `auto [ec, n] = co_await stream.read_some(buffer);` End of stream is asio::error::eof.
   auto read_some(boost::asio::mutable_buffer buffer) {
     using Plain = decltype(socket_.async_read_some(buffer, coro::use_task));
     using Either = EitherAwaiter<Plain, coro::Task<IoResult>>;
-    if (ssl_ == nullptr) return Either(socket_.async_read_some(buffer, coro::use_task));
-    return Either(tls_read_some(buffer));
+    if (ssl_ == nullptr && h2_ == nullptr) return Either(socket_.async_read_some(buffer, coro::use_task));
+    return Either(ssl_ != nullptr ? tls_read_some(buffer) : h2_read_some(buffer));
   }
 
   /// `auto [ec, n] = co_await stream.write(buffers);` writes all of a buffer sequence (at most
-  /// kMaxBuffers buffers over TLS).
+  /// ConstBufferList::kMax buffers over TLS and HTTP/2).
   template <typename ConstBuffers>
   auto write(const ConstBuffers& buffers) {
     using Plain = decltype(boost::asio::async_write(socket_, buffers, coro::use_task));
     using Either = EitherAwaiter<Plain, coro::Task<IoResult>>;
-    if (ssl_ == nullptr) return Either(boost::asio::async_write(socket_, buffers, coro::use_task));
-    BufferList list;
+    if (ssl_ == nullptr && h2_ == nullptr) return Either(boost::asio::async_write(socket_, buffers, coro::use_task));
+    ConstBufferList list;
     for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers); ++it) {
       boost::asio::const_buffer b(*it);
       if (b.size() == 0) continue;
-      if (list.count == kMaxBuffers) {
+      if (list.count == ConstBufferList::kMax) {
         list.overflow = true;
         break;
       }
       list.buffers[list.count++] = b;
     }
-    return Either(tls_write(list));
+    return Either(ssl_ != nullptr ? tls_write(list) : h2_write(list));
   }
 
-  static constexpr size_t kMaxBuffers = 4;
-
  private:
-  struct BufferList {
-    std::array<boost::asio::const_buffer, kMaxBuffers> buffers;
-    size_t count = 0;
-    bool overflow = false;
-  };
   coro::Task<IoResult> tls_read_some(boost::asio::mutable_buffer buffer);
-  coro::Task<IoResult> tls_write(BufferList list);
+  coro::Task<IoResult> tls_write(ConstBufferList list);
+  coro::Task<IoResult> h2_read_some(boost::asio::mutable_buffer buffer);
+  coro::Task<IoResult> h2_write(ConstBufferList list);
   /// Waits for what SSL_get_error() returned `ssl_error` asks for; any other error is returned
   /// as an error code (the OpenSSL reason logged at DEBUG).
   coro::Task<boost::system::error_code> wait_for(int ssl_error);
 
   Socket socket_;
   SSL* ssl_ = nullptr;
+  std::shared_ptr<H2Stream> h2_;
+  bool secure_ = false;
 };
 
 }  // namespace berth::proxy

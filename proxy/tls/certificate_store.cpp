@@ -308,7 +308,7 @@ bool set_ticket_mac(EVP_MAC_CTX* hctx, const TicketKey& key) {
   return EVP_MAC_CTX_set_params(hctx, params) == 1;
 }
 
-// OpenSSL's ticket key callback: 1 = done, 2 = decrypted under an older key (renew), 0 = no
+// OpenSSL's ticket key callback: 1 = done, 2 = decrypted and a new ticket is to be issued, 0 = no
 // ticket / unknown key (full handshake), -1 = error.
 int on_ticket_key(SSL* ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX_IV_LENGTH], EVP_CIPHER_CTX* cctx,
                   EVP_MAC_CTX* hctx, int encrypt) {
@@ -329,7 +329,9 @@ int on_ticket_key(SSL* ssl, unsigned char key_name[16], unsigned char iv[EVP_MAX
     if (std::memcmp(key_name, key.name.data(), key.name.size()) != 0) continue;
     if (EVP_DecryptInit_ex(cctx, ticket_cipher(), nullptr, key.aes_key.data(), iv) != 1) return -1;
     if (!set_ticket_mac(hctx, key)) return -1;
-    return i == 0 ? 1 : 2;
+    // TLS 1.3 clients should use a ticket once (RFC 8446 C.4): a resumed connection gets a fresh
+    // one, as Go and nginx give; TLS 1.2 renews only tickets under an older key.
+    return i == 0 && SSL_version(ssl) != TLS1_3_VERSION ? 1 : 2;
   }
   return 0;
 }

@@ -23,7 +23,7 @@ namespace berth::proxy::tls {
 enum class KeyType : uint8_t { kRsa, kEcdsa, kOther };
 
 /// Whether the data plane serves HTTP/2 over TLS: until it does, ALPN never selects h2.
-inline constexpr bool kServeHttp2 = false;
+inline constexpr bool kServeHttp2 = true;
 
 /// A certificate with its chain and private key, loaded and checked (the key matches the leaf).
 /// Immutable once built; shared by every store and SSL that serves it. Thread: any (read-only).
