@@ -396,28 +396,8 @@ class DynamicDecoder {
     t.name = std::move(*name);
     t.where = node.key_where;
     const std::string path = "http.serversTransports." + node.key;
-    for (const ConfigNode* e : d_.entries(node, path)) {
-      const std::string& k = e->key;
-      if (iequals(k, "forwardingTimeouts")) {
-        const std::string fpath = path + ".forwardingTimeouts";
-        for (const ConfigNode* o : d_.entries(*e, fpath)) {
-          if (iequals(o->key, "dialTimeout")) d_.read_duration(*o, fpath, t.settings.dial_timeout);
-          else if (iequals(o->key, "responseHeaderTimeout"))
-            d_.read_duration(*o, fpath, t.settings.response_header_timeout);
-          else if (iequals(o->key, "idleConnTimeout")) d_.read_duration(*o, fpath, t.settings.idle_conn_timeout);
-          else if (iequals(o->key, "readIdleTimeout") || iequals(o->key, "pingTimeout")) t.tls_options.push_back(o->key);
-          else d_.unknown_key(*o, fpath);
-        }
-      } else if (iequals(k, "maxIdleConnsPerHost")) {
-        d_.read_int(*e, path, t.settings.max_idle_conns_per_host, -1, 1'000'000);
-      } else if (iequals(k, "serverName") || iequals(k, "insecureSkipVerify") || iequals(k, "rootCAs") ||
-                 iequals(k, "certificates") || iequals(k, "disableHTTP2") || iequals(k, "peerCertURI") ||
-                 iequals(k, "spiffe")) {
-        t.tls_options.push_back(k);  // HTTP/2 and TLS upstreams come with issue 4
-      } else {
-        d_.unknown_key(*e, path);
-      }
-    }
+    for (const ConfigNode* e : d_.entries(node, path))
+      if (!decode_servers_transport_key(*e, d_, path, true, t.settings)) d_.unknown_key(*e, path);
     if (d_.error_count() != errors_before) return;
     c_.servers_transports.insert_or_assign(t.name, std::move(t));
   }

@@ -85,10 +85,7 @@ struct ServiceRef {
 struct NamedServersTransport {
   std::string name;                        ///< qualified
   std::string where;
-  ServersTransportConfig settings;         ///< forwardingTimeouts and maxIdleConnsPerHost, as the static one
-  /// serverName, insecureSkipVerify, rootCAs, certificates, disableHTTP2, peerCertURI, spiffe,
-  /// readIdleTimeout, pingTimeout: accepted; they only concern https:// and h2c:// servers (issue 4).
-  std::vector<std::string> tls_options;
+  ServersTransportConfig settings;
   bool operator==(const NamedServersTransport&) const = default;
 };
 

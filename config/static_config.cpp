@@ -335,22 +335,9 @@ class StaticDecoder {
   }
 
   void decode_servers_transport(const ConfigNode& node) {
-    ServersTransportConfig& st = c_.servers_transport;
-    for (const ConfigNode* e : d_.entries(node, "serversTransport")) {
-      if (iequals(e->key, "forwardingTimeouts")) {
-        const std::string path = "serversTransport.forwardingTimeouts";
-        for (const ConfigNode* t : d_.entries(*e, path)) {
-          if (iequals(t->key, "dialTimeout")) d_.read_duration(*t, path, st.dial_timeout);
-          else if (iequals(t->key, "responseHeaderTimeout")) d_.read_duration(*t, path, st.response_header_timeout);
-          else if (iequals(t->key, "idleConnTimeout")) d_.read_duration(*t, path, st.idle_conn_timeout);
-          else d_.unknown_key(*t, path);
-        }
-      } else if (iequals(e->key, "maxIdleConnsPerHost")) {
-        d_.read_int(*e, "serversTransport", st.max_idle_conns_per_host, -1, 1'000'000);
-      } else {
+    for (const ConfigNode* e : d_.entries(node, "serversTransport"))
+      if (!decode_servers_transport_key(*e, d_, "serversTransport", false, c_.servers_transport))
         d_.unknown_key(*e, "serversTransport");
-      }
-    }
   }
 
   void decode_log(const ConfigNode& node) {
@@ -432,6 +419,57 @@ const EntryPointConfig* StaticConfig::find_entry_point(std::string_view name) co
   for (const auto& ep : entry_points)
     if (iequals(ep.name, name)) return &ep;
   return nullptr;
+}
+
+bool decode_servers_transport_key(const ConfigNode& e, YamlDecoder& d, const std::string& path, bool named,
+                                  ServersTransportConfig& st) {
+  const std::string& k = e.key;
+  if (iequals(k, "forwardingTimeouts")) {
+    const std::string fpath = path + ".forwardingTimeouts";
+    for (const ConfigNode* t : d.entries(e, fpath)) {
+      if (iequals(t->key, "dialTimeout")) d.read_duration(*t, fpath, st.dial_timeout);
+      else if (iequals(t->key, "responseHeaderTimeout")) d.read_duration(*t, fpath, st.response_header_timeout);
+      else if (iequals(t->key, "idleConnTimeout")) d.read_duration(*t, fpath, st.idle_conn_timeout);
+      else if (named && (iequals(t->key, "readIdleTimeout") || iequals(t->key, "pingTimeout")))
+        st.ignored.push_back(t->key);
+      else d.unknown_key(*t, fpath);
+    }
+  } else if (iequals(k, "maxIdleConnsPerHost")) {
+    d.read_int(e, path, st.max_idle_conns_per_host, -1, 1'000'000);
+  } else if (iequals(k, "insecureSkipVerify")) {
+    d.read_bool(e, path, st.insecure_skip_verify);
+  } else if (iequals(k, "rootCAs")) {
+    d.read_list(e, path, st.root_cas);
+  } else if (iequals(k, "spiffe")) {
+    st.ignored.push_back(k);
+  } else if (named && iequals(k, "serverName")) {
+    d.read_string(e, path, st.server_name);
+  } else if (named && iequals(k, "disableHTTP2")) {
+    d.read_bool(e, path, st.disable_http2);
+  } else if (named && iequals(k, "peerCertURI")) {
+    d.read_string(e, path, st.peer_cert_uri);
+  } else if (named && iequals(k, "certificates")) {
+    if (e.is_null()) return true;
+    if (e.kind != ConfigNode::Kind::kList) {
+      d.error(e.where, "expected a list for " + YamlDecoder::join(path, k));
+      return true;
+    }
+    for (size_t i = 0; i < e.children.size(); ++i) {
+      const std::string cpath = path + ".certificates[" + std::to_string(i) + "]";
+      TlsCertificateConfig cert;
+      cert.where = e.children[i].where;
+      for (const ConfigNode* c : d.entries(e.children[i], cpath)) {
+        if (iequals(c->key, "certFile")) d.read_string(*c, cpath, cert.cert_file);
+        else if (iequals(c->key, "keyFile")) d.read_string(*c, cpath, cert.key_file);
+        else d.unknown_key(*c, cpath);
+      }
+      if (cert.cert_file.empty() || cert.key_file.empty()) d.error(cert.where, cpath + " needs certFile and keyFile");
+      else st.certificates.push_back(std::move(cert));
+    }
+  } else {
+    return false;
+  }
+  return true;
 }
 
 bool parse_address(std::string_view address, std::string& host, uint16_t& port) {

@@ -10,6 +10,7 @@
 #include "base/result.h"
 #include "base/text.h"
 #include "config/tls_config.h"
+#include "config/yaml_decoder.h"
 
 namespace berth::config {
 
@@ -50,13 +51,27 @@ struct FileProviderConfig {
   bool watch = true;        ///< providers.file.watch (Traefik default true)
 };
 
+/// The static serversTransport, or a named one (http.serversTransports.<name>): how berth talks to
+/// servers. The TLS fields apply to https:// servers.
 struct ServersTransportConfig {
   Duration dial_timeout = 30s;             ///< forwardingTimeouts.dialTimeout
   Duration response_header_timeout = 0s;   ///< forwardingTimeouts.responseHeaderTimeout (0 = none)
   Duration idle_conn_timeout = 90s;        ///< forwardingTimeouts.idleConnTimeout
   int max_idle_conns_per_host = 200;       ///< maxIdleConnsPerHost
+  bool insecure_skip_verify = false;       ///< insecureSkipVerify
+  std::vector<std::string> root_cas;       ///< rootCAs: paths or inline PEM (empty: the system's)
+  std::string server_name;                 ///< serverName: SNI and the name verified (empty: the URL's host)
+  std::vector<TlsCertificateConfig> certificates;  ///< certificates: client certificates to present
+  bool disable_http2 = false;              ///< disableHTTP2
+  std::string peer_cert_uri;               ///< peerCertURI: a URI SAN the server's certificate must carry
+  std::vector<std::string> ignored;        ///< accepted keys without effect (spiffe, HTTP/2 pings)
   bool operator==(const ServersTransportConfig&) const = default;
 };
+
+/// Decodes one key of a serversTransport (static, or a named one at `path`); false if `entry` is
+/// not a serversTransport key. `named`: the dynamic form, which has more keys. Thread: control.
+bool decode_servers_transport_key(const ConfigNode& entry, YamlDecoder& d, const std::string& path, bool named,
+                                  ServersTransportConfig& out);
 
 struct PingConfig {
   bool enabled = false;

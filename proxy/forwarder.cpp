@@ -414,6 +414,27 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       }
       boost::system::error_code ignored;
       up_->stream.socket().set_option(tcp::no_delay(true), ignored);
+      if (target.tls) {
+        // https:// server: the handshake counts against dialTimeout, as Go's TLS dial does.
+        SSL* ssl = transport.tls ? transport.tls->new_ssl(target.tls_host) : nullptr;
+        bool ok = ssl != nullptr;
+        if (ok) {
+          up_->stream.start_tls(ssl, Stream::Side::kClient);
+          auto handshake_failed = co_await up_->stream.handshake();
+          ok = !handshake_failed && transport.tls->peer_matches(ssl);
+          if (!ok && handshake_failed)
+            LOG_DEBUG("TLS handshake with ", target.url, " for ", service.name, " failed: ", handshake_failed.message(),
+                      " (", X509_verify_cert_error_string(SSL_get_verify_result(ssl)), ")");
+        }
+        if (!ok) {
+          failure = expired_ == Phase::kDial ? 504 : 502;
+          failed(target);
+          close_upstream();
+          expression_retries(failure, true);
+          ++attempt;
+          continue;
+        }
+      }
     }
     up_->buffer.attach(worker_.buffers());
 

@@ -44,13 +44,17 @@ bool hop_by_hop(http::HeaderId id) {
 
 // ---- H2Stream ----
 
-H2Stream::H2Stream(H2Session* session, int32_t id, Executor executor)
-    : session_(session), id_(id), wake_(executor) {}
+H2Stream::H2Stream(H2Session* session, int32_t id, Executor executor, std::chrono::milliseconds idle_limit)
+    : session_(session), id_(id), wake_(executor), idle_limit_(idle_limit) {}
 
 coro::Task<error_code> H2Stream::wait() {
-  wake_.expires_at(Timer::time_point::max());
+  // A stream that moves nothing for the entry point's idleTimeout (a client that never opens its
+  // window, or stops sending a body) fails, so it cannot hold an exchange and a backend forever.
+  if (idle_limit_.count() > 0) wake_.expires_after(idle_limit_);
+  else wake_.expires_at(Timer::time_point::max());
   auto [ec] = co_await wake_.async_wait(coro::use_task);
-  co_return ec == asio::error::operation_aborted ? error_code{} : ec;
+  if (ec == asio::error::operation_aborted) co_return error_code{};  // woken
+  co_return ec ? ec : error_code(asio::error::timed_out);
 }
 
 void H2Stream::wake() { wake_.cancel(); }
@@ -276,7 +280,8 @@ H2Stream* H2Session::find(int32_t id) {
 int H2Session::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user) {
   auto* self = static_cast<H2Session*>(user);
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
-  auto stream = std::make_shared<H2Stream>(self, frame->hd.stream_id, self->conn_.worker_.context().get_executor());
+  auto stream = std::make_shared<H2Stream>(self, frame->hd.stream_id, self->conn_.worker_.context().get_executor(),
+                                          self->conn_.settings_.idle_timeout);
   stream->head_in_.reserve(512);
   self->streams_.emplace(frame->hd.stream_id, std::move(stream));
   return 0;

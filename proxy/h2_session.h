@@ -16,6 +16,7 @@
 
 #include <nghttp2/nghttp2.h>
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <string>
@@ -36,7 +37,7 @@ class H2Session;
 /// session (until the stream closes) and the exchange's Stream.
 class H2Stream {
  public:
-  H2Stream(H2Session* session, int32_t id, Executor executor);
+  H2Stream(H2Session* session, int32_t id, Executor executor, std::chrono::milliseconds idle_limit);
 
   /// The request body (HTTP/1.1-framed), then end of stream once the client ended it, the response
   /// was finished, or the stream was reset (connection_reset).
@@ -65,6 +66,7 @@ class H2Stream {
   H2Session* session_;  ///< null once the session has gone
   int32_t id_;
   Timer wake_;          ///< a waiting read or write sleeps on it; cancel() wakes it
+  std::chrono::milliseconds idle_limit_;  ///< the longest wait for the client (idleTimeout; 0: none)
   // Request.
   std::string method_, path_;      ///< :method and :path (until the exchange starts)
   std::string head_in_;            ///< the other header fields, rendered as HTTP/1.1 lines

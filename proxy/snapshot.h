@@ -14,6 +14,7 @@
 #include "config/dynamic_config.h"
 #include "proxy/router/route_table.h"
 #include "proxy/tls/certificate_store.h"
+#include "proxy/tls/client_context.h"
 #include "proxy/upstream/health.h"
 
 namespace berth::proxy {
@@ -23,7 +24,9 @@ struct Endpoint {
   std::string url;                        ///< as configured
   std::string authority;                  ///< "host:port" as written in the URL (Host when passHostHeader is false)
   boost::asio::ip::tcp::endpoint address;  ///< resolved when the snapshot was built
-  std::string pool_key;                   ///< "ip:port": upstream connections are pooled per key, across snapshots
+  std::string pool_key;                   ///< "ip:port" (https: "tls:ip:port:name"): pooled per key, across snapshots
+  bool tls = false;                       ///< https://: TLS with the service's transport
+  std::string tls_host;                   ///< https://: the URL's host (SNI and the verified name, unless serverName)
   int weight = 1;                         ///< share of the service's traffic (0: none)
   std::shared_ptr<upstream::EndpointHealth> health;  ///< shared with the health checker; never null
 };
@@ -34,6 +37,8 @@ struct TransportSettings {
   std::chrono::milliseconds response_header_timeout{0};
   std::chrono::milliseconds idle_conn_timeout{90'000};
   size_t max_idle_conns_per_host = 200;
+  /// For https:// servers: the transport's TLS client context (null until a server needs it).
+  std::shared_ptr<const tls::ClientContext> tls;
 };
 
 /// sticky.cookie, compiled: the Set-Cookie value for each choice is rendered once per snapshot.

@@ -51,6 +51,8 @@ Result<Endpoint> compile_endpoint(const config::ServerConfig& server) {
   ep.authority = std::move(resolved->authority);
   ep.address = resolved->address;
   ep.pool_key = ep.address.address().to_string() + ":" + std::to_string(ep.address.port());
+  ep.tls = resolved->tls;
+  ep.tls_host = std::move(resolved->host);
   return ep;
 }
 
@@ -112,11 +114,14 @@ void compile_sticky(const config::StickyCookieConfig& c, const std::string& serv
 // Compiles every service into snap.services (indexes in `index`); returns which ones are usable.
 // A service is unusable when it names a missing, unusable or cyclic service; its routers are then
 // disabled with that reason.
-std::vector<char> compile_services(const config::DynamicConfig& dyn, upstream::HealthRegistry& health, Snapshot& snap,
+std::vector<char> compile_services(const config::DynamicConfig& dyn, const config::ServersTransportConfig& static_transport,
+                                   upstream::HealthRegistry& health, Snapshot& snap,
                                    std::map<std::string, uint32_t>& index, std::vector<Error>& errors) {
   using Kind = config::ServiceConfig::Kind;
   std::vector<const config::ServiceConfig*> configs;
   std::set<uint32_t> bad;  // load balancers that cannot be served (their error is reported)
+  // TLS client contexts, built once per transport ("" is the static one) when an https:// server needs one.
+  std::map<std::string, Result<std::shared_ptr<const tls::ClientContext>>> tls_contexts;
   for (const auto& [name, svc] : dyn.services) {
     index[name] = static_cast<uint32_t>(snap.services.size());
     configs.push_back(&svc);
@@ -126,6 +131,8 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, upstream::H
     if (svc.kind == Kind::kLoadBalancer) {
       out.pass_host_header = svc.pass_host_header;
       out.transport = snap.transport;
+      const config::ServersTransportConfig* transport_config = &static_transport;
+      std::string transport_name, transport_where = "serversTransport";
       if (!svc.servers_transport.empty()) {
         auto t = dyn.servers_transports.find(qualify(std::string(trim(svc.servers_transport)), name));
         if (t == dyn.servers_transports.end()) {
@@ -134,6 +141,9 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, upstream::H
                                                 svc.servers_transport + "\" does not exist"});
         } else {
           out.transport = transport_settings(t->second.settings);
+          transport_config = &t->second.settings;
+          transport_name = t->first;
+          transport_where = t->second.where;
         }
       }
       out.p2c = svc.strategy == "p2c";
@@ -153,6 +163,25 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, upstream::H
         if (!ep) {
           errors.push_back(Error{ep.error().where, "service " + name + ": " + ep.error().message});
           continue;
+        }
+        if (ep->tls) {
+          auto built = tls_contexts.find(transport_name);
+          if (built == tls_contexts.end())
+            built = tls_contexts.emplace(transport_name, tls::ClientContext::build(*transport_config, transport_where)).first;
+          if (!built->second) {
+            errors.push_back(Error{server.where, "service " + name + ": server " + ep->url + " left out: " +
+                                                     built->second.error().to_string()});
+            continue;
+          }
+          out.transport.tls = *built->second;
+          // One pool per verified name: a connection verified for one name must not serve another.
+          ep->pool_key = "tls:" + ep->pool_key + ":" + std::string(out.transport.tls->verified_name(ep->tls_host)) +
+                         ":" + transport_name;
+          if (out.health_check) {
+            errors.push_back(Error{svc.where, "service " + name + ": health checks of https:// servers are not "
+                                                  "supported yet; the servers are not checked"});
+            out.health_check.reset();
+          }
         }
         ep->health = health.get(name, ep->url);
         urls.push_back(ep->url);
@@ -287,7 +316,7 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
 
   // Services first: routers refer to them by index.
   std::map<std::string, uint32_t> service_index;
-  std::vector<char> service_ok = compile_services(dyn, health, *snap, service_index, result.errors);
+  std::vector<char> service_ok = compile_services(dyn, sc.servers_transport, health, *snap, service_index, result.errors);
   snap->longest_idle_conn_timeout = snap->transport.idle_conn_timeout;
   for (const auto& s : snap->services)
     snap->longest_idle_conn_timeout = std::max(snap->longest_idle_conn_timeout, s.transport.idle_conn_timeout);

@@ -468,6 +468,19 @@ Result<std::pair<X509Ptr, KeyPtr>> generate_default_pair() {
 
 // ---- Certificate ----
 
+Result<std::string> read_pem_source(const std::string& value) { return read_source(value); }
+
+Result<bool> add_trusted(X509_STORE* store, const std::string& value, std::string_view what) {
+  auto text = read_source(value);
+  if (!text) return text.error();
+  std::string error;
+  std::vector<X509Ptr> certs = read_certificates(*text, error);
+  if (certs.empty()) return Error{"", "invalid certificate(s) in " + describe(value, what) + ": " + error};
+  for (const auto& cert : certs)
+    if (X509_STORE_add_cert(store, cert.get()) != 1) ERR_clear_error();  // a duplicate is fine
+  return true;
+}
+
 Result<std::shared_ptr<const Certificate>> Certificate::from_pem(std::string_view cert_pem, std::string_view key_pem,
                                                                 std::string source) {
   std::string error;

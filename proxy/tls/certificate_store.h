@@ -25,6 +25,13 @@ enum class KeyType : uint8_t { kRsa, kEcdsa, kOther };
 /// Whether the data plane serves HTTP/2 over TLS: until it does, ALPN never selects h2.
 inline constexpr bool kServeHttp2 = true;
 
+/// A certFile / keyFile / caFiles / rootCAs value: the inline PEM, or the content of the file it
+/// names (at most 4 MiB). Thread: any.
+Result<std::string> read_pem_source(const std::string& value);
+/// Adds every certificate of `value` (a path or inline PEM) to `store`; `what` names an inline
+/// value in errors ("rootCAs entry"). Thread: any.
+Result<bool> add_trusted(X509_STORE* store, const std::string& value, std::string_view what);
+
 /// A certificate with its chain and private key, loaded and checked (the key matches the leaf).
 /// Immutable once built; shared by every store and SSL that serves it. Thread: any (read-only).
 class Certificate {

@@ -51,17 +51,19 @@ Result<UpstreamAddress> resolve_url(const std::string& url, const std::string& w
   auto parsed = boost::urls::parse_uri(url);
   if (!parsed) return Error{where, "invalid " + what + " \"" + url + "\""};
   std::string scheme = to_lower(parsed->scheme());
-  if (scheme != "http")
-    return Error{where, what + " \"" + url + "\": scheme \"" + scheme + "\" is not supported yet (use http://)"};
+  if (scheme != "http" && scheme != "https")
+    return Error{where, what + " \"" + url + "\": scheme \"" + scheme + "\" is not supported (use http:// or https://)"};
   std::string host(parsed->encoded_host());
   if (host.empty()) return Error{where, what + " \"" + url + "\" has no host"};
-  uint16_t port = 80;
+  uint16_t port = scheme == "https" ? 443 : 80;
   if (parsed->has_port()) {
     auto p = parse_uint(parsed->port());
     if (!p || *p == 0 || *p > 65535) return Error{where, what + " \"" + url + "\" has an invalid port"};
     port = static_cast<uint16_t>(*p);
   }
   UpstreamAddress out;
+  out.tls = scheme == "https";
+  out.host = host.size() > 2 && host.front() == '[' ? host.substr(1, host.size() - 2) : host;
   out.authority = parsed->has_port() ? host + ":" + std::string(parsed->port()) : host;
   out.path_and_query = std::string(parsed->encoded_path());
   if (out.path_and_query.empty()) out.path_and_query = "/";

@@ -244,6 +244,11 @@ TEST(DynamicConfig, DecodesServersTransportsAndMergesThem) {
       forwardingTimeouts: {dialTimeout: 2s, responseHeaderTimeout: 500ms, idleConnTimeout: 1m}
       maxIdleConnsPerHost: 7
       insecureSkipVerify: true
+      serverName: backend.internal
+      rootCAs: [/etc/ca.pem]
+      certificates: [{certFile: c.pem, keyFile: k.pem}]
+      disableHTTP2: true
+      peerCertURI: spiffe://x/y
   services:
     app:
       loadBalancer:
@@ -256,7 +261,13 @@ TEST(DynamicConfig, DecodesServersTransportsAndMergesThem) {
   EXPECT_EQ(t.settings.response_header_timeout, Duration(500));
   EXPECT_EQ(t.settings.idle_conn_timeout, Duration(60'000));
   EXPECT_EQ(t.settings.max_idle_conns_per_host, 7);
-  EXPECT_EQ(t.tls_options, std::vector<std::string>{"insecureSkipVerify"});
+  EXPECT_TRUE(t.settings.insecure_skip_verify);
+  EXPECT_EQ(t.settings.server_name, "backend.internal");
+  EXPECT_EQ(t.settings.root_cas, std::vector<std::string>{"/etc/ca.pem"});
+  ASSERT_EQ(t.settings.certificates.size(), 1u);
+  EXPECT_EQ(t.settings.certificates[0].key_file, "k.pem");
+  EXPECT_TRUE(t.settings.disable_http2);
+  EXPECT_EQ(t.settings.peer_cert_uri, "spiffe://x/y");
   EXPECT_EQ(a.services.at("app@file").servers_transport, "short");
   auto b = decode_ok("http:\n  serversTransports:\n    short:\n      maxIdleConnsPerHost: 8\n", "b.yml");
   merge_dynamic(a, std::move(b));
