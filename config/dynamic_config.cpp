@@ -204,6 +204,25 @@ class DynamicDecoder {
     }
   }
 
+  // passTLSClientCert info.subject / info.issuer: which name parts go into the header.
+  void read_distinguished_name(const ConfigNode& node, const std::string& parent, MiddlewareConfig::DistinguishedName& dn) {
+    const std::string path = parent + "." + node.key;
+    for (const ConfigNode* e : d_.entries(node, path)) {
+      const std::string& k = e->key;
+      bool* field = iequals(k, "country")              ? &dn.country
+                    : iequals(k, "province")           ? &dn.province
+                    : iequals(k, "locality")           ? &dn.locality
+                    : iequals(k, "organization")       ? &dn.organization
+                    : iequals(k, "organizationalUnit") ? &dn.organizational_unit
+                    : iequals(k, "commonName")         ? &dn.common_name
+                    : iequals(k, "serialNumber")       ? &dn.serial_number
+                    : iequals(k, "domainComponent")    ? &dn.domain_component
+                                                       : nullptr;
+      if (field) d_.read_bool(*e, path, *field);
+      else d_.unknown_key(*e, path);
+    }
+  }
+
   void decode_middleware(const ConfigNode& node) {
     const size_t errors_before = d_.error_count();
     auto name = qualify(node, "middleware");
@@ -380,6 +399,26 @@ class DynamicDecoder {
         else d_.unknown_key(*o, tpath);
       }
       if (trim(m.expression).empty()) d_.error(t.where, "middleware " + m.name + ": circuitBreaker needs an expression");
+    } else if (type_is("passTLSClientCert")) {
+      for (const ConfigNode* o : options) {
+        if (iequals(o->key, "pem")) {
+          d_.read_bool(*o, tpath, m.tls_pem);
+        } else if (iequals(o->key, "info")) {
+          m.tls_info = true;
+          const std::string ipath = tpath + ".info";
+          for (const ConfigNode* i : d_.entries(*o, ipath)) {
+            if (iequals(i->key, "notAfter")) d_.read_bool(*i, ipath, m.info_not_after);
+            else if (iequals(i->key, "notBefore")) d_.read_bool(*i, ipath, m.info_not_before);
+            else if (iequals(i->key, "sans")) d_.read_bool(*i, ipath, m.info_sans);
+            else if (iequals(i->key, "serialNumber")) d_.read_bool(*i, ipath, m.info_serial_number);
+            else if (iequals(i->key, "subject")) read_distinguished_name(*i, ipath, m.info_subject);
+            else if (iequals(i->key, "issuer")) read_distinguished_name(*i, ipath, m.info_issuer);
+            else d_.unknown_key(*i, ipath);
+          }
+        } else {
+          d_.unknown_key(*o, tpath);
+        }
+      }
     } else {
       d_.error(t.key_where, "middleware " + m.name + ": type \"" + t.key + "\" is not supported yet");
       return;

@@ -202,6 +202,16 @@ struct MiddlewareConfig {
   std::string expression;
   Duration check_period{100}, fallback_duration{10'000}, recovery_duration{10'000};
   int response_code = 503;
+  // passTLSClientCert
+  struct DistinguishedName {
+    bool country = false, province = false, locality = false, organization = false, organizational_unit = false,
+         common_name = false, serial_number = false, domain_component = false;
+    bool operator==(const DistinguishedName&) const = default;
+  };
+  bool tls_pem = false;                    ///< pem: X-Forwarded-Tls-Client-Cert
+  bool tls_info = false;                   ///< info present: X-Forwarded-Tls-Client-Cert-Info
+  bool info_not_after = false, info_not_before = false, info_sans = false, info_serial_number = false;
+  DistinguishedName info_subject, info_issuer;
 
   /// Same configuration, places included; merge compares copies with equal places.
   bool operator==(const MiddlewareConfig&) const = default;

@@ -59,6 +59,7 @@ DownstreamConnection::DownstreamConnection(const DownstreamConnection& parent, s
   deadline_.owner = this;
   deadline_.fire = &DownstreamConnection::on_deadline;
   worker_.track(this, ep_index_);
+  if (SSL* ssl = parent.stream_.ssl(); ssl != nullptr && SSL_up_ref(ssl) == 1) parent_ssl_ = ssl;
   in_.attach(worker_.buffers());
   if (head.size() > in_.write_space()) in_.grow(head.size());
   size_t n = std::min(head.size(), in_.write_space());
@@ -69,6 +70,7 @@ DownstreamConnection::DownstreamConnection(const DownstreamConnection& parent, s
 void DownstreamConnection::start_stream() { coro::spawn(run()); }
 
 DownstreamConnection::~DownstreamConnection() {
+  if (parent_ssl_ != nullptr) SSL_free(parent_ssl_);
   worker_.deadlines().disarm(deadline_);
   worker_.untrack(this, ep_index_);
   if (ex_) worker_.give_exchange_state(std::move(ex_));

@@ -145,7 +145,8 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   } end_of_exchange{ex_->edits};
   if (!route->middlewares.empty()) {
     middleware::Context ctx{req,        peer_, path, query, trusted_, ex_->edits, worker_.context().get_executor(),
-                            static_cast<uint32_t>(worker_.index()), tls};
+                            static_cast<uint32_t>(worker_.index()), tls,
+                            stream_.ssl() != nullptr ? stream_.ssl() : parent_ssl_};
     for (const middleware::Middleware* m : route->middlewares) {
       if (m->is_async() ? co_await m->on_request_async(ctx) : m->on_request(ctx)) continue;
       // The middleware answered (redirect, 401, 429, ...), with the response headers set so far.

@@ -11,6 +11,7 @@
 #include "proxy/middleware/auth.h"
 #include "proxy/middleware/circuit_breaker.h"
 #include "proxy/middleware/cors.h"
+#include "proxy/middleware/pass_tls_client_cert.h"
 #include "proxy/middleware/forward_auth.h"
 #include "proxy/middleware/retry_expression.h"
 #include "proxy/middleware/traffic.h"
@@ -539,6 +540,7 @@ Result<std::unique_ptr<Middleware>> compile(const config::MiddlewareConfig& c, c
     return std::unique_ptr<Middleware>(new Compress(*encodings, CompressPolicy{std::move(*filter), c.min_response_body_bytes}));
   }
   if (c.type == "contentType") return std::unique_ptr<Middleware>(new ContentType(c.auto_detect));
+  if (c.type == "passTLSClientCert") return compile_pass_tls_client_cert(c);
   if (c.type == "circuitBreaker") {
     auto expression = BreakerExpression::parse(c.expression);
     if (!expression)

@@ -4,6 +4,8 @@
 // point into the snapshot or the request, so applying a chain allocates nothing (HP-1).
 #pragma once
 
+#include <openssl/ssl.h>
+
 #include <array>
 #include <atomic>
 #include <deque>
@@ -98,6 +100,7 @@ struct Edits {
   /// forwardAuth answers and error pages, each kept whole (edits view them) until the exchange ends.
   std::deque<upstream::FetchResponse> fetched;
   std::string cors_origin, cors_method, cors_headers;  ///< the request's CORS values, owned: edits outlive the head
+  std::string client_cert, client_cert_info;  ///< passTLSClientCert header values
   std::string_view reply_content_type;  ///< of a local answer; empty: text/plain
   /// The worker's circuit breaker of this route, told how the exchange ended (record_outcome).
   CircuitBreaker* breaker = nullptr;
@@ -156,6 +159,7 @@ struct Context {
   Executor executor;       ///< the worker's, for asynchronous middlewares to come back to
   uint32_t worker = 0;     ///< the worker's index, for per-worker middleware state
   bool tls = false;        ///< the request came over TLS (its scheme is https)
+  SSL* ssl = nullptr;      ///< the client's TLS session (passTLSClientCert), when TLS
 };
 
 class Middleware {
