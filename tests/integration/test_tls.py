@@ -6,6 +6,7 @@ files replaced at run time, TLS options (versions, cipher suites, sniStrict, cli
 missing options), domain fronting (421), forwarded headers, keep-alive and pipelining over TLS,
 large bodies, session resumption, wss://, and bad input."""
 import asyncio
+import datetime
 import json
 import os
 import re
@@ -14,7 +15,9 @@ import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import time
+import urllib.parse
 
 import websockets
 from cryptography import x509
@@ -191,6 +194,47 @@ def service(name, url):
 def pem_block(path, indent):
     with open(path) as f:
         return "|\n" + "".join(" " * indent + line for line in f.read().splitlines(True))
+
+
+class HttpsBackend:
+    """An HTTPS/1.1 server on 127.0.0.1 in this process: answers "tls-backend <SNI>" and counts
+    TLS connections."""
+
+    def __init__(self, certfile, keyfile):
+        import http.server
+        outer = self
+        self.connections = 0
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_GET(self):
+                body = b"tls-backend " + (outer.sni or "").encode()
+                self.send_response(200)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        ctx.load_cert_chain(certfile, keyfile)
+        self.sni = None
+
+        def on_sni(sock, name, _ctx):
+            outer.sni = name
+            outer.connections += 1
+
+        ctx.sni_callback = on_sni
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
 
 
 class Tls(BerthTestCase):
@@ -827,6 +871,118 @@ tls:
         self.assertEqual(echo.paths, ["/chat?x=1"])
 
     # ---------------------------------------------------------------- bad input
+
+    # ---------------------------------------------------------------- passTLSClientCert
+
+    def test_pass_tls_client_cert_pem_and_info(self):
+        rec = self.recorder()
+        proxy = self.start(f"""
+http:
+  routers:
+    mtls:
+      rule: "Host(`mtls.test`)"
+      service: s
+      middlewares: [cert]
+      tls:
+        options: required
+  middlewares:
+    cert:
+      passTLSClientCert:
+        pem: true
+        info:
+          notAfter: true
+          sans: true
+          subject:
+            commonName: true
+            organization: true
+          issuer:
+            commonName: true
+  services:
+{service("s", rec.url)}
+tls:
+  certificates:
+{self.certs_yaml("multi")}  options:
+    required:
+      clientAuth:
+        caFiles:
+          - {cert("clientca")}
+        clientAuthType: RequireAndVerifyClientCert
+""")
+        # A client's own copy of the headers never reaches the backend; berth's does.
+        status, _, _ = https_get(proxy.port, "mtls.test", ctx=client_ctx(client_cert="client"),
+                                 headers={"X-Forwarded-Tls-Client-Cert": "forged"})
+        self.assertEqual(status, 200)
+        headers = rec.requests[-1][2]
+        pem = urllib.parse.unquote_plus(headers["X-Forwarded-Tls-Client-Cert"]).split(",")[0]
+        with open(cert("client")) as f:
+            expected = "".join(l.strip() for l in f if not l.startswith("-----"))
+        self.assertEqual(pem, expected)
+        with open(cert("client"), "rb") as f:
+            leaf = x509.load_pem_x509_certificate(f.read())
+        info = urllib.parse.unquote_plus(headers["X-Forwarded-Tls-Client-Cert-Info"]).split(",Subject=")[0]
+        self.assertEqual(info, f'Subject="CN=good client";Issuer="CN=Berth Client CA";'
+                               f'NA="{int(leaf.not_valid_after.replace(tzinfo=datetime.timezone.utc).timestamp())}"')
+        # Over HTTP/2 the same headers come from the connection's certificate.
+        out = subprocess.run(["curl", "-sS", "--http2", "--max-time", "10", "--resolve",
+                              f"mtls.test:{proxy.port}:127.0.0.1", "--cacert", cert("ca"), "--cert", cert("client"),
+                              "--key", cert("client", "key"), "-o", "/dev/null", "-w", "%{http_version}",
+                              f"https://mtls.test:{proxy.port}/"], capture_output=True, timeout=20)
+        self.assertEqual(out.stdout, b"2", out.stderr)
+        self.assertEqual(urllib.parse.unquote_plus(rec.requests[-1][2]["X-Forwarded-Tls-Client-Cert"]).split(",")[0],
+                         expected)
+
+    # ---------------------------------------------------------------- https:// servers
+
+    def test_https_servers_verified_with_the_transport(self):
+        backend = HttpsBackend(cert("multi"), cert("multi", "key"))
+        self.addCleanup(backend.stop)
+        proxy = self.start(f"""
+http:
+  routers:
+    good:
+      rule: "Host(`good.test`)"
+      service: good
+    bad:
+      rule: "Host(`bad.test`)"
+      service: unverified
+    skip:
+      rule: "Host(`skip.test`)"
+      service: skip
+  services:
+    good:
+      loadBalancer:
+        serversTransport: trusting
+        servers:
+          - url: "https://127.0.0.1:{backend.port}"
+    unverified:
+      loadBalancer:
+        servers:
+          - url: "https://127.0.0.1:{backend.port}"
+    skip:
+      loadBalancer:
+        serversTransport: insecure
+        servers:
+          - url: "https://127.0.0.1:{backend.port}"
+  serversTransports:
+    trusting:
+      serverName: s.test
+      rootCAs:
+        - {cert("ca")}
+    insecure:
+      insecureSkipVerify: true
+""")
+        port = proxy.port
+        status, _, body = get(port, "/", host="good.test")
+        self.assertEqual((status, body), (200, b"tls-backend s.test"))  # SNI: serverName
+        self.assertEqual(get(port, "/", host="bad.test")[0], 502)  # the system CAs do not know the test CA
+        self.assertEqual(get(port, "/", host="skip.test")[0], 200)
+        self.assertIn("certificate verify failed", proxy.log_text())
+        # Keep-alive to the server: several requests, one TLS connection.
+        before = backend.connections
+        for _ in range(5):
+            self.assertEqual(get(port, "/", host="good.test")[0], 200)
+        self.assertLessEqual(backend.connections - before, 1)
+
 
     def test_bad_input_leaves_berth_serving(self):
         be = self.backend("app")
