@@ -243,6 +243,7 @@ H2Session::H2Session(DownstreamConnection& conn)
     : conn_(conn), writer_done_(conn.worker_.context().get_executor()) {
   nghttp2_session_callbacks* callbacks = nullptr;
   nghttp2_session_callbacks_new(&callbacks);
+  nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, &H2Session::on_begin_frame);
   nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, &H2Session::on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(callbacks, &H2Session::on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, &H2Session::on_frame_recv);
@@ -277,9 +278,20 @@ H2Stream* H2Session::find(int32_t id) {
   return it == streams_.end() ? nullptr : it->second.get();
 }
 
+int H2Session::on_begin_frame(nghttp2_session* session, const nghttp2_frame_hd* hd, void* user) {
+  auto* self = static_cast<H2Session*>(user);
+  // A new stream must have a higher id than every earlier one (RFC 9113 5.1.1); nghttp2 quietly
+  // drops HEADERS on an id it has forgotten, Go answers with a connection error, and so does berth.
+  if (hd->type == NGHTTP2_HEADERS && (hd->stream_id & 1) != 0 && hd->stream_id < self->highest_stream_id_ &&
+      nghttp2_session_find_stream(session, hd->stream_id) == nullptr)
+    nghttp2_session_terminate_session(session, NGHTTP2_PROTOCOL_ERROR);
+  return 0;
+}
+
 int H2Session::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* user) {
   auto* self = static_cast<H2Session*>(user);
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
+  self->highest_stream_id_ = std::max(self->highest_stream_id_, frame->hd.stream_id);
   auto stream = std::make_shared<H2Stream>(self, frame->hd.stream_id, self->conn_.worker_.context().get_executor(),
                                           self->conn_.settings_.idle_timeout);
   stream->head_in_.reserve(512);
@@ -352,9 +364,15 @@ void H2Session::start_exchange(H2Stream& s) {
   std::string().swap(s.path_);
   std::string().swap(s.head_in_);
   std::string().swap(s.cookies_);
-  auto exchange = std::make_shared<DownstreamConnection>(conn_, streams_.at(s.id_), head);
-  // Not from inside nghttp2's callback: the exchange may submit its response at once.
-  asio::post(conn_.worker_.context(), [exchange] { exchange->start_stream(); });
+  std::shared_ptr<H2Stream> stream = streams_.at(s.id_);
+  // Not from inside nghttp2's callback: the exchange may submit its response at once. By the time
+  // it runs the stream may be gone (a client resetting streams as fast as it opens them, CVE-2023-44487)
+  // or the session ending (a GOAWAY for flooding): then no request reaches a backend.
+  asio::post(conn_.worker_.context(), [self = shared_from_this(), stream, head = std::move(head)] {
+    if (stream->reset_ || stream->session_ == nullptr || self->closed_ || nghttp2_session_want_read(self->session_) == 0)
+      return;
+    std::make_shared<DownstreamConnection>(self->conn_, stream, head)->start_stream();
+  });
 }
 
 int H2Session::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
@@ -404,6 +422,8 @@ int H2Session::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t err
   if (error_code != NGHTTP2_NO_ERROR || s.out_ != H2Stream::Out::kDone) s.reset_ = true;
   s.wake();
   self->streams_.erase(it);
+  // The reader armed no idle limit while streams were open; the last one closing starts it.
+  if (self->streams_.empty() && !self->closed_) self->conn_.arm(DownstreamConnection::Phase::kIdle, self->conn_.settings_.idle_timeout);
   return 0;
 }
 

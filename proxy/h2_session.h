@@ -118,6 +118,7 @@ class H2Session : public std::enable_shared_from_this<H2Session> {
   void flush();
 
  private:
+  static int on_begin_frame(nghttp2_session*, const nghttp2_frame_hd* hd, void* self);
   static int on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, void* self);
   static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
                        const uint8_t* value, size_t valuelen, uint8_t flags, void* self);
@@ -142,6 +143,7 @@ class H2Session : public std::enable_shared_from_this<H2Session> {
   bool writing_ = false;
   bool closed_ = false;      ///< the connection is done: nothing more is sent
   bool going_away_ = false;
+  int32_t highest_stream_id_ = 0;  ///< of the client's streams so far
   Timer writer_done_;        ///< run() waits on it for the writer to stop before the connection goes
 };
 
