@@ -93,7 +93,7 @@ void DownstreamConnection::abort() {
   boost::system::error_code ec;
   stream_.cancel();
   stream_.socket().close(ec);
-  if (up_) up_->stream.socket().close(ec);
+  if (up_) up_->stream.close();
   disarm();
 }
 
@@ -117,7 +117,7 @@ void DownstreamConnection::on_deadline(void* owner) {
   if (self->close_parked()) return;
   boost::system::error_code ec;
   self->stream_.cancel();
-  if (self->up_) self->up_->stream.socket().cancel(ec);
+  if (self->up_) self->up_->stream.cancel();
 }
 
 // ---- the read loop ----
@@ -323,8 +323,7 @@ void DownstreamConnection::close() {
 
 void DownstreamConnection::close_upstream() {
   if (!up_) return;
-  boost::system::error_code ec;
-  up_->stream.socket().close(ec);
+  up_->stream.close();
   up_->buffer.consume(up_->buffer.size());
   up_->buffer.release(worker_.buffers());
   up_.reset();

@@ -5,6 +5,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <chrono>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "proxy/coro/task.h"
@@ -107,6 +108,10 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   /// the entry point's idleTimeout. Upstream -> client here, client -> upstream in pump_upstream().
   coro::Task<void> tunnel();
   coro::Task<void> pump_upstream(std::shared_ptr<DownstreamConnection> self, Timer* done, bool* running);
+  /// HTTP/2 servers: streams the rest of the request body to `upstream` while forward() reads the
+  /// response; serve_exchange() waits for it (pump_running_, pump_done_).
+  coro::Task<void> pump_request_body(std::shared_ptr<DownstreamConnection> self, std::shared_ptr<H2Stream> upstream,
+                                     BodyMode mode, uint64_t left, http::h1::ChunkedFramer framer);
   /// The Upgrade value the client asked for ("websocket"), if it asked with Connection: upgrade.
   std::string_view requested_upgrade() const;
   /// contentType: adds a Content-Type sniffed from the first body bytes (read now if none came yet).
@@ -159,6 +164,8 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   std::string server_name_;       ///< TLS: the SNI, lower-cased (for the domain fronting check)
   std::shared_ptr<H2Session> h2_; ///< the HTTP/2 session, when the connection speaks HTTP/2
   SSL* parent_ssl_ = nullptr;     ///< stream mode over TLS: the connection's TLS session (a reference)
+  bool pump_running_ = false;     ///< pump_request_body() runs
+  std::optional<Timer> pump_done_;  ///< cancelled when it ends
   boost::asio::ip::address peer_;  ///< IPv4-mapped peers unmapped
 };
 

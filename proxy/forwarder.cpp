@@ -170,7 +170,14 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
     co_return co_await reply_status(*snap, 503, local_reply::kServiceUnavailable, false);
   }
   if (pick.mirroring != balancer::Pick::kNoMirroring) send_mirrors(*snap, pick.mirroring, head_size, now_ms);
-  co_return co_await forward(*snap, snap->services[pick.service], static_cast<size_t>(pick.endpoint), now_ms);
+  bool keep_alive = co_await forward(*snap, snap->services[pick.service], static_cast<size_t>(pick.endpoint), now_ms);
+  if (pump_running_) {
+    // The response is over while the client still sends its body: that body is not wanted.
+    stream_.cancel();
+    while (pump_running_) co_await pump_done_->async_wait(coro::use_task);
+    keep_alive = false;
+  }
+  co_return keep_alive;
 }
 
 coro::Task<bool> DownstreamConnection::reply_status(const Snapshot& snap, int status, std::string_view body,
@@ -396,7 +403,13 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       if (!service.pass_host_header) build_upstream_head(service, *endpoint);
     }
     if (service.p2c) in_flight.set(target.health.get());
-    up_ = fresh_retry ? nullptr : worker_.upstreams().acquire(target.pool_key, transport.idle_conn_timeout);
+    up_ = nullptr;
+    if (!fresh_retry && (target.h2c || target.tls)) {
+      // A server already spoken to over HTTP/2: a new stream on that connection.
+      auto h2 = worker_.h2_clients().find(target.pool_key);
+      if (h2 != worker_.h2_clients().end()) up_ = h2->second->open_stream(std::chrono::milliseconds(0));
+    }
+    if (!up_ && !fresh_retry) up_ = worker_.upstreams().acquire(target.pool_key, transport.idle_conn_timeout);
     fresh_retry = false;
     const bool reused = up_ != nullptr;
     if (!up_) {
@@ -435,6 +448,16 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
           ++attempt;
           continue;
         }
+      }
+      const unsigned char* alpn = nullptr;
+      unsigned int alpn_length = 0;
+      if (up_->stream.ssl() != nullptr) SSL_get0_alpn_selected(up_->stream.ssl(), &alpn, &alpn_length);
+      if (target.h2c || std::string_view(reinterpret_cast<const char*>(alpn), alpn_length) == "h2"sv) {
+        // HTTP/2 to this server: the connection becomes the worker's for it, and this exchange
+        // (and the next ones) get streams on it.
+        auto client = H2Client::start(std::move(up_), target.tls, worker_.buffers());
+        worker_.h2_clients()[target.pool_key] = client;
+        up_ = client->open_stream(std::chrono::milliseconds(0));
       }
     }
     up_->buffer.attach(worker_.buffers());
@@ -484,7 +507,17 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       }
       break;
     }
-    if (!body_complete) {
+    if (!body_complete && up_->stream.is_h2()) {
+      // HTTP/2 to the server: the body streams on while the response comes back, as gRPC's
+      // bidirectional streams need (the server may answer each message before the next).
+      body_consumed = true;
+      in_.consume(buffered);
+      if (!pump_done_) pump_done_.emplace(worker_.context().get_executor());
+      pump_done_->expires_at(Timer::time_point::max());
+      pump_running_ = true;
+      coro::spawn(pump_request_body(shared_from_this(), up_->stream.h2_stream(), request_mode,
+                                    request_mode == BodyMode::kLength ? request_length - buffered : 0, framer));
+    } else if (!body_complete) {
       // A body larger than the buffer streams through; from here a failure cannot be retried.
       body_consumed = true;
       in_.consume(buffered);
@@ -892,7 +925,9 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
   auto bit = [](HeaderId id) { return 1u << (static_cast<unsigned>(id) - static_cast<unsigned>(HeaderId::kXForwardedFor)); };
   for (const auto& h : req.headers) has_connection |= h.id == HeaderId::kConnection;
   const bool drop_body = purpose == HeadFor::kMirrorWithoutBody;
+  bool te_trailers = false;  // Go's ReverseProxy keeps "Te: trailers" (gRPC needs it)
   for (const auto& h : req.headers) {
+    if (h.id == HeaderId::kTe && connection_names(h.value, "trailers")) te_trailers = true;
     if (http::is_hop_by_hop(h.id) || h.id == HeaderId::kExpect) continue;
     if (drop_body && (h.id == HeaderId::kContentLength || h.id == HeaderId::kTransferEncoding)) continue;
     if (!edits.request.empty() && middleware::edits_header(edits.request, h.name)) continue;
@@ -927,6 +962,7 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
   if (!(present & bit(HeaderId::kXForwardedServer))) append_header(out, "X-Forwarded-Server", worker_.info().hostname);
   if (!(present & bit(HeaderId::kXRealIp))) append_header(out, "X-Real-Ip", peer);
   if (req.version_minor == 0 && req.host.empty()) append_header(out, "Host", endpoint.authority);
+  if (te_trailers) out.append("Te: trailers\r\n"sv);
   if (purpose == HeadFor::kExchange) {
     std::string_view upgrade = requested_upgrade();
     if (!upgrade.empty()) out.append("Connection: Upgrade\r\nUpgrade: "sv).append(upgrade).append("\r\n"sv);
@@ -942,6 +978,19 @@ std::string_view DownstreamConnection::requested_upgrade() const {
   for (const auto& h : req.headers)
     if (h.id == HeaderId::kUpgrade) return h.value;
   return {};
+}
+
+coro::Task<void> DownstreamConnection::pump_request_body(std::shared_ptr<DownstreamConnection> self,
+                                                         std::shared_ptr<H2Stream> upstream, BodyMode mode,
+                                                         uint64_t left, http::h1::ChunkedFramer framer) {
+  // Holds the upstream stream itself: the exchange may drop up_ (a failed response) before the
+  // client's body has ended; writes on a dropped stream just fail.
+  Stream to(worker_.context().get_executor(), std::move(upstream), false);
+  bool client_failed = false;
+  bool ok = co_await relay_body(stream_, in_, to, mode, left, client_failed, &framer);
+  if (!ok) to.cancel();  // the response side fails as well
+  pump_running_ = false;
+  pump_done_->cancel();
 }
 
 coro::Task<void> DownstreamConnection::tunnel() {
@@ -971,7 +1020,7 @@ coro::Task<void> DownstreamConnection::tunnel() {
   stream_.socket().shutdown(Socket::shutdown_both, ignored);
   up_->stream.socket().shutdown(Socket::shutdown_both, ignored);
   stream_.socket().cancel(ignored);
-  up_->stream.socket().cancel(ignored);
+  up_->stream.cancel();
   while (running) co_await done.async_wait(coro::use_task);
   disarm();
 }
@@ -993,7 +1042,7 @@ coro::Task<void> DownstreamConnection::pump_upstream(std::shared_ptr<DownstreamC
   boost::system::error_code ignored;
   up_->stream.socket().shutdown(Socket::shutdown_both, ignored);
   stream_.socket().shutdown(Socket::shutdown_both, ignored);
-  up_->stream.socket().cancel(ignored);
+  up_->stream.cancel();
   stream_.socket().cancel(ignored);
   *running = false;
   done->cancel();

@@ -7,6 +7,8 @@
 
 #include "base/log.h"
 #include "base/text.h"
+#include "proxy/local_reply.h"
+#include "proxy/upstream/pool.h"
 #include "proxy/downstream_connection.h"
 #include "proxy/http/h1/parser.h"
 
@@ -44,20 +46,27 @@ bool hop_by_hop(http::HeaderId id) {
 
 // ---- H2Stream ----
 
-H2Stream::H2Stream(H2Session* session, int32_t id, Executor executor, std::chrono::milliseconds idle_limit)
-    : session_(session), id_(id), wake_(executor), idle_limit_(idle_limit) {}
+H2Stream::H2Stream(H2Connection* connection, int32_t id, Executor executor, std::chrono::milliseconds idle_limit,
+                   Role role)
+    : connection_(connection), id_(id), role_(role), read_wake_(executor), write_wake_(executor),
+      idle_limit_(idle_limit) {
+  chunks_.keep_trailers(&trailers_out_);
+}
 
-coro::Task<error_code> H2Stream::wait() {
+coro::Task<error_code> H2Stream::wait(Timer& wake) {
   // A stream that moves nothing for the entry point's idleTimeout (a client that never opens its
   // window, or stops sending a body) fails, so it cannot hold an exchange and a backend forever.
-  if (idle_limit_.count() > 0) wake_.expires_after(idle_limit_);
-  else wake_.expires_at(Timer::time_point::max());
-  auto [ec] = co_await wake_.async_wait(coro::use_task);
+  if (idle_limit_.count() > 0) wake.expires_after(idle_limit_);
+  else wake.expires_at(Timer::time_point::max());
+  auto [ec] = co_await wake.async_wait(coro::use_task);
   if (ec == asio::error::operation_aborted) co_return error_code{};  // woken
   co_return ec ? ec : error_code(asio::error::timed_out);
 }
 
-void H2Stream::wake() { wake_.cancel(); }
+void H2Stream::wake() {
+  read_wake_.cancel();
+  write_wake_.cancel();
+}
 
 void H2Stream::cancel() {
   aborted_ = true;
@@ -75,13 +84,15 @@ coro::Task<IoResult> H2Stream::read(asio::mutable_buffer buffer) {
         // All taken: the client may send the next window's worth.
         body_in_.clear();
         body_in_pos_ = 0;
-        if (session_ != nullptr && unconsumed_ > 0) session_->consume(id_, std::exchange(unconsumed_, 0));
+        if (connection_ != nullptr && unconsumed_ > 0) connection_->consume(id_, std::exchange(unconsumed_, 0));
       }
       co_return IoResult{error_code{}, n};
     }
     if (reset_) co_return IoResult{asio::error::connection_reset, 0};
-    if (end_in_ || out_ == Out::kDone || session_ == nullptr) co_return IoResult{asio::error::eof, 0};
-    if (auto ec = co_await wait()) co_return IoResult{ec, 0};
+    // A server's stream has nothing more to give the exchange once its response is complete.
+    if (end_in_ || (role_ == Role::kServer && out_ == Out::kDone) || connection_ == nullptr)
+      co_return IoResult{asio::error::eof, 0};
+    if (auto ec = co_await wait(read_wake_)) co_return IoResult{ec, 0};
   }
 }
 
@@ -92,7 +103,7 @@ coro::Task<IoResult> H2Stream::write(ConstBufferList list) {
     std::string_view data(static_cast<const char*>(list.buffers[i].data()), list.buffers[i].size());
     while (!data.empty()) {
       if (std::exchange(aborted_, false)) co_return IoResult{asio::error::operation_aborted, written};
-      if (reset_ || session_ == nullptr) co_return IoResult{asio::error::connection_reset, written};
+      if (reset_ || connection_ == nullptr) co_return IoResult{asio::error::connection_reset, written};
       switch (out_) {
         case Out::kHead: {
           size_t before = head_out_.size();
@@ -109,7 +120,7 @@ coro::Task<IoResult> H2Stream::write(ConstBufferList list) {
           data.remove_prefix(used);
           head_out_.resize(end);
           if (!submit_head()) {
-            session_->reset_stream(id_, NGHTTP2_INTERNAL_ERROR);
+            connection_->reset_stream(id_, NGHTTP2_INTERNAL_ERROR);
             co_return IoResult{asio::error::connection_reset, written};
           }
           break;
@@ -140,7 +151,7 @@ coro::Task<IoResult> H2Stream::write(ConstBufferList list) {
             written += data.size();
             data = {};
           } else if (st == http::h1::ChunkedDecoder::Status::kError) {
-            session_->reset_stream(id_, NGHTTP2_INTERNAL_ERROR);
+            connection_->reset_stream(id_, NGHTTP2_INTERNAL_ERROR);
             co_return IoResult{asio::error::connection_reset, written};
           }
           break;
@@ -156,35 +167,49 @@ coro::Task<IoResult> H2Stream::write(ConstBufferList list) {
           break;
       }
       // Backpressure: the exchange waits while the client is slow to take DATA.
-      while (pending_out() >= kHighWater && !reset_ && session_ != nullptr && !aborted_)
-        if (auto ec = co_await wait()) co_return IoResult{ec, written};
+      while (pending_out() >= kHighWater && !reset_ && connection_ != nullptr && !aborted_)
+        if (auto ec = co_await wait(write_wake_)) co_return IoResult{ec, written};
     }
   }
   co_return IoResult{error_code{}, written};
 }
 
-bool H2Stream::submit_head() {
+bool H2Stream::submit_head() { return role_ == Role::kServer ? submit_response_head() : submit_request_head(); }
+
+namespace {
+
+// The fields of an HTTP/1.1 head as HTTP/2 fields: names lower-cased (into `names`, which must not
+// grow afterwards), connection-specific fields left out; "te: trailers" is the one TE allowed.
+void add_fields(const std::vector<http::Header>& headers, std::string& names, std::vector<nghttp2_nv>& nva,
+                bool skip_host) {
+  size_t name_bytes = 0;
+  for (const auto& h : headers) name_bytes += h.name.size();
+  names.reserve(name_bytes);
+  for (const auto& h : headers) {
+    if (hop_by_hop(h.id) || (skip_host && h.id == http::HeaderId::kHost)) continue;
+    if (h.id == http::HeaderId::kTe && !iequals(trim(h.value), "trailers")) continue;
+    size_t at = names.size();
+    for (char c : h.name) names.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+    nva.push_back(make_nv(std::string_view(names).substr(at, h.name.size()), h.value));
+  }
+}
+
+}  // namespace
+
+bool H2Stream::submit_response_head() {
   http::h1::ResponseHead head;
   head.headers.reserve(16);
   if (http::h1::parse_response(head_out_, head) != http::h1::ParseStatus::kOk) return false;
   char status[4];
   std::to_chars(status, status + 3, head.status);
   std::string names;  // lower-cased names; values point into head_out_
-  size_t name_bytes = 0;
-  for (const auto& h : head.headers) name_bytes += h.name.size();
-  names.reserve(name_bytes);
   std::vector<nghttp2_nv> nva;
   nva.reserve(head.headers.size() + 1);
   nva.push_back(make_nv(":status", std::string_view(status, 3)));
-  for (const auto& h : head.headers) {
-    if (hop_by_hop(h.id)) continue;
-    size_t at = names.size();
-    for (char c : h.name) names.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
-    nva.push_back(make_nv(std::string_view(names).substr(at, h.name.size()), h.value));
-  }
+  add_fields(head.headers, names, nva, false);
   if (head.status < 200) {
     // 100 Continue (and other 1xx) go on as informational HEADERS; 101 has no HTTP/2 form.
-    if (head.status == 101 || !session_->submit_informational(id_, nva.data(), nva.size())) return false;
+    if (head.status == 101 || !connection_->submit_informational(id_, nva.data(), nva.size())) return false;
     head_out_.clear();
     return true;
   }
@@ -194,9 +219,47 @@ bool H2Stream::submit_head() {
   else if (!no_body && head.framing.content_length < 0) out_ = Out::kUntilClose;
   else out_ = Out::kDone;
   out_left_ = out_ == Out::kLength ? static_cast<uint64_t>(head.framing.content_length) : 0;
+  bool ok = connection_->submit_response(id_, nva.data(), nva.size(), out_ != Out::kDone);
   head_out_.clear();
   head_out_.shrink_to_fit();
-  return session_->submit_response(id_, nva.data(), nva.size(), out_ != Out::kDone);
+  return ok;
+}
+
+bool H2Stream::submit_request_head() {
+  http::h1::RequestHead head;
+  head.headers.reserve(16);
+  if (http::h1::parse_request(head_out_, head) != http::h1::ParseStatus::kOk) return false;
+  std::string names;
+  std::vector<nghttp2_nv> nva;
+  nva.reserve(head.headers.size() + 4);
+  nva.push_back(make_nv(":method", head.method));
+  nva.push_back(make_nv(":scheme", tls_ ? "https"sv : "http"sv));
+  nva.push_back(make_nv(":authority", head.host));
+  nva.push_back(make_nv(":path", head.target));
+  add_fields(head.headers, names, nva, true);
+  is_head_ = head.method == "HEAD"sv;
+  if (head.framing.chunked) out_ = Out::kChunked;
+  else if (head.framing.content_length > 0) out_ = Out::kLength;
+  else out_ = Out::kDone;  // a request without framing has no body (RFC 9112 6.3)
+  out_left_ = out_ == Out::kLength ? static_cast<uint64_t>(head.framing.content_length) : 0;
+  trailers_out_.clear();
+  chunks_.keep_trailers(nullptr);  // request trailers are not passed on
+  bool ok = connection_->submit_request(*this, nva.data(), nva.size(), out_ != Out::kDone);
+  head_out_.clear();
+  head_out_.shrink_to_fit();
+  return ok;
+}
+
+void H2Stream::append_field(std::string_view name, std::string_view value) {
+  // Go's CanonicalMIMEHeaderKey, as Traefik passes HTTP/2 names on to HTTP/1.1 ("user-agent" ->
+  // "User-Agent"); nghttp2 has checked they are lower-case tokens.
+  std::string& h = head_in_;
+  bool upper = true;
+  for (char c : name) {
+    h.push_back(upper && c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c);
+    upper = c == '-';
+  }
+  h.append(": ").append(value).append("\r\n");
 }
 
 void H2Stream::push_body(std::string_view data) {
@@ -206,49 +269,261 @@ void H2Stream::push_body(std::string_view data) {
     body_out_pos_ = 0;
   }
   body_out_.append(data);
-  session_->resume_data(id_);
+  connection_->resume_data(id_);
 }
 
 void H2Stream::finish_body() {
   out_ = Out::kDone;
   out_end_ = true;
-  session_->resume_data(id_);
+  connection_->resume_data(id_);
 }
 
 void H2Stream::close() {
   // Runs when the exchange ends, so nothing waits on this stream any more.
   finished_ = true;
-  if (session_ == nullptr || reset_) return;
+  if (connection_ == nullptr || reset_ || id_ < 0) return;
+  if (role_ == Role::kClient) {
+    // The exchange is done with the server's answer; if it did not read all of it, the server
+    // may stop sending.
+    if (!end_in_) connection_->reset_stream(id_, NGHTTP2_CANCEL);
+    else if (unconsumed_ > 0) connection_->consume(id_, std::exchange(unconsumed_, 0));
+    return;
+  }
   body_in_.clear();
   body_in_pos_ = 0;
-  if (unconsumed_ > 0) session_->consume(id_, std::exchange(unconsumed_, 0));
+  if (unconsumed_ > 0) connection_->consume(id_, std::exchange(unconsumed_, 0));
   if (out_ == Out::kUntilClose) {
     finish_body();  // a close-delimited body ends with the exchange
     return;
   }
   if (out_ == Out::kDone) {
     // The response is complete; a request body still arriving is not wanted (RFC 9113 8.1).
-    if (!end_in_ && started_ && session_ != nullptr && pending_out() == 0 && out_end_) {
+    if (!end_in_ && started_ && connection_ != nullptr && pending_out() == 0 && out_end_) {
       // Sent once the DATA with END_STREAM has gone: nghttp2 orders frames of a stream.
-      session_->reset_stream(id_, NGHTTP2_NO_ERROR);
+      connection_->reset_stream(id_, NGHTTP2_NO_ERROR);
     }
     return;
   }
-  session_->reset_stream(id_, NGHTTP2_INTERNAL_ERROR);
+  connection_->reset_stream(id_, NGHTTP2_INTERNAL_ERROR);
 }
 
-// ---- H2Session ----
+// ---- H2Connection: both sides ----
+
+H2Connection::H2Connection(Stream& transport, Executor executor) : transport_(transport), writer_done_(executor) {}
+
+H2Connection::~H2Connection() {
+  detach_all();
+  nghttp2_session_del(session_);
+}
+
+void H2Connection::set_common_callbacks(nghttp2_session_callbacks* callbacks) {
+  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, &H2Connection::on_data_chunk);
+  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, &H2Connection::on_stream_close);
+}
+
+void H2Connection::detach_all() {
+  for (auto& [id, s] : streams_) {
+    s->connection_ = nullptr;
+    if (s->out_ != H2Stream::Out::kDone || s->pending_out() > 0 || !s->end_in_) s->reset_ = true;
+    s->wake();
+  }
+  streams_.clear();
+}
+
+H2Stream* H2Connection::find(int32_t id) {
+  auto it = streams_.find(id);
+  return it == streams_.end() ? nullptr : it->second.get();
+}
+
+int H2Connection::on_data_chunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data, size_t len,
+                                void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  H2Stream* s = self->find(stream_id);
+  if (s == nullptr || s->finished_) {
+    nghttp2_session_consume(self->session_, stream_id, len);  // nobody reads it: the window stays open
+    return 0;
+  }
+  if (s->body_in_pos_ == s->body_in_.size()) {
+    s->body_in_.clear();
+    s->body_in_pos_ = 0;
+  }
+  if (s->chunked_in_) http::h1::append_chunk(s->body_in_, view(data, len));
+  else s->body_in_.append(view(data, len));
+  s->unconsumed_ += len;
+  s->wake();
+  return 0;
+}
+
+int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user) {
+  auto* self = static_cast<H2Connection*>(user);
+  auto it = self->streams_.find(stream_id);
+  if (it == self->streams_.end()) return 0;
+  H2Stream& s = *it->second;
+  if (s.unconsumed_ > 0) nghttp2_session_consume_connection(self->session_, std::exchange(s.unconsumed_, 0));
+  s.connection_ = nullptr;
+  if (error_code != NGHTTP2_NO_ERROR || s.out_ != H2Stream::Out::kDone || !s.end_in_) s.reset_ = true;
+  s.wake();
+  self->streams_.erase(it);
+  if (self->streams_.empty() && !self->closed_) self->on_idle();
+  return 0;
+}
+
+ssize_t H2Connection::read_data(nghttp2_session* session, int32_t stream_id, uint8_t* buf, size_t length,
+                                uint32_t* flags, nghttp2_data_source* source, void*) {
+  auto* s = static_cast<H2Stream*>(source->ptr);
+  size_t n = std::min(length, s->pending_out());
+  std::memcpy(buf, s->body_out_.data() + s->body_out_pos_, n);
+  s->body_out_pos_ += n;
+  if (s->pending_out() == 0) {
+    s->body_out_.clear();
+    s->body_out_pos_ = 0;
+    if (s->out_end_) {
+      *flags |= NGHTTP2_DATA_FLAG_EOF;
+      if (!s->trailers_out_.empty()) {
+        // A chunked body's trailer section ends the stream as trailing HEADERS (gRPC's status).
+        std::vector<nghttp2_nv> nva;
+        std::string names;
+        names.reserve(s->trailers_out_.size());
+        for (std::string_view rest = s->trailers_out_; !rest.empty();) {
+          size_t eol = rest.find("\r\n");
+          std::string_view line = rest.substr(0, eol);
+          rest = eol == std::string_view::npos ? std::string_view{} : rest.substr(eol + 2);
+          size_t colon = line.find(':');
+          if (colon == std::string_view::npos) continue;
+          size_t at = names.size();
+          for (char c : line.substr(0, colon)) names.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+          std::string_view name = std::string_view(names).substr(at, colon);
+          if (hop_by_hop(http::header_id(name)) || name.empty()) continue;
+          nva.push_back(make_nv(name, trim(line.substr(colon + 1))));
+        }
+        if (!nva.empty() && nghttp2_submit_trailer(session, stream_id, nva.data(), nva.size()) == 0)
+          *flags |= NGHTTP2_DATA_FLAG_NO_END_STREAM;
+      }
+    } else if (n == 0) {
+      return NGHTTP2_ERR_DEFERRED;
+    }
+  }
+  if (s->pending_out() < H2Stream::kHighWater) s->wake();  // a writer waiting for room
+  return static_cast<ssize_t>(n);
+}
+
+bool H2Connection::submit_response(int32_t id, const nghttp2_nv* nva, size_t count, bool with_body) {
+  H2Stream* s = find(id);
+  if (s == nullptr || closed_) return false;
+  nghttp2_data_provider provider{};
+  provider.source.ptr = s;
+  provider.read_callback = &H2Connection::read_data;
+  int rv = nghttp2_submit_response(session_, id, nva, count, with_body ? &provider : nullptr);
+  flush();
+  return rv == 0;
+}
+
+bool H2Connection::submit_request(H2Stream& stream, const nghttp2_nv* nva, size_t count, bool with_body) {
+  if (closed_) return false;
+  nghttp2_data_provider provider{};
+  provider.source.ptr = &stream;
+  provider.read_callback = &H2Connection::read_data;
+  int32_t id = nghttp2_submit_request(session_, nullptr, nva, count, with_body ? &provider : nullptr, nullptr);
+  if (id < 0) return false;
+  stream.id_ = id;
+  // The connection keeps the stream while it is open; the exchange holds the other reference.
+  streams_.emplace(id, stream.shared_from_this());
+  flush();
+  return true;
+}
+
+bool H2Connection::submit_informational(int32_t id, const nghttp2_nv* nva, size_t count) {
+  if (closed_) return false;
+  int rv = nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, id, nullptr, nva, count, nullptr);
+  flush();
+  return rv >= 0;
+}
+
+void H2Connection::resume_data(int32_t id) {
+  if (closed_) return;
+  nghttp2_session_resume_data(session_, id);
+  flush();
+}
+
+void H2Connection::consume(int32_t id, size_t n) {
+  if (closed_) return;
+  nghttp2_session_consume(session_, id, n);
+  flush();
+}
+
+void H2Connection::reset_stream(int32_t id, uint32_t error_code) {
+  if (closed_) return;
+  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, error_code);
+  flush();
+}
+
+void H2Connection::flush() {
+  if (writing_ || closed_) return;
+  writing_ = true;
+  coro::spawn(write_loop(shared_from_this()));
+}
+
+coro::Task<void> H2Connection::write_loop(std::shared_ptr<H2Connection> self) {
+  // One writer at a time; it gathers whatever the library has queued (frames of every stream) into
+  // writes of up to kGatherBytes, and stops when the library has nothing more.
+  while (!closed_) {
+    out_.clear();
+    while (out_.size() < kGatherBytes) {
+      const uint8_t* data = nullptr;
+      ssize_t n = nghttp2_session_mem_send(session_, &data);
+      if (n < 0) {
+        LOG_DEBUG("HTTP/2 send failed: ", nghttp2_strerror(static_cast<int>(n)));
+        closed_ = true;
+        break;
+      }
+      if (n == 0) break;
+      out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+    }
+    if (out_.empty()) break;
+    auto [ec, written] = co_await transport_.write(asio::buffer(out_));
+    if (ec) {
+      closed_ = true;
+      break;
+    }
+  }
+  writing_ = false;
+  writer_done_.cancel();
+  // Nothing left to do either way (GOAWAY sent, streams done): the reader ends the connection.
+  if (closed_ || (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0))
+    transport_.cancel();
+}
+
+coro::Task<void> H2Connection::finish() {
+  // Whatever is queued (GOAWAY) goes out if it can be sent now; then the streams learn the
+  // connection is gone; the transport must outlive the writer, which writes on it.
+  if (!closed_ && !writing_) {
+    out_.clear();
+    const uint8_t* data = nullptr;
+    ssize_t n;
+    while (out_.size() < kGatherBytes && (n = nghttp2_session_mem_send(session_, &data)) > 0)
+      out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
+    if (!out_.empty()) co_await transport_.write(asio::buffer(out_));
+  }
+  closed_ = true;
+  detach_all();
+  if (writing_) {
+    transport_.cancel();
+    writer_done_.expires_at(Timer::time_point::max());
+    while (writing_) co_await writer_done_.async_wait(coro::use_task);
+  }
+}
+
+// ---- H2Session: a client's connection ----
 
 H2Session::H2Session(DownstreamConnection& conn)
-    : conn_(conn), writer_done_(conn.worker_.context().get_executor()) {
+    : H2Connection(conn.stream_, conn.worker_.context().get_executor()), conn_(conn) {
   nghttp2_session_callbacks* callbacks = nullptr;
   nghttp2_session_callbacks_new(&callbacks);
+  set_common_callbacks(callbacks);
   nghttp2_session_callbacks_set_on_begin_frame_callback(callbacks, &H2Session::on_begin_frame);
   nghttp2_session_callbacks_set_on_begin_headers_callback(callbacks, &H2Session::on_begin_headers);
   nghttp2_session_callbacks_set_on_header_callback(callbacks, &H2Session::on_header);
   nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, &H2Session::on_frame_recv);
-  nghttp2_session_callbacks_set_on_data_chunk_recv_callback(callbacks, &H2Session::on_data_chunk);
-  nghttp2_session_callbacks_set_on_stream_close_callback(callbacks, &H2Session::on_stream_close);
   nghttp2_option* options = nullptr;
   nghttp2_option_new(&options);
   nghttp2_option_set_no_auto_window_update(options, 1);
@@ -259,24 +534,7 @@ H2Session::H2Session(DownstreamConnection& conn)
   nghttp2_session_callbacks_del(callbacks);
 }
 
-H2Session::~H2Session() {
-  detach_all();
-  nghttp2_session_del(session_);
-}
-
-void H2Session::detach_all() {
-  for (auto& [id, s] : streams_) {
-    s->session_ = nullptr;
-    if (s->out_ != H2Stream::Out::kDone || s->pending_out() > 0) s->reset_ = true;
-    s->wake();
-  }
-  streams_.clear();
-}
-
-H2Stream* H2Session::find(int32_t id) {
-  auto it = streams_.find(id);
-  return it == streams_.end() ? nullptr : it->second.get();
-}
+H2Session::~H2Session() = default;
 
 int H2Session::on_begin_frame(nghttp2_session* session, const nghttp2_frame_hd* hd, void* user) {
   auto* self = static_cast<H2Session*>(user);
@@ -293,7 +551,7 @@ int H2Session::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, vo
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   self->highest_stream_id_ = std::max(self->highest_stream_id_, frame->hd.stream_id);
   auto stream = std::make_shared<H2Stream>(self, frame->hd.stream_id, self->conn_.worker_.context().get_executor(),
-                                          self->conn_.settings_.idle_timeout);
+                                           self->conn_.settings_.idle_timeout, H2Stream::Role::kServer);
   stream->head_in_.reserve(512);
   self->streams_.emplace(frame->hd.stream_id, std::move(stream));
   return 0;
@@ -312,7 +570,6 @@ int H2Session::on_header(nghttp2_session* session, const nghttp2_frame* frame, c
     return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
   }
   std::string_view name = view(name_p, namelen), value = view(value_p, valuelen);
-  std::string& h = s->head_in_;
   if (name[0] == ':') {
     // nghttp2 has checked the pseudo-headers (RFC 9113 8.3.1): they come first, once each.
     if (name == ":method"sv) {
@@ -321,7 +578,7 @@ int H2Session::on_header(nghttp2_session* session, const nghttp2_frame* frame, c
     } else if (name == ":path"sv) {
       s->path_.assign(value);
     } else if (name == ":authority"sv) {
-      h.append("Host: ").append(value).append("\r\n");
+      s->head_in_.append("Host: ").append(value).append("\r\n");
       s->has_host_ = true;
     }
     return 0;
@@ -336,14 +593,7 @@ int H2Session::on_header(nghttp2_session* session, const nghttp2_frame* frame, c
     s->has_host_ = true;
   }
   if (name == "content-length"sv) s->has_length_ = true;
-  // Go's CanonicalMIMEHeaderKey, as Traefik's HTTP/2 server passes names on ("user-agent" ->
-  // "User-Agent"); nghttp2 has checked they are lower-case tokens.
-  bool upper = true;
-  for (char c : name) {
-    h.push_back(upper && c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c);
-    upper = c == '-';
-  }
-  h.append(": ").append(value).append("\r\n");
+  s->append_field(name, value);
   return 0;
 }
 
@@ -368,8 +618,10 @@ void H2Session::start_exchange(H2Stream& s) {
   // Not from inside nghttp2's callback: the exchange may submit its response at once. By the time
   // it runs the stream may be gone (a client resetting streams as fast as it opens them, CVE-2023-44487)
   // or the session ending (a GOAWAY for flooding): then no request reaches a backend.
-  asio::post(conn_.worker_.context(), [self = shared_from_this(), stream, head = std::move(head)] {
-    if (stream->reset_ || stream->session_ == nullptr || self->closed_ || nghttp2_session_want_read(self->session_) == 0)
+  auto self = std::static_pointer_cast<H2Session>(shared_from_this());
+  asio::post(conn_.worker_.context(), [self, stream, head = std::move(head)] {
+    if (stream->reset_ || stream->connection_ == nullptr || self->closed_ ||
+        nghttp2_session_want_read(self->session_) == 0)
       return;
     std::make_shared<DownstreamConnection>(self->conn_, stream, head)->start_stream();
   });
@@ -393,90 +645,9 @@ int H2Session::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void*
   return 0;
 }
 
-int H2Session::on_data_chunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data, size_t len,
-                             void* user) {
-  auto* self = static_cast<H2Session*>(user);
-  H2Stream* s = self->find(stream_id);
-  if (s == nullptr || s->finished_) {
-    nghttp2_session_consume(self->session_, stream_id, len);  // nobody reads it: the window stays open
-    return 0;
-  }
-  if (s->body_in_pos_ == s->body_in_.size()) {
-    s->body_in_.clear();
-    s->body_in_pos_ = 0;
-  }
-  if (s->chunked_in_) http::h1::append_chunk(s->body_in_, view(data, len));
-  else s->body_in_.append(view(data, len));
-  s->unconsumed_ += len;
-  s->wake();
-  return 0;
-}
-
-int H2Session::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t error_code, void* user) {
-  auto* self = static_cast<H2Session*>(user);
-  auto it = self->streams_.find(stream_id);
-  if (it == self->streams_.end()) return 0;
-  H2Stream& s = *it->second;
-  if (s.unconsumed_ > 0) nghttp2_session_consume_connection(self->session_, std::exchange(s.unconsumed_, 0));
-  s.session_ = nullptr;
-  if (error_code != NGHTTP2_NO_ERROR || s.out_ != H2Stream::Out::kDone) s.reset_ = true;
-  s.wake();
-  self->streams_.erase(it);
+void H2Session::on_idle() {
   // The reader armed no idle limit while streams were open; the last one closing starts it.
-  if (self->streams_.empty() && !self->closed_) self->conn_.arm(DownstreamConnection::Phase::kIdle, self->conn_.settings_.idle_timeout);
-  return 0;
-}
-
-ssize_t H2Session::read_data(nghttp2_session*, int32_t, uint8_t* buf, size_t length, uint32_t* flags,
-                             nghttp2_data_source* source, void*) {
-  auto* s = static_cast<H2Stream*>(source->ptr);
-  size_t n = std::min(length, s->pending_out());
-  std::memcpy(buf, s->body_out_.data() + s->body_out_pos_, n);
-  s->body_out_pos_ += n;
-  if (s->pending_out() == 0) {
-    s->body_out_.clear();
-    s->body_out_pos_ = 0;
-    if (s->out_end_) *flags |= NGHTTP2_DATA_FLAG_EOF;
-    else if (n == 0) return NGHTTP2_ERR_DEFERRED;
-  }
-  if (s->pending_out() < H2Stream::kHighWater) s->wake();  // a writer waiting for room
-  return static_cast<ssize_t>(n);
-}
-
-bool H2Session::submit_response(int32_t id, const nghttp2_nv* nva, size_t count, bool with_body) {
-  H2Stream* s = find(id);
-  if (s == nullptr || closed_) return false;
-  nghttp2_data_provider provider{};
-  provider.source.ptr = s;
-  provider.read_callback = &H2Session::read_data;
-  int rv = nghttp2_submit_response(session_, id, nva, count, with_body ? &provider : nullptr);
-  flush();
-  return rv == 0;
-}
-
-bool H2Session::submit_informational(int32_t id, const nghttp2_nv* nva, size_t count) {
-  if (closed_) return false;
-  int rv = nghttp2_submit_headers(session_, NGHTTP2_FLAG_NONE, id, nullptr, nva, count, nullptr);
-  flush();
-  return rv >= 0;
-}
-
-void H2Session::resume_data(int32_t id) {
-  if (closed_) return;
-  nghttp2_session_resume_data(session_, id);
-  flush();
-}
-
-void H2Session::consume(int32_t id, size_t n) {
-  if (closed_) return;
-  nghttp2_session_consume(session_, id, n);
-  flush();
-}
-
-void H2Session::reset_stream(int32_t id, uint32_t error_code) {
-  if (closed_) return;
-  nghttp2_submit_rst_stream(session_, NGHTTP2_FLAG_NONE, id, error_code);
-  flush();
+  conn_.arm(DownstreamConnection::Phase::kIdle, conn_.settings_.idle_timeout);
 }
 
 void H2Session::shutdown() {
@@ -485,42 +656,6 @@ void H2Session::shutdown() {
   nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
                         NGHTTP2_NO_ERROR, nullptr, 0);
   flush();
-}
-
-void H2Session::flush() {
-  if (writing_ || closed_) return;
-  writing_ = true;
-  coro::spawn(write_loop(shared_from_this()));
-}
-
-coro::Task<void> H2Session::write_loop(std::shared_ptr<H2Session> self) {
-  // One writer at a time; it gathers whatever the library has queued (frames of every stream) into
-  // writes of up to kGatherBytes, and stops when the library has nothing more.
-  while (!closed_) {
-    out_.clear();
-    while (out_.size() < kGatherBytes) {
-      const uint8_t* data = nullptr;
-      ssize_t n = nghttp2_session_mem_send(session_, &data);
-      if (n < 0) {
-        LOG_DEBUG("HTTP/2 send failed: ", nghttp2_strerror(static_cast<int>(n)));
-        closed_ = true;
-        break;
-      }
-      if (n == 0) break;
-      out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-    }
-    if (out_.empty()) break;
-    auto [ec, written] = co_await conn_.stream_.write(asio::buffer(out_));
-    if (ec) {
-      closed_ = true;
-      break;
-    }
-  }
-  writing_ = false;
-  writer_done_.cancel();
-  // Nothing left to do either way (GOAWAY sent, streams done): the reader ends the connection.
-  if (closed_ || (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0))
-    conn_.stream_.cancel();
 }
 
 coro::Task<void> H2Session::run() {
@@ -561,25 +696,145 @@ coro::Task<void> H2Session::run() {
     }
     in.commit(n);
   }
-  // Whatever is queued (GOAWAY) goes out if the writer can send it now; then the streams learn the
-  // connection is gone.
-  if (!closed_ && !writing_) {
-    out_.clear();
-    const uint8_t* data = nullptr;
-    ssize_t n;
-    while (out_.size() < kGatherBytes && (n = nghttp2_session_mem_send(session_, &data)) > 0)
-      out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
-    if (!out_.empty()) co_await conn_.stream_.write(asio::buffer(out_));
-  }
-  closed_ = true;
-  detach_all();
+  co_await finish();
   conn_.disarm();
-  if (writing_) {
-    // The connection must outlive the writer, which writes on it.
-    conn_.stream_.cancel();
-    writer_done_.expires_at(Timer::time_point::max());
-    while (writing_) co_await writer_done_.async_wait(coro::use_task);
+}
+
+// ---- H2Client: a connection to a server ----
+
+H2Client::H2Client(std::unique_ptr<upstream::UpstreamConnection> connection, bool tls, BufferPool& buffers)
+    : H2Connection(connection->stream, connection->stream.socket().get_executor()),
+      connection_(std::move(connection)),
+      tls_(tls),
+      buffers_(buffers),
+      idle_since_(std::chrono::steady_clock::now()) {
+  nghttp2_session_callbacks* callbacks = nullptr;
+  nghttp2_session_callbacks_new(&callbacks);
+  set_common_callbacks(callbacks);
+  nghttp2_session_callbacks_set_on_header_callback(callbacks, &H2Client::on_header);
+  nghttp2_session_callbacks_set_on_frame_recv_callback(callbacks, &H2Client::on_frame_recv);
+  nghttp2_option* options = nullptr;
+  nghttp2_option_new(&options);
+  nghttp2_option_set_no_auto_window_update(options, 1);
+  nghttp2_session_client_new2(&session_, callbacks, this, options);
+  nghttp2_option_del(options);
+  nghttp2_session_callbacks_del(callbacks);
+}
+
+H2Client::~H2Client() = default;
+
+std::shared_ptr<H2Client> H2Client::start(std::unique_ptr<upstream::UpstreamConnection> connection, bool tls,
+                                          BufferPool& buffers) {
+  std::shared_ptr<H2Client> client(new H2Client(std::move(connection), tls, buffers));
+  coro::spawn(client->run(client));
+  return client;
+}
+
+bool H2Client::usable() const { return !closed_ && !going_away_; }
+
+std::unique_ptr<upstream::UpstreamConnection> H2Client::open_stream(std::chrono::milliseconds idle_limit) {
+  if (!usable()) return nullptr;
+  auto executor = connection_->stream.socket().get_executor();
+  auto stream = std::make_shared<H2Stream>(this, -1, executor, idle_limit, H2Stream::Role::kClient);
+  stream->tls_ = tls_;
+  return std::make_unique<upstream::UpstreamConnection>(executor, std::move(stream));
+}
+
+void H2Client::shutdown() {
+  if (closed_ || going_away_) return;
+  going_away_ = true;
+  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, 0, NGHTTP2_NO_ERROR, nullptr, 0);
+  flush();
+}
+
+void H2Client::abort() {
+  boost::system::error_code ec;
+  connection_->stream.socket().close(ec);
+}
+
+void H2Client::on_idle() { idle_since_ = std::chrono::steady_clock::now(); }
+
+int H2Client::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name_p, size_t namelen,
+                        const uint8_t* value_p, size_t valuelen, uint8_t, void* user) {
+  auto* self = static_cast<H2Client*>(user);
+  H2Stream* s = self->find(frame->hd.stream_id);
+  if (s == nullptr || frame->hd.type != NGHTTP2_HEADERS) return 0;
+  std::string_view name = view(name_p, namelen), value = view(value_p, valuelen);
+  if (name == ":status"sv) {
+    std::from_chars(value.data(), value.data() + value.size(), s->status_);
+    return 0;
   }
+  if (name[0] == ':') return 0;
+  if (name == "content-length"sv && !s->in_trailers_) s->has_length_ = true;
+  if (s->in_trailers_) {
+    if (!s->chunked_in_) return 0;  // a body with a length has no trailer section in HTTP/1.1
+    s->trailers_in_.append(name).append(": ").append(value).append("\r\n");
+    return 0;
+  }
+  s->append_field(name, value);
+  return 0;
+}
+
+int H2Client::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
+  auto* self = static_cast<H2Client*>(user);
+  H2Stream* s = self->find(frame->hd.stream_id);
+  if (frame->hd.type == NGHTTP2_GOAWAY) {
+    self->going_away_ = true;  // streams in flight finish; new ones go to a new connection
+    return 0;
+  }
+  if (s == nullptr) return 0;
+  bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+  if (frame->hd.type == NGHTTP2_HEADERS && !s->in_trailers_) {
+    // A response head, rendered as HTTP/1.1 for the exchange; 1xx heads come before the final one.
+    std::string& out = s->body_in_;
+    char status[4] = "000";
+    std::to_chars(status, status + 3, s->status_);
+    out.append("HTTP/1.1 ").append(status, 3).append(" ").append(local_reply::reason_phrase(s->status_)).append("\r\n");
+    out.append(s->head_in_);
+    s->head_in_.clear();
+    if (s->status_ >= 200) {
+      bool no_body = s->is_head_ || s->status_ == 204 || s->status_ == 304;
+      if (end && !s->has_length_ && !no_body) out.append("Content-Length: 0\r\n");
+      else if (!end && !s->has_length_ && !no_body) {
+        out.append("Transfer-Encoding: chunked\r\n");
+        s->chunked_in_ = true;
+      }
+      s->in_trailers_ = true;  // any later HEADERS are trailers
+    }
+    out.append("\r\n");
+    s->has_length_ = false;
+  }
+  if (end && (frame->hd.type == NGHTTP2_DATA || frame->hd.type == NGHTTP2_HEADERS)) {
+    s->end_in_ = true;
+    if (s->chunked_in_) s->body_in_.append("0\r\n").append(s->trailers_in_).append("\r\n");
+  }
+  s->wake();
+  return 0;
+}
+
+coro::Task<void> H2Client::run(std::shared_ptr<H2Client> self) {
+  nghttp2_settings_entry settings[] = {{NGHTTP2_SETTINGS_ENABLE_PUSH, 0}};
+  nghttp2_submit_settings(session_, NGHTTP2_FLAG_NONE, settings, std::size(settings));
+  nghttp2_session_set_local_window_size(session_, NGHTTP2_FLAG_NONE, 0, kConnectionWindow);
+  IoBuffer& in = connection_->buffer;
+  in.attach(buffers_);
+  while (!closed_) {
+    flush();
+    auto [ec, n] = co_await connection_->stream.read_some(asio::buffer(in.write_ptr(), in.write_space()));
+    if (ec) break;
+    in.commit(n);
+    ssize_t used = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(in.data()), in.size());
+    in.consume(in.size());
+    if (used < 0) {
+      LOG_DEBUG("HTTP/2 connection to a server failed: ", nghttp2_strerror(static_cast<int>(used)));
+      break;
+    }
+    if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) break;
+  }
+  going_away_ = true;
+  co_await finish();
+  in.release(buffers_);
+  connection_->stream.close();
 }
 
 }  // namespace berth::proxy

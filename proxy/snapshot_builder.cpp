@@ -52,6 +52,8 @@ Result<Endpoint> compile_endpoint(const config::ServerConfig& server) {
   ep.address = resolved->address;
   ep.pool_key = ep.address.address().to_string() + ":" + std::to_string(ep.address.port());
   ep.tls = resolved->tls;
+  ep.h2c = resolved->h2c;
+  if (ep.h2c) ep.pool_key = "h2c:" + ep.pool_key;
   ep.tls_host = std::move(resolved->host);
   return ep;
 }

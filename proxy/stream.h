@@ -79,6 +79,7 @@ class Stream {
   /// The client reached berth over TLS (for an HTTP/2 stream: its connection did).
   bool is_tls() const { return secure_; }
   bool is_h2() const { return h2_ != nullptr; }
+  const std::shared_ptr<H2Stream>& h2_stream() const { return h2_; }
 
   enum class Side : uint8_t { kServer, kClient };
   /// Puts TLS on the connection: takes ownership of `ssl` (fresh from SSL_new) and binds it to the

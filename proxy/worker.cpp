@@ -1,6 +1,8 @@
 // Worker thread lifecycle, listeners and per-worker pools; see worker.h.
 #include "proxy/worker.h"
 
+#include "proxy/h2_session.h"
+
 #include <malloc.h>
 
 #include <boost/asio/ip/v6_only.hpp>
@@ -88,7 +90,17 @@ void Worker::schedule_sweep() {
   sweep_timer_.expires_after(std::chrono::seconds(1));
   sweep_timer_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
-    if (snapshot_) upstreams_.sweep(snapshot_->longest_idle_conn_timeout);
+    if (snapshot_) {
+      upstreams_.sweep(snapshot_->longest_idle_conn_timeout);
+      // HTTP/2 connections to servers: closed when idle as long as pooled ones, forgotten once unusable.
+      auto now = std::chrono::steady_clock::now();
+      for (auto it = h2_clients_.begin(); it != h2_clients_.end();) {
+        H2Client& c = *it->second;
+        if (c.idle() && now - c.idle_since() > snapshot_->longest_idle_conn_timeout) c.shutdown();
+        if (!c.usable() && c.idle()) it = h2_clients_.erase(it);
+        else ++it;
+      }
+    }
     // Pools shrink to what the last second needed, so a worker that went quiet after a burst gives
     // its memory back (mapped blocks at once; malloc memory through malloc_trim).
     buffers_.trim();
@@ -134,6 +146,8 @@ void Worker::stop() {
   for (auto& a : acceptors_) a->close(ec);
   sweep_timer_.cancel();
   for (auto* c = connections_; c; c = c->next_) c->abort();
+  for (auto& [_, client] : h2_clients_) client->abort();
+  h2_clients_.clear();
   for (int i = 0; i < 1000 && connections_; ++i) io_.run_for(std::chrono::milliseconds(10));
   deadlines_.stop();
   parks_.stop();

@@ -119,8 +119,8 @@ class ForwardAuth final : public Middleware {
 Result<std::unique_ptr<Middleware>> compile_forward_auth(const config::MiddlewareConfig& c) {
   auto address = upstream::resolve_url(c.address, c.where, "forwardAuth address");
   if (!address) return Error{c.where, "middleware " + c.name + ": " + address.error().message};
-  if (address->tls)
-    return Error{c.where, "middleware " + c.name + ": forwardAuth over https:// is not supported yet (use http://)"};
+  if (address->tls || address->h2c)
+    return Error{c.where, "middleware " + c.name + ": forwardAuth supports http:// addresses only, for now"};
   std::unique_ptr<RE2> regex;
   if (!c.auth_response_headers_regex.empty()) {
     regex = std::make_unique<RE2>(c.auth_response_headers_regex, RE2::Quiet);

@@ -39,8 +39,11 @@ Result<std::shared_ptr<const ClientContext>> ClientContext::build(const config::
   SSL_CTX* ctx = out->ctx_;
   SSL_CTX_set_min_proto_version(ctx, TLS1_2_VERSION);  // Go's client default
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-  static constexpr unsigned char kAlpn[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
-  SSL_CTX_set_alpn_protos(ctx, kAlpn, sizeof kAlpn);
+  // HTTP/2 when the server offers it (Go's transport, so Traefik, does the same), unless disableHTTP2.
+  static constexpr unsigned char kH2AndHttp11[] = {2, 'h', '2', 8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  static constexpr unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  if (transport.disable_http2) SSL_CTX_set_alpn_protos(ctx, kHttp11, sizeof kHttp11);
+  else SSL_CTX_set_alpn_protos(ctx, kH2AndHttp11, sizeof kH2AndHttp11);
   out->verify_ = !transport.insecure_skip_verify;
   out->server_name_ = transport.server_name;
   out->peer_cert_uri_ = transport.peer_cert_uri;

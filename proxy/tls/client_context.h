@@ -25,7 +25,7 @@ class ClientContext {
 
   /// A client SSL for a server whose URL names `host`: SNI and the verified name are serverName
   /// if set, else `host` (an IP address is verified as an IP SAN and sent no SNI); ALPN offers
-  /// http/1.1. Null if OpenSSL fails. The SSL keeps the SSL_CTX alive. Thread: any.
+  /// h2 and http/1.1 (only http/1.1 with disableHTTP2). Null if OpenSSL fails. The SSL keeps the SSL_CTX alive. Thread: any.
   SSL* new_ssl(std::string_view host) const;
   /// After the handshake: peerCertURI, if set, is among the server certificate's URI SANs.
   /// Thread: any.

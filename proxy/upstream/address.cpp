@@ -51,8 +51,8 @@ Result<UpstreamAddress> resolve_url(const std::string& url, const std::string& w
   auto parsed = boost::urls::parse_uri(url);
   if (!parsed) return Error{where, "invalid " + what + " \"" + url + "\""};
   std::string scheme = to_lower(parsed->scheme());
-  if (scheme != "http" && scheme != "https")
-    return Error{where, what + " \"" + url + "\": scheme \"" + scheme + "\" is not supported (use http:// or https://)"};
+  if (scheme != "http" && scheme != "https" && scheme != "h2c")
+    return Error{where, what + " \"" + url + "\": scheme \"" + scheme + "\" is not supported (use http, https or h2c)"};
   std::string host(parsed->encoded_host());
   if (host.empty()) return Error{where, what + " \"" + url + "\" has no host"};
   uint16_t port = scheme == "https" ? 443 : 80;
@@ -63,6 +63,7 @@ Result<UpstreamAddress> resolve_url(const std::string& url, const std::string& w
   }
   UpstreamAddress out;
   out.tls = scheme == "https";
+  out.h2c = scheme == "h2c";
   out.host = host.size() > 2 && host.front() == '[' ? host.substr(1, host.size() - 2) : host;
   out.authority = parsed->has_port() ? host + ":" + std::string(parsed->port()) : host;
   out.path_and_query = std::string(parsed->encoded_path());

@@ -39,6 +39,10 @@ std::unique_ptr<UpstreamConnection> Pool::acquire(std::string_view key, std::chr
 void Pool::release(std::string_view key, std::unique_ptr<UpstreamConnection> conn, size_t max_idle_per_key,
                    BufferPool& buffers) {
   conn->buffer.release(buffers);
+  if (conn->stream.is_h2()) {
+    conn->stream.close();  // a stream of an HTTP/2 connection: done; the connection stays with the worker
+    return;
+  }
   auto it = idle_.find(key);
   if (it == idle_.end()) it = idle_.emplace(std::string(key), std::vector<std::unique_ptr<UpstreamConnection>>{}).first;
   auto& list = it->second;

@@ -18,6 +18,8 @@ namespace berth::proxy::upstream {
 
 struct UpstreamConnection {
   explicit UpstreamConnection(Executor ex) : stream(ex) {}
+  /// A stream of an HTTP/2 connection to the server (h2_session.h).
+  UpstreamConnection(Executor ex, std::shared_ptr<H2Stream> h2) : stream(ex, std::move(h2), false) {}
   Stream stream;
   IoBuffer buffer;
   std::chrono::steady_clock::time_point idle_since;

@@ -116,23 +116,27 @@ ChunkedDecoder::Status ChunkedDecoder::decode(std::string_view in, size_t& consu
         if (c == '\r') state_ = State::kFinalLf;
         else if (is_tchar(c)) state_ = State::kTrailerName;
         else return fail("malformed trailer field", i, consumed);
+        if (trailers_ != nullptr && c != '\r') trailers_->push_back(c);
         if (++line_ > limits_.max_trailers) return fail("trailer section too long", i, consumed);
         ++i;
         break;
       case State::kTrailerName:
         if (c == ':') state_ = State::kTrailerValue;
         else if (!is_tchar(c)) return fail("malformed trailer field", i, consumed);
+        if (trailers_ != nullptr) trailers_->push_back(c);
         if (++line_ > limits_.max_trailers) return fail("trailer section too long", i, consumed);
         ++i;
         break;
       case State::kTrailerValue:
         if (c == '\r') state_ = State::kTrailerLf;
         else if (is_forbidden_ctl(c)) return fail("control character in trailer field", i, consumed);
+        if (trailers_ != nullptr) trailers_->push_back(c);
         if (++line_ > limits_.max_trailers) return fail("trailer section too long", i, consumed);
         ++i;
         break;
       case State::kTrailerLf:
         if (c != '\n') return fail("trailer field not ended by CRLF", i, consumed);
+        if (trailers_ != nullptr) trailers_->push_back('\n');
         ++i;
         state_ = State::kTrailerStart;
         break;

@@ -18,7 +18,7 @@ struct ChunkedLimits {
 
 /// Decodes a chunked body fed in arbitrary slices (a slice may end anywhere, even inside a size line
 /// or a CRLF) and yields the payload as views into the caller's input, without copying. Extensions
-/// and trailers are validated and skipped. Bare LF line endings are refused, as ChunkedFramer does.
+/// and trailers are validated and skipped (trailers kept on request: keep_trailers). Bare LF line endings are refused, as ChunkedFramer does.
 ///
 ///   while (!in.empty()) {
 ///     size_t used; std::string_view data;
@@ -47,6 +47,9 @@ class ChunkedDecoder {
   Status decode(std::string_view in, size_t& consumed, std::string_view& data);
 
   bool is_done() const { return state_ == State::kDone; }
+  /// Appends the trailer section to `sink` as it passes ("Name: value\r\n" lines; the final empty
+  /// line left out), for HTTP/2, which sends trailers as a HEADERS frame. Null: skipped.
+  void keep_trailers(std::string* sink) { trailers_ = sink; }
   /// Why decode() returned kError (a static string); empty otherwise.
   std::string_view error() const { return error_; }
   /// Starts over for the next message, keeping the limits.
@@ -65,6 +68,7 @@ class ChunkedDecoder {
   size_t line_ = 0;         ///< bytes of the current size line, or of the trailer section so far
   bool has_digit_ = false;  ///< the size line has at least one hex digit
   const char* error_ = "";
+  std::string* trailers_ = nullptr;
 };
 
 /// Appends `data` as one chunk ("<hex size>\r\n<data>\r\n"); appends nothing when `data` is empty,
