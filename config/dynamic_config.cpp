@@ -663,7 +663,8 @@ class DynamicDecoder {
       else if (iequals(k, "mode")) {
         if (d_.read_string(*e, path, hc.mode)) {
           hc.mode = to_lower(trim(hc.mode));
-          if (hc.mode != "http") d_.error(e->where, "health check mode \"" + hc.mode + "\" is not supported yet (use http)");
+          if (hc.mode != "http" && hc.mode != "grpc")
+            d_.error(e->where, "health check mode \"" + hc.mode + "\" is not supported (use http or grpc)");
         }
       } else if (iequals(k, "hostname")) d_.read_string(*e, path, hc.hostname);
       else if (iequals(k, "port")) d_.read_int(*e, path, hc.port, 0, 65535);
@@ -677,7 +678,8 @@ class DynamicDecoder {
       } else if (iequals(k, "status")) d_.read_int(*e, path, hc.status, 0, 599);
       else d_.unknown_key(*e, path);
     }
-    if (!path_set || hc.path.empty() || hc.path[0] != '/')
+    // gRPC checks call grpc.health.v1.Health/Check: no path.
+    if (hc.mode == "http" && (!path_set || hc.path.empty() || hc.path[0] != '/'))
       d_.error(node.where, path + ".path must be set and start with '/'");
   }
 

@@ -153,9 +153,10 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, const confi
       out.failure_window_ms = svc.passive_health_check.failure_window.count();
       out.max_failed_attempts = svc.passive_health_check.max_failed_attempts;
       if (svc.health_check.enabled) {
-        if (!svc.health_check.scheme.empty() && !iequals(svc.health_check.scheme, "http"))
+        if (!svc.health_check.scheme.empty() && !iequals(svc.health_check.scheme, "http") &&
+            !iequals(svc.health_check.scheme, "https"))
           errors.push_back(Error{svc.where, "service " + name + ": health check scheme \"" + svc.health_check.scheme +
-                                                "\" is not supported yet (use http); the servers are not checked"});
+                                                "\" is not supported (use http or https); the servers are not checked"});
         else
           out.health_check = svc.health_check;
       }
@@ -166,7 +167,7 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, const confi
           errors.push_back(Error{ep.error().where, "service " + name + ": " + ep.error().message});
           continue;
         }
-        if (ep->tls) {
+        if (ep->tls || (out.health_check && iequals(out.health_check->scheme, "https"))) {
           auto built = tls_contexts.find(transport_name);
           if (built == tls_contexts.end())
             built = tls_contexts.emplace(transport_name, tls::ClientContext::build(*transport_config, transport_where)).first;
@@ -176,14 +177,11 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, const confi
             continue;
           }
           out.transport.tls = *built->second;
+        }
+        if (ep->tls) {
           // One pool per verified name: a connection verified for one name must not serve another.
           ep->pool_key = "tls:" + ep->pool_key + ":" + std::string(out.transport.tls->verified_name(ep->tls_host)) +
                          ":" + transport_name;
-          if (out.health_check) {
-            errors.push_back(Error{svc.where, "service " + name + ": health checks of https:// servers are not "
-                                                  "supported yet; the servers are not checked"});
-            out.health_check.reset();
-          }
         }
         ep->health = health.get(name, ep->url);
         urls.push_back(ep->url);

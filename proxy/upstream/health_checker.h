@@ -8,6 +8,7 @@
 #include <memory>
 #include <string>
 
+#include "proxy/io_buffer.h"
 #include "proxy/snapshot.h"
 
 namespace berth::proxy::upstream {
@@ -28,6 +29,7 @@ class HealthChecker {
 
  private:
   boost::asio::io_context& io_;
+  BufferPool buffers_;  ///< for the HTTP/2 clients of probes
   std::map<std::string, std::shared_ptr<Probe>> probes_;  ///< by service, URL and check options
 };
 
