@@ -4,8 +4,32 @@ failures, health propagating up failover services and across reloads, and p2c st
 busy server."""
 import threading
 import time
+from concurrent import futures
+
+import grpc
 
 from harness import Backend, BerthTestCase, get, main, wait_until
+
+
+class GrpcHealthServer:
+    """A gRPC server on 127.0.0.1 (in this process) with grpc.health.v1.Health/Check answering
+    SERVING or NOT_SERVING as `serving` says, and /test.Echo/Unary."""
+
+    def __init__(self):
+        ident = lambda b: b
+        self.serving = True
+        check = lambda req, ctx: b"\x08\x01" if self.serving else b"\x08\x02"  # HealthCheckResponse.status
+        health = grpc.method_handlers_generic_handler(
+            "grpc.health.v1.Health", {"Check": grpc.unary_unary_rpc_method_handler(check, ident, ident)})
+        echo = grpc.method_handlers_generic_handler(
+            "test.Echo", {"Unary": grpc.unary_unary_rpc_method_handler(lambda req, ctx: b"echo:" + req, ident, ident)})
+        self.server = grpc.server(futures.ThreadPoolExecutor(4))
+        self.server.add_generic_rpc_handlers((health, echo))
+        self.port = self.server.add_insecure_port("127.0.0.1:0")
+        self.server.start()
+
+    def stop(self):
+        self.server.stop(0)
 
 
 class Health(BerthTestCase):
@@ -46,6 +70,26 @@ class Health(BerthTestCase):
         self.restart(b)
         wait_until(lambda: f"server {b.url} of service s@file is healthy again" in proxy.log_text(), timeout=5)
         self.assertEqual(self.backends_seen(port), ["b"] * 10)
+
+    def test_grpc_check_follows_the_serving_status(self):
+        server = GrpcHealthServer()
+        self.addCleanup(server.stop)
+        proxy, port = self.start(
+            "http:\n  routers:\n    r: {rule: \"PathPrefix(`/`)\", service: s}\n  services:\n    s:\n"
+            "      loadBalancer:\n        healthCheck: {mode: grpc, interval: 100ms, timeout: 1s}\n"
+            f"        servers: [{{url: \"h2c://127.0.0.1:{server.port}\"}}]\n")
+        channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        self.addCleanup(channel.close)
+        unary = channel.unary_unary("/test.Echo/Unary", request_serializer=lambda b: b, response_deserializer=lambda b: b)
+        self.assertEqual(unary(b"x", timeout=5), b"echo:x")
+        server.serving = False
+        wait_until(lambda: "is unhealthy (gRPC health: not SERVING)" in proxy.log_text(), timeout=5)
+        with self.assertRaises(grpc.RpcError) as failed:
+            unary(b"x", timeout=5)
+        self.assertEqual(failed.exception.code(), grpc.StatusCode.UNAVAILABLE)  # berth's 503, in gRPC terms
+        server.serving = True
+        wait_until(lambda: "is healthy again" in proxy.log_text(), timeout=5)
+        self.assertEqual(unary(b"y", timeout=5), b"echo:y")
 
     def test_check_options_reach_the_server_and_status_decides(self):
         state = {"check": 204}
