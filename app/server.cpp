@@ -15,6 +15,7 @@
 #include "discovery/file/file_provider.h"
 #include "proxy/snapshot_builder.h"
 #include "proxy/tls/certificate_store.h"
+#include "proxy/tls/ocsp.h"
 #include "proxy/upstream/health_checker.h"
 #include "proxy/worker.h"
 
@@ -52,7 +53,7 @@ void log_errors(const std::vector<Error>& errors) {
 class ControlPlane {
  public:
   explicit ControlPlane(const config::StaticConfig& sc)
-      : sc_(sc), throttle_(io_), ticket_rotation_(io_), checker_(io_) {}
+      : sc_(sc), throttle_(io_), ticket_rotation_(io_), checker_(io_), stapler_(io_) {}
 
   int run() {
     LOG_DEBUG("static configuration: ", sc_.entry_points.size(), " entry points, file provider ",
@@ -132,6 +133,7 @@ class ControlPlane {
     log_errors(built.errors);
     for (auto& w : workers_) w->publish(built.snapshot);
     checker_.update(*built.snapshot);
+    if (built.snapshot->certificates) stapler_.update(*built.snapshot->certificates);
     health_.prune();
     LOG_INFO("configuration generation ", generation_, " applied: ", dyn.routers.size(), " routers, ",
              dyn.services.size(), " services, ", dyn.errors.size() + built.errors.size(), " problems");
@@ -203,6 +205,7 @@ class ControlPlane {
   uint64_t generation_ = 0;
   proxy::upstream::HealthRegistry health_;
   proxy::upstream::HealthChecker checker_;
+  proxy::tls::OcspStapler stapler_;
 };
 
 }  // namespace

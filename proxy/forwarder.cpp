@@ -988,7 +988,9 @@ coro::Task<void> DownstreamConnection::pump_request_body(std::shared_ptr<Downstr
   Stream to(worker_.context().get_executor(), std::move(upstream), false);
   bool client_failed = false;
   bool ok = co_await relay_body(stream_, in_, to, mode, left, client_failed, &framer);
-  if (!ok) to.cancel();  // the response side fails as well
+  // A broken client body fails the response side as well; a server that stopped taking the body
+  // may still be answering (or have answered), which the response side finds out by itself.
+  if (!ok && client_failed) to.cancel();
   pump_running_ = false;
   pump_done_->cancel();
 }

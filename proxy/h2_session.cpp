@@ -324,7 +324,7 @@ void H2Connection::set_common_callbacks(nghttp2_session_callbacks* callbacks) {
 void H2Connection::detach_all() {
   for (auto& [id, s] : streams_) {
     s->connection_ = nullptr;
-    if (s->out_ != H2Stream::Out::kDone || s->pending_out() > 0 || !s->end_in_) s->reset_ = true;
+    if (!s->complete()) s->reset_ = true;
     s->wake();
   }
   streams_.clear();
@@ -361,7 +361,9 @@ int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t 
   H2Stream& s = *it->second;
   if (s.unconsumed_ > 0) nghttp2_session_consume_connection(self->session_, std::exchange(s.unconsumed_, 0));
   s.connection_ = nullptr;
-  if (error_code != NGHTTP2_NO_ERROR || s.out_ != H2Stream::Out::kDone || !s.end_in_) s.reset_ = true;
+  // A server may end a stream (RST_STREAM NO_ERROR) once its response is complete, while berth
+  // still sends the request body (RFC 9113 8.1): the response stands.
+  if (!s.complete() || (s.role_ == H2Stream::Role::kServer && error_code != NGHTTP2_NO_ERROR)) s.reset_ = true;
   s.wake();
   self->streams_.erase(it);
   if (self->streams_.empty() && !self->closed_) self->on_idle();

@@ -83,6 +83,10 @@ class H2Stream : public std::enable_shared_from_this<H2Stream> {
   coro::Task<boost::system::error_code> wait(Timer& wake);
   void wake();
   size_t pending_out() const { return body_out_.size() - body_out_pos_; }
+  /// The exchange has what it needs: the response went out whole (kServer), or came in whole (kClient).
+  bool complete() const {
+    return role_ == Role::kServer ? out_ == Out::kDone && pending_out() == 0 : end_in_;
+  }
   /// Peer's HEADERS (kServer: the request; kClient: the response) rendered as an HTTP/1.1 head.
   void append_field(std::string_view name, std::string_view value);
 

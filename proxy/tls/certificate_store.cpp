@@ -23,6 +23,10 @@
 
 namespace berth::proxy::tls {
 
+struct OcspSlot {
+  std::atomic<std::shared_ptr<const std::string>> der;
+};
+
 using config::TlsOptionsConfig;
 using config::TlsVersion;
 
@@ -209,6 +213,31 @@ int local_address_index() {
       0, nullptr, nullptr, nullptr,
       [](void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<std::string*>(ptr); });
   return index;
+}
+
+// The OCSP response stapled for a leaf: hung on the X509 itself, so an SSL that outlives its
+// snapshot (and its Certificate) still finds it, and it goes when the last reference does.
+int ocsp_index() {
+  static const int index = X509_get_ex_new_index(
+      0, nullptr, nullptr, nullptr,
+      [](void*, void* ptr, CRYPTO_EX_DATA*, int, long, void*) { delete static_cast<OcspSlot*>(ptr); });
+  return index;
+}
+
+// Staples the selected certificate's OCSP response, when there is one.
+int on_ocsp_status(SSL* ssl, void*) {
+  X509* leaf = SSL_get_certificate(ssl);
+  const auto* slot = leaf != nullptr ? static_cast<const OcspSlot*>(X509_get_ex_data(leaf, ocsp_index())) : nullptr;
+  std::shared_ptr<const std::string> der = slot != nullptr ? slot->der.load(std::memory_order_acquire) : nullptr;
+  if (!der || der->empty()) return SSL_TLSEXT_ERR_NOACK;
+  auto* copy = static_cast<unsigned char*>(OPENSSL_malloc(der->size()));
+  if (copy == nullptr) return SSL_TLSEXT_ERR_NOACK;
+  std::memcpy(copy, der->data(), der->size());
+  if (SSL_set_tlsext_status_ocsp_resp(ssl, copy, static_cast<long>(der->size())) != 1) {
+    OPENSSL_free(copy);
+    return SSL_TLSEXT_ERR_NOACK;
+  }
+  return SSL_TLSEXT_ERR_OK;
 }
 
 bool install(SSL* ssl, const Certificate& cert) {
@@ -542,7 +571,33 @@ Result<std::shared_ptr<const Certificate>> Certificate::adopt(X509Ptr leaf, KeyP
   cert->chain_ = std::move(chain);
   cert->source_ = std::move(source);
   cert->generated_ = generated;
+  if (STACK_OF(OPENSSL_STRING)* urls = X509_get1_ocsp(cert->leaf_.get())) {
+    if (sk_OPENSSL_STRING_num(urls) > 0) cert->ocsp_url_ = sk_OPENSSL_STRING_value(urls, 0);
+    X509_email_free(urls);
+  }
+  if (auto* slot = static_cast<OcspSlot*>(X509_get_ex_data(cert->leaf_.get(), ocsp_index()))) {
+    cert->ocsp_ = slot;
+  } else {
+    cert->ocsp_ = new OcspSlot();
+    if (X509_set_ex_data(cert->leaf_.get(), ocsp_index(), cert->ocsp_) != 1) {
+      delete cert->ocsp_;
+      cert->ocsp_ = nullptr;
+    }
+  }
+  ERR_clear_error();
   return std::shared_ptr<const Certificate>(std::move(cert));
+}
+
+X509* Certificate::issuer() const {
+  for (int i = 0; chain_ && i < sk_X509_num(chain_.get()); ++i) {
+    X509* candidate = sk_X509_value(chain_.get(), i);
+    if (X509_check_issued(candidate, leaf_.get()) == X509_V_OK) return candidate;
+  }
+  return nullptr;
+}
+
+void Certificate::set_ocsp_response(std::shared_ptr<const std::string> der) const {
+  if (ocsp_ != nullptr) ocsp_->der.store(std::move(der), std::memory_order_release);
 }
 
 Result<std::shared_ptr<const Certificate>> Certificate::generated_default() {
@@ -708,6 +763,7 @@ SSL_CTX* build_context(const TlsOptionsConfig& o, const std::shared_ptr<const Ce
   SSL_CTX_set_tlsext_servername_callback(ctx, on_server_name);
   SSL_CTX_set_tlsext_servername_arg(ctx, state);
   SSL_CTX_set_alpn_select_cb(ctx, on_alpn, state);
+  SSL_CTX_set_tlsext_status_cb(ctx, on_ocsp_status);
   // Every SSL starts with the store's default certificate; the servername callback replaces it.
   const Certificate& fallback = *index->default_cert;
   if (SSL_CTX_use_cert_and_key(ctx, fallback.leaf(), fallback.key(), fallback.chain(), 1) != 1)

@@ -58,6 +58,13 @@ class Certificate {
   std::chrono::system_clock::time_point not_after() const { return not_after_; }
   const std::string& source() const { return source_; }
   bool is_generated() const { return generated_; }
+  /// The OCSP responder of the certificate's Authority Information Access, if any.
+  const std::string& ocsp_url() const { return ocsp_url_; }
+  /// The certificate that issued the leaf, among the chain; null if the chain lacks it.
+  X509* issuer() const;
+  /// Staples `der` (a verified, current OCSP response; null: none) to every handshake that serves
+  /// this certificate from now on, including on connections that outlive the snapshot. Thread: any.
+  void set_ocsp_response(std::shared_ptr<const std::string> der) const;
 
   struct X509Free { void operator()(X509* p) const { X509_free(p); } };
   struct KeyFree { void operator()(EVP_PKEY* p) const { EVP_PKEY_free(p); } };
@@ -79,6 +86,8 @@ class Certificate {
   std::chrono::system_clock::time_point not_after_{};
   std::string source_;
   bool generated_ = false;
+  std::string ocsp_url_;
+  struct OcspSlot* ocsp_ = nullptr;  ///< owned by the leaf's ex_data (freed with the last X509 reference)
 };
 
 /// One session ticket key, in nginx's 80-byte `ssl_session_ticket_key` layout: name, HMAC-SHA256
