@@ -40,7 +40,7 @@ def make_ca(d, name, cn):
             "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.pem", "-days", "30", "-subj", f"/CN={cn}")
 
 
-def make_leaf(d, name, subject, sans=(), ca="ca", key="ec", client=False):
+def make_leaf(d, name, subject, sans=(), ca="ca", key="ec", client=False, aia=None):
     """Writes <name>.pem / <name>.key: a leaf signed by <ca>, with `sans` as DNS names."""
     newkey = ["-newkey", "rsa:2048"] if key == "rsa" else ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"]
     openssl("req", "-new", *newkey, "-nodes", "-keyout", f"{d}/{name}.key", "-out", f"{d}/{name}.csr", "-subj", subject)
@@ -49,6 +49,8 @@ def make_leaf(d, name, subject, sans=(), ca="ca", key="ec", client=False):
            "keyUsage=digitalSignature" + ("" if key == "ec" else ",keyEncipherment")]
     if sans:
         ext.append("subjectAltName=" + ",".join(f"DNS:{s}" for s in sans))
+    if aia:
+        ext.append("authorityInfoAccess=" + aia)
     with open(f"{d}/{name}.ext", "w") as f:
         f.write("\n".join(ext) + "\n")
     openssl("x509", "-req", "-in", f"{d}/{name}.csr", "-CA", f"{d}/{ca}.pem", "-CAkey", f"{d}/{ca}.key",
@@ -82,6 +84,13 @@ def setUpModule():
 
 def tearDownModule():
     _certs_tmp.cleanup()
+
+
+def concat(out, *paths):
+    with open(out, "w") as f:
+        for p in paths:
+            with open(p) as part:
+                f.write(part.read())
 
 
 def cert(name, part="pem"):
@@ -229,6 +238,64 @@ class HttpsBackend:
         ctx.sni_callback = on_sni
         self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.server.socket = ctx.wrap_socket(self.server.socket, server_side=True)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+class OcspResponder:
+    """An OCSP responder on 127.0.0.1 (in this process), signing with the CA's own key: answers
+    `status` ("good" or "revoked") for the certificate in file `leaf` (set it once made), and
+    counts requests."""
+
+    def __init__(self, ca_cert_path, ca_key_path, status="good"):
+        import http.server
+        from cryptography.hazmat.primitives import hashes, serialization
+        from cryptography.x509 import ocsp
+        outer = self
+        self.status = status
+        self.requests = 0
+        self.leaf = None
+        with open(ca_cert_path, "rb") as f:
+            ca = x509.load_pem_x509_certificate(f.read())
+        with open(ca_key_path, "rb") as f:
+            key = serialization.load_pem_private_key(f.read(), None)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def do_POST(self):
+                outer.requests += 1
+                req = ocsp.load_der_ocsp_request(self.rfile.read(int(self.headers["Content-Length"])))
+                now = datetime.datetime.utcnow()
+                revoked = outer.status == "revoked"
+                with open(outer.leaf, "rb") as f:
+                    leaf = x509.load_pem_x509_certificate(f.read())
+                if req.serial_number != leaf.serial_number:
+                    self.send_response(404)
+                    self.send_header("Content-Length", "0")
+                    self.end_headers()
+                    return
+                builder = ocsp.OCSPResponseBuilder().add_response(
+                    leaf, ca, hashes.SHA1(),
+                    ocsp.OCSPCertStatus.REVOKED if revoked else ocsp.OCSPCertStatus.GOOD,
+                    now - datetime.timedelta(minutes=1), now + datetime.timedelta(hours=1),
+                    now - datetime.timedelta(days=1) if revoked else None, None
+                ).responder_id(ocsp.OCSPResponderEncoding.HASH, ca)
+                body = builder.sign(key, hashes.SHA256()).public_bytes(serialization.Encoding.DER)
+                self.send_response(200)
+                self.send_header("Content-Type", "application/ocsp-response")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.port = self.server.server_address[1]
         threading.Thread(target=self.server.serve_forever, daemon=True).start()
 
@@ -982,6 +1049,74 @@ http:
         for _ in range(5):
             self.assertEqual(get(port, "/", host="good.test")[0], 200)
         self.assertLessEqual(backend.connections - before, 1)
+
+
+    # ---------------------------------------------------------------- OCSP stapling
+
+    def test_ocsp_response_stapled_when_the_certificate_names_a_responder(self):
+        responder = OcspResponder(cert("ca"), cert("ca", "key"))
+        self.addCleanup(responder.stop)
+        d = CERTS  # beside the test CA, which signs it
+        make_leaf(d, "stapled", "/CN=o.test", ["o.test"], aia=f"OCSP;URI:http://127.0.0.1:{responder.port}/")
+        responder.leaf = f"{d}/stapled.pem"
+        make_leaf(d, "unstapled", "/CN=u.test", ["u.test"])
+        concat(f"{d}/stapled.chain", f"{d}/stapled.pem", cert("ca"))  # the issuer must be in the chain
+        proxy = self.start(f"""
+http:
+  routers:
+    o:
+      rule: "Host(`o.test`) || Host(`u.test`)"
+      service: s
+      tls: {{}}
+  services:
+{service("s", "http://127.0.0.1:1")}
+tls:
+  certificates:
+    - certFile: {d}/stapled.chain
+      keyFile: {d}/stapled.key
+    - certFile: {d}/unstapled.pem
+      keyFile: {d}/unstapled.key
+""")
+        wait_until(lambda: "OCSP response for" in proxy.log_text(), timeout=10)
+        for version in ("-tls1_3", "-tls1_2"):
+            _, out = s_client(proxy.port, "-servername", "o.test", "-status", version, stdin_open=0.2)
+            self.assertIn("OCSP Response Status: successful", out, version)
+            self.assertIn("Cert Status: good", out, version)
+        _, out = s_client(proxy.port, "-servername", "u.test", "-status", stdin_open=0.2)
+        self.assertIn("OCSP response: no response sent", out)
+        # A reload keeps the response: no new fetch.
+        fetched = responder.requests
+        with open(proxy.dynamic_path) as f:
+            proxy.write_dynamic(f.read() + "\n")
+        wait_until(lambda: "configuration generation 2 applied" in proxy.log_text())
+        _, out = s_client(proxy.port, "-servername", "o.test", "-status", stdin_open=0.2)
+        self.assertIn("Cert Status: good", out)
+        self.assertEqual(responder.requests, fetched)
+
+    def test_revoked_ocsp_status_is_not_stapled(self):
+        responder = OcspResponder(cert("ca"), cert("ca", "key"), status="revoked")
+        self.addCleanup(responder.stop)
+        d = CERTS
+        make_leaf(d, "revoked", "/CN=o.test", ["o.test"], aia=f"OCSP;URI:http://127.0.0.1:{responder.port}/")
+        responder.leaf = f"{d}/revoked.pem"
+        concat(f"{d}/revoked.chain", f"{d}/revoked.pem", cert("ca"))
+        proxy = self.start(f"""
+http:
+  routers:
+    o:
+      rule: "Host(`o.test`)"
+      service: s
+      tls: {{}}
+  services:
+{service("s", "http://127.0.0.1:1")}
+tls:
+  certificates:
+    - certFile: {d}/revoked.chain
+      keyFile: {d}/revoked.key
+""")
+        wait_until(lambda: "OCSP status is revoked" in proxy.log_text(), timeout=10)
+        _, out = s_client(proxy.port, "-servername", "o.test", "-status", stdin_open=0.2)
+        self.assertIn("OCSP response: no response sent", out)
 
 
     def test_bad_input_leaves_berth_serving(self):
