@@ -460,9 +460,16 @@ void H2Connection::reset_stream(int32_t id, uint32_t error_code) {
 }
 
 void H2Connection::flush() {
-  if (writing_ || closed_) return;
-  writing_ = true;
-  coro::spawn(write_loop(shared_from_this()));
+  // Not at once: whatever else this turn of the event loop queues (the other streams' frames, the
+  // DATA after a HEADERS) goes out in the same write, so one TLS record carries many frames.
+  if (writing_ || closed_ || flush_posted_) return;
+  flush_posted_ = true;
+  asio::post(writer_done_.get_executor(), [self = shared_from_this()] {
+    self->flush_posted_ = false;
+    if (self->writing_ || self->closed_) return;
+    self->writing_ = true;
+    coro::spawn(self->write_loop(self));
+  });
 }
 
 coro::Task<void> H2Connection::write_loop(std::shared_ptr<H2Connection> self) {

@@ -170,6 +170,7 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   std::unordered_map<int32_t, std::shared_ptr<H2Stream>> streams_;
   std::string out_;          ///< frames gathered for one write
   bool writing_ = false;
+  bool flush_posted_ = false;  ///< flush() has posted the writer's start
   bool closed_ = false;      ///< the connection is done: nothing more is sent
   Timer writer_done_;        ///< finish() waits on it for the writer to stop
 };

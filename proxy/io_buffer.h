@@ -49,7 +49,9 @@ class BufferPool {
   }
 
  private:
-  static constexpr size_t kMaxFree = 64;
+  // Enough for a burst of HTTP/2 streams (two blocks each) to recycle blocks instead of mapping
+  // new ones; trim() gives back what a second did not use.
+  static constexpr size_t kMaxFree = 1024;
   std::vector<Block> free_;
   size_t low_water_ = 0;
 };
