@@ -623,17 +623,20 @@ void H2Session::start_exchange(H2Stream& s) {
   std::string().swap(s.path_);
   std::string().swap(s.head_in_);
   std::string().swap(s.cookies_);
-  std::shared_ptr<H2Stream> stream = streams_.at(s.id_);
-  // Not from inside nghttp2's callback: the exchange may submit its response at once. By the time
-  // it runs the stream may be gone (a client resetting streams as fast as it opens them, CVE-2023-44487)
-  // or the session ending (a GOAWAY for flooding): then no request reaches a backend.
-  auto self = std::static_pointer_cast<H2Session>(shared_from_this());
-  asio::post(conn_.worker_.context(), [self, stream, head = std::move(head)] {
-    if (stream->reset_ || stream->connection_ == nullptr || self->closed_ ||
-        nghttp2_session_want_read(self->session_) == 0)
-      return;
-    std::make_shared<DownstreamConnection>(self->conn_, stream, head)->start_stream();
-  });
+  // Started once nghttp2 has read the whole buffer (start_pending), not from inside its callback:
+  // the exchange may submit its response at once.
+  pending_.push_back(Pending{streams_.at(s.id_), std::move(head)});
+}
+
+void H2Session::start_pending() {
+  // By now a stream may be gone (a client resetting streams as fast as it opens them,
+  // CVE-2023-44487) or the session ending (a GOAWAY for flooding): then no request reaches a backend.
+  const bool ending = closed_ || nghttp2_session_want_read(session_) == 0;
+  for (auto& p : pending_) {
+    if (ending || p.stream->reset_ || p.stream->connection_ == nullptr) continue;
+    std::make_shared<DownstreamConnection>(conn_, p.stream, p.head)->start_stream();
+  }
+  pending_.clear();
 }
 
 int H2Session::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* user) {
@@ -682,6 +685,8 @@ coro::Task<void> H2Session::run() {
     if (!in.empty()) {
       ssize_t used = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(in.data()), in.size());
       in.consume(in.size());
+      if (used >= 0) start_pending();
+      else pending_.clear();
       if (used < 0) {
         // Protocol errors and floods (SETTINGS, PING, RST_STREAM): GOAWAY is queued; send it and end.
         LOG_DEBUG("HTTP/2 connection on entry point ", conn_.settings_.name, " failed: ",

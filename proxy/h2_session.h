@@ -29,6 +29,7 @@
 #include <string>
 #include <string_view>
 #include <unordered_map>
+#include <vector>
 
 #include "proxy/coro/task.h"
 #include "proxy/http/h1/chunked_decoder.h"
@@ -194,10 +195,17 @@ class H2Session final : public H2Connection {
                        const uint8_t* value, size_t valuelen, uint8_t flags, void* self);
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* self);
   void on_idle() override;
-  /// The request head is complete: renders the rest and starts the exchange.
+  /// The request head is complete: renders the rest and queues the exchange.
   void start_exchange(H2Stream& s);
+  /// Starts the exchanges queued while nghttp2 read the last buffer.
+  void start_pending();
 
   DownstreamConnection& conn_;
+  struct Pending {
+    std::shared_ptr<H2Stream> stream;
+    std::string head;  ///< the request head, rendered as HTTP/1.1
+  };
+  std::vector<Pending> pending_;
   bool going_away_ = false;
   int32_t highest_stream_id_ = 0;  ///< of the client's streams so far
 };
