@@ -219,6 +219,12 @@ class StaticDecoder {
         decode_forwarded_headers(*e, path + ".forwardedHeaders", ep);
       } else if (iequals(k, "http")) {
         decode_entry_point_http(*e, path + ".http", ep);
+      } else if (iequals(k, "http2")) {
+        const std::string h2path = path + ".http2";
+        for (const ConfigNode* o : d_.entries(*e, h2path)) {
+          if (iequals(o->key, "maxConcurrentStreams")) d_.read_int(*o, h2path, ep.max_concurrent_streams, 1, INT32_MAX);
+          else d_.unknown_key(*o, h2path);
+        }
       } else {
         d_.unknown_key(*e, path);
       }

@@ -42,6 +42,7 @@ struct EntryPointConfig {
   std::optional<EntryPointRedirect> redirect;  ///< http.redirections.entryPoint
   std::vector<std::string> middlewares;        ///< http.middlewares: put before every router's own
   std::optional<RouterTlsConfig> tls;          ///< http.tls: routers here without a tls section get this one
+  int max_concurrent_streams = 250;            ///< http2.maxConcurrentStreams
 };
 
 struct FileProviderConfig {

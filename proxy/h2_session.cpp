@@ -20,7 +20,6 @@ using namespace std::string_view_literals;
 
 namespace {
 
-constexpr uint32_t kMaxConcurrentStreams = 250;     // Traefik's (Go's) default
 constexpr int32_t kConnectionWindow = 1 << 20;      // request bytes in flight per connection
 constexpr size_t kGatherBytes = 16 * 1024;          // frames gathered into one write
 // Rapid reset (CVE-2023-44487): streams a client may reset; nghttpx's defaults.
@@ -673,7 +672,7 @@ void H2Session::shutdown() {
 coro::Task<void> H2Session::run() {
   auto self = shared_from_this();
   nghttp2_settings_entry settings[] = {
-      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, kMaxConcurrentStreams},
+      {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, conn_.settings_.max_concurrent_streams},
       {NGHTTP2_SETTINGS_ENABLE_PUSH, 0},
       {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, static_cast<uint32_t>(conn_.settings_.max_header_bytes)},
   };

@@ -41,6 +41,7 @@ struct EntryPointSettings {
   std::vector<IpNet> trusted;
   bool trust_all = false;   ///< forwardedHeaders.insecure
   size_t max_header_bytes = 1 << 20;
+  uint32_t max_concurrent_streams = 250;  ///< http2.maxConcurrentStreams
 };
 
 /// Process-wide facts the workers read after start (never written again).
