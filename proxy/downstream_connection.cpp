@@ -91,10 +91,21 @@ void DownstreamConnection::abort() {
   if (close_parked()) return;
   closing_ = true;
   boost::system::error_code ec;
+  // Shut down rather than closed: the coroutine closes the descriptor as it unwinds, so no late
+  // write (OpenSSL's included) reaches a descriptor number another connection got meanwhile.
+  stream_.socket().shutdown(Socket::shutdown_both, ec);
   stream_.cancel();
-  stream_.socket().close(ec);
-  if (up_) up_->stream.close();
+  if (up_) {
+    up_->stream.socket().shutdown(Socket::shutdown_both, ec);
+    up_->stream.cancel();
+  }
   disarm();
+}
+
+void DownstreamConnection::stop_exchange() {
+  closing_ = true;
+  stream_.cancel();
+  if (up_) up_->stream.cancel();
 }
 
 // ---- watchdog: one entry in the worker's deadline wheel (HP-6) ----

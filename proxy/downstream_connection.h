@@ -57,6 +57,9 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   void wake_if_idle(size_t ep);
   /// Closes both sides at once; the coroutine unwinds on its next resumption. Thread: worker.
   void abort();
+  /// Stream mode: the client reset the stream or left; the exchange stops where it is (its
+  /// backend request is cancelled, no retry). Thread: worker.
+  void stop_exchange();
 
   // Intrusive list links owned by Worker.
   DownstreamConnection* prev_ = nullptr;
@@ -166,6 +169,7 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   SSL* parent_ssl_ = nullptr;     ///< stream mode over TLS: the connection's TLS session (a reference)
   bool pump_running_ = false;     ///< pump_request_body() runs
   std::optional<Timer> pump_done_;  ///< cancelled when it ends
+  std::weak_ptr<H2Stream> pump_to_;  ///< the server stream it writes to
   boost::asio::ip::address peer_;  ///< IPv4-mapped peers unmapped
 };
 

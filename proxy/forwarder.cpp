@@ -172,9 +172,13 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   if (pick.mirroring != balancer::Pick::kNoMirroring) send_mirrors(*snap, pick.mirroring, head_size, now_ms);
   bool keep_alive = co_await forward(*snap, snap->services[pick.service], static_cast<size_t>(pick.endpoint), now_ms);
   if (pump_running_) {
-    // The response is over while the client still sends its body: that body is not wanted.
+    // The response is over while the client still sends its body: that body is not wanted. The
+    // pump may be reading the client or waiting for the server's window: both are cancelled.
     stream_.cancel();
+    if (auto to = pump_to_.lock()) to->cancel();
+    arm(Phase::kReadRequest, settings_.read_timeout);
     while (pump_running_) co_await pump_done_->async_wait(coro::use_task);
+    disarm();
     keep_alive = false;
   }
   co_return keep_alive;
@@ -385,6 +389,10 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   };
   bool fresh_retry = false;
   while (attempt < max_attempts) {
+    if (closing_) {  // the client is gone (an HTTP/2 stream it reset): no more tries
+      close_upstream();
+      co_return false;
+    }
     const Endpoint& target = service.endpoints[(first + attempt) % n];
     if (attempt > 0 && !balancer::ServicePicker::is_eligible(target, now_ms)) {
       ++attempt;  // retries go round the other servers, but never to a drained or unhealthy one
@@ -407,7 +415,9 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     if (!fresh_retry && (target.h2c || target.tls)) {
       // A server already spoken to over HTTP/2: a new stream on that connection.
       auto h2 = worker_.h2_clients().find(target.pool_key);
-      if (h2 != worker_.h2_clients().end()) up_ = h2->second->open_stream(std::chrono::milliseconds(0));
+      if (h2 != worker_.h2_clients().end())
+        for (auto& client : h2->second)
+          if (client->usable() && (up_ = client->open_stream(std::chrono::milliseconds(0)))) break;
     }
     if (!up_ && !fresh_retry) up_ = worker_.upstreams().acquire(target.pool_key, transport.idle_conn_timeout);
     fresh_retry = false;
@@ -456,7 +466,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
         // HTTP/2 to this server: the connection becomes the worker's for it, and this exchange
         // (and the next ones) get streams on it.
         auto client = H2Client::start(std::move(up_), target.tls, worker_.buffers());
-        worker_.h2_clients()[target.pool_key] = client;
+        worker_.h2_clients()[target.pool_key].push_back(client);
         up_ = client->open_stream(std::chrono::milliseconds(0));
       }
     }
@@ -515,6 +525,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       if (!pump_done_) pump_done_.emplace(worker_.context().get_executor());
       pump_done_->expires_at(Timer::time_point::max());
       pump_running_ = true;
+      pump_to_ = up_->stream.h2_stream();
       coro::spawn(pump_request_body(shared_from_this(), up_->stream.h2_stream(), request_mode,
                                     request_mode == BodyMode::kLength ? request_length - buffered : 0, framer));
     } else if (!body_complete) {

@@ -52,6 +52,10 @@ H2Stream::H2Stream(H2Connection* connection, int32_t id, Executor executor, std:
   chunks_.keep_trailers(&trailers_out_);
 }
 
+H2Stream::~H2Stream() {
+  if (client_ && --client_->open_streams_ == 0) client_->idle_since_ = std::chrono::steady_clock::now();
+}
+
 coro::Task<error_code> H2Stream::wait(Timer& wake) {
   // A stream that moves nothing for the entry point's idleTimeout (a client that never opens its
   // window, or stops sending a body) fails, so it cannot hold an exchange and a backend forever.
@@ -64,17 +68,33 @@ coro::Task<error_code> H2Stream::wait(Timer& wake) {
 
 void H2Stream::wake() {
   read_wake_.cancel();
-  write_wake_.cancel();
+  if (!finished_) write_wake_.cancel();  // once finished, it times the drain (close())
 }
 
 void H2Stream::cancel() {
-  aborted_ = true;
+  // As a socket's cancel: the operations in progress fail, later ones do not.
+  read_aborted_ = reading_;
+  write_aborted_ = writing_;
   wake();
 }
 
+namespace {
+// Marks a read or write in progress for cancel(), and clears its mark when it ends.
+struct InProgress {
+  bool& busy;
+  bool& aborted;
+  InProgress(bool& b, bool& a) : busy(b), aborted(a) { busy = true; }
+  ~InProgress() {
+    busy = false;
+    aborted = false;
+  }
+};
+}  // namespace
+
 coro::Task<IoResult> H2Stream::read(asio::mutable_buffer buffer) {
+  InProgress in_progress(reading_, read_aborted_);
   while (true) {
-    if (std::exchange(aborted_, false)) co_return IoResult{asio::error::operation_aborted, 0};
+    if (read_aborted_) co_return IoResult{asio::error::operation_aborted, 0};
     if (body_in_pos_ < body_in_.size()) {
       size_t n = std::min(buffer.size(), body_in_.size() - body_in_pos_);
       std::memcpy(buffer.data(), body_in_.data() + body_in_pos_, n);
@@ -97,11 +117,12 @@ coro::Task<IoResult> H2Stream::read(asio::mutable_buffer buffer) {
 
 coro::Task<IoResult> H2Stream::write(ConstBufferList list) {
   if (list.overflow) co_return IoResult{asio::error::no_buffer_space, 0};
+  InProgress in_progress(writing_, write_aborted_);
   size_t written = 0;
   for (size_t i = 0; i < list.count; ++i) {
     std::string_view data(static_cast<const char*>(list.buffers[i].data()), list.buffers[i].size());
     while (!data.empty()) {
-      if (std::exchange(aborted_, false)) co_return IoResult{asio::error::operation_aborted, written};
+      if (write_aborted_) co_return IoResult{asio::error::operation_aborted, written};
       if (reset_ || connection_ == nullptr) co_return IoResult{asio::error::connection_reset, written};
       switch (out_) {
         case Out::kHead: {
@@ -166,7 +187,7 @@ coro::Task<IoResult> H2Stream::write(ConstBufferList list) {
           break;
       }
       // Backpressure: the exchange waits while the client is slow to take DATA.
-      while (pending_out() >= kHighWater && !reset_ && connection_ != nullptr && !aborted_)
+      while (pending_out() >= kHighWater && !reset_ && connection_ != nullptr && !write_aborted_)
         if (auto ec = co_await wait(write_wake_)) co_return IoResult{ec, written};
     }
   }
@@ -218,6 +239,7 @@ bool H2Stream::submit_response_head() {
   else if (!no_body && head.framing.content_length < 0) out_ = Out::kUntilClose;
   else out_ = Out::kDone;
   out_left_ = out_ == Out::kLength ? static_cast<uint64_t>(head.framing.content_length) : 0;
+  out_end_ = out_ == Out::kDone;
   bool ok = connection_->submit_response(id_, nva.data(), nva.size(), out_ != Out::kDone);
   head_out_.clear();
   head_out_.shrink_to_fit();
@@ -241,6 +263,7 @@ bool H2Stream::submit_request_head() {
   else if (head.framing.content_length > 0) out_ = Out::kLength;
   else out_ = Out::kDone;  // a request without framing has no body (RFC 9112 6.3)
   out_left_ = out_ == Out::kLength ? static_cast<uint64_t>(head.framing.content_length) : 0;
+  out_end_ = out_ == Out::kDone;
   trailers_out_.clear();
   chunks_.keep_trailers(nullptr);  // request trailers are not passed on
   bool ok = connection_->submit_request(*this, nva.data(), nva.size(), out_ != Out::kDone);
@@ -282,28 +305,35 @@ void H2Stream::close() {
   finished_ = true;
   if (connection_ == nullptr || reset_ || id_ < 0) return;
   if (role_ == Role::kClient) {
-    // The exchange is done with the server's answer; if it did not read all of it, the server
-    // may stop sending.
-    if (!end_in_) connection_->reset_stream(id_, NGHTTP2_CANCEL);
+    // Done with the server's answer. If berth did not read all of it, or did not send the whole
+    // request (the server answered early), the stream is reset: it must not keep one of the
+    // server's stream slots.
+    if (!end_in_ || !out_end_) connection_->reset_stream(id_, NGHTTP2_CANCEL);
     else if (unconsumed_ > 0) connection_->consume(id_, std::exchange(unconsumed_, 0));
     return;
   }
   body_in_.clear();
   body_in_pos_ = 0;
   if (unconsumed_ > 0) connection_->consume(id_, std::exchange(unconsumed_, 0));
-  if (out_ == Out::kUntilClose) {
-    finish_body();  // a close-delimited body ends with the exchange
+  if (out_ == Out::kUntilClose) finish_body();  // a close-delimited body ends with the exchange
+  if (out_ != Out::kDone) {
+    connection_->reset_stream(id_, NGHTTP2_INTERNAL_ERROR);
     return;
   }
-  if (out_ == Out::kDone) {
-    // The response is complete; a request body still arriving is not wanted (RFC 9113 8.1).
-    if (!end_in_ && started_ && connection_ != nullptr && pending_out() == 0 && out_end_) {
-      // Sent once the DATA with END_STREAM has gone: nghttp2 orders frames of a stream.
-      connection_->reset_stream(id_, NGHTTP2_NO_ERROR);
+  if (pending_out() > 0) {
+    // DATA still queued for a client that may never open its window: the stream gets the
+    // entry point's idleTimeout to drain, then it is reset (its exchange no longer bounds it).
+    if (idle_limit_.count() > 0) {
+      write_wake_.expires_after(idle_limit_);
+      write_wake_.async_wait([self = shared_from_this()](error_code ec) {
+        if (!ec && self->connection_ != nullptr) self->connection_->reset_stream(self->id_, NGHTTP2_CANCEL);
+      });
     }
-    return;
+  } else if (!end_in_ && started_) {
+    // The response is complete; a request body still arriving is not wanted (RFC 9113 8.1).
+    // Sent after the response's frames: nghttp2 keeps a stream's frames in order.
+    connection_->reset_stream(id_, NGHTTP2_NO_ERROR);
   }
-  connection_->reset_stream(id_, NGHTTP2_INTERNAL_ERROR);
 }
 
 // ---- H2Connection: both sides ----
@@ -325,6 +355,8 @@ void H2Connection::detach_all() {
     s->connection_ = nullptr;
     if (!s->complete()) s->reset_ = true;
     s->wake();
+    s->write_wake_.cancel();
+    if (auto exchange = s->exchange_.lock(); exchange && s->reset_ && !s->finished_) exchange->stop_exchange();
   }
   streams_.clear();
 }
@@ -364,6 +396,9 @@ int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t 
   // still sends the request body (RFC 9113 8.1): the response stands.
   if (!s.complete() || (s.role_ == H2Stream::Role::kServer && error_code != NGHTTP2_NO_ERROR)) s.reset_ = true;
   s.wake();
+  s.write_wake_.cancel();
+  // A client's stream reset before its exchange is done: the backend request stops too.
+  if (auto exchange = s.exchange_.lock(); exchange && s.reset_ && !s.finished_) exchange->stop_exchange();
   self->streams_.erase(it);
   if (self->streams_.empty() && !self->closed_) self->on_idle();
   return 0;
@@ -505,12 +540,14 @@ coro::Task<void> H2Connection::finish() {
   // Whatever is queued (GOAWAY) goes out if it can be sent now; then the streams learn the
   // connection is gone; the transport must outlive the writer, which writes on it.
   if (!closed_ && !writing_) {
+    writing_ = true;  // this is the writer now: a posted flush() must not start another
     out_.clear();
     const uint8_t* data = nullptr;
     ssize_t n;
     while (out_.size() < kGatherBytes && (n = nghttp2_session_mem_send(session_, &data)) > 0)
       out_.append(reinterpret_cast<const char*>(data), static_cast<size_t>(n));
     if (!out_.empty()) co_await transport_.write(asio::buffer(out_));
+    writing_ = false;
   }
   closed_ = true;
   detach_all();
@@ -633,7 +670,9 @@ void H2Session::start_pending() {
   const bool ending = closed_ || nghttp2_session_want_read(session_) == 0;
   for (auto& p : pending_) {
     if (ending || p.stream->reset_ || p.stream->connection_ == nullptr) continue;
-    std::make_shared<DownstreamConnection>(conn_, p.stream, p.head)->start_stream();
+    auto exchange = std::make_shared<DownstreamConnection>(conn_, p.stream, p.head);
+    p.stream->exchange_ = exchange;
+    exchange->start_stream();
   }
   pending_.clear();
 }
@@ -709,6 +748,8 @@ coro::Task<void> H2Session::run() {
     }
     in.commit(n);
   }
+  // The last frames (GOAWAY) get a second to go out, from a peer that may have stopped reading.
+  conn_.arm(DownstreamConnection::Phase::kWriteResponse, std::chrono::seconds(1));
   co_await finish();
   conn_.disarm();
 }
@@ -743,13 +784,18 @@ std::shared_ptr<H2Client> H2Client::start(std::unique_ptr<upstream::UpstreamConn
   return client;
 }
 
-bool H2Client::usable() const { return !closed_ && !going_away_; }
+bool H2Client::usable() const {
+  return !closed_ && !going_away_ &&
+         open_streams_ < nghttp2_session_get_remote_settings(session_, NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS);
+}
 
 std::unique_ptr<upstream::UpstreamConnection> H2Client::open_stream(std::chrono::milliseconds idle_limit) {
   if (!usable()) return nullptr;
   auto executor = connection_->stream.socket().get_executor();
   auto stream = std::make_shared<H2Stream>(this, -1, executor, idle_limit, H2Stream::Role::kClient);
   stream->tls_ = tls_;
+  stream->client_ = std::static_pointer_cast<H2Client>(shared_from_this());
+  ++open_streams_;
   return std::make_unique<upstream::UpstreamConnection>(executor, std::move(stream));
 }
 
@@ -761,11 +807,12 @@ void H2Client::shutdown() {
 }
 
 void H2Client::abort() {
+  // Shut down, not closed: the descriptor stays this connection's until the Stream goes, so
+  // nothing (OpenSSL's writes included) can reach whoever gets the number next.
   boost::system::error_code ec;
-  connection_->stream.socket().close(ec);
+  connection_->stream.socket().shutdown(Socket::shutdown_both, ec);
+  connection_->stream.cancel();
 }
-
-void H2Client::on_idle() { idle_since_ = std::chrono::steady_clock::now(); }
 
 int H2Client::on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name_p, size_t namelen,
                         const uint8_t* value_p, size_t valuelen, uint8_t, void* user) {

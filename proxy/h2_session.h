@@ -44,6 +44,7 @@ struct UpstreamConnection;
 }
 class DownstreamConnection;
 class H2Connection;
+class H2Client;
 
 /// One HTTP/2 stream, seen by its exchange as a byte stream carrying HTTP/1.1. Shared by the
 /// connection (until the stream closes) and the exchange's Stream.
@@ -52,6 +53,7 @@ class H2Stream : public std::enable_shared_from_this<H2Stream> {
   /// kServer: a client's stream (berth answers); kClient: a stream to a server (berth asks).
   enum class Role : uint8_t { kServer, kClient };
   H2Stream(H2Connection* connection, int32_t id, Executor executor, std::chrono::milliseconds idle_limit, Role role);
+  ~H2Stream();
 
   /// What the peer sends, as HTTP/1.1: the request body (kServer; the head came with the
   /// exchange), or the whole response (kClient). Then end of stream once the peer ended it, the
@@ -60,7 +62,8 @@ class H2Stream : public std::enable_shared_from_this<H2Stream> {
   /// Takes the exchange's HTTP/1.1 message: the response (kServer) or the request (kClient); the
   /// head becomes HEADERS, the body DATA.
   coro::Task<IoResult> write(ConstBufferList buffers);
-  /// Fails the operation waiting (or the next one) with operation_aborted (timeouts, abort).
+  /// Fails the read and write in progress with operation_aborted (timeouts, abort), as a socket's
+  /// cancel does; later operations are not affected.
   void cancel();
   /// The exchange is over with this stream: ends it if what berth sent is complete or
   /// close-delimited, otherwise resets it.
@@ -125,9 +128,12 @@ class H2Stream : public std::enable_shared_from_this<H2Stream> {
   bool out_end_ = false;           ///< the body is complete (END_STREAM goes with the last DATA)
   // Both.
   bool reset_ = false;             ///< closed before the exchange was done (RST_STREAM, connection gone)
-  bool aborted_ = false;           ///< cancel() pending
+  bool reading_ = false, writing_ = false;              ///< an operation is in progress
+  bool read_aborted_ = false, write_aborted_ = false;  ///< cancel() hit it
   bool started_ = false;           ///< kServer: the exchange was started
   bool finished_ = false;          ///< the exchange is over: DATA still arriving is dropped
+  std::weak_ptr<DownstreamConnection> exchange_;  ///< kServer: stopped if the stream is reset
+  std::shared_ptr<H2Client> client_;  ///< kClient: its connection, kept while the exchange holds the stream
 };
 
 /// The frame layer of one HTTP/2 connection, either side: streams, flow control, the writer.
@@ -222,8 +228,10 @@ class H2Client final : public H2Connection {
   /// A new stream for one exchange: an upstream connection whose Stream carries HTTP/1.1. Null
   /// when this connection cannot take another stream (closed, going away, at the server's limit).
   std::unique_ptr<upstream::UpstreamConnection> open_stream(std::chrono::milliseconds idle_limit);
+  /// Not closing, and below the server's SETTINGS_MAX_CONCURRENT_STREAMS.
   bool usable() const;
-  bool idle() const { return streams_.empty(); }
+  /// No stream handed out is still held.
+  bool idle() const { return open_streams_ == 0; }
   std::chrono::steady_clock::time_point idle_since() const { return idle_since_; }
   /// Ends the connection (GOAWAY, then close) once no stream is open.
   void shutdown();
@@ -235,10 +243,11 @@ class H2Client final : public H2Connection {
   static int on_header(nghttp2_session*, const nghttp2_frame* frame, const uint8_t* name, size_t namelen,
                        const uint8_t* value, size_t valuelen, uint8_t flags, void* self);
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* self);
-  void on_idle() override;
   coro::Task<void> run(std::shared_ptr<H2Client> self);
 
+  friend class H2Stream;
   std::unique_ptr<upstream::UpstreamConnection> connection_;
+  size_t open_streams_ = 0;  ///< handed out by open_stream() and not yet released
   bool tls_;
   BufferPool& buffers_;
   bool going_away_ = false;  ///< GOAWAY sent or received: no new streams

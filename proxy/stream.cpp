@@ -95,6 +95,7 @@ coro::Task<error_code> Stream::handshake() {
 }
 
 coro::Task<IoResult> Stream::tls_read_some(asio::mutable_buffer buffer) {
+  if (!socket_.is_open()) co_return IoResult{asio::error::bad_descriptor, 0};
   while (true) {
     size_t n = 0;
     ERR_clear_error();
@@ -106,6 +107,7 @@ coro::Task<IoResult> Stream::tls_read_some(asio::mutable_buffer buffer) {
 
 coro::Task<IoResult> Stream::tls_write(ConstBufferList list) {
   if (list.overflow) co_return IoResult{asio::error::no_buffer_space, 0};
+  if (!socket_.is_open()) co_return IoResult{asio::error::bad_descriptor, 0};
   // Small pieces (a head and a short body) are gathered into one TLS record: one record, one
   // write(2). The copy lives in this coroutine's frame, which the frame pool recycles.
   constexpr size_t kGather = 8 * 1024;

@@ -95,9 +95,11 @@ void Worker::schedule_sweep() {
       // HTTP/2 connections to servers: closed when idle as long as pooled ones, forgotten once unusable.
       auto now = std::chrono::steady_clock::now();
       for (auto it = h2_clients_.begin(); it != h2_clients_.end();) {
-        H2Client& c = *it->second;
-        if (c.idle() && now - c.idle_since() > snapshot_->longest_idle_conn_timeout) c.shutdown();
-        if (!c.usable() && c.idle()) it = h2_clients_.erase(it);
+        std::erase_if(it->second, [&](const std::shared_ptr<H2Client>& c) {
+          if (c->idle() && now - c->idle_since() > snapshot_->longest_idle_conn_timeout) c->shutdown();
+          return c->idle() && !c->usable();
+        });
+        if (it->second.empty()) it = h2_clients_.erase(it);
         else ++it;
       }
     }
@@ -146,7 +148,8 @@ void Worker::stop() {
   for (auto& a : acceptors_) a->close(ec);
   sweep_timer_.cancel();
   for (auto* c = connections_; c; c = c->next_) c->abort();
-  for (auto& [_, client] : h2_clients_) client->abort();
+  for (auto& [_, clients] : h2_clients_)
+    for (auto& client : clients) client->abort();
   h2_clients_.clear();
   for (int i = 0; i < 1000 && connections_; ++i) io_.run_for(std::chrono::milliseconds(10));
   deadlines_.stop();

@@ -81,8 +81,9 @@ class Worker {
   const ProcessInfo& info() const { return *info_; }
   BufferPool& buffers() { return buffers_; }
   upstream::Pool& upstreams() { return upstreams_; }
-  /// HTTP/2 connections to servers, one per pool key (h2c:// and https:// servers that chose h2).
-  std::unordered_map<std::string, std::shared_ptr<H2Client>>& h2_clients() { return h2_clients_; }
+  /// HTTP/2 connections to servers by pool key (h2c:// and https:// servers that chose h2): usually
+  /// one, more when a server's stream limit is reached.
+  std::unordered_map<std::string, std::vector<std::shared_ptr<H2Client>>>& h2_clients() { return h2_clients_; }
   DeadlineWheel& deadlines() { return deadlines_; }
   ParkSet& parks() { return parks_; }
   bool draining(size_t ep) const { return draining_[ep]; }
@@ -111,7 +112,7 @@ class Worker {
   balancer::ServicePicker picker_;  ///< per service of snapshot_
   BufferPool buffers_;
   upstream::Pool upstreams_;
-  std::unordered_map<std::string, std::shared_ptr<H2Client>> h2_clients_;
+  std::unordered_map<std::string, std::vector<std::shared_ptr<H2Client>>> h2_clients_;
   std::vector<std::unique_ptr<ExchangeState>> free_states_;
   std::vector<std::unique_ptr<http::Compressor>> free_compressors_;
   size_t compressors_low_water_ = 0;

@@ -707,9 +707,18 @@ SSL_CTX* build_context(const TlsOptionsConfig& o, const std::shared_ptr<const Ce
 
   // Client authentication, with Go's five modes.
   X509_STORE* trust = SSL_CTX_get_cert_store(ctx);
+  // What a resumed session must have been negotiated under: the options' name and everything that
+  // decides who may connect, so a reload that tightens them (client authentication, CAs, versions,
+  // ciphers) does not let older sessions and tickets resume.
+  std::string session_context = o.name;
+  session_context += '\n' + std::string(config::to_string(o.client_auth_type)) + '\n' +
+                     std::string(config::to_string(o.min_version)) + '\n' +
+                     (o.max_version ? std::string(config::to_string(*o.max_version)) : std::string()) + '\n';
+  for (const auto& suite : o.cipher_suites) session_context += suite + ',';
   for (const std::string& ca : o.client_ca_files) {
     auto text = read_source(ca);
     if (!text) return fail("clientAuth.caFiles: " + text.error().message);
+    session_context += '\n' + *text;
     std::string error;
     std::vector<X509Ptr> certs = read_certificates(*text, error);
     if (certs.empty()) return fail("invalid certificate(s) in " + describe(ca, "caFiles entry") + ": " + error);
@@ -740,10 +749,10 @@ SSL_CTX* build_context(const TlsOptionsConfig& o, const std::shared_ptr<const Ce
   // server-side cache for clients without tickets (TLS 1.2 session IDs, or every client when
   // disableSessionTickets is set). The cache is OpenSSL's, per options set: its lock is taken
   // during handshakes only, never on the request path. A session resumes only under the options
-  // set that issued it.
+  // set that issued it, and only while that set says the same about who may connect.
   unsigned char sid_context[32];
   unsigned int sid_length = 0;
-  if (EVP_Digest(o.name.data(), o.name.size(), sid_context, &sid_length, EVP_sha256(), nullptr) != 1 ||
+  if (EVP_Digest(session_context.data(), session_context.size(), sid_context, &sid_length, EVP_sha256(), nullptr) != 1 ||
       SSL_CTX_set_session_id_context(ctx, sid_context, std::min<unsigned int>(sid_length, 32)) != 1)
     return fail(openssl_error());
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_SERVER);

@@ -105,8 +105,10 @@ void schedule(const std::shared_ptr<OcspStapler::Entry>& e, std::chrono::millise
 coro::Task<void> fetch(std::shared_ptr<OcspStapler::Entry> e) {
   if (e->fetching || e->stopped) co_return;
   e->fetching = true;
-  X509* leaf = e->certificate->leaf();
-  X509* issuer = e->certificate->issuer();
+  // Held for the whole fetch: a reload may replace e->certificate meanwhile.
+  std::shared_ptr<const Certificate> certificate = e->certificate;
+  X509* leaf = certificate->leaf();
+  X509* issuer = certificate->issuer();
   std::string problem;
   auto address = upstream::resolve_url(e->url, "", "OCSP responder");
   OCSP_REQUEST* request = OCSP_REQUEST_new();

@@ -41,6 +41,7 @@ struct HealthChecker::Probe {
   bool stopped = false;
   bool timed_out = false;
   bool last_up = true;
+  uint64_t generation = 0;  ///< of the request in flight, for its deadline
 };
 
 namespace {
@@ -51,10 +52,15 @@ struct Outcome {
   std::string problem;   ///< why there is no answer
 };
 
+// Ends the probe's I/O: shut down (the descriptor is closed when the connection object goes), so
+// a late TLS write cannot land on a descriptor number reused by another connection.
 void close_connection(HealthChecker::Probe& p) {
   if (p.h2) p.h2->abort();
   boost::system::error_code ignored;
-  if (p.connection != nullptr) p.connection->stream.socket().close(ignored);
+  if (p.connection != nullptr) {
+    p.connection->stream.socket().shutdown(Socket::shutdown_both, ignored);
+    p.connection->stream.cancel();
+  }
 }
 
 // gRPC's health protocol (grpc.health.v1.Health/Check, as Traefik's mode: grpc): the answer is
@@ -116,8 +122,10 @@ coro::Task<Outcome> request_once(HealthChecker::Probe& p, const std::string& tar
   p.h2.reset();
   p.timed_out = false;
   p.deadline.expires_after(p.config.timeout);
-  p.deadline.async_wait([&p](boost::system::error_code e) {
-    if (e) return;
+  // A deadline that expired just as its request ended must not close the next request's connection.
+  const uint64_t generation = ++p.generation;
+  p.deadline.async_wait([&p, generation](boost::system::error_code e) {
+    if (e || p.generation != generation) return;
     p.timed_out = true;
     close_connection(p);
   });
