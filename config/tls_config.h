@@ -83,7 +83,8 @@ struct TlsOptionsConfig {
   TlsVersion min_version = TlsVersion::kTls12;
   std::optional<TlsVersion> max_version;        ///< unset: the newest (TLS 1.3)
   /// Go names, canonical spelling, as written (order does not matter: Go and berth use Go's own
-  /// preference order). Empty: Traefik's default, every suite of Go's tls.CipherSuites().
+  /// preference order). Empty: Go's default since Go 1.22 (Traefik v3): the ECDHE suites of
+  /// tls.CipherSuites() without CBC_SHA256 (every default suite is forward-secret).
   std::vector<std::string> cipher_suites;
   /// Go names, canonical spelling ("CurveP256", "CurveP384", "CurveP521", "X25519"), in the order
   /// written (berth's server preference order); RFC spellings ("secp256r1", "x25519") are accepted

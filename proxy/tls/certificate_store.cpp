@@ -393,8 +393,10 @@ std::vector<std::string_view> tls12_suites(const std::vector<std::string>& confi
     if (suite.openssl.empty()) continue;
     bool wanted;
     if (configured.empty()) {
-      wanted = suite.go.find("3DES") == std::string_view::npos && suite.go.find("RC4") == std::string_view::npos &&
-               !suite.go.ends_with("CBC_SHA256");
+      // Go's default list since Go 1.22 (so Traefik v3's): ECDHE key exchange only (forward
+      // secrecy), no 3DES, RC4 or CBC_SHA256. RSA key exchange stays available when configured.
+      wanted = suite.go.starts_with("TLS_ECDHE_") && suite.go.find("3DES") == std::string_view::npos &&
+               suite.go.find("RC4") == std::string_view::npos && !suite.go.ends_with("CBC_SHA256");
     } else {
       wanted = std::find(configured.begin(), configured.end(), suite.go) != configured.end();
     }

@@ -552,6 +552,10 @@ TEST(CertificateStore, EcdsaAndRsaForOneNameServeSideBySide) {
   ASSERT_TRUE(rsa_only12.ok) << rsa_only12.error;
   EXPECT_EQ(rsa_only12.peer_key, KeyType::kRsa);
   EXPECT_EQ(rsa_only12.cipher, "ECDHE-RSA-AES128-GCM-SHA256");
+  // Go's defaults since 1.22: no RSA key exchange (every suite is forward-secret).
+  EXPECT_FALSE(handshake(ctx, Client{.sni = "dual.example.com", .max_version = TLS1_2_VERSION,
+                                     .tls12_ciphers = "AES128-GCM-SHA256:AES256-SHA"})
+                   .ok);
 }
 
 TEST(CertificateStore, CertificatesGoToTheirStores) {
