@@ -320,19 +320,17 @@ void H2Stream::close() {
     connection_->reset_stream(id_, NGHTTP2_INTERNAL_ERROR);
     return;
   }
-  if (pending_out() > 0) {
-    // DATA still queued for a client that may never open its window: the stream gets the
-    // entry point's idleTimeout to drain, then it is reset (its exchange no longer bounds it).
-    if (idle_limit_.count() > 0) {
-      write_wake_.expires_after(idle_limit_);
-      write_wake_.async_wait([self = shared_from_this()](error_code ec) {
-        if (!ec && self->connection_ != nullptr) self->connection_->reset_stream(self->id_, NGHTTP2_CANCEL);
-      });
-    }
-  } else if (!end_in_ && started_) {
-    // The response is complete; a request body still arriving is not wanted (RFC 9113 8.1).
-    // Sent after the response's frames: nghttp2 keeps a stream's frames in order.
-    connection_->reset_stream(id_, NGHTTP2_NO_ERROR);
+  if ((pending_out() > 0 || !end_in_) && idle_limit_.count() > 0) {
+    // DATA still queued for a client that may never open its window, or a request body the
+    // response no longer needs: the stream gets the entry point's idleTimeout to end by itself
+    // (a gRPC client stops sending once it has the status), then it is reset (RFC 9113 8.1),
+    // since its exchange no longer bounds it. Not at once: gRPC clients take a reset that
+    // arrives with the status for an error.
+    write_wake_.expires_after(idle_limit_);
+    write_wake_.async_wait([self = shared_from_this()](error_code ec) {
+      if (ec || self->connection_ == nullptr) return;
+      self->connection_->reset_stream(self->id_, self->pending_out() > 0 ? NGHTTP2_CANCEL : NGHTTP2_NO_ERROR);
+    });
   }
 }
 

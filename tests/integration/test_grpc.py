@@ -8,6 +8,7 @@ import json
 import os
 import queue
 import signal
+import socket
 import subprocess
 import tempfile
 import threading
@@ -15,6 +16,10 @@ import time
 from concurrent import futures
 
 import grpc
+import h2.config
+import h2.connection
+import h2.events
+import h2.exceptions
 
 from harness import Berth, BerthTestCase, free_port, main, wait_for_port, wait_until
 
@@ -208,6 +213,82 @@ def ping_pong(stubs, rounds=20, timeout=10):
     finally:
         q.put(None)
     return replies
+
+
+class SilentH2Server:
+    """An h2c server (python3-h2, prior knowledge) on 127.0.0.1, in this process: it takes the
+    connection and its streams (SETTINGS, acknowledgements) and never answers a request. Records
+    the requests and the RST_STREAMs it gets; everything ends after `hold` seconds or on stop()."""
+
+    def __init__(self, hold=20.0):
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.lock = threading.Lock()
+        self.requests = []  # (connection, stream id, path)
+        self.resets = []    # (connection, stream id, error code)
+        self.deadline = time.time() + hold
+        self.running = True
+        self.threads = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        n = 0
+        while self.running and time.time() < self.deadline:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            t = threading.Thread(target=self._serve, args=(n, c), daemon=True)
+            n += 1
+            self.threads.append(t)
+            t.start()
+
+    def _serve(self, idx, sock):
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        conn.initiate_connection()
+        sock.settimeout(0.1)
+        try:
+            sock.sendall(conn.data_to_send())
+            while self.running and time.time() < self.deadline:
+                try:
+                    data = sock.recv(65536)
+                except socket.timeout:
+                    continue
+                if not data:
+                    break
+                try:
+                    events = conn.receive_data(data)
+                except h2.exceptions.ProtocolError:
+                    break
+                for ev in events:
+                    with self.lock:
+                        if isinstance(ev, h2.events.RequestReceived):
+                            self.requests.append((idx, ev.stream_id, dict(ev.headers).get(":path")))
+                        elif isinstance(ev, h2.events.StreamReset):
+                            self.resets.append((idx, ev.stream_id, ev.error_code))
+                out = conn.data_to_send()
+                if out:
+                    sock.sendall(out)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    def stop(self):
+        self.running = False
+        self.thread.join(2)
+        for t in self.threads:
+            t.join(2)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
 
 
 def curl(*args, timeout=20):
@@ -594,6 +675,47 @@ http:
         self.assertEqual(self.fetch(front.port, "/size/10")[:2], ("1.1 200", b"x" * 10))
         self.assert_alive(front)
         self.assert_alive(back2)
+
+
+class GrpcResponseHeaderTimeout(GrpcCase):
+    def test_response_header_timeout_answers_h2_client_with_504(self):
+        # responseHeaderTimeout on the servers transport, an h2c server that never answers: the
+        # timeout cancels the exchange's operations in progress only, so the 504 still goes out on
+        # the client's stream (it must not be reset instead: curl exit 92, gRPC INTERNAL).
+        server = SilentH2Server()
+        self._procs.append(server)
+        proxy = self.start_berth(f"""
+http:
+  routers:
+    all:
+      rule: "PathPrefix(`/`)"
+      service: silent
+  services:
+    silent:
+      loadBalancer:
+        serversTransport: quick
+        servers:
+          - url: "h2c://127.0.0.1:{server.port}"
+  serversTransports:
+    quick:
+      forwardingTimeouts:
+        responseHeaderTimeout: 1s
+""")
+        out_path = os.path.join(self.tmp, "out.bin")
+        start = time.time()
+        out = curl("--http2-prior-knowledge", "-o", out_path, "-w", "%{http_version} %{http_code}",
+                   f"http://127.0.0.1:{proxy.port}/never")
+        elapsed = time.time() - start
+        body = read(out_path) if os.path.exists(out_path) else b""
+        self.assertEqual((out.returncode, out.stdout.decode(), body), (0, "2 504", b"Gateway Timeout"),
+                         out.stderr.decode() + self.tail(proxy))
+        self.assertTrue(0.8 < elapsed < 4.0, elapsed)
+        self.assertEqual([r[2] for r in server.requests], ["/never"])
+        # A gRPC call sees the 504 as UNAVAILABLE (an HTTP status), not INTERNAL (a reset stream).
+        s = self.channel(proxy.port)
+        self.assert_code(lambda: s.unary(b"x", timeout=5), (grpc.StatusCode.UNAVAILABLE,), proxy)
+        self.assertEqual(len(server.requests), 2)
+        self.assert_alive(proxy)
 
 
 class GrpcServerRestart(GrpcCase):

@@ -23,7 +23,7 @@ import h2.settings
 import hpack
 from hyperframe.frame import ContinuationFrame, HeadersFrame
 
-from harness import BerthTestCase, free_port, main, wait_for_port, wait_until
+from harness import BerthTestCase, RawClient, free_port, get, main, wait_for_port, wait_until
 
 CERTS = None
 _certs_tmp = None
@@ -405,6 +405,206 @@ class StallServer:
             pass
 
 
+class CountingServer:
+    """A TCP server on 127.0.0.1 that accepts connections, reads (and drops) what they send and
+    never answers; it counts the connections accepted, those that sent something, and those the
+    peer closed (EOF or reset). Everything is closed after `hold` seconds or on stop()."""
+
+    def __init__(self, hold=20.0):
+        import selectors
+        self.sel = selectors.DefaultSelector()
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(256)
+        self.sock.setblocking(False)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.lock = threading.Lock()
+        self.accepted = 0
+        self.talked = 0     # connections that sent at least one byte (a request)
+        self.closed = 0     # connections berth closed
+        self.conns = []
+        self.deadline = time.time() + hold
+        self.running = True
+        self.sel.register(self.sock, 1)
+        self.thread = threading.Thread(target=self._loop, daemon=True)
+        self.thread.start()
+
+    def counts(self):
+        with self.lock:
+            return self.accepted, self.talked, self.closed
+
+    def _loop(self):
+        state = {}  # socket -> received something
+        while self.running and time.time() < self.deadline:
+            for key, _ in self.sel.select(0.1):
+                s = key.fileobj
+                if s is self.sock:
+                    try:
+                        c, _ = self.sock.accept()
+                    except OSError:
+                        continue
+                    c.setblocking(False)
+                    self.conns.append(c)
+                    state[c] = False
+                    self.sel.register(c, 1)
+                    with self.lock:
+                        self.accepted += 1
+                    continue
+                try:
+                    data = s.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b""
+                if data:
+                    if not state[s]:
+                        state[s] = True
+                        with self.lock:
+                            self.talked += 1
+                    continue
+                self.sel.unregister(s)
+                with self.lock:
+                    self.closed += 1
+        self.stop()
+
+    def stop(self):
+        self.running = False
+        if threading.current_thread() is not self.thread:
+            self.thread.join(2)
+        for c in self.conns:
+            try:
+                c.close()
+            except OSError:
+                pass
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
+class H2cServer:
+    """An h2c server (HTTP/2 with prior knowledge, python3-h2) on 127.0.0.1, in this process, one
+    thread per connection. GET is answered 200 "get-ok"; a POST is answered 200 "early" right after
+    its HEADERS (or, with `answer_after`, `answer_delay` seconds after that many of its body bytes
+    came), its body never read (no WINDOW_UPDATE: the 65535-byte initial window is all berth may
+    send) and the stream never reset. `max_streams`: its SETTINGS_MAX_CONCURRENT_STREAMS. Records
+    (connection index, stream id, what) for requests, DATA bytes and RST_STREAMs."""
+
+    def __init__(self, max_streams=None, answer_after=0, answer_delay=0.3, hold=20.0):
+        self.max_streams = max_streams
+        self.answer_after, self.answer_delay = answer_after, answer_delay
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.1)
+        self.port = self.sock.getsockname()[1]
+        self.url = f"h2c://127.0.0.1:{self.port}"
+        self.lock = threading.Lock()
+        self.requests = []      # (conn, sid, method, path)
+        self.resets = []        # (conn, sid, error code)
+        self.data = {}          # (conn, sid) -> DATA bytes received
+        self.errors = []
+        self.deadline = time.time() + hold
+        self.running = True
+        self.threads = []
+        self.conns = []
+        self.thread = threading.Thread(target=self._accept, daemon=True)
+        self.thread.start()
+
+    def _accept(self):
+        while self.running and time.time() < self.deadline:
+            try:
+                c, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                break
+            self.conns.append(c)
+            t = threading.Thread(target=self._serve, args=(len(self.conns) - 1, c), daemon=True)
+            self.threads.append(t)
+            t.start()
+
+    def _serve(self, idx, sock):
+        conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=False, header_encoding="utf-8"))
+        if self.max_streams is not None:
+            conn.local_settings = h2.settings.Settings(
+                client=False, initial_values={h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS: self.max_streams})
+        conn.initiate_connection()
+        sock.settimeout(0.05)
+        due = {}  # stream id -> when its POST is answered (None: once answer_after bytes came)
+        try:
+            sock.sendall(conn.data_to_send())
+            while self.running and time.time() < self.deadline:
+                for sid, when in list(due.items()):
+                    if when is not None and time.time() >= when:
+                        del due[sid]
+                        self._answer(conn, sid, b"early")
+                try:
+                    data = sock.recv(65536)
+                except socket.timeout:
+                    data = None
+                if data == b"":
+                    break
+                try:
+                    events = conn.receive_data(data) if data else []
+                except h2.exceptions.ProtocolError as e:
+                    with self.lock:
+                        self.errors.append((idx, repr(e)))
+                    sock.sendall(conn.data_to_send())
+                    break
+                for ev in events:
+                    self._on_event(idx, conn, ev, due)
+                out = conn.data_to_send()
+                if out:
+                    sock.sendall(out)
+        except OSError:
+            pass
+        finally:
+            sock.close()
+
+    @staticmethod
+    def _answer(conn, sid, body):
+        conn.send_headers(sid, [(":status", "200"), ("content-length", str(len(body)))])
+        conn.send_data(sid, body, end_stream=True)
+
+    def _on_event(self, idx, conn, ev, due):
+        E = h2.events
+        if isinstance(ev, E.RequestReceived):
+            hdrs = dict(ev.headers)
+            with self.lock:
+                self.requests.append((idx, ev.stream_id, hdrs.get(":method"), hdrs.get(":path")))
+            if hdrs.get(":method") != "POST":
+                self._answer(conn, ev.stream_id, b"get-ok")
+            elif self.answer_after:
+                due[ev.stream_id] = None
+            else:
+                self._answer(conn, ev.stream_id, b"early")
+        elif isinstance(ev, E.DataReceived):
+            with self.lock:
+                got = self.data[(idx, ev.stream_id)] = self.data.get((idx, ev.stream_id), 0) + len(ev.data)
+            if ev.stream_id in due and due[ev.stream_id] is None and got >= self.answer_after:
+                due[ev.stream_id] = time.time() + self.answer_delay
+        elif isinstance(ev, E.StreamReset):
+            with self.lock:
+                self.resets.append((idx, ev.stream_id, ev.error_code))
+
+    def stream_of(self, method):
+        """(connection, stream id) of the first request with that method."""
+        with self.lock:
+            return next(((c, s) for c, s, m, _ in self.requests if m == method), None)
+
+    def stop(self):
+        self.running = False
+        self.thread.join(2)
+        for t in self.threads:
+            t.join(2)
+        try:
+            self.sock.close()
+        except OSError:
+            pass
+
+
 def curl(*args, timeout=20):
     return subprocess.run(["curl", "-sS", "--max-time", "15", *args], capture_output=True, timeout=timeout)
 
@@ -698,6 +898,186 @@ class Http2Function(H2Case):
                         f"zero-window stream still held after {elapsed:.1f}s; log:\n{self.log_tail()}")
         self.assertLess(elapsed, 6.0)
         self.assertEqual(len(c.stream(sid)["data"]), 0)
+        self.assert_alive()
+
+
+# ==================================================================== fixes from review (a4acc82)
+
+class Http2StreamLifetimes(H2Case):
+    """A stream, its exchange and its backend request end together: a stream a client never lets
+    drain, a stream the client resets, an upstream stream whose server answered before the body
+    was sent, and a request-body pump a server never lets finish."""
+
+    def start_front(self, routes, ep_extra="", workers=2):
+        """berth with entry point `web` and one router per (name, rule, server url), plus `/` to a
+        berth_test_backend; sets self.proxy and self.port (so client(), raw(), curl_h2c() work)."""
+        self.be = self.backend("h2-backend")
+        port = free_port()
+        static = f"entryPoints:\n  web:\n    address: \"127.0.0.1:{port}\"\n"
+        for line in ep_extra.splitlines():
+            static += "    " + line + "\n"
+        static += (f"providers:\n  file:\n    filename: {self.tmp}/dynamic.yml\n    watch: true\n"
+                   f"workers: {workers}\nlog:\n  level: DEBUG\n")
+        routers = "    plain:\n      rule: \"PathPrefix(`/`)\"\n      service: s\n"
+        services = f"    s:\n      loadBalancer:\n        servers:\n          - url: \"{self.be.url}\"\n"
+        for name, rule, url in routes:
+            routers += f"    {name}:\n      rule: \"{rule}\"\n      service: {name}\n"
+            services += f"    {name}:\n      loadBalancer:\n        servers:\n          - url: \"{url}\"\n"
+        proxy = self.berth(static_yaml=static, dynamic_yaml=f"http:\n  routers:\n{routers}  services:\n{services}",
+                           wait=False)
+        proxy.ports = {"web": port}
+        wait_for_port(port, proc=proxy.proc)
+        wait_until(lambda: "configuration generation 1 applied" in proxy.log_text())
+        self.proxy, self.port = proxy, port
+        return proxy
+
+    def h2c_server(self, **kw):
+        s = H2cServer(**kw)
+        self._procs.append(s)
+        return s
+
+    def test_zero_window_client_small_response_is_reset_then_connection_closed(self):
+        # A window of 0 that never opens and a response small enough to be queued whole: the
+        # exchange finishes at once, its DATA stays queued. The stream gets idleTimeout to drain,
+        # then RST_STREAM; the connection, idle then, gets its GOAWAY and is closed.
+        self.start(ep_extra="transport:\n  respondingTimeouts:\n    idleTimeout: 2s\n")
+        c = self.client(settings={h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0}, auto_ack=False)
+        t0 = time.time()
+        sid = c.request("/size/1000")
+        st = c.stream(sid)
+        self.assertTrue(c.wait(lambda: st["headers"] is not None, 3), "no response HEADERS")
+        self.assertEqual(st["headers"][":status"], "200")
+        c.wait(lambda: st["reset"] is not None or c.eof, 6)
+        reset_after = time.time() - t0
+        self.assertIsNotNone(st["reset"], f"stream with queued DATA still open {reset_after:.1f}s after its "
+                                          f"exchange ended (idleTimeout 2s); eof={c.eof}; log:\n{self.log_tail()}")
+        self.assertEqual(st["reset"], CANCEL)
+        self.assertTrue(1.5 < reset_after < 5.0, reset_after)
+        self.assertEqual(len(st["data"]), 0)   # nothing beyond the window of 0
+        self.assertTrue(c.wait(lambda: c.eof, 5),
+                        f"connection still open {time.time() - t0:.1f}s after its only stream was reset "
+                        f"(GOAWAY={c.goaway}); log:\n{self.log_tail()}")
+        self.assertIsNotNone(c.goaway, "closed without GOAWAY")
+        self.assertEqual(c.goaway[1], NO_ERROR)
+        self.assertLess(time.time() - t0, 9.0)
+        self.assert_alive()
+
+    def test_reset_streams_close_their_backend_connections(self):
+        # 60 requests to a server that accepts and never answers, then 60 RST_STREAMs: each
+        # exchange stops where it is, and its backend connection is closed.
+        silent = CountingServer()
+        self._procs.append(silent)
+        self.start_front([("silent", "PathPrefix(`/silent`)", silent.url)])
+        c = self.raw()
+        n = 60
+        sids = list(range(1, 2 * n, 2))
+        c.send(b"".join(frame(HEADERS, END_HEADERS | END_STREAM, sid, req_block(f"/silent/{sid}")) for sid in sids))
+        try:
+            wait_until(lambda: silent.counts()[1] >= n, timeout=5, step=0.02)
+        except AssertionError:
+            self.fail(f"backend got {silent.counts()} (accepted, requests, closed) of {n}; log:\n{self.log_tail()}")
+        self.assertEqual(silent.counts()[2], 0)
+        c.pump(0.2)
+        self.assertEqual([s for s in sids if c.final_status(s)], [])   # nothing answered yet
+        t0 = time.time()
+        c.send(b"".join(frame(RST_STREAM, 0, sid, struct.pack(">I", CANCEL)) for sid in sids))
+        try:
+            wait_until(lambda: silent.counts()[2] >= silent.counts()[0], timeout=3, step=0.02)
+        except AssertionError:
+            accepted, _, closed = silent.counts()
+            self.fail(f"{accepted - closed} of {accepted} backend connections still open "
+                      f"{time.time() - t0:.1f}s after their streams were reset; log:\n{self.log_tail()}")
+        self.assertLess(time.time() - t0, 2.5)
+        # berth, and this connection, still serve.
+        c.send(frame(HEADERS, END_HEADERS | END_STREAM, 2 * n + 1, req_block("/size/10")))
+        self.assertTrue(c.wait(lambda: c.streams.get(2 * n + 1, {}).get("ended"), 5), self.log_tail())
+        self.assertEqual((c.final_status(2 * n + 1), bytes(c.streams[2 * n + 1]["data"])), (200, b"x" * 10))
+        self.assertIsNone(c.goaway)
+        rc, meta, body, err = self.curl_h2c("/size/10")
+        self.assertEqual((rc, meta, body), (0, "2 200", b"x" * 10), err)
+        self.assert_alive()
+
+    def test_upstream_stream_answered_before_its_body_is_reset(self):
+        # An h2c server with one stream at a time answers a POST before its body came. The client
+        # sends 1000 of its 100000 bytes and stops: it gets the answer; berth must reset the
+        # upstream stream (not leave it half-closed), or the server's only slot is taken for good
+        # and the next request waits forever. One worker: the next request uses the same
+        # connection to the server.
+        server = self.h2c_server(max_streams=1)
+        self.start_front([("h2up", "PathPrefix(`/up`)", server.url)], workers=1)
+        post = RawClient(self.port, timeout=5)
+        self.addCleanup(post.close)
+        post.send(b"POST /up/post HTTP/1.1\r\nHost: h2.test\r\nContent-Length: 100000\r\n\r\n" + b"p" * 1000)
+        status, _, body = post.read_response()
+        self.assertEqual((status, body), (200, b"early"))
+        first = server.stream_of("POST")
+        self.assertIsNotNone(first)
+        t0 = time.time()
+        try:
+            status, _, body = get(self.port, "/up/get", host="h2.test", timeout=5)
+        except (socket.timeout, EOFError, OSError) as e:
+            self.fail(f"GET after the early answer failed after {time.time() - t0:.1f}s ({e!r}); server saw "
+                      f"requests={server.requests} resets={server.resets}; log:\n{self.log_tail()}")
+        self.assertEqual((status, body), (200, b"get-ok"))
+        self.assertLess(time.time() - t0, 3.0)
+        try:
+            wait_until(lambda: any((c, s) == first for c, s, _ in server.resets), timeout=3, step=0.02)
+        except AssertionError:
+            self.fail(f"server never saw RST_STREAM on the POST's stream {first}: resets={server.resets}")
+        self.assertEqual(server.errors, [])
+        self.assert_alive()
+
+    def test_pump_stalled_by_server_window_does_not_hold_the_client(self):
+        # A 300 KB body to an h2c server that never reads it (its window stays shut) and answers
+        # once berth has used that window (and, 0.3 s later, stalled its body pump on it): the
+        # client gets the answer, then its connection ends (the stalled pump is cancelled); it
+        # is not held forever.
+        server = self.h2c_server(answer_after=65535)
+        self.start_front([("h2up", "PathPrefix(`/up`)", server.url)],
+                         ep_extra="transport:\n  respondingTimeouts:\n    readTimeout: 2s\n")
+        client = RawClient(self.port, timeout=5)
+        total = 300000
+        sent = []
+
+        def send_body():
+            try:
+                client.send(b"POST /up/big HTTP/1.1\r\nHost: h2.test\r\nContent-Length: %d\r\n\r\n" % total)
+                for i in range(0, total, 16384):
+                    client.send(b"b" * min(16384, total - i))
+                    sent.append(min(16384, total - i))
+            except OSError:
+                pass
+
+        sender = threading.Thread(target=send_body, daemon=True)
+        sender.start()
+        self.addCleanup(sender.join, 10)
+
+        def shut():  # wakes a sender still blocked on the connection
+            try:
+                client.sock.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+            client.close()
+
+        self.addCleanup(shut)
+        t0 = time.time()
+        status, _, body = client.read_response()
+        self.assertEqual((status, body), (200, b"early"))
+        first = server.stream_of("POST")
+        self.assertIsNotNone(first)
+        ended = None
+        try:
+            ended = client.is_closed(wait=5.0)
+        except OSError:
+            ended = True
+        elapsed = time.time() - t0
+        self.assertTrue(ended, f"client connection still open {elapsed:.1f}s after its 200 (readTimeout 2s); "
+                               f"body bytes sent {sum(sent)}, server got {server.data.get(first)}; "
+                               f"log:\n{self.log_tail()}")
+        self.assertLess(elapsed, 5.0)
+        self.assertEqual(server.data.get(first), 65535)   # the window, never given back: the pump stalled
+        # berth still forwards to that server.
+        self.assertEqual(get(self.port, "/up/get", host="h2.test", timeout=5)[::2], (200, b"get-ok"))
         self.assert_alive()
 
 
