@@ -764,6 +764,8 @@ SSL_CTX* build_context(const TlsOptionsConfig& o, const std::shared_ptr<const Ce
     SSL_CTX_set_num_tickets(ctx, 0);
   } else if (SSL_CTX_set_tlsext_ticket_key_evp_cb(ctx, on_ticket_key) != 1) {
     return fail(openssl_error());
+  } else {
+    SSL_CTX_set_num_tickets(ctx, 1);  // one TLS 1.3 ticket per handshake, as Go sends (OpenSSL: two)
   }
 
   auto* state = new ContextState{index, o.sni_strict, o.alpn_protocols, tickets};
