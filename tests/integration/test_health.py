@@ -91,6 +91,26 @@ class Health(BerthTestCase):
         wait_until(lambda: "is healthy again" in proxy.log_text(), timeout=5)
         self.assertEqual(unary(b"y", timeout=5), b"echo:y")
 
+    def test_https_check_verifies_the_server_with_the_transport(self):
+        import test_tls  # certificate helpers and an HTTPS server (its tests are not collected here)
+        test_tls.make_ca(self.tmp, "ca", "Health Test CA")
+        test_tls.make_leaf(self.tmp, "srv", "/CN=srv.test", ["srv.test"])
+        server = test_tls.HttpsBackend(f"{self.tmp}/srv.pem", f"{self.tmp}/srv.key")
+        self.addCleanup(server.stop)
+        proxy, port = self.start(
+            "http:\n  routers:\n    r: {rule: \"PathPrefix(`/`)\", service: s}\n  services:\n    s:\n"
+            "      loadBalancer:\n        serversTransport: t\n"
+            "        healthCheck: {path: /, interval: 100ms, timeout: 1s}\n"
+            f"        servers: [{{url: \"https://127.0.0.1:{server.port}\"}}]\n"
+            f"  serversTransports:\n    t: {{serverName: srv.test, rootCAs: [\"{self.tmp}/ca.pem\"]}}\n")
+        wait_until(lambda: server.connections >= 2, timeout=5)  # probes arrive over TLS, with the SNI
+        self.assertEqual(server.sni, "srv.test")
+        self.assertEqual(get(port, "/")[0], 200)
+        self.assertNotIn("is unhealthy", proxy.log_text())
+        server.stop()
+        wait_until(lambda: "is unhealthy" in proxy.log_text(), timeout=5)
+        self.assertEqual(get(port, "/")[0], 503)
+
     def test_check_options_reach_the_server_and_status_decides(self):
         state = {"check": 204}
 
