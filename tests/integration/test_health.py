@@ -180,9 +180,9 @@ class Health(BerthTestCase):
             f"        servers: [{{url: \"{a.url}\"}}, {{url: \"{b.url}\"}}]\n")
         self.assertEqual(set(self.backends_seen(port, 40)), {"a", "b"}, "idle servers both get picked")
         slow = {}
-        t = threading.Thread(target=lambda: slow.update(answer=get(port, "/delay/1500")))
+        t = threading.Thread(target=lambda: slow.update(answer=get(port, "/delay/3000")))
         t.start()
-        time.sleep(0.3)  # the slow exchange is in flight on one of the two servers
+        time.sleep(0.8)  # the slow exchange is in flight on one of the two servers (ASan builds are slow)
         during = self.backends_seen(port, 10)
         t.join()
         busy = slow["answer"][1]["x-backend"]
