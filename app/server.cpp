@@ -8,10 +8,12 @@
 #include <boost/asio/signal_set.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <iostream>
+#include <optional>
 #include <thread>
 
 #include "base/log.h"
 #include "base/text.h"
+#include "discovery/docker/docker_provider.h"
 #include "discovery/file/file_provider.h"
 #include "proxy/snapshot_builder.h"
 #include "proxy/tls/certificate_store.h"
@@ -57,6 +59,14 @@ class ControlPlane {
       : sc_(sc), throttle_(io_), ticket_rotation_(io_), checker_(io_), stapler_(io_) {}
 
   int run() {
+    if (sc_.docker.enabled) {
+      auto settings = discovery::docker::ProviderSettings::compile(sc_.docker);
+      if (!settings) {
+        std::cerr << "berth: " << settings.error().to_string() << "\n";
+        return 2;
+      }
+      docker_ = std::make_unique<discovery::docker::DockerProvider>(io_, std::move(*settings));
+    }
     LOG_DEBUG("static configuration: ", sc_.entry_points.size(), " entry points, file provider ",
               sc_.file.enabled ? (sc_.file.filename.empty() ? sc_.file.directory : sc_.file.filename) : "(off)",
               ", providersThrottleDuration ", format_duration(sc_.providers_throttle_duration));
@@ -68,13 +78,21 @@ class ControlPlane {
     if (sc_.file.enabled) {
       file_ = std::make_unique<discovery::FileProvider>(io_, sc_.file);
       if (sc_.file.watch) {
-        auto watching = file_->watch([this](Result<config::DynamicConfig> r) { on_provider_change(std::move(r)); });
+        auto watching =
+            file_->watch([this](Result<config::DynamicConfig> r) { on_provider_change(kFile, std::move(r)); });
         if (!watching) LOG_ERROR("file provider: ", watching.error().to_string());
       }
-      on_provider_change(file_->load());
-    } else {
-      apply(config::DynamicConfig{});
+      on_provider_change(kFile, file_->load());
     }
+    if (docker_) {
+      docker_->start([this](config::DynamicConfig c) { on_provider_change(kDocker, std::move(c)); });
+      // Wait (briefly) for the first listing, so that generation 1 already routes to the containers.
+      const auto deadline = std::chrono::steady_clock::now() + 3s;
+      while (!latest_[kDocker] && std::chrono::steady_clock::now() < deadline)
+        io_.run_one_until(deadline);
+      if (!latest_[kDocker]) LOG_WARN("docker provider: no container list yet; starting without its routes");
+    }
+    if (generation_ == 0) apply(merged());
 
     // Listen only now: a client that connects as soon as the port opens is served by generation 1.
     for (auto& w : workers_) {
@@ -101,12 +119,13 @@ class ControlPlane {
 
  private:
   // A provider produced a new config (or failed to). Failures keep the last good snapshot serving.
-  void on_provider_change(Result<config::DynamicConfig> loaded) {
+  void on_provider_change(size_t provider, Result<config::DynamicConfig> loaded) {
     if (!loaded) {
-      LOG_ERROR("file provider: ", loaded.error().to_string(), " (keeping the last good configuration)");
+      LOG_ERROR(kProviderNames[provider], " provider: ", loaded.error().to_string(),
+                " (keeping the last good configuration)");
       return;
     }
-    pending_ = std::move(*loaded);
+    latest_[provider] = std::move(*loaded);
     has_pending_ = true;
     auto since = std::chrono::steady_clock::now() - last_apply_;
     if (since >= sc_.providers_throttle_duration) {
@@ -124,7 +143,15 @@ class ControlPlane {
   void flush() {
     if (!has_pending_) return;
     has_pending_ = false;
-    apply(std::move(pending_));
+    apply(merged());
+  }
+
+  // Every provider's latest config, merged (names are qualified by provider, so they do not collide).
+  config::DynamicConfig merged() const {
+    config::DynamicConfig out;
+    for (const auto& c : latest_)
+      if (c) config::merge_dynamic(out, config::DynamicConfig(*c));
+    return out;
   }
 
   void apply(config::DynamicConfig dyn) {
@@ -193,8 +220,11 @@ class ControlPlane {
   const config::StaticConfig& sc_;
   asio::io_context io_;
   std::vector<std::unique_ptr<proxy::Worker>> workers_;
+  enum Provider : size_t { kFile, kDocker, kProviderCount };
+  static constexpr const char* kProviderNames[kProviderCount] = {"file", "docker"};
   std::unique_ptr<discovery::FileProvider> file_;
-  config::DynamicConfig pending_;
+  std::unique_ptr<discovery::docker::DockerProvider> docker_;
+  std::optional<config::DynamicConfig> latest_[kProviderCount];  ///< each provider's last good config
   bool has_pending_ = false;
   bool throttle_armed_ = false;
   asio::steady_timer throttle_;
@@ -225,6 +255,17 @@ int check_config(const config::StaticConfig& sc) {
     auto loaded = provider.load();
     if (!loaded) problems.push_back(loaded.error());
     else dyn = std::move(*loaded);
+  }
+  if (sc.docker.enabled) {
+    auto settings = discovery::docker::ProviderSettings::compile(sc.docker);
+    if (!settings) {
+      problems.push_back(settings.error());
+    } else {
+      asio::io_context io;
+      auto listed = discovery::docker::DockerProvider::load_once(io, *settings);
+      if (!listed) problems.push_back(listed.error());
+      else config::merge_dynamic(dyn, std::move(*listed));
+    }
   }
   problems.insert(problems.end(), dyn.errors.begin(), dyn.errors.end());
   proxy::upstream::HealthRegistry health;

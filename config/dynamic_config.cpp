@@ -65,8 +65,8 @@ bool same_config(const NamedServersTransport& a, const NamedServersTransport& b)
 
 class DynamicDecoder {
  public:
-  DynamicDecoder(DynamicConfig& config, const std::string& provider)
-      : c_(config), d_(config.errors), provider_(provider) {}
+  DynamicDecoder(DynamicConfig& config, const std::string& provider, const DecodeOptions& options)
+      : c_(config), d_(config.errors), provider_(provider), options_(options) {}
 
   void decode(const ConfigNode& root) {
     for (const ConfigNode* e : d_.entries(root, "")) {
@@ -133,7 +133,7 @@ class DynamicDecoder {
     }
     if (has_rule && trim(router.rule).empty()) has_rule = false;
     if (has_service && trim(router.service).empty()) has_service = false;
-    if (d_.error_count() == errors_before) {
+    if (d_.error_count() == errors_before && !options_.routers_may_omit_rule_and_service) {
       if (!has_rule) d_.error(router.where, "router " + router.name + " has no rule");
       if (!has_service) d_.error(router.where, "router " + router.name + " has no service");
     }
@@ -732,6 +732,7 @@ class DynamicDecoder {
   DynamicConfig& c_;
   YamlDecoder d_;
   const std::string& provider_;
+  const DecodeOptions& options_;
 };
 
 }  // namespace
@@ -741,9 +742,19 @@ Result<DynamicConfig> decode_dynamic_yaml(std::string_view yaml_text, const std:
   auto tree = parse_yaml(yaml_text, file_name);
   if (!tree) return tree.error();
   if (!tree->is_map() && !tree->is_null()) return Error{tree->where, "expected a map at the top level"};
+  return decode_dynamic_tree(*tree, provider, {});
+}
+
+DynamicConfig decode_dynamic_tree(const ConfigNode& root, const std::string& provider, const DecodeOptions& options) {
   DynamicConfig config;
-  DynamicDecoder(config, provider).decode(*tree);
+  DynamicDecoder(config, provider, options).decode(root);
   return config;
+}
+
+bool same_except_servers(const ServiceConfig& a, const ServiceConfig& b) {
+  ServiceConfig serverless = a;
+  serverless.servers = b.servers;
+  return serverless == b;
 }
 
 void merge_dynamic(DynamicConfig& into, DynamicConfig&& from) {

@@ -239,6 +239,19 @@ struct DynamicConfig {
 Result<DynamicConfig> decode_dynamic_yaml(std::string_view yaml_text, const std::string& file_name,
                                           const std::string& provider);
 
+/// How lenient decode_dynamic_tree is.
+struct DecodeOptions {
+  /// Routers may lack `rule` and `service` (the docker provider fills them in, as Traefik does).
+  bool routers_may_omit_rule_and_service = false;
+};
+
+/// Decodes a config tree already built (from YAML, or from container labels by the docker
+/// provider) for `provider`. A bad element is dropped and reported in DynamicConfig::errors.
+DynamicConfig decode_dynamic_tree(const ConfigNode& root, const std::string& provider, const DecodeOptions& options);
+
+/// Same configuration apart from the server lists (the docker provider merges replicas' servers).
+bool same_except_servers(const ServiceConfig& a, const ServiceConfig& b);
+
 /// Merges `from` into `into`; a name defined twice is an error naming both places and both copies
 /// are dropped, as Traefik does. Thread: control.
 void merge_dynamic(DynamicConfig& into, DynamicConfig&& from);

@@ -323,6 +323,7 @@ class StaticDecoder {
   void decode_providers(const ConfigNode& node) {
     for (const ConfigNode* e : d_.entries(node, "providers")) {
       if (iequals(e->key, "file")) decode_file_provider(*e);
+      else if (iequals(e->key, "docker")) decode_docker_provider(*e);
       else if (iequals(e->key, "providersThrottleDuration"))
         d_.read_duration(*e, "providers", c_.providers_throttle_duration);
       else d_.unknown_key(*e, "providers");
@@ -337,6 +338,31 @@ class StaticDecoder {
       else if (iequals(e->key, "directory")) d_.read_string(*e, "providers.file", c_.file.directory);
       else if (iequals(e->key, "watch")) d_.read_bool(*e, "providers.file", c_.file.watch);
       else d_.unknown_key(*e, "providers.file");
+    }
+  }
+
+  void decode_docker_provider(const ConfigNode& node) {
+    auto& c = c_.docker;
+    c.where = node.key_where;
+    if (!d_.read_section(node, "providers", c.enabled)) return;
+    const std::string path = "providers.docker";
+    for (const ConfigNode* e : d_.entries(node, path)) {
+      const std::string& k = e->key;
+      if (iequals(k, "endpoint")) d_.read_string(*e, path, c.endpoint);
+      else if (iequals(k, "exposedByDefault")) d_.read_bool(*e, path, c.exposed_by_default);
+      else if (iequals(k, "network")) d_.read_string(*e, path, c.network);
+      else if (iequals(k, "defaultRule")) d_.read_string(*e, path, c.default_rule);
+      else if (iequals(k, "constraints")) d_.read_string(*e, path, c.constraints);
+      else if (iequals(k, "watch")) d_.read_bool(*e, path, c.watch);
+      else if (iequals(k, "allowEmptyServices")) d_.read_bool(*e, path, c.allow_empty_services);
+      else if (iequals(k, "useBindPortIP")) d_.read_bool(*e, path, c.use_bind_port_ip);
+      else if (iequals(k, "httpClientTimeout")) d_.read_duration(*e, path, c.http_client_timeout);
+      else if (iequals(k, "username")) d_.read_string(*e, path, c.username);
+      else if (iequals(k, "password")) d_.read_string(*e, path, c.password);
+      else if (iequals(k, "tls"))
+        d_.error(e->key_where, "providers.docker.tls: TLS to the Docker daemon is not supported yet; use a unix "
+                               "socket or a socket proxy on loopback");
+      else d_.unknown_key(*e, path);
     }
   }
 

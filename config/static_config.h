@@ -52,6 +52,22 @@ struct FileProviderConfig {
   bool watch = true;        ///< providers.file.watch (Traefik default true)
 };
 
+/// providers.docker: routes from container labels (discovery/docker). Traefik's keys and defaults.
+struct DockerProviderConfig {
+  bool enabled = false;                    ///< true when providers.docker is present
+  std::string endpoint = "unix:///var/run/docker.sock";
+  bool exposed_by_default = true;          ///< exposedByDefault
+  std::string network;                     ///< network: the default network of every container
+  std::string default_rule = "Host(`{{ normalize .Name }}`)";  ///< defaultRule (a Go template)
+  std::string constraints;                 ///< constraints: Label(`k`,`v`) / LabelRegex expressions
+  bool watch = true;                       ///< watch: follow Docker's events (else: read once)
+  bool allow_empty_services = false;       ///< allowEmptyServices: keep starting/unhealthy containers' routes (503)
+  bool use_bind_port_ip = false;           ///< useBindPortIP: the published host address instead of the container's
+  Duration http_client_timeout = 0s;       ///< httpClientTimeout: bound on each API call (0: berth's 30 s)
+  std::string username, password;          ///< Basic authorization to a socket proxy
+  std::string where;                       ///< place of providers.docker, for errors
+};
+
 /// The static serversTransport, or a named one (http.serversTransports.<name>): how berth talks to
 /// servers. The TLS fields apply to https:// servers.
 struct ServersTransportConfig {
@@ -84,6 +100,7 @@ struct StaticConfig {
   std::string config_file;                 ///< the file it came from, if any
   std::vector<EntryPointConfig> entry_points;  ///< in name order
   FileProviderConfig file;
+  DockerProviderConfig docker;
   Duration providers_throttle_duration = 0s;   ///< berth applies changes at once by default (Traefik: 2s)
   ServersTransportConfig servers_transport;
   std::string log_level = "INFO";

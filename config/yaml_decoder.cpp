@@ -3,7 +3,9 @@
 
 #include <yaml-cpp/yaml.h>
 
+#include <algorithm>
 #include <limits>
+#include <optional>
 #include <unordered_map>
 #include <unordered_set>
 
@@ -123,23 +125,65 @@ Result<ConfigNode> parse_yaml(std::string_view text, const std::string& file_nam
   }
 }
 
+namespace {
+
+// "domains[2]" -> {"domains", 2}; nullopt when `key` has no "[n]" suffix.
+std::optional<std::pair<std::string_view, size_t>> split_index(std::string_view key) {
+  if (!key.ends_with(']')) return std::nullopt;
+  const size_t open = key.rfind('[');
+  if (open == std::string_view::npos || open == 0) return std::nullopt;
+  auto n = parse_uint(key.substr(open + 1, key.size() - open - 2));
+  if (!n || *n > 10'000) return std::nullopt;
+  return std::pair{key.substr(0, open), static_cast<size_t>(*n)};
+}
+
+// The child `key` of `node` (made a map if it is not one), created if missing.
+ConfigNode& child_of(ConfigNode& node, std::string_view key, const std::string& where) {
+  if (!node.is_map()) {
+    node.kind = ConfigNode::Kind::kMap;
+    node.value.clear();
+    node.children.clear();
+  }
+  if (ConfigNode* child = node.find(key)) return *child;
+  ConfigNode& child = node.children.emplace_back();
+  child.key = std::string(key);
+  child.key_where = where;
+  return child;
+}
+
+}  // namespace
+
 void set_path(ConfigNode& root, const std::vector<std::string>& path, std::string value,
               const std::string& where) {
   ConfigNode* node = &root;
   for (const auto& key : path) {
-    if (!node->is_map()) {
-      node->kind = ConfigNode::Kind::kMap;
-      node->value.clear();
-      node->children.clear();
+    auto indexed = split_index(key);
+    if (!indexed) {
+      node = &child_of(*node, key, where);
+      continue;
     }
-    ConfigNode* child = node->find(key);
-    if (child == nullptr) {
-      child = &node->children.emplace_back();
-      child->key = key;
-      child->key_where = where;
+    // "name[n]": item n of the list `name`. Items stay sorted by n; their key holds n while the tree
+    // is built (list items have no key otherwise) and gaps simply close up.
+    ConfigNode& list = child_of(*node, indexed->first, where);
+    if (list.kind != ConfigNode::Kind::kList) {
+      list.kind = ConfigNode::Kind::kList;
+      list.value.clear();
+      list.children.clear();
+      list.where = where;
     }
-    node = child;
+    const std::string n = std::to_string(indexed->second);
+    auto it = std::find_if(list.children.begin(), list.children.end(), [&](const ConfigNode& item) {
+      return parse_uint(item.key).value_or(0) >= indexed->second;
+    });
+    if (it == list.children.end() || it->key != n) {
+      it = list.children.emplace(it);
+      it->key = n;
+      it->key_where = where;
+      it->where = where;
+    }
+    node = &*it;
   }
+  if (node->is_map() && parse_bool(value) == true) return;  // "tls=true" beside "tls.options=x"
   node->kind = ConfigNode::Kind::kScalar;
   node->value = std::move(value);
   node->where = where;

@@ -40,7 +40,9 @@ Result<ConfigNode> parse_yaml(std::string_view text, const std::string& file_nam
 
 /// Sets the dotted `path` under the map `root` to the scalar `value`, creating maps on the way.
 /// Keys match case-insensitively and keep their first spelling; a scalar met on the way becomes
-/// a map (`--ping` then `--ping.entryPoint=x`). How flags (and labels) become a tree. Thread: any.
+/// a map (`--ping` then `--ping.entryPoint=x`), and `true` set on a map leaves the map. A key
+/// `name[n]` is item n of the list `name` (`tls.domains[0].main`). How flags and labels become a
+/// tree. Thread: any.
 void set_path(ConfigNode& root, const std::vector<std::string>& path, std::string value,
               const std::string& where);
 
