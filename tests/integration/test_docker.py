@@ -1,0 +1,752 @@
+"""berth's Docker provider (`providers.docker`) against a real, private dockerd, with Traefik v3's
+documented behaviour (shared/reference/traefik-compat.md section 2): routers, services and
+middlewares from labels (traefik. and berth. prefixes, keys in any case), default rules from
+normalized names, exposedByDefault, constraints, invalid labels, health gating, compose names and
+replicas, containers stopping, dockerd restarting, rollovers and scaling under load, and the time
+from a docker event to the route changing.
+
+Containers run the test image (docker_harness) with `--init --network host`; their backends listen
+on 127.0.0.1:<free port> and answer their NAME, so each check reads which container answered.
+One dockerd and one image serve the module; containers are removed after each test.
+
+Beyond Traefik (berth's own behaviour, asserted on purpose):
+- host-network containers report no NetworkSettings.Ports; berth also reads Config.ExposedPorts
+  (Traefik v3 would log "port is missing" for test_lowest_exposed_port_without_a_port_label);
+- `berth.` labels work like `traefik.` labels;
+- a container leaves rotation when it is told to stop (the `kill` event), not when it dies, and a
+  service whose last server is stopping answers 503 (Traefik reacts on `die`, traefik#11252)."""
+import json
+import os
+import socket
+import ssl
+import tempfile
+import threading
+import time
+import unittest
+
+import docker_harness
+from docker_harness import Dockerd, backend_command, health_args, wait_serving
+from harness import BerthTestCase, RawClient, free_port, get, main, wait_for_port, wait_until
+
+DOCKERD = None          # shared by the module (setUpModule)
+LISTENERS_BEFORE = set()
+
+
+def setUpModule():
+    global DOCKERD, LISTENERS_BEFORE
+    reason = docker_harness.unavailable()
+    if reason and os.environ.get("CI"):
+        raise RuntimeError(f"docker tests cannot run in CI: {reason}")  # scripts/deps.sh test installs all
+    if reason:
+        raise unittest.SkipTest(reason)
+    LISTENERS_BEFORE = docker_harness.listeners_outside_loopback()
+    DOCKERD = Dockerd()
+
+
+def tearDownModule():
+    if DOCKERD:
+        DOCKERD.stop()
+
+
+def labels_for(router, rule, port, service=None, prefix="traefik", **more):
+    """Labels of a router with `rule` and a service (named `service`, default the router's) on
+    `port`; `more` adds raw label pairs (keys with '__' for '.')."""
+    service = service or router
+    out = {f"{prefix}.http.routers.{router}.rule": rule,
+           f"{prefix}.http.services.{service}.loadbalancer.server.port": str(port)}
+    for k, v in more.items():
+        out[k.replace("__", ".")] = v
+    return out
+
+
+def compose_labels(project, service):
+    return {"com.docker.compose.project": project, "com.docker.compose.service": service}
+
+
+def https_get(port, sni, path="/", host=None, timeout=5.0):
+    """One HTTPS/1.1 request with SNI `sni` (any certificate accepted): (status, headers, body)."""
+    ctx = ssl.create_default_context()
+    ctx.check_hostname = False
+    ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["http/1.1"])
+    raw = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    c = RawClient.__new__(RawClient)
+    c.sock, c.buf = ctx.wrap_socket(raw, server_hostname=sni), b""
+    try:
+        c.send(f"GET {path} HTTP/1.1\r\nHost: {host or sni}\r\nConnection: close\r\n\r\n")
+        return c.read_response()
+    finally:
+        c.close()
+
+
+class Load:
+    """Requests sent continuously through berth to one Host by two threads, one on a keep-alive
+    connection and one on a new connection per request. Records (time, mode, status, body)."""
+
+    def __init__(self, port, host, pause=0.003):
+        self.port, self.host, self.pause = port, host, pause
+        self.records = []
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=self._keep_alive, daemon=True),
+                         threading.Thread(target=self._fresh, daemon=True)]
+
+    def start(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self):
+        self._stop.set()
+        for t in self._threads:
+            t.join(15)
+
+    def _record(self, mode, status, body):
+        with self._lock:
+            self.records.append((time.time(), mode, status, body))
+
+    def _keep_alive(self):
+        c = None
+        while not self._stop.is_set():
+            try:
+                if c is None:
+                    c = RawClient(self.port, timeout=5)
+                c.send(f"GET / HTTP/1.1\r\nHost: {self.host}\r\n\r\n")
+                status, headers, body = c.read_response()
+                self._record("keep-alive", status, body)
+                if headers.get("connection", "").lower() == "close":
+                    c.close()
+                    c = None
+            except Exception as e:  # noqa: BLE001 - every failure is recorded
+                self._record("keep-alive", 0, repr(e).encode())
+                if c is not None:
+                    c.close()
+                c = None
+            time.sleep(self.pause)
+        if c is not None:
+            c.close()
+
+    def _fresh(self):
+        while not self._stop.is_set():
+            try:
+                status, _, body = get(self.port, "/", host=self.host, timeout=5)
+                self._record("new-conn", status, body)
+            except Exception as e:  # noqa: BLE001
+                self._record("new-conn", 0, repr(e).encode())
+            time.sleep(self.pause)
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.records)
+
+    def failures(self):
+        return [r for r in self.snapshot() if r[2] != 200]
+
+    def names_since(self, t):
+        return [r[3] for r in self.snapshot() if r[0] >= t and r[2] == 200]
+
+
+class DockerHarness(unittest.TestCase):
+    """The harness itself (no berth): these pass without the Docker provider."""
+
+    def tearDown(self):
+        DOCKERD.rm_all()
+
+    def test_labelled_container_serves_on_loopback_and_reports_health(self):
+        port = free_port()
+        DOCKERD.run_container("probe", backend_command(("probe", port)),
+                              labels={"traefik.enable": "true", "traefik.http.routers.probe.rule": "Host(`p.test`)"},
+                              extra=health_args(port))
+        wait_serving(port)
+        self.assertEqual(get(port, "/")[::2], (200, b"probe"))
+        info = DOCKERD.inspect("probe")
+        self.assertEqual(info["HostConfig"]["NetworkMode"], "host")
+        self.assertTrue(info["HostConfig"]["Init"])
+        self.assertEqual(info["Config"]["Labels"]["traefik.http.routers.probe.rule"], "Host(`p.test`)")
+        self.assertEqual(DOCKERD.health("probe"), "starting")
+        DOCKERD.run("exec", "probe", "/bin/busybox", "touch", "/tmp/ready")
+        DOCKERD.wait_health("probe", "healthy", timeout=10)
+        DOCKERD.run("exec", "probe", "/bin/busybox", "rm", "/tmp/ready")
+        DOCKERD.wait_health("probe", "unhealthy", timeout=10)
+        self.assertEqual(docker_harness.listeners_outside_loopback() - LISTENERS_BEFORE, set())
+
+    def test_compose_v1_project_and_service_labels(self):
+        port = free_port()
+        with open(os.path.join(self._tmpdir(), "compose.yml"), "w") as f:
+            f.write(compose_file("selftest", port))
+        DOCKERD.compose("selftest", f.name, "up", "-d")
+        wait_serving(port)
+        self.assertEqual(get(port, "/")[::2], (200, b"compose-web"))
+        labels = DOCKERD.inspect("selftest_web_1")["Config"]["Labels"]
+        self.assertEqual((labels["com.docker.compose.project"], labels["com.docker.compose.service"]),
+                         ("selftest", "web"))
+        DOCKERD.compose("selftest", f.name, "down")
+        self.assertEqual(DOCKERD.run("ps", "-aq").stdout.strip(), "")
+
+    def test_container_ignoring_sigterm_serves_through_its_stop_window(self):
+        port = free_port()
+        DOCKERD.run_container("lingers", backend_command(("lingers", port), ignore_term=True))
+        wait_serving(port)
+        stopper = threading.Thread(target=DOCKERD.run, args=("stop", "-t", "2", "lingers"))
+        t0 = time.time()
+        stopper.start()
+        time.sleep(1.0)
+        self.assertEqual(get(port, "/")[::2], (200, b"lingers"))
+        stopper.join(15)
+        self.assertGreater(time.time() - t0, 1.8)
+        self.assertFalse(DOCKERD.is_container_running("lingers"))
+
+    def _tmpdir(self):
+        d = tempfile.TemporaryDirectory(prefix="berth-it.")
+        self.addCleanup(d.cleanup)
+        return d.name
+
+
+def compose_file(project, port, labels=None):
+    labels = labels if labels is not None else {}
+    text = (f'version: "3.7"\nservices:\n  web:\n    image: {docker_harness.IMAGE}\n    network_mode: host\n'
+            f'    init: true\n    command: ["/bin/backend", "--listen", "127.0.0.1:{port}", "--name", "compose-web"]\n')
+    if labels:
+        text += "    labels:\n" + "".join(f"      {k}: \"{v}\"\n" for k, v in labels.items())
+    return text
+
+
+class DockerProvider(BerthTestCase):
+    def setUp(self):
+        super().setUp()
+        self._loads = []
+
+    def tearDown(self):
+        for load in self._loads:
+            load.stop()
+        try:
+            super().tearDown()
+        finally:
+            DOCKERD.rm_all()
+
+    # ------------------------------------------------------------ helpers
+
+    def start(self, docker=None, dockerd=None, file_dynamic=None, entry_points=("web",)):
+        """berth with entry points on fresh loopback ports and `providers.docker` pointing at the
+        shared dockerd (or `dockerd`), with the options in `docker` (YAML scalars, written as is);
+        `file_dynamic`: also the file provider with this dynamic config."""
+        d = dockerd or DOCKERD
+        ports = {n: free_port() for n in entry_points}
+        static = "entryPoints:\n" + "".join(f"  {n}:\n    address: \"127.0.0.1:{p}\"\n" for n, p in ports.items())
+        static += f"providers:\n  docker:\n    endpoint: \"{d.host}\"\n"
+        for k, v in (docker or {}).items():
+            static += f"    {k}: {v}\n"
+        if file_dynamic is not None:
+            static += f"  file:\n    filename: {self.tmp}/dynamic.yml\n    watch: true\n"
+        static += "workers: 2\nlog:\n  level: DEBUG\n"
+        proxy = self.berth(static_yaml=static, dynamic_yaml=file_dynamic or "", wait=False)
+        proxy.ports = ports
+        try:
+            for p in ports.values():
+                wait_for_port(p, proc=proxy.proc)
+        except RuntimeError as e:
+            self.fail(f"berth did not start: {e}\n--- berth log ---\n{proxy.log_text()[-3000:]}")
+        self.proxy = proxy
+        return proxy
+
+    def container(self, name, port=None, labels=None, health=False, ready=False, ignore_term=False,
+                  backends=None, extra=(), wait=True, create_only=False, dockerd=None):
+        """A test-image container on the host network running backend NAME on 127.0.0.1:port
+        (or several `backends` [(name, port)]); returns the (first) port."""
+        d = dockerd or DOCKERD
+        port = port or free_port()
+        backends = backends or [(name, port)]
+        extra = list(extra) + (health_args(backends[0][1]) if health else [])
+        d.run_container(name, backend_command(*backends, ignore_term=ignore_term, ready=ready), labels,
+                        extra, create_only=create_only)
+        if wait and not create_only:
+            for _, p in backends:
+                wait_serving(p)
+        return port
+
+    def ask(self, host, path="/", tls=False):
+        """(status, headers, body) through berth, or (0, {}, error) if the exchange failed."""
+        try:
+            if tls:
+                return https_get(self.proxy.port, host, path)
+            return get(self.proxy.port, path, host=host, timeout=5)
+        except Exception as e:  # noqa: BLE001
+            return 0, {}, repr(e).encode()
+
+    def wait_answer(self, host, body=None, status=200, timeout=10.0, path="/", tls=False):
+        """Polls until berth answers `status` (and `body`, if given) for `host`; returns the seconds."""
+        last = [None]
+
+        def ok():
+            last[0] = self.ask(host, path, tls)
+            return last[0][0] == status and (body is None or last[0][2] == body)
+        try:
+            return wait_until(ok, timeout=timeout, step=0.02)
+        except AssertionError:
+            self.fail(f"{host}{path}: wanted {status} {body!r} within {timeout}s, last answer "
+                      f"{last[0][0]} {last[0][2][:200]!r}\n--- berth log (tail) ---\n{self.log_tail()}")
+
+    def assert_stays(self, host, status, seconds=1.0, path="/"):
+        """Every answer for `host` is `status` for `seconds`."""
+        t0 = time.time()
+        while time.time() - t0 < seconds:
+            answer = self.ask(host, path)
+            self.assertEqual(answer[0], status, f"{host}: {answer[0]} {answer[2][:200]!r}")
+            time.sleep(0.05)
+
+    def answers(self, host, n=10):
+        return [self.ask(host)[2] for _ in range(n)]
+
+    def wait_only(self, host, names, timeout=5.0, n=10):
+        """Polls until `n` answers in a row for `host` all come from `names`; returns the seconds."""
+        names = set(names)
+        try:
+            return wait_until(lambda: set(self.answers(host, n)) <= names, timeout=timeout, step=0.01)
+        except AssertionError:
+            self.fail(f"{host}: answers {self.answers(host, n)} not only from {names}\n{self.log_tail()}")
+
+    def wait_all(self, host, names, timeout=10.0, n=12):
+        """Polls until `n` answers in a row for `host` come from exactly `names`."""
+        names = set(names)
+        try:
+            return wait_until(lambda: set(self.answers(host, n)) == names, timeout=timeout, step=0.02)
+        except AssertionError:
+            self.fail(f"{host}: answers {self.answers(host, n)} are not {names}\n{self.log_tail()}")
+
+    def log_tail(self, n=3000):
+        try:
+            return self.proxy.log_text()[-n:]
+        except Exception:  # noqa: BLE001
+            return ""
+
+    def assert_logged(self, *parts, timeout=5.0):
+        """Some line of berth's log contains every one of `parts`."""
+        def found():
+            return any(all(p in line for p in parts) for line in self.proxy.log_text().splitlines())
+        try:
+            wait_until(found, timeout=timeout, step=0.05)
+        except AssertionError:
+            self.fail(f"no log line contains all of {parts}\n--- berth log (tail) ---\n{self.log_tail()}")
+
+    def load(self, host):
+        load = Load(self.proxy.port, host).start()
+        self._loads.append(load)
+        return load
+
+    def assert_no_failures(self, load):
+        load.stop()
+        records = load.snapshot()
+        failed = [r for r in records if r[2] != 200]
+        print(f"{len(records)} requests, {len(failed)} failed")
+        self.assertGreater(len(records), 100)
+        self.assertEqual(failed[:5], [], f"{len(failed)} of {len(records)} requests failed")
+
+    # ------------------------------------------------------------ labels -> routers, services
+
+    def test_router_and_service_from_labels(self):
+        self.start()
+        port = free_port()
+        self.container("labelled", port, labels=labels_for("labelled", "Host(`labelled.test`)", port,
+                                                          traefik__enable="true"))
+        self.wait_answer("labelled.test", b"labelled")
+        self.assertEqual(self.ask("other.test")[0], 404)
+        self.assertEqual(self.ask("labelled.test", "/echo")[1].get("x-backend"), "labelled")
+
+    def test_every_documented_provider_option_is_accepted(self):
+        self.start(docker={"exposedByDefault": "true", "watch": "true", "network": '""',
+                           "defaultRule": '"Host(`{{ normalize .Name }}`)"', "constraints": '""',
+                           "allowEmptyServices": "false", "useBindPortIP": "false", "httpClientTimeout": "30s"})
+        port = free_port()
+        self.container("options", port, labels=labels_for("options", "Host(`options.test`)", port))
+        self.wait_answer("options.test", b"options")
+
+    def test_lowest_exposed_port_without_a_port_label(self):
+        self.start()
+        low, high = sorted([free_port(), free_port()])
+        self.container("exposed", backends=[("exposed-low", low), ("exposed-high", high)],
+                       labels={"traefik.http.routers.exposed.rule": "Host(`exposed.test`)"},
+                       extra=["--expose", str(high), "--expose", str(low)])
+        self.wait_answer("exposed.test", b"exposed-low")
+        self.assertEqual(set(self.answers("exposed.test", 5)), {b"exposed-low"})
+
+    def test_berth_prefixed_labels(self):
+        self.start(docker={"exposedByDefault": "false"})
+        port = free_port()
+        self.container("berth-labels", port, labels=labels_for("bl", "Host(`berth-labels.test`)", port,
+                                                                prefix="berth", berth__enable="true"))
+        port2 = free_port()
+        self.container("berth-mw", port2, labels={
+            **labels_for("bm", "Host(`berth-mw.test`)", port2, prefix="berth"),
+            "berth.enable": "true", "berth.http.routers.bm.middlewares": "hdr",
+            "berth.http.middlewares.hdr.headers.customresponseheaders.X-Berth-Label": "on"})
+        self.wait_answer("berth-labels.test", b"berth-labels")
+        self.wait_answer("berth-mw.test", b"berth-mw")
+        self.assertEqual(self.ask("berth-mw.test")[1].get("x-berth-label"), "on")
+
+    def test_label_keys_are_case_insensitive(self):
+        self.start()
+        port = free_port()
+        self.container("mixed-case", port, labels={
+            "traefik.http.Routers.MixedCase.Rule": "Host(`mixed.test`)",
+            "traefik.HTTP.Services.mixedcase.LoadBalancer.Server.Port": str(port),
+            "traefik.http.routers.mixedcase.MIDDLEWARES": "hdr",
+            "traefik.http.middlewares.hdr.Headers.CustomResponseHeaders.X-Case": "any"})
+        self.wait_answer("mixed.test", b"mixed-case")
+        self.assertEqual(self.ask("mixed.test")[1].get("x-case"), "any")
+
+    # ------------------------------------------------------------ default rule
+
+    def test_default_rule_is_host_of_the_normalized_container_name(self):
+        self.start()
+        port = free_port()
+        self.container("my_app.1", port, labels={"traefik.http.services.app.loadbalancer.server.port": str(port)})
+        self.wait_answer("my-app-1", b"my_app.1")
+        self.assertEqual(self.ask("my_app.1")[0], 404)
+
+    def test_default_rule_from_static_configuration(self):
+        self.start(docker={"defaultRule": '"Host(`{{ normalize .Name }}.docker.test`)"'})
+        port = free_port()
+        self.container("my_app.2", port, labels={"traefik.http.services.app.loadbalancer.server.port": str(port)})
+        self.wait_answer("my-app-2.docker.test", b"my_app.2")
+        self.assertEqual(self.ask("my-app-2")[0], 404)
+        # A rule label still wins over the default rule.
+        port = free_port()
+        self.container("ruled", port, labels=labels_for("ruled", "Host(`ruled.test`)", port))
+        self.wait_answer("ruled.test", b"ruled")
+        self.assertEqual(self.ask("ruled.docker.test")[0], 404)
+
+    # ------------------------------------------------------------ middlewares
+
+    def test_middlewares_from_labels_headers_and_stripprefix_list(self):
+        self.start()
+        port = free_port()
+        self.container("mw", port, labels={
+            **labels_for("mw", "Host(`mw.test`)", port),
+            "traefik.http.routers.mw.middlewares": "add,strip",
+            "traefik.http.middlewares.add.headers.customresponseheaders.X-Test": "yes",
+            "traefik.http.middlewares.strip.stripprefix.prefixes": "/a,/b"})
+        self.wait_answer("mw.test", path="/a/echo")
+        for prefix in ("/a", "/b"):
+            status, headers, body = self.ask("mw.test", f"{prefix}/echo")
+            self.assertEqual(status, 200)
+            self.assertEqual(headers.get("x-test"), "yes")
+            echo = json.loads(body)
+            self.assertEqual(echo["target"], "/echo")
+            self.assertEqual({n.lower(): v for n, v in echo["headers"]}.get("x-forwarded-prefix"), prefix)
+        status, headers, body = self.ask("mw.test", "/echo/c")  # no prefix to strip
+        self.assertEqual((status, json.loads(body)["target"], headers.get("x-test")), (200, "/echo/c", "yes"))
+
+    def test_reference_to_a_file_provider_middleware(self):
+        self.start(file_dynamic="http:\n  middlewares:\n    fromfile:\n      headers:\n"
+                                "        customResponseHeaders:\n          X-From-File: \"1\"\n")
+        port = free_port()
+        self.container("uses-file", port, labels={**labels_for("uf", "Host(`uses-file.test`)", port),
+                                                  "traefik.http.routers.uf.middlewares": "fromfile@file"})
+        self.wait_answer("uses-file.test", b"uses-file")
+        self.assertEqual(self.ask("uses-file.test")[1].get("x-from-file"), "1")
+
+    # ------------------------------------------------------------ TLS
+
+    def test_tls_router_is_https_only_and_tls_domains_are_accepted(self):
+        self.start()
+        port = free_port()
+        self.container("secure", port, labels={**labels_for("secure", "Host(`secure.test`)", port),
+                                               "traefik.http.routers.secure.tls": "true"})
+        port2 = free_port()
+        self.container("domains", port2, labels={
+            **labels_for("domains", "Host(`a.test`)", port2),
+            "traefik.http.routers.domains.tls": "true",
+            "traefik.http.routers.domains.tls.domains[0].main": "a.test",
+            "traefik.http.routers.domains.tls.domains[0].sans": "b.test,c.test"})
+        self.wait_answer("secure.test", b"secure", tls=True)
+        self.assertEqual(self.ask("secure.test")[0], 404, "a TLS router does not serve plain HTTP")
+        self.wait_answer("a.test", b"domains", tls=True)
+        self.assertEqual(self.ask("a.test")[0], 404)
+
+    # ------------------------------------------------------------ several routers and services
+
+    def test_two_routers_two_services_linked_by_name_and_unlinked_router_dropped(self):
+        self.start()
+        p1, p2 = free_port(), free_port()
+        self.container("duo", backends=[("duo-s1", p1), ("duo-s2", p2)], labels={
+            "traefik.http.routers.r1.rule": "Host(`r1.test`)", "traefik.http.routers.r1.service": "s1",
+            "traefik.http.routers.r2.rule": "Host(`r2.test`)", "traefik.http.routers.r2.service": "s2",
+            "traefik.http.routers.lost.rule": "Host(`lost.test`)",
+            "traefik.http.services.s1.loadbalancer.server.port": str(p1),
+            "traefik.http.services.s2.loadbalancer.server.port": str(p2)})
+        self.wait_answer("r1.test", b"duo-s1")
+        self.wait_answer("r2.test", b"duo-s2")
+        self.assertEqual(self.ask("lost.test")[0], 404)
+        self.assert_logged("lost")
+
+    # ------------------------------------------------------------ which containers
+
+    def test_exposed_by_default_false_and_enable_false(self):
+        self.start(docker={"exposedByDefault": "false"})
+        pon, poff, pdis = free_port(), free_port(), free_port()
+        self.container("on", pon, labels={**labels_for("on", "Host(`on.test`)", pon), "traefik.enable": "true"})
+        self.container("off", poff, labels=labels_for("off", "Host(`off.test`)", poff))
+        self.container("disabled", pdis, labels={**labels_for("disabled", "Host(`disabled.test`)", pdis),
+                                                 "traefik.enable": "false"})
+        self.wait_answer("on.test", b"on")
+        self.assert_stays("off.test", 404, 0.3)
+        self.assertEqual(self.ask("disabled.test")[0], 404)
+        # The same containers seen by a berth with exposedByDefault true (the default).
+        self.start()
+        self.wait_answer("off.test", b"off")
+        self.wait_answer("on.test", b"on")
+        self.assertEqual(self.ask("disabled.test")[0], 404)
+
+    def test_constraints_keep_only_matching_containers(self):
+        self.start(docker={"constraints": '"Label(`team`,`a`)"'})
+        pa, pb, pn = free_port(), free_port(), free_port()
+        self.container("team-a", pa, labels={**labels_for("ta", "Host(`team-a.test`)", pa), "team": "a"})
+        self.container("team-b", pb, labels={**labels_for("tb", "Host(`team-b.test`)", pb), "team": "b"})
+        self.container("no-team", pn, labels=labels_for("tn", "Host(`no-team.test`)", pn))
+        self.wait_answer("team-a.test", b"team-a")
+        self.assert_stays("team-b.test", 404, 0.3)
+        self.assertEqual(self.ask("no-team.test")[0], 404)
+
+    def test_invalid_labels_skip_only_that_container_and_are_logged(self):
+        self.start()
+        good = free_port()
+        self.container("good-before", good, labels=labels_for("gb", "Host(`good-before.test`)", good))
+        self.wait_answer("good-before.test", b"good-before")
+        bad = {
+            "bad-rule-ctr": {"traefik.http.routers.badrule.rule": "Host(",
+                             "traefik.http.services.badrule.loadbalancer.server.port": "{port}"},
+            "bad-port-ctr": {"traefik.http.routers.badport.rule": "Host(`bad-port.test`)",
+                             "traefik.http.services.badport.loadbalancer.server.port": "notaport"},
+            "bad-key-ctr": {"traefik.http.routers.badkey.rule": "Host(`bad-key.test`)",
+                            "traefik.http.routers.badkey.nosuchoption": "1",
+                            "traefik.http.services.badkey.loadbalancer.server.port": "{port}"},
+        }
+        for name, labels in bad.items():
+            port = free_port()
+            self.container(name, port, labels={k: v.replace("{port}", str(port)) for k, v in labels.items()})
+        good2 = free_port()
+        self.container("good-after", good2, labels=labels_for("ga", "Host(`good-after.test`)", good2))
+        self.wait_answer("good-after.test", b"good-after")
+        self.assertEqual(self.ask("good-before.test")[2], b"good-before")
+        self.assertEqual(self.ask("bad-port.test")[0], 404)
+        self.assertEqual(self.ask("bad-key.test")[0], 404)
+        self.assert_logged("bad-rule-ctr", "traefik.http.routers.badrule.rule")
+        self.assert_logged("bad-port-ctr", "traefik.http.services.badport.loadbalancer.server.port")
+        self.assert_logged("bad-key-ctr", "traefik.http.routers.badkey.nosuchoption")
+        self.assertIsNone(self.proxy.proc.poll(), "berth exited")
+
+    # ------------------------------------------------------------ health
+
+    def test_starting_container_is_not_routed_until_healthy(self):
+        self.start()
+        control = free_port()
+        self.container("control", control, labels=labels_for("control", "Host(`control.test`)", control))
+        port = free_port()
+        self.container("warming", port, labels=labels_for("warming", "Host(`warming.test`)", port), health=True)
+        self.wait_answer("control.test", b"control")
+        self.assertEqual(DOCKERD.health("warming"), "starting")
+        self.assert_stays("warming.test", 404, 1.0)  # four health probes failed meanwhile (start period)
+        self.assertEqual(DOCKERD.health("warming"), "starting")
+        DOCKERD.run("exec", "warming", "/bin/busybox", "touch", "/tmp/ready")
+        t0 = time.time()
+        DOCKERD.wait_health("warming", "healthy", timeout=10)
+        healthy = time.time() - t0
+        routed = self.wait_answer("warming.test", b"warming", timeout=5)
+        print(f"healthy {healthy:.3f}s after the exec, routed {routed:.3f}s after healthy")
+
+    def test_unhealthy_container_leaves_rotation_and_comes_back(self):
+        self.start()
+        for name in ("hc1", "hc2"):
+            port = free_port()
+            self.container(name, port, labels=labels_for("hc", "Host(`hc.test`)", port), health=True, ready=True)
+        DOCKERD.wait_health("hc1", "healthy")
+        DOCKERD.wait_health("hc2", "healthy")
+        self.wait_all("hc.test", {b"hc1", b"hc2"})
+        DOCKERD.run("exec", "hc2", "/bin/busybox", "rm", "/tmp/ready")
+        DOCKERD.wait_health("hc2", "unhealthy")
+        print(f"out of rotation {self.wait_only('hc.test', {b'hc1'}):.3f}s after docker said unhealthy")
+        self.assertEqual(self.answers("hc.test", 10), [b"hc1"] * 10)
+        DOCKERD.run("exec", "hc2", "/bin/busybox", "touch", "/tmp/ready")
+        DOCKERD.wait_health("hc2", "healthy")
+        self.wait_all("hc.test", {b"hc1", b"hc2"}, timeout=5)
+
+    def test_allow_empty_services_answers_503_while_starting(self):
+        # Traefik v3.x answers 500 here when the port comes from a label (traefik#13261); the
+        # documented behaviour, and berth's, is 503.
+        self.start(docker={"allowEmptyServices": "true"})
+        port = free_port()
+        self.container("empty", port, labels=labels_for("empty", "Host(`empty.test`)", port), health=True)
+        self.wait_answer("empty.test", status=503)
+        self.assertEqual(DOCKERD.health("empty"), "starting")
+        DOCKERD.run("exec", "empty", "/bin/busybox", "touch", "/tmp/ready")
+        self.wait_answer("empty.test", b"empty")
+
+    # ------------------------------------------------------------ compose
+
+    def test_compose_project_gets_router_web_project(self):
+        self.start()
+        port = free_port()
+        path = os.path.join(self.tmp, "compose.yml")
+        with open(path, "w") as f:
+            f.write(compose_file("shop", port, {"traefik.http.services.websvc.loadbalancer.server.port": port}))
+        DOCKERD.compose("shop", path, "up", "-d")
+        wait_serving(port)
+        self.wait_answer("web-shop", b"compose-web")
+        self.assertEqual(self.ask("shop_web_1")[0], 404)
+        self.assertEqual(self.ask("shop-web-1")[0], 404)
+        DOCKERD.compose("shop", path, "down")
+        self.wait_answer("web-shop", status=404, timeout=5)
+
+    def test_replicas_of_a_compose_service_share_one_load_balancer(self):
+        # Two replicas on the host network need two ports, so they are `docker run` containers with
+        # the labels compose puts on replicas of service `web` in project `rep`.
+        self.start()
+        for name in ("rep-1", "rep-2"):
+            port = free_port()
+            self.container(name, port, labels={**compose_labels("rep", "web"),
+                                               "traefik.http.services.web-rep.loadbalancer.server.port": str(port)})
+        self.wait_all("web-rep", {b"rep-1", b"rep-2"})
+        seen = self.answers("web-rep", 10)
+        self.assertGreaterEqual(seen.count(b"rep-1"), 4, seen)
+        self.assertGreaterEqual(seen.count(b"rep-2"), 4, seen)
+
+    # ------------------------------------------------------------ containers stopping
+
+    def test_stopping_container_leaves_rotation_before_it_dies(self):
+        self.start()
+        stays, leaves = free_port(), free_port()
+        self.container("stays", stays, labels=labels_for("st", "Host(`stop.test`)", stays, service="st"))
+        self.container("leaves", leaves, labels=labels_for("st", "Host(`stop.test`)", leaves, service="st"),
+                       ignore_term=True)
+        self.wait_all("stop.test", {b"stays", b"leaves"})
+        load = self.load("stop.test")
+        time.sleep(0.3)
+        stopper = threading.Thread(target=DOCKERD.run, args=("stop", "-t", "4", "leaves"), kwargs={"timeout": 30})
+        t_stop = time.time()
+        stopper.start()
+        try:
+            switched = self.wait_only("stop.test", {b"stays"}, timeout=3)
+            t_switch = time.time()
+            # It still runs and serves (SIGKILL comes 4 s after the stop), yet berth sends it nothing.
+            self.assertTrue(DOCKERD.is_container_running("leaves"))
+            self.assertEqual(get(leaves, "/")[::2], (200, b"leaves"))
+            time.sleep(0.5)
+            self.assertNotIn(b"leaves", load.names_since(t_switch))
+        finally:
+            stopper.join(30)
+        print(f"out of rotation {switched:.3f}s after docker stop was called, "
+              f"{time.time() - t_stop:.1f}s before the container died")
+        time.sleep(0.3)
+        self.assert_no_failures(load)
+        self.assertEqual(set(self.answers("stop.test")), {b"stays"})
+
+    def test_last_stopping_container_answers_503_then_404(self):
+        self.start()
+        control, port = free_port(), free_port()
+        self.container("bystander", control, labels=labels_for("by", "Host(`bystander.test`)", control))
+        self.container("last", port, labels=labels_for("last", "Host(`last.test`)", port), ignore_term=True)
+        self.wait_answer("last.test", b"last")
+        stopper = threading.Thread(target=DOCKERD.run, args=("stop", "-t", "4", "last"), kwargs={"timeout": 30})
+        stopper.start()
+        try:
+            took = self.wait_answer("last.test", status=503, timeout=3)
+            self.assertTrue(DOCKERD.is_container_running("last"))
+            self.assertEqual(get(port, "/")[::2], (200, b"last"), "the container is still serving")
+        finally:
+            stopper.join(30)
+        print(f"503 {took:.3f}s after docker stop was called")
+        self.wait_answer("last.test", status=404, timeout=5)
+        self.assertEqual(self.ask("bystander.test")[2], b"bystander")
+
+    # ------------------------------------------------------------ dockerd going away
+
+    def test_dockerd_restart_keeps_last_config_and_reconnects(self):
+        d = Dockerd(live_restore=True)  # containers outlive their daemon
+        self.addCleanup(d.stop)
+        self.start(dockerd=d)
+        before = free_port()
+        self.container("before", before, labels=labels_for("before", "Host(`before.test`)", before), dockerd=d)
+        self.wait_answer("before.test", b"before")
+        d.stop_daemon()
+        t0 = time.time()
+        while time.time() - t0 < 1.5:  # berth lost its event stream and keeps the last configuration
+            self.assertEqual(self.ask("before.test")[::2], (200, b"before"))
+            time.sleep(0.05)
+        self.assertIsNone(self.proxy.proc.poll(), "berth exited")
+        d.start()
+        after = free_port()
+        t0 = time.time()
+        self.container("after", after, labels=labels_for("after", "Host(`after.test`)", after), dockerd=d)
+        self.wait_answer("after.test", b"after", timeout=30)
+        print(f"container started after the restart routed {time.time() - t0:.2f}s after docker run")
+        self.assertEqual(self.ask("before.test")[2], b"before")
+
+    # ------------------------------------------------------------ changes under load
+
+    def roll_container(self, name, project="roll"):
+        port = free_port()
+        self.container(name, port, labels={**compose_labels(project, "web"),
+                                           **labels_for("roll", "Host(`roll.test`)", port, service="roll")},
+                       health=True, ready=True, ignore_term=True)
+        DOCKERD.wait_health(name, "healthy")
+        return port
+
+    def stop_gracefully(self, *names):
+        """docker stop -t 2 (the containers ignore SIGTERM: 2 s to drain), then rm; in parallel."""
+        threads = [threading.Thread(target=lambda n=n: (DOCKERD.run("stop", "-t", "2", n, timeout=30),
+                                                        DOCKERD.run("rm", n, timeout=30))) for n in names]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(40)
+
+    def test_rollover_under_load_fails_no_request(self):
+        self.start()
+        self.roll_container("roll-v1")
+        self.wait_answer("roll.test", b"roll-v1")
+        load = self.load("roll.test")
+        previous = "roll-v1"
+        for version in ("roll-v2", "roll-v3"):
+            self.roll_container(version)
+            self.wait_all("roll.test", {previous.encode(), version.encode()}, timeout=5)
+            self.stop_gracefully(previous)
+            previous = version
+        t_end = time.time()
+        time.sleep(0.3)
+        self.assert_no_failures(load)
+        self.assertEqual(set(load.names_since(t_end)), {b"roll-v3"})
+        self.assertEqual(set(self.answers("roll.test")), {b"roll-v3"})
+
+    def test_scale_up_and_down_under_load_fails_no_request(self):
+        self.start()
+        self.roll_container("scale-1", "scale")
+        self.roll_container("scale-2", "scale")
+        self.wait_all("roll.test", {b"scale-1", b"scale-2"})
+        load = self.load("roll.test")
+        time.sleep(0.3)
+        self.roll_container("scale-3", "scale")
+        self.wait_all("roll.test", {b"scale-1", b"scale-2", b"scale-3"}, timeout=5)
+        self.stop_gracefully("scale-2", "scale-3")
+        t_end = time.time()
+        time.sleep(0.3)
+        self.assert_no_failures(load)
+        self.assertEqual(set(load.names_since(t_end)), {b"scale-1"})
+
+    # ------------------------------------------------------------ timing
+
+    def test_event_to_route_latency(self):
+        self.start()
+        port = free_port()
+        self.container("latency", port, labels=labels_for("latency", "Host(`latency.test`)", port), create_only=True)
+        ups, downs = [], []
+        for _ in range(3):
+            DOCKERD.run("start", "latency")
+            ups.append(self.wait_answer("latency.test", b"latency", timeout=5))
+            DOCKERD.run("stop", "latency")
+            downs.append(self.wait_answer("latency.test", status=404, timeout=5))
+        print("docker start returned -> routed (s):", [round(x, 3) for x in ups])
+        print("docker stop returned -> 404 (s):", [round(x, 3) for x in downs])
+
+
+if __name__ == "__main__":
+    main()
