@@ -41,6 +41,7 @@ std::shared_ptr<const proxy::ProcessInfo> make_process_info(const config::Static
     s.write_timeout = ep.write_timeout;
     s.idle_timeout = ep.idle_timeout;
     s.max_concurrent_streams = static_cast<uint32_t>(ep.max_concurrent_streams);
+    s.websocket_max_lifetime = ep.websocket_max_lifetime;
     s.trust_all = ep.forwarded_insecure;
     for (const auto& text : ep.trusted_ips)
       if (auto net = proxy::IpNet::parse(text)) s.trusted.push_back(*net);

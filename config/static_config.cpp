@@ -219,6 +219,12 @@ class StaticDecoder {
         decode_forwarded_headers(*e, path + ".forwardedHeaders", ep);
       } else if (iequals(k, "http")) {
         decode_entry_point_http(*e, path + ".http", ep);
+      } else if (iequals(k, "webSocket")) {  // berth's: Traefik has no WebSocket limits
+        const std::string wpath = path + ".webSocket";
+        for (const ConfigNode* o : d_.entries(*e, wpath)) {
+          if (iequals(o->key, "maxLifetime")) d_.read_duration(*o, wpath, ep.websocket_max_lifetime);
+          else d_.unknown_key(*o, wpath);
+        }
       } else if (iequals(k, "http2")) {
         const std::string h2path = path + ".http2";
         for (const ConfigNode* o : d_.entries(*e, h2path)) {

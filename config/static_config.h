@@ -43,6 +43,7 @@ struct EntryPointConfig {
   std::vector<std::string> middlewares;        ///< http.middlewares: put before every router's own
   std::optional<RouterTlsConfig> tls;          ///< http.tls: routers here without a tls section get this one
   int max_concurrent_streams = 250;            ///< http2.maxConcurrentStreams
+  Duration websocket_max_lifetime = 0s;        ///< webSocket.maxLifetime (berth's; 0 = none)
 };
 
 struct FileProviderConfig {

@@ -107,10 +107,14 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   coro::Task<int> store_request_body(BodyMode mode, uint64_t length, int64_t max, bool& pipelined);
   /// buffering: reads the rest of the response body into ex_->body; false if over `max` or failed.
   coro::Task<bool> store_response_body(size_t response_head, BodyMode mode, int64_t max);
-  /// After a 101: bytes flow both ways (WebSocket) until either side closes or nothing moves for
-  /// the entry point's idleTimeout. Upstream -> client here, client -> upstream in pump_upstream().
+  /// After a 101: bytes flow both ways (WebSocket) until either side closes, nothing moves for
+  /// the entry point's idleTimeout, or its webSocket.maxLifetime is over. Upstream -> client here,
+  /// client -> upstream in pump_upstream().
   coro::Task<void> tunnel();
-  coro::Task<void> pump_upstream(std::shared_ptr<DownstreamConnection> self, Timer* done, bool* running);
+  coro::Task<void> pump_upstream(std::shared_ptr<DownstreamConnection> self, Timer* done, bool* running,
+                                 Timer::time_point end);
+  /// The tunnel's deadline: idleTimeout from now, but never past `end` (its lifetime).
+  void arm_tunnel(Timer::time_point end);
   /// HTTP/2 servers: streams the rest of the request body to `upstream` while forward() reads the
   /// response; serve_exchange() waits for it (pump_running_, pump_done_).
   coro::Task<void> pump_request_body(std::shared_ptr<DownstreamConnection> self, std::shared_ptr<H2Stream> upstream,

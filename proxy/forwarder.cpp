@@ -1013,8 +1013,10 @@ coro::Task<void> DownstreamConnection::tunnel() {
   Timer done(worker_.context().get_executor());
   done.expires_at(Timer::time_point::max());
   bool running = true;
-  coro::spawn(pump_upstream(shared_from_this(), &done, &running));
-  arm(Phase::kTunnel, settings_.idle_timeout);
+  const auto lifetime = settings_.websocket_max_lifetime;
+  const Timer::time_point end = lifetime.count() > 0 ? Timer::clock_type::now() + lifetime : Timer::time_point::max();
+  coro::spawn(pump_upstream(shared_from_this(), &done, &running, end));
+  arm_tunnel(end);
   IoBuffer& buffer = up_->buffer;
   while (true) {
     if (!buffer.empty()) {
@@ -1025,7 +1027,7 @@ coro::Task<void> DownstreamConnection::tunnel() {
     auto [ec, n] = co_await up_->stream.read_some(asio::buffer(buffer.write_ptr(), buffer.write_space()));
     if (ec) break;
     buffer.commit(n);
-    arm(Phase::kTunnel, settings_.idle_timeout);
+    arm_tunnel(end);
   }
   // One side is done: so is the other. Shutting both sockets down both ways makes any operation
   // the pump starts from now on fail at once (a cancel would miss one already completing).
@@ -1038,8 +1040,18 @@ coro::Task<void> DownstreamConnection::tunnel() {
   disarm();
 }
 
+void DownstreamConnection::arm_tunnel(Timer::time_point end) {
+  auto timeout = settings_.idle_timeout;
+  if (end != Timer::time_point::max()) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(end - Timer::clock_type::now());
+    timeout = timeout.count() > 0 ? std::min(timeout, left) : left;
+    if (timeout.count() <= 0) timeout = std::chrono::milliseconds(1);
+  }
+  arm(Phase::kTunnel, timeout);
+}
+
 coro::Task<void> DownstreamConnection::pump_upstream(std::shared_ptr<DownstreamConnection> self, Timer* done,
-                                                     bool* running) {
+                                                     bool* running, Timer::time_point end) {
   while (true) {
     if (!in_.empty()) {
       auto [ec, w] = co_await up_->stream.write(asio::buffer(in_.data(), in_.size()));
@@ -1050,7 +1062,7 @@ coro::Task<void> DownstreamConnection::pump_upstream(std::shared_ptr<DownstreamC
     auto [ec, n] = co_await stream_.read_some(asio::buffer(in_.write_ptr(), in_.write_space()));
     if (ec) break;
     in_.commit(n);
-    arm(Phase::kTunnel, settings_.idle_timeout);
+    arm_tunnel(end);
   }
   boost::system::error_code ignored;
   up_->stream.socket().shutdown(Socket::shutdown_both, ignored);

@@ -42,6 +42,7 @@ struct EntryPointSettings {
   bool trust_all = false;   ///< forwardedHeaders.insecure
   size_t max_header_bytes = 1 << 20;
   uint32_t max_concurrent_streams = 250;  ///< http2.maxConcurrentStreams
+  std::chrono::milliseconds websocket_max_lifetime{0};  ///< webSocket.maxLifetime (0: none)
 };
 
 /// Process-wide facts the workers read after start (never written again).

@@ -1,6 +1,7 @@
 """WebSocket through berth with python3-websockets on both ends: messages both ways (small and
 large), the backend closing, the client closing, an idle tunnel closed after the entry point's
-idleTimeout, a tunnel surviving a config reload, and a 101 nobody asked for refused."""
+idleTimeout, a busy tunnel closed at webSocket.maxLifetime, a tunnel surviving a config reload,
+and a 101 nobody asked for refused."""
 import asyncio
 import logging
 import threading
@@ -54,14 +55,15 @@ def run(coro):
 
 
 class WebSocket(BerthTestCase):
-    def start(self, idle="180s"):
+    def start(self, idle="180s", lifetime=None):
         self.echo = EchoServer()
         self._procs.append(self.echo)
         self.dynamic = (f"http:\n  routers:\n    ws: {{rule: \"PathPrefix(`/`)\", service: s}}\n  services:\n"
                         f"    s: {{loadBalancer: {{servers: [{{url: \"http://127.0.0.1:{self.echo.port}\"}}]}}}}\n")
         port = free_port()
         static = (f"entryPoints:\n  web:\n    address: \"127.0.0.1:{port}\"\n    transport:\n"
-                  f"      respondingTimeouts: {{idleTimeout: {idle}}}\nproviders:\n  file:\n"
+                  f"      respondingTimeouts: {{idleTimeout: {idle}}}\n"
+                  + (f"    webSocket: {{maxLifetime: {lifetime}}}\n" if lifetime else "") + "providers:\n  file:\n"
                   f"    filename: {self.tmp}/dynamic.yml\nworkers: 1\nlog: {{level: DEBUG}}\n")
         self.proxy = self.berth(static_yaml=static, dynamic_yaml=self.dynamic, wait=False)
         wait_for_port(port, proc=self.proxy.proc)
@@ -114,6 +116,33 @@ class WebSocket(BerthTestCase):
         waited = run(reload_then_talk())
         self.assertGreater(waited, 0.5)
         self.assertIn("configuration generation 2 applied", self.proxy.log_text())
+
+    def test_busy_tunnel_ends_at_its_lifetime(self):
+        self.start(idle="10s", lifetime="1500ms")
+
+        async def chat():
+            async with websockets.connect(self.url + "/", ping_interval=None) as ws:
+                start = time.monotonic()
+                sent = 0
+                try:
+                    while time.monotonic() - start < 8:  # traffic every 100 ms: never idle
+                        await ws.send(f"m{sent}")
+                        assert await ws.recv() == f"m{sent}"
+                        sent += 1
+                        await asyncio.sleep(0.1)
+                except websockets.ConnectionClosed:
+                    return time.monotonic() - start, sent
+        lived, sent = run(chat())
+        self.assertGreater(lived, 1.3)
+        self.assertLess(lived, 4.0)  # well before the 8 s the client would go on for
+        self.assertGreater(sent, 8)
+        # A new tunnel gets a lifetime of its own.
+        self.assertEqual(run(self._echo_once()), "again")
+
+    async def _echo_once(self):
+        async with websockets.connect(self.url + "/") as ws:
+            await ws.send("again")
+            return await ws.recv()
 
     def test_unrequested_switch_of_protocols_is_refused(self):
         rogue = self.recorder(lambda m, p: (101, {"Upgrade": "websocket", "Connection": "Upgrade"}, b""))
