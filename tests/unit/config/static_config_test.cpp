@@ -424,5 +424,57 @@ entryPoints:
   EXPECT_TRUE(has_error(load, ":18:11", "unknown key \"colour\"")) << all_errors(load);
 }
 
+TEST(StaticConfig, DockerProviderKeysDefaultsAndFlags) {
+  auto defaults = load_static_config({"--providers.docker=true"});
+  ASSERT_TRUE(defaults.errors.empty()) << all_errors(defaults);
+  const auto& d = defaults.config.docker;
+  EXPECT_TRUE(d.enabled);
+  EXPECT_EQ(d.endpoint, "unix:///var/run/docker.sock");  // Traefik's defaults
+  EXPECT_TRUE(d.exposed_by_default);
+  EXPECT_TRUE(d.watch);
+  EXPECT_EQ(d.default_rule, "Host(`{{ normalize .Name }}`)");
+  EXPECT_FALSE(defaults.config.file.enabled);
+
+  TempFile file(R"yml(
+providers:
+  docker:
+    endpoint: tcp://127.0.0.1:2375
+    exposedByDefault: false
+    network: shop_front
+    constraints: "Label(`team`, `a`)"
+    allowEmptyServices: true
+    useBindPortIP: true
+    httpClientTimeout: 5s
+    tls:
+      ca: /ca.pem
+)yml");
+  auto load = load_static_config({file.flag(), "--providers.docker.defaultRule=Host(`{{ .Name }}.test`)",
+                                  "--providers.docker.watch=false"});
+  const auto& c = load.config.docker;
+  EXPECT_EQ(c.endpoint, "tcp://127.0.0.1:2375");
+  EXPECT_FALSE(c.exposed_by_default);
+  EXPECT_EQ(c.network, "shop_front");
+  EXPECT_EQ(c.constraints, "Label(`team`, `a`)");
+  EXPECT_TRUE(c.allow_empty_services);
+  EXPECT_TRUE(c.use_bind_port_ip);
+  EXPECT_EQ(c.http_client_timeout, Duration(5000));
+  EXPECT_EQ(c.default_rule, "Host(`{{ .Name }}.test`)");
+  EXPECT_FALSE(c.watch);
+  EXPECT_TRUE(has_error(load, ":11:5", "TLS to the Docker daemon is not supported yet")) << all_errors(load);
+}
+
+TEST(StaticConfig, FlagListIndexesBuildLists) {
+  auto load = load_static_config({"--entryPoints.web.address=:80", "--entryPoints.web.http.tls.domains[1].main=b.test",
+                                  "--entryPoints.web.http.tls.domains[0].main=a.test",
+                                  "--entryPoints.web.http.tls.domains[0].sans=x.a.test,y.a.test"});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  const auto* web = load.config.find_entry_point("web");
+  ASSERT_TRUE(web && web->tls);
+  ASSERT_EQ(web->tls->domains.size(), 2u);
+  EXPECT_EQ(web->tls->domains[0].main, "a.test");  // by index, not by flag order
+  EXPECT_EQ(web->tls->domains[0].sans, (std::vector<std::string>{"x.a.test", "y.a.test"}));
+  EXPECT_EQ(web->tls->domains[1].main, "b.test");
+}
+
 }  // namespace
 }  // namespace berth::config

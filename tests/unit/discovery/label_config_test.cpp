@@ -196,6 +196,24 @@ TEST(DockerLabels, InvalidLabelsLeaveOnlyThatContainerOutAndNameTheLabel) {
   EXPECT_NE(errors.find("container typo: left out"), std::string::npos) << errors;
 }
 
+TEST(DockerLabels, DefaultTlsStoreFromLabelsAndTcpLabelsIgnoredWithAWord) {
+  auto cfg = build({host_container("c", {{"traefik.tls.stores.default.defaultgeneratedcert.resolver", "le"},
+                                         {"traefik.tls.stores.default.defaultgeneratedcert.domain.main", "c.test"},
+                                         {"traefik.tls.options.x.minversion", "VersionTLS13"},  // not by label
+                                         {"traefik.tcp.routers.t.rule", "HostSNI(`*`)"}},
+                                   80)},
+                   settings());
+  ASSERT_EQ(cfg.tls.stores.count("default"), 1u) << errors_of(cfg);
+  ASSERT_TRUE(cfg.tls.stores.at("default").default_generated_cert);
+  EXPECT_EQ(cfg.tls.stores.at("default").default_generated_cert->resolver, "le");
+  EXPECT_EQ(cfg.tls.stores.at("default").default_generated_cert->main, "c.test");
+  EXPECT_TRUE(cfg.tls.options.empty());
+  // A container with tcp labels only gets no HTTP router or service, and is told so.
+  EXPECT_TRUE(cfg.routers.empty());
+  EXPECT_NE(errors_of(cfg).find("container c: its traefik.tcp.* and traefik.udp.* labels are ignored"), std::string::npos)
+      << errors_of(cfg);
+}
+
 TEST(DockerLabels, RouterWithoutServiceAmongSeveralIsDropped) {
   auto cfg = build({host_container("c", {{"traefik.http.routers.a.rule", "Host(`a.test`)"},
                                          {"traefik.http.routers.a.service", "one"},
