@@ -11,6 +11,7 @@
 #include <optional>
 #include <thread>
 
+#include "acme/manager.h"
 #include "base/log.h"
 #include "base/text.h"
 #include "discovery/docker/docker_provider.h"
@@ -68,6 +69,17 @@ class ControlPlane {
       }
       docker_ = std::make_unique<discovery::docker::DockerProvider>(io_, std::move(*settings));
     }
+    if (!sc_.acme_resolvers.empty()) {
+      acme_ = std::make_unique<acme::AcmeManager>(io_, sc_);
+      std::vector<Error> problems;
+      auto loaded = acme_->load(problems);
+      for (const auto& p : problems) LOG_ERROR("acme: ", p.to_string());
+      if (!loaded) {
+        std::cerr << "berth: " << loaded.error().to_string() << "\n";
+        return 2;
+      }
+      latest_[kAcme] = acme_->config();  // stored certificates serve from generation 1
+    }
     LOG_DEBUG("static configuration: ", sc_.entry_points.size(), " entry points, file provider ",
               sc_.file.enabled ? (sc_.file.filename.empty() ? sc_.file.directory : sc_.file.filename) : "(off)",
               ", providersThrottleDuration ", format_duration(sc_.providers_throttle_duration));
@@ -94,6 +106,17 @@ class ControlPlane {
       if (!latest_[kDocker]) LOG_WARN("docker provider: no container list yet; starting without its routes");
     }
     if (generation_ == 0) apply(merged());
+    if (acme_) {
+      // ACME changes (a challenge to answer, a certificate) apply at once, throttle or not: the CA
+      // is told to validate right after.
+      acme_->start([this] {
+        latest_[kAcme] = acme_->config();
+        has_pending_ = false;
+        throttle_.cancel();
+        apply(merged());
+      });
+      acme_->update(merged());
+    }
 
     // Listen only now: a client that connects as soon as the port opens is served by generation 1.
     for (auto& w : workers_) {
@@ -164,6 +187,7 @@ class ControlPlane {
     checker_.update(*built.snapshot);
     if (built.snapshot->certificates) stapler_.update(*built.snapshot->certificates);
     health_.prune();
+    if (acme_ && generation_ > 1) acme_->update(dyn);
     LOG_INFO("configuration generation ", generation_, " applied: ", dyn.routers.size(), " routers, ",
              dyn.services.size(), " services, ", dyn.errors.size() + built.errors.size(), " problems");
   }
@@ -221,10 +245,11 @@ class ControlPlane {
   const config::StaticConfig& sc_;
   asio::io_context io_;
   std::vector<std::unique_ptr<proxy::Worker>> workers_;
-  enum Provider : size_t { kFile, kDocker, kProviderCount };
-  static constexpr const char* kProviderNames[kProviderCount] = {"file", "docker"};
+  enum Provider : size_t { kFile, kDocker, kAcme, kProviderCount };
+  static constexpr const char* kProviderNames[kProviderCount] = {"file", "docker", "acme"};
   std::unique_ptr<discovery::FileProvider> file_;
   std::unique_ptr<discovery::docker::DockerProvider> docker_;
+  std::unique_ptr<acme::AcmeManager> acme_;
   std::optional<config::DynamicConfig> latest_[kProviderCount];  ///< each provider's last good config
   bool has_pending_ = false;
   bool throttle_armed_ = false;

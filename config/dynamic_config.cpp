@@ -770,6 +770,8 @@ void merge_dynamic(DynamicConfig& into, DynamicConfig&& from) {
   merge_named("serversTransport", into.servers_transports, into.conflicting_servers_transports,
               std::move(from.servers_transports), std::move(from.conflicting_servers_transports), into.errors, same);
   merge_tls(into.tls, std::move(from.tls), into.errors);
+  for (auto& c : from.acme.http01) into.acme.http01.push_back(std::move(c));
+  for (auto& c : from.acme.tls_alpn01) into.acme.tls_alpn01.push_back(std::move(c));
 }
 
 }  // namespace berth::config

@@ -217,6 +217,20 @@ struct MiddlewareConfig {
   bool operator==(const MiddlewareConfig&) const = default;
 };
 
+/// The ACME provider's challenges in progress (acme/): the data plane answers them from the snapshot.
+struct AcmeChallenges {
+  struct Http01 {
+    std::string token, key_authorization;
+    std::string entry_point;  ///< httpChallenge.entryPoint: answered there only
+  };
+  struct TlsAlpn01 {
+    std::string domain;  ///< lower-case
+    std::string cert_pem, key_pem;
+  };
+  std::vector<Http01> http01;
+  std::vector<TlsAlpn01> tls_alpn01;
+};
+
 /// One provider's dynamic config. Elements that failed to decode are absent; their errors are in `errors`.
 struct DynamicConfig {
   std::map<std::string, RouterConfig> routers;    ///< by qualified name
@@ -224,6 +238,7 @@ struct DynamicConfig {
   std::map<std::string, MiddlewareConfig> middlewares;  ///< by qualified name
   std::map<std::string, NamedServersTransport> servers_transports;  ///< by qualified name
   TlsConfig tls;                                  ///< the `tls:` section (certificates, options, stores)
+  AcmeChallenges acme;                            ///< from the ACME provider only
   std::vector<Error> errors;                      ///< element-level problems (the element was dropped)
   /// Names merge_dynamic dropped because two definitions differ -> place of the first definition;
   /// kept so a third definition of the same name stays dropped.

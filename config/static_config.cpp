@@ -142,6 +142,7 @@ class StaticDecoder {
       const std::string& k = e->key;
       if (iequals(k, "entryPoints")) decode_entry_points(*e);
       else if (iequals(k, "providers")) decode_providers(*e);
+      else if (iequals(k, "certificatesResolvers")) decode_resolvers(*e);
       else if (iequals(k, "serversTransport")) decode_servers_transport(*e);
       else if (iequals(k, "log")) decode_log(*e);
       else if (iequals(k, "ping")) decode_ping(*e);
@@ -174,6 +175,10 @@ class StaticDecoder {
         d_.error(ep.redirect->where, "entryPoints." + ep.name + ".http.redirections.entryPoint.to: \"" + to +
                                          "\" is neither an entry point nor a :port");
     }
+    for (const auto& r : c_.acme_resolvers)
+      if (!r.http_entry_point.empty() && c_.find_entry_point(r.http_entry_point) == nullptr)
+        d_.error(r.where, "certificatesResolvers." + r.name + ".acme.httpChallenge.entryPoint \"" +
+                              r.http_entry_point + "\" is not a defined entry point");
     if (c_.file.enabled) {
       if (!c_.file.filename.empty() && !c_.file.directory.empty())
         d_.error(file_where_, "providers.file: filename and directory are mutually exclusive");
@@ -344,6 +349,66 @@ class StaticDecoder {
       else if (iequals(e->key, "directory")) d_.read_string(*e, "providers.file", c_.file.directory);
       else if (iequals(e->key, "watch")) d_.read_bool(*e, "providers.file", c_.file.watch);
       else d_.unknown_key(*e, "providers.file");
+    }
+  }
+
+  void decode_resolvers(const ConfigNode& node) {
+    for (const ConfigNode* r : d_.entries(node, "certificatesResolvers")) {
+      AcmeResolverConfig c;
+      c.name = r->key;
+      c.where = r->key_where;
+      const std::string path = "certificatesResolvers." + r->key;
+      const size_t errors_before = d_.error_count();
+      bool has_acme = false;
+      for (const ConfigNode* e : d_.entries(*r, path)) {
+        if (!iequals(e->key, "acme")) {
+          d_.unknown_key(*e, path);
+          continue;
+        }
+        has_acme = true;
+        const std::string apath = path + ".acme";
+        for (const ConfigNode* o : d_.entries(*e, apath)) {
+          const std::string& k = o->key;
+          if (iequals(k, "email")) d_.read_string(*o, apath, c.email);
+          else if (iequals(k, "storage")) d_.read_string(*o, apath, c.storage);
+          else if (iequals(k, "caServer")) d_.read_string(*o, apath, c.ca_server);
+          else if (iequals(k, "keyType")) d_.read_string(*o, apath, c.key_type);
+          else if (iequals(k, "certificatesDuration")) d_.read_int(*o, apath, c.certificates_duration, 1, 1'000'000);
+          else if (iequals(k, "preferredChain")) d_.read_string(*o, apath, c.preferred_chain);
+          else if (iequals(k, "caCertificates")) d_.read_list(*o, apath, c.ca_certificates);
+          else if (iequals(k, "caSystemCertPool") || iequals(k, "caServerName") || iequals(k, "clientTimeout") ||
+                   iequals(k, "clientResponseHeaderTimeout") || iequals(k, "profile") || iequals(k, "emailAddresses"))
+            continue;  // accepted; berth's defaults apply
+          else if (iequals(k, "httpChallenge")) {
+            const std::string hpath = apath + ".httpChallenge";
+            for (const ConfigNode* h : d_.entries(*o, hpath)) {
+              if (iequals(h->key, "entryPoint")) d_.read_string(*h, hpath, c.http_entry_point);
+              else if (iequals(h->key, "delay")) continue;
+              else d_.unknown_key(*h, hpath);
+            }
+            if (c.http_entry_point.empty()) d_.error(o->key_where, hpath + ".entryPoint is required");
+          } else if (iequals(k, "tlsChallenge")) {
+            if (d_.read_section(*o, apath, c.tls_challenge))
+              for (const ConfigNode* x : d_.entries(*o, apath + ".tlsChallenge")) d_.unknown_key(*x, apath + ".tlsChallenge");
+          } else if (iequals(k, "eab")) {
+            const std::string epath = apath + ".eab";
+            for (const ConfigNode* x : d_.entries(*o, epath)) {
+              if (iequals(x->key, "kid")) d_.read_string(*x, epath, c.eab_kid);
+              else if (iequals(x->key, "hmacEncoded")) d_.read_string(*x, epath, c.eab_hmac);
+              else d_.unknown_key(*x, epath);
+            }
+            if (c.eab_kid.empty() || c.eab_hmac.empty()) d_.error(o->key_where, epath + " needs kid and hmacEncoded");
+          } else if (iequals(k, "dnsChallenge")) {
+            d_.error(o->key_where, apath + ".dnsChallenge is not supported yet (use httpChallenge or tlsChallenge)");
+          } else {
+            d_.unknown_key(*o, apath);
+          }
+        }
+      }
+      if (!has_acme) d_.error(r->key_where, path + " has no acme section");
+      else if (c.http_entry_point.empty() && !c.tls_challenge && d_.error_count() == errors_before)
+        d_.error(r->key_where, path + ".acme needs httpChallenge or tlsChallenge");
+      if (d_.error_count() == errors_before) c_.acme_resolvers.push_back(std::move(c));
     }
   }
 

@@ -69,6 +69,23 @@ struct DockerProviderConfig {
   std::string where;                       ///< place of providers.docker, for errors
 };
 
+/// certificatesResolvers.<name>.acme: certificates from an ACME CA (acme/). Traefik's keys; berth's
+/// default key type is EC256 (Traefik: RSA4096).
+struct AcmeResolverConfig {
+  std::string name;
+  std::string email;
+  std::string storage = "acme.json";
+  std::string ca_server = "https://acme-v02.api.letsencrypt.org/directory";
+  std::string key_type = "EC256";          ///< EC256, EC384, RSA2048, RSA4096, RSA8192
+  int64_t certificates_duration = 2160;    ///< hours (Traefik's; berth renews at a third of the real lifetime left)
+  std::string http_entry_point;            ///< httpChallenge.entryPoint ("" = no HTTP-01)
+  bool tls_challenge = false;              ///< tlsChallenge
+  std::string eab_kid, eab_hmac;           ///< eab.{kid,hmacEncoded}
+  std::string preferred_chain;             ///< preferredChain: the issuer CN of the chain's top
+  std::vector<std::string> ca_certificates;  ///< caCertificates: PEM files trusted for caServer
+  std::string where;
+};
+
 /// The static serversTransport, or a named one (http.serversTransports.<name>): how berth talks to
 /// servers. The TLS fields apply to https:// servers.
 struct ServersTransportConfig {
@@ -102,6 +119,7 @@ struct StaticConfig {
   std::vector<EntryPointConfig> entry_points;  ///< in name order
   FileProviderConfig file;
   DockerProviderConfig docker;
+  std::vector<AcmeResolverConfig> acme_resolvers;  ///< certificatesResolvers, in name order
   Duration providers_throttle_duration = 0s;   ///< berth applies changes at once by default (Traefik: 2s)
   ServersTransportConfig servers_transport;
   std::string log_level = "INFO";

@@ -280,13 +280,14 @@ coro::Task<bool> DownstreamConnection::accept_tls() {
   arm(Phase::kReadRequest, settings_.read_timeout);
   expired_ = Phase::kNone;
   int fd = stream_.socket().native_handle();
+  bool acme_tls = false;  // an ACME TLS-ALPN-01 validation
   while (true) {
     ssize_t n = ::recv(fd, in_.write_ptr(), in_.write_space(), MSG_PEEK | MSG_DONTWAIT);
     if (n == 0) co_return false;
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) co_return false;
     if (n > 0) {
       auto status = tls::parse_client_hello(std::span(reinterpret_cast<const uint8_t*>(in_.write_ptr()), size_t(n)),
-                                            server_name_);
+                                            server_name_, &acme_tls);
       if (status == tls::HelloStatus::kNotTls) co_return true;  // plain HTTP
       if (status == tls::HelloStatus::kDone) break;
       // Malformed, or too big to peek whole (over 32 KiB): refused, since going on with the
@@ -299,6 +300,8 @@ coro::Task<bool> DownstreamConnection::accept_tls() {
   std::shared_ptr<const Snapshot> snap = worker_.snapshot();
   std::string_view options = snap->entry_points[ep_index_].tls_options_for(server_name_, false);
   SSL_CTX* context = snap->certificates ? snap->certificates->context(options) : nullptr;
+  auto challenge = acme_tls ? snap->acme_tls_alpn.find(server_name_) : snap->acme_tls_alpn.end();
+  if (challenge != snap->acme_tls_alpn.end()) context = challenge->second.get();
   SSL* ssl = context != nullptr ? SSL_new(context) : nullptr;
   if (ssl == nullptr) {
     LOG_DEBUG("TLS connection on entry point ", settings_.name, " refused: no TLS options \"", options, "\"");
@@ -315,7 +318,8 @@ coro::Task<bool> DownstreamConnection::accept_tls() {
     LOG_DEBUG("TLS handshake on entry point ", settings_.name, " failed: ", failed.message());
     co_return false;
   }
-  co_return true;
+  // A TLS-ALPN-01 validation is over once the CA has seen the certificate (RFC 8737 3).
+  co_return challenge == snap->acme_tls_alpn.end();
 }
 
 coro::Task<void> DownstreamConnection::serve_h2() {

@@ -100,6 +100,8 @@ bool named_by_connection(const std::vector<http::Header>& headers, std::string_v
 
 }  // namespace
 
+constexpr std::string_view kAcmeChallengePrefix = "/.well-known/acme-challenge/";
+
 coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   // Hold this snapshot for the whole exchange: a reload mid-request changes nothing for it.
   std::shared_ptr<const Snapshot> snap = worker_.snapshot();
@@ -117,6 +119,14 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
     co_return co_await reply_local(terminating ? worker_.info().ping_terminating_status : 200,
                                    terminating ? local_reply::kServiceUnavailable : local_reply::kPingOk,
                                    local_reply::kTextPlain, false);
+  }
+  // ACME HTTP-01 validations, before any router (a catch-all router must not swallow them).
+  if (!ep.acme_http01.empty() && path.starts_with(kAcmeChallengePrefix)) {
+    auto answer = ep.acme_http01.find(path.substr(kAcmeChallengePrefix.size()));
+    if (answer != ep.acme_http01.end()) {
+      in_.consume(head_size);
+      co_return co_await reply_local(200, answer->second, local_reply::kTextPlain, false);
+    }
   }
   const bool tls = stream_.is_tls();
   const router::Route* route = (tls ? ep.tls_routes : ep.routes).match(view);

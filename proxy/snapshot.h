@@ -4,6 +4,7 @@
 
 #include <boost/asio/ip/tcp.hpp>
 #include <cstdint>
+#include <map>
 #include <memory>
 #include <optional>
 #include <string>
@@ -85,6 +86,9 @@ struct EntryPointRoutes {
   std::string_view tls_options_for(std::string_view host, bool fqdn) const;
   bool serves_ping = false;               ///< GET/HEAD /ping answers here
   bool serves_dashboard = false;          ///< the built-in page answers here when no router matches
+  /// ACME HTTP-01 challenges in progress for resolvers whose httpChallenge.entryPoint is this one:
+  /// token -> key authorization, answered at /.well-known/acme-challenge/<token> before any router.
+  std::map<std::string, std::string, std::less<>> acme_http01;
 };
 
 struct Snapshot {
@@ -99,6 +103,9 @@ struct Snapshot {
   /// generated default certificate could be made). Every entry point answers a TLS ClientHello
   /// with it (404 when it has no TLS routers).
   std::shared_ptr<const tls::CertificateStore> certificates;
+  /// ACME TLS-ALPN-01 challenges in progress: domain -> a context that serves only its challenge
+  /// certificate with ALPN acme-tls/1 (RFC 8737), chosen when a ClientHello offers acme-tls/1.
+  std::map<std::string, std::shared_ptr<SSL_CTX>, std::less<>> acme_tls_alpn;
 };
 
 }  // namespace berth::proxy

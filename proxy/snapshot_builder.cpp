@@ -325,6 +325,11 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
   auto store = tls::CertificateStore::build(dyn.tls, result.errors);
   if (store) snap->certificates = std::move(*store);
   else result.errors.push_back(store.error());  // then no TLS at all: routers with tls are disabled
+  for (const auto& c : dyn.acme.tls_alpn01) {
+    auto ctx = tls::CertificateStore::acme_challenge_context(c.cert_pem, c.key_pem);
+    if (ctx) snap->acme_tls_alpn[c.domain] = std::move(*ctx);
+    else result.errors.push_back(Error{"acme", "TLS-ALPN-01 challenge for " + c.domain + ": " + ctx.error().message});
+  }
 
   // Middlewares: compile each once; routers point into snapshot->middlewares through flattened chains.
   std::map<std::string, const middleware::Middleware*> compiled;
@@ -374,6 +379,8 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
     routes.name = ep.name;
     routes.serves_ping = sc.ping.enabled && iequals(sc.ping.entry_point, ep.name);
     routes.serves_dashboard = iequals(ep.name, "traefik");
+    for (const auto& c : dyn.acme.http01)
+      if (iequals(c.entry_point, ep.name)) routes.acme_http01[c.token] = c.key_authorization;
     snap->entry_points.push_back(std::move(routes));
   }
   auto entry_point_index = [&](const std::string& name) -> int {

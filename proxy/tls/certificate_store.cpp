@@ -296,7 +296,8 @@ int on_alpn(SSL*, const unsigned char** out, unsigned char* out_length, const un
     }
     return nullptr;
   };
-  // Traefik answers acme-tls/1 only from its ACME challenge store, which berth does not have yet.
+  // acme-tls/1 is answered only by a challenge's own context (acme_challenge_context), which the
+  // data plane picks when a challenge for the SNI is in progress; here it is refused, as Traefik does.
   if (offered("acme-tls/1") != nullptr) return SSL_TLSEXT_ERR_ALERT_FATAL;
   if (state->alpn.empty()) return SSL_TLSEXT_ERR_NOACK;
   bool http11_fallback = false;
@@ -785,6 +786,37 @@ SSL_CTX* build_context(const TlsOptionsConfig& o, const std::shared_ptr<const Ce
 }
 
 }  // namespace
+
+Result<std::shared_ptr<SSL_CTX>> CertificateStore::acme_challenge_context(std::string_view cert_pem,
+                                                                         std::string_view key_pem) {
+  auto cert = Certificate::from_pem(cert_pem, key_pem, "ACME challenge certificate");
+  if (!cert) return cert.error();
+  std::shared_ptr<SSL_CTX> ctx(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+  if (!ctx || SSL_CTX_set_min_proto_version(ctx.get(), TLS1_2_VERSION) != 1 ||
+      SSL_CTX_use_certificate(ctx.get(), (*cert)->leaf()) != 1 || SSL_CTX_use_PrivateKey(ctx.get(), (*cert)->key()) != 1)
+    return Error{"", "cannot build the ACME challenge context: " + openssl_error()};
+  SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+  SSL_CTX_set_num_tickets(ctx.get(), 0);
+  SSL_CTX_set_alpn_select_cb(
+      ctx.get(),
+      [](SSL*, const unsigned char** out, unsigned char* out_length, const unsigned char* in, unsigned int in_length,
+         void*) -> int {
+        static constexpr unsigned char kAcme[] = "acme-tls/1";
+        for (unsigned int i = 0; i < in_length;) {
+          const unsigned int n = in[i];
+          if (i + 1 + n > in_length) break;
+          if (n == sizeof kAcme - 1 && std::memcmp(in + i + 1, kAcme, n) == 0) {
+            *out = in + i + 1;
+            *out_length = static_cast<unsigned char>(n);
+            return SSL_TLSEXT_ERR_OK;
+          }
+          i += 1 + n;
+        }
+        return SSL_TLSEXT_ERR_ALERT_FATAL;
+      },
+      nullptr);
+  return ctx;
+}
 
 Result<std::shared_ptr<const CertificateStore>> CertificateStore::build(const config::TlsConfig& config,
                                                                         std::vector<Error>& problems,

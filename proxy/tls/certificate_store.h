@@ -172,6 +172,10 @@ class CertificateStore {
   const std::vector<std::shared_ptr<const Certificate>>& certificates() const { return certificates_; }
   const std::shared_ptr<TicketKeyRing>& ticket_keys() const { return tickets_; }
 
+  /// A server context for an ACME TLS-ALPN-01 validation (RFC 8737): TLS 1.2+, only the challenge
+  /// certificate, and ALPN acme-tls/1 or nothing. Thread: control.
+  static Result<std::shared_ptr<SSL_CTX>> acme_challenge_context(std::string_view cert_pem, std::string_view key_pem);
+
   /// Records the local IP address (text) the connection on `ssl` was accepted on: with no SNI,
   /// Traefik matches certificate IP SANs against it. Call before the handshake. Thread: worker.
   static void set_local_address(SSL* ssl, std::string_view ip);

@@ -42,7 +42,7 @@ struct Reader {
 };
 
 // The body of a ClientHello handshake message (after its 4-byte header).
-HelloStatus parse_body(std::span<const uint8_t> body, std::string& server_name) {
+HelloStatus parse_body(std::span<const uint8_t> body, std::string& server_name, bool* acme_tls) {
   Reader r{body};
   r.bytes(2 + 32);  // legacy_version, random
   r.vector(1);      // legacy_session_id
@@ -56,6 +56,16 @@ HelloStatus parse_body(std::span<const uint8_t> body, std::string& server_name) 
     uint32_t type = extensions.number(2);
     Reader data{extensions.vector(2)};
     if (!extensions.ok) return HelloStatus::kMalformed;
+    if (type == 16 && acme_tls != nullptr) {  // application_layer_protocol_negotiation
+      Reader protocols{data.vector(2)};
+      while (data.ok && protocols.left() > 0) {
+        auto name = protocols.vector(1);
+        if (!protocols.ok) return HelloStatus::kMalformed;
+        *acme_tls |= std::string_view(reinterpret_cast<const char*>(name.data()), name.size()) == "acme-tls/1";
+      }
+      if (!data.ok) return HelloStatus::kMalformed;
+      continue;
+    }
     if (type != 0) continue;  // server_name
     Reader list{data.vector(2)};
     while (data.ok && list.left() > 0) {
@@ -75,8 +85,9 @@ HelloStatus parse_body(std::span<const uint8_t> body, std::string& server_name) 
 
 }  // namespace
 
-HelloStatus parse_client_hello(std::span<const uint8_t> bytes, std::string& server_name) {
+HelloStatus parse_client_hello(std::span<const uint8_t> bytes, std::string& server_name, bool* acme_tls) {
   server_name.clear();
+  if (acme_tls != nullptr) *acme_tls = false;
   if (bytes.empty()) return HelloStatus::kNeedMore;
   if (bytes[0] != kHandshakeRecord) return HelloStatus::kNotTls;
   if (bytes.size() >= 2 && bytes[1] != 3) return HelloStatus::kNotTls;  // record version 3.x
@@ -105,7 +116,7 @@ HelloStatus parse_client_hello(std::span<const uint8_t> bytes, std::string& serv
     if (message[0] != kClientHello) return HelloStatus::kMalformed;
     size_t hello = (size_t{message[1]} << 16) | (size_t{message[2]} << 8) | message[3];
     if (hello > kMaxHello) return HelloStatus::kMalformed;
-    if (message.size() - 4 >= hello) return parse_body(message.subspan(4, hello), server_name);
+    if (message.size() - 4 >= hello) return parse_body(message.subspan(4, hello), server_name, acme_tls);
   }
 }
 

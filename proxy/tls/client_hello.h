@@ -19,7 +19,9 @@ enum class HelloStatus : uint8_t {
 
 /// Looks at the first bytes a client sent. On kDone, `server_name` holds the host_name entry of
 /// the server_name extension, lower-cased and without a trailing dot (empty when there is none).
-/// The ClientHello may span several records; bytes after it are ignored. Thread: any.
-HelloStatus parse_client_hello(std::span<const uint8_t> bytes, std::string& server_name);
+/// The ClientHello may span several records; bytes after it are ignored. `acme_tls`, if given, says
+/// whether the client offers the ALPN protocol "acme-tls/1" (an ACME TLS-ALPN-01 validation,
+/// RFC 8737). Thread: any.
+HelloStatus parse_client_hello(std::span<const uint8_t> bytes, std::string& server_name, bool* acme_tls = nullptr);
 
 }  // namespace berth::proxy::tls
