@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <iostream>
 #include <optional>
+#include <set>
 #include <thread>
 
 #include "acme/manager.h"
@@ -49,10 +50,6 @@ std::shared_ptr<const proxy::ProcessInfo> make_process_info(const config::Static
     info->entry_points.push_back(std::move(s));
   }
   return info;
-}
-
-void log_errors(const std::vector<Error>& errors) {
-  for (const auto& e : errors) LOG_ERROR(e.to_string());
 }
 
 class ControlPlane {
@@ -105,7 +102,11 @@ class ControlPlane {
         io_.run_one_until(deadline);
       if (!latest_[kDocker]) LOG_WARN("docker provider: no container list yet; starting without its routes");
     }
-    if (generation_ == 0) apply(merged());
+    if (generation_ == 0 || has_pending_) {  // the docker listing may wait behind the throttle: not now
+      has_pending_ = false;
+      throttle_.cancel();
+      apply(merged());
+    }
     if (acme_) {
       // ACME changes (a challenge to answer, a certificate) apply at once, throttle or not: the CA
       // is told to validate right after.
@@ -180,9 +181,8 @@ class ControlPlane {
 
   void apply(config::DynamicConfig dyn) {
     last_apply_ = std::chrono::steady_clock::now();
-    log_errors(dyn.errors);
     auto built = proxy::build_snapshot(sc_, dyn, ++generation_, health_);
-    log_errors(built.errors);
+    log_new_problems(dyn.errors, built.errors);
     for (auto& w : workers_) w->publish(built.snapshot);
     checker_.update(*built.snapshot);
     if (built.snapshot->certificates) stapler_.update(*built.snapshot->certificates);
@@ -230,6 +230,20 @@ class ControlPlane {
     poll_->async_wait([this](boost::system::error_code) { wait_for_drain(); });
   }
 
+  // Logs the problems this generation has and the one before had not: a bad label or file is
+  // reported when it appears, not again at every docker event (the count is in the "applied" line).
+  void log_new_problems(const std::vector<Error>& decoded, const std::vector<Error>& built) {
+    std::set<std::string> now;
+    for (const auto* list : {&decoded, &built}) {
+      for (const auto& e : *list) {
+        std::string text = e.to_string();
+        if (!reported_.count(text)) LOG_ERROR(text);
+        now.insert(std::move(text));
+      }
+    }
+    reported_ = std::move(now);
+  }
+
   // Session ticket keys: a new encrypting key every 12 hours; the one before still decrypts, so a
   // ticket resumes for 12 to 24 hours (Go, so Traefik: a new key daily, each valid 7 days).
   void rotate_ticket_keys() {
@@ -260,6 +274,7 @@ class ControlPlane {
   std::unique_ptr<asio::steady_timer> poll_;
   std::vector<std::chrono::steady_clock::time_point> drain_deadlines_;
   uint64_t generation_ = 0;
+  std::set<std::string> reported_;  ///< the problems of the generation last applied
   proxy::upstream::HealthRegistry health_;
   proxy::upstream::HealthChecker checker_;
   proxy::tls::OcspStapler stapler_;

@@ -144,6 +144,9 @@ Result<Container> parse_container_inspect(std::string_view text) {
   if (!c.name.empty() && c.name.front() == '/') c.name.erase(0, 1);
 
   if (const auto* config = object_at(*root, "Config")) {
+    c.stop_signal = string_at(*config, "StopSignal");
+    if (const auto* t = config->if_contains("StopTimeout"); t && (t->is_int64() || t->is_uint64()))
+      c.stop_timeout = static_cast<int>(std::clamp<int64_t>(int_at(*config, "StopTimeout"), 0, 86'400));
     if (const auto* labels = object_at(*config, "Labels")) {  // null when the container has none
       for (const auto& [key, value] : *labels) {
         if (value.is_string()) c.labels.emplace(std::string(key), std::string(value.get_string()));
@@ -152,6 +155,7 @@ Result<Container> parse_container_inspect(std::string_view text) {
   }
   if (const auto* state = object_at(*root, "State")) {
     c.status = string_at(*state, "Status");
+    c.started_at = string_at(*state, "StartedAt");
     if (const auto* health = object_at(*state, "Health")) c.health = string_at(*health, "Status");
   }
   if (const auto* host_config = object_at(*root, "HostConfig")) c.network_mode = string_at(*host_config, "NetworkMode");

@@ -43,6 +43,9 @@ struct Container {
   std::string network_mode;                     ///< HostConfig.NetworkMode: host, bridge, none, default, container:<id>, <name>
   std::vector<NetworkAddress> networks;         ///< NetworkSettings.Networks, sorted by name
   std::vector<ContainerPort> ports;             ///< NetworkSettings.Ports and Config.ExposedPorts merged, sorted by port then protocol
+  std::string started_at;                       ///< State.StartedAt: tells one run of the container from the next
+  std::string stop_signal;                      ///< Config.StopSignal as written ("SIGTERM", "15", ""; "" = SIGTERM)
+  int stop_timeout = 10;                        ///< Config.StopTimeout (seconds; dockerd's default 10)
   bool operator==(const Container&) const = default;
 };
 

@@ -11,6 +11,7 @@
 #include <functional>
 #include <map>
 #include <memory>
+#include <optional>
 #include <set>
 #include <string>
 
@@ -39,9 +40,18 @@ class DockerProvider {
  private:
   boost::asio::awaitable<void> run();
   boost::asio::awaitable<void> process_events();
-  /// Lists the running containers and inspects each; replaces what the provider knew.
+  /// Picks the API version: the daemon's, at most the newest berth knows (1.41 for old daemons).
+  boost::asio::awaitable<Result<bool>> negotiate_version();
+  /// Lists the running containers (and stopped ones allowed by traefik.docker.allownonrunning) and
+  /// inspects each; replaces what the provider knew. Only a failed listing is an Error: a container
+  /// that cannot be inspected is skipped with a warning.
   boost::asio::awaitable<Result<bool>> resync();
-  void on_line(std::string_view line);
+  /// Follows /events until it ends; events of an older stream are dropped.
+  boost::asio::awaitable<void> follow_events(uint64_t generation);
+  void on_line(std::string_view line, uint64_t generation);
+  /// A container that got its stop signal but still runs `after` later (a SIGQUIT thread dump, a
+  /// TERM its process ignores): looked at again then, and back in rotation if it still runs.
+  void recheck_later(const std::string& id, Duration after);
   /// Builds the config and hands it on; `cause` (if any) is the event that changed it, for the log.
   void publish(const ContainerEvent* cause);
   Duration api_timeout() const;
@@ -51,10 +61,17 @@ class DockerProvider {
   EngineClient client_;
   OnChange on_change_;
   std::map<std::string, Container> containers_;  ///< by id
-  std::set<std::string> stopping_;               ///< ids Docker is stopping (kill/stop seen, not dead yet)
+  /// Containers Docker is stopping (their stop signal came, they have not died yet) -> the
+  /// State.StartedAt of the run being stopped.
+  std::map<std::string, std::string> stopping_;
   std::deque<ContainerEvent> events_;            ///< received, not processed yet
-  boost::asio::steady_timer wake_;               ///< cancelled when events_ gets an event
+  bool listing_ = false;                         ///< resync() runs: events wait
+  uint64_t stream_generation_ = 0;
+  bool streaming_ = false;                       ///< follow_events() runs
+  std::optional<Result<bool>> stream_result_;    ///< how the last stream ended
+  boost::asio::steady_timer wake_;               ///< cancelled when events_ gets an event or listing ends
   boost::asio::steady_timer backoff_;
+  boost::asio::steady_timer stream_end_;         ///< cancelled when follow_events() returns
   std::string hostname_;                         ///< berth's container id prefix, if it runs in one
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -65,6 +65,8 @@ class EngineClient {
   void cancel_stream();
 
   const EngineEndpoint& endpoint() const { return endpoint_; }
+  /// The prefix put before every target ("/v1.41"; "" for the daemon's own version).
+  void set_api_prefix(std::string prefix) { api_prefix_ = std::move(prefix); }
 
  private:
   struct Impl;

@@ -155,8 +155,9 @@ ContainerLabels read_labels(const Container& c) {
         config::set_path(out.tree, path, value, where);
       } else if (iequals(path[0], "tls") && path.size() > 3 && iequals(path[1], "stores") && iequals(path[2], "default")) {
         config::set_path(out.tree, path, value, where);
-      } else if (iequals(path[0], "tcp") || iequals(path[0], "udp")) {
-        out.has_tcp_udp = true;
+      } else if ((iequals(path[0], "tcp") || iequals(path[0], "udp")) && path.size() > 1 &&
+                 (iequals(path[1], "routers") || iequals(path[1], "services"))) {
+        out.has_tcp_udp = true;  // as Traefik: tcp/udp middlewares alone do not count
       }
       // enable, docker.*, and other keys are read elsewhere or, as in Traefik, ignored.
     }
@@ -273,13 +274,14 @@ std::optional<config::DynamicConfig> container_config(const Container& c, Partic
     cfg.services.emplace(svc.name, std::move(svc));
   }
   for (auto& [qualified, svc] : cfg.services) {
+    // A container that gets no traffic needs no address (a stopped one has none).
+    if (part != Participation::kServing) break;
     if (svc.kind != config::ServiceConfig::Kind::kLoadBalancer || !svc.servers.empty()) continue;
     const std::string plain = short_name(qualified);
     auto it = std::find_if(labels.servers.begin(), labels.servers.end(),
                            [&](const ServerLabels& l) { return iequals(l.name, plain); });
     auto server = make_server(c, it == labels.servers.end() ? nullptr : &*it, plain, all, self_id, s, errors);
-    if (!server) continue;
-    if (part == Participation::kServing) svc.servers.push_back(std::move(*server));
+    if (server) svc.servers.push_back(std::move(*server));
   }
   if (errors.size() != errors_before) return left_out();
   if (labels.has_tcp_udp)
@@ -375,6 +377,10 @@ config::DynamicConfig build_config(const std::map<std::string, Container>& conta
   std::vector<Built> built;
   std::vector<Error> errors;
   for (const auto& [id, c] : containers) {
+    std::string enable_key;
+    if (const std::string* e = find_label(c, "enable", &enable_key); e && !parse_bool(trim(*e)))
+      errors.push_back(Error{"container " + c.name + " label " + enable_key,
+                             "\"" + *e + "\" is not true or false; the container is left out"});
     const Participation part = participation(c, stopping.count(id) != 0, settings);
     if (part == Participation::kSkip) continue;
     if (auto cfg = container_config(c, part, containers, self_id, settings, errors))
