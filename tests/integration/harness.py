@@ -116,9 +116,10 @@ class RecordingServer:
 
 
 class Berth:
-    """A berth process with a static config (YAML text) and a dynamic config file in a temp dir."""
+    """A berth process with a static config (YAML text) and a dynamic config file in a temp dir;
+    `env`: variables added to its environment."""
 
-    def __init__(self, tmp, static_yaml=None, dynamic_yaml="", args=(), entry_points=("web",), wait=True):
+    def __init__(self, tmp, static_yaml=None, dynamic_yaml="", args=(), entry_points=("web",), wait=True, env=None):
         self.tmp = tmp
         self.ports = {name: free_port() for name in entry_points}
         self.dynamic_path = os.path.join(tmp, "dynamic.yml")
@@ -133,7 +134,8 @@ class Berth:
         self.log_path = os.path.join(tmp, "berth.log")
         self.log = open(self.log_path, "w")
         self.proc = subprocess.Popen([BERTH, f"--configFile={self.static_path}", *args],
-                                     stdout=self.log, stderr=subprocess.STDOUT)
+                                     stdout=self.log, stderr=subprocess.STDOUT,
+                                     env={**os.environ, **env} if env else None)
         if wait:
             for p in self.ports.values():
                 wait_for_port(p, proc=self.proc)
