@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <chrono>
+#include <fstream>
 
 #include "base/log.h"
 
@@ -73,6 +74,22 @@ bool stops(std::string_view event_signal, const Container& c) {
   return sent == 9 || sent == stop;
 }
 
+// The id of the container berth runs in, if any: dockerd bind-mounts /etc/hostname (and resolv.conf,
+// hosts) from /var/lib/docker/containers/<64 hex>/, which /proc/self/mountinfo shows whatever the
+// cgroup version or a compose `hostname:`; else the host name, which docker sets to the id's first 12.
+std::string own_container_id() {
+  std::ifstream mounts("/proc/self/mountinfo");
+  for (std::string line; std::getline(mounts, line);) {
+    const size_t at = line.find("/containers/");
+    if (at == std::string::npos) continue;
+    const std::string_view id = std::string_view(line).substr(at + 12, 64);
+    if (id.size() == 64 && id.find_first_not_of("0123456789abcdef") == std::string_view::npos) return std::string(id);
+  }
+  char host[256] = {};
+  ::gethostname(host, sizeof host - 1);
+  return host;
+}
+
 // "1.41" < "1.45": API versions compared by their numbers.
 bool older_api(std::string_view a, std::string_view b) {
   auto parts = [](std::string_view v) {
@@ -93,9 +110,7 @@ DockerProvider::DockerProvider(asio::io_context& io, ProviderSettings settings)
       wake_(io),
       backoff_(io),
       stream_end_(io) {
-  char host[256] = {};
-  ::gethostname(host, sizeof host - 1);
-  hostname_ = host;
+  self_hint_ = own_container_id();
 }
 
 DockerProvider::~DockerProvider() {
@@ -320,9 +335,9 @@ asio::awaitable<void> DockerProvider::process_events() {
 
 void DockerProvider::publish(const ContainerEvent* cause) {
   std::string self_id;
-  if (hostname_.size() >= 12)
+  if (self_hint_.size() >= 12)
     for (const auto& [id, c] : containers_)
-      if (id.starts_with(hostname_)) self_id = id;
+      if (id.starts_with(self_hint_)) self_id = id;
   std::set<std::string> stopping;
   for (const auto& [id, started] : stopping_) stopping.insert(id);
   on_change_(build_config(containers_, stopping, self_id, settings_));

@@ -72,7 +72,7 @@ class DockerProvider {
   boost::asio::steady_timer wake_;               ///< cancelled when events_ gets an event or listing ends
   boost::asio::steady_timer backoff_;
   boost::asio::steady_timer stream_end_;         ///< cancelled when follow_events() returns
-  std::string hostname_;                         ///< berth's container id prefix, if it runs in one
+  std::string self_hint_;                        ///< berth's container id (or its prefix), if it runs in one
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
 

@@ -99,9 +99,13 @@ std::optional<std::string> container_host(const Container& c, std::string_view n
   }
   if (!network.empty()) {
     auto project = c.labels.find("com.docker.compose.project");
-    for (const auto& n : c.networks) {
-      if (n.name == network || (project != c.labels.end() && n.name == project->second + "_" + std::string(network)))
-        if (auto a = address_of(n); !a.empty()) return a;
+    for (const bool prefixed : {false, true}) {  // the exact name first, then "<project>_<name>"
+      for (const auto& n : c.networks) {
+        const bool named = prefixed ? project != c.labels.end() && n.name == project->second + "_" + std::string(network)
+                                    : n.name == network;
+        if (named)
+          if (auto a = address_of(n); !a.empty()) return a;
+      }
     }
   }
   // Several networks: the first (by name) that berth's own container is on, else the first by name.
@@ -290,7 +294,9 @@ std::optional<config::DynamicConfig> container_config(const Container& c, Partic
   if (part != Participation::kServing)
     for (auto& [qualified, svc] : cfg.services) svc.servers.clear();
 
-  if (cfg.routers.empty() && http && cfg.services.size() == 1) {
+  // No automatic router for berth's own container: its default rule would route berth to itself
+  // (Traefik guards that with denyRouterRecursion). Routers its labels declare still work.
+  if (cfg.routers.empty() && http && cfg.services.size() == 1 && c.id != self_id) {
     config::RouterConfig router;
     router.name = name + "@" + kProvider;
     router.where = "container " + c.name;
