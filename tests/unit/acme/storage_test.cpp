@@ -106,8 +106,7 @@ TEST_F(StorageTest, OpenModeIsTightenedAndEmptyFileIsEmpty) {
 TEST_F(StorageTest, FailedWriteKeepsThePreviousFile) {
   ASSERT_TRUE(save_storage(path_, sample()));
   const std::string before = read(path_);
-  if (::geteuid() == 0) GTEST_SKIP() << "root writes into read-only directories";
-  fs::permissions(dir_, fs::perms::owner_read | fs::perms::owner_exec);
+  fs::create_directory(path_ + ".tmp");  // the temp file cannot be made, even by root
   StorageFile changed = sample();
   changed["le"].certificates.clear();
   auto saved = save_storage(path_, changed);
