@@ -1,4 +1,4 @@
-// libFuzzer target: the ClientHello SNI parser on arbitrary bytes, whole and cut short.
+// libFuzzer target: the ClientHello SNI (and ALPN acme-tls/1) parser on arbitrary bytes, whole and cut short.
 // Any crash, sanitizer report or broken invariant below is a bug.
 #include <cstdint>
 #include <cstdlib>
@@ -17,14 +17,17 @@ namespace {
 HelloStatus parse_prefix(const uint8_t* data, size_t n, std::string& name) {
   std::unique_ptr<uint8_t[]> exact(new uint8_t[n]);
   if (n > 0) std::memcpy(exact.get(), data, n);
-  return parse_client_hello(std::span<const uint8_t>(exact.get(), n), name);
+  bool acme = false;
+  return parse_client_hello(std::span<const uint8_t>(exact.get(), n), name, &acme);
 }
 
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   std::string name = "stale";
-  HelloStatus whole = parse_client_hello(std::span<const uint8_t>(data, size), name);
+  bool acme = true;  // must be reset
+  HelloStatus whole = parse_client_hello(std::span<const uint8_t>(data, size), name, &acme);
+  if (acme && (whole == HelloStatus::kNotTls || whole == HelloStatus::kNeedMore)) std::abort();
   switch (whole) {
     case HelloStatus::kNotTls:
     case HelloStatus::kNeedMore:
