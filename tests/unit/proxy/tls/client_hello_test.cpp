@@ -197,6 +197,22 @@ TEST(ClientHello, ReadsTheServerName) {
   EXPECT_EQ(p.name, "example.com");
 }
 
+TEST(ClientHello, SaysWhetherAcmeTlsIsOffered) {
+  auto offers_acme = [](std::vector<std::string> alpn) {
+    Bytes h = client_hello(HelloSpec{"a.test", false, std::move(alpn)});
+    std::string name;
+    bool acme = true;
+    EXPECT_EQ(parse_client_hello(h, name, &acme), HelloStatus::kDone);
+    EXPECT_EQ(name, "a.test");
+    return acme;
+  };
+  EXPECT_TRUE(offers_acme({"acme-tls/1"}));  // an ACME CA validating TLS-ALPN-01
+  EXPECT_TRUE(offers_acme({"h2", "acme-tls/1"}));
+  EXPECT_FALSE(offers_acme({"h2", "http/1.1"}));
+  EXPECT_FALSE(offers_acme({"acme-tls/2"}));
+  EXPECT_FALSE(offers_acme({}));
+}
+
 TEST(ClientHello, ServerNameIsLowerCasedWithoutItsTrailingDot) {
   Parsed p = parse(client_hello("WWW.Example.COM."));
   EXPECT_EQ(p.status, HelloStatus::kDone);
