@@ -10,6 +10,7 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <boost/json.hpp>
 #include <chrono>
+#include <ctime>
 #include <fstream>
 
 #include "base/log.h"
@@ -88,6 +89,21 @@ std::string own_container_id() {
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
   return host;
+}
+
+// State.StartedAt ("2026-11-27T17:06:51.123456789Z", RFC 3339 in UTC) as Unix nanoseconds; 0 if
+// it does not parse (then no event is judged older than the run).
+int64_t started_nanos(std::string_view text) {
+  std::tm tm{};
+  const std::string head(text.substr(0, 19));
+  if (text.size() < 20 || strptime(head.c_str(), "%Y-%m-%dT%H:%M:%S", &tm) == nullptr) return 0;
+  int64_t nanos = static_cast<int64_t>(timegm(&tm)) * 1'000'000'000;
+  if (text[19] == '.') {
+    int64_t scale = 100'000'000;
+    for (size_t i = 20; i < text.size() && std::isdigit(static_cast<unsigned char>(text[i])) && scale > 0; ++i, scale /= 10)
+      nanos += (text[i] - '0') * scale;
+  }
+  return nanos;
 }
 
 // "1.41" < "1.45": API versions compared by their numbers.
@@ -290,8 +306,10 @@ asio::awaitable<void> DockerProvider::process_events() {
     events_.pop_front();
     auto known = containers_.find(ev.id);
     if (ev.action == "kill") {
-      // The container is going: no new requests from now on; the exchanges in flight finish.
+      // The container is going: no new requests from now on; the exchanges in flight finish. A kill
+      // from before the run berth knows (replayed after a listing) is about an earlier run.
       if (known != containers_.end() && stops(ev.signal, known->second) &&
+          (ev.time_nano == 0 || ev.time_nano >= started_nanos(known->second.started_at)) &&
           stopping_.emplace(ev.id, known->second.started_at).second) {
         dirty = true;
         recheck_later(ev.id, std::chrono::seconds(known->second.stop_timeout) + 5s);
@@ -346,7 +364,8 @@ void DockerProvider::publish(const ContainerEvent* cause) {
                        std::chrono::system_clock::now().time_since_epoch()).count();
   auto it = containers_.find(cause->id);
   LOG_INFO("docker provider: container ", it == containers_.end() ? cause->id.substr(0, 12) : it->second.name, " ",
-           cause->action, cause->detail.empty() ? "" : ": ", cause->detail, "; routes updated ",
+           cause->action, cause->detail.empty() ? "" : ": ", cause->detail,
+           cause->signal.empty() ? "" : " (signal ", cause->signal, cause->signal.empty() ? "" : ")", "; routes updated ",
            (now - cause->time_nano) / 1000 / 1000.0, " ms after the event");
 }
 

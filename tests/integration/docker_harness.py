@@ -100,15 +100,18 @@ def image_tarball():
     return tar
 
 
-def backend_command(*backends, ignore_term=False, ready=False):
+def backend_command(*backends, ignore_term=False, ready=False, ignore=()):
     """The container command for one or more backends, each (name, port) on 127.0.0.1:port.
     `ignore_term`: the shell under tini ignores SIGTERM and the backends never see it, so the
     container keeps serving until `docker stop -t N` sends SIGKILL after N seconds (a graceful
-    shutdown window). `ready`: create /tmp/ready first (see `health_args`)."""
-    if len(backends) == 1 and not ignore_term and not ready:
+    shutdown window). `ignore`: more signal names the shell ignores the same way ("USR1", "HUP",
+    "QUIT": tini forwards them to the shell only). `ready`: create /tmp/ready first (see
+    `health_args`)."""
+    signals = (["TERM"] if ignore_term else []) + [s for s in ignore if s != "TERM" or not ignore_term]
+    if len(backends) == 1 and not signals and not ready:
         name, port = backends[0]
         return ["/bin/backend", "--listen", f"127.0.0.1:{port}", "--name", name]
-    script = 'trap "" TERM; ' if ignore_term else ""
+    script = f'trap "" {" ".join(signals)}; ' if signals else ""
     if ready:
         script += "touch /tmp/ready; "
     for name, port in backends:

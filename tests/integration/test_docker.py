@@ -1,9 +1,11 @@
 """berth's Docker provider (`providers.docker`) against a real, private dockerd, with Traefik v3's
 documented behaviour (shared/reference/traefik-compat.md section 2): routers, services and
 middlewares from labels (traefik. and berth. prefixes, keys in any case), default rules from
-normalized names, exposedByDefault, constraints, invalid labels, health gating, compose names and
-replicas, containers stopping, dockerd restarting, rollovers and scaling under load, and the time
-from a docker event to the route changing.
+normalized names, exposedByDefault, constraints, invalid labels (each problem logged once), health
+gating, compose names and replicas, containers stopping (their own stop signal, other signals, a
+stop signal they ignore), paused containers, stopped ones kept by allowNonRunning, dockerd
+restarting, providersThrottleDuration and the first listing, rollovers and scaling under load, and
+the time from a docker event to the route changing.
 
 Containers run the test image (docker_harness) with `--init --network host`; their backends listen
 on 127.0.0.1:<free port> and answer their NAME, so each check reads which container answered.
@@ -14,7 +16,9 @@ Beyond Traefik (berth's own behaviour, asserted on purpose):
   (Traefik v3 would log "port is missing" for test_lowest_exposed_port_without_a_port_label);
 - `berth.` labels work like `traefik.` labels;
 - a container leaves rotation when it is told to stop (the `kill` event), not when it dies, and a
-  service whose last server is stopping answers 503 (Traefik reacts on `die`, traefik#11252)."""
+  service whose last server is stopping answers 503 (Traefik reacts on `die`, traefik#11252). Only
+  the container's stop signal (Config.StopSignal, SIGTERM by default) or SIGKILL counts; a
+  container still running the same run StopTimeout + 5 s later is back in rotation."""
 import json
 import os
 import socket
@@ -226,10 +230,11 @@ class DockerProvider(BerthTestCase):
 
     # ------------------------------------------------------------ helpers
 
-    def start(self, docker=None, dockerd=None, file_dynamic=None, entry_points=("web",)):
+    def start(self, docker=None, dockerd=None, file_dynamic=None, entry_points=("web",), providers=None):
         """berth with entry points on fresh loopback ports and `providers.docker` pointing at the
         shared dockerd (or `dockerd`), with the options in `docker` (YAML scalars, written as is);
-        `file_dynamic`: also the file provider with this dynamic config."""
+        `file_dynamic`: also the file provider with this dynamic config; `providers`: more keys
+        under `providers` (providersThrottleDuration)."""
         d = dockerd or DOCKERD
         ports = {n: free_port() for n in entry_points}
         static = "entryPoints:\n" + "".join(f"  {n}:\n    address: \"127.0.0.1:{p}\"\n" for n, p in ports.items())
@@ -238,6 +243,8 @@ class DockerProvider(BerthTestCase):
             static += f"    {k}: {v}\n"
         if file_dynamic is not None:
             static += f"  file:\n    filename: {self.tmp}/dynamic.yml\n    watch: true\n"
+        for k, v in (providers or {}).items():
+            static += f"  {k}: {v}\n"
         static += "workers: 2\nlog:\n  level: DEBUG\n"
         proxy = self.berth(static_yaml=static, dynamic_yaml=file_dynamic or "", wait=False)
         proxy.ports = ports
@@ -250,15 +257,16 @@ class DockerProvider(BerthTestCase):
         return proxy
 
     def container(self, name, port=None, labels=None, health=False, ready=False, ignore_term=False,
-                  backends=None, extra=(), wait=True, create_only=False, dockerd=None):
+                  backends=None, extra=(), wait=True, create_only=False, dockerd=None, ignore=()):
         """A test-image container on the host network running backend NAME on 127.0.0.1:port
-        (or several `backends` [(name, port)]); returns the (first) port."""
+        (or several `backends` [(name, port)]); returns the (first) port. `ignore`: signal names
+        its shell ignores (see backend_command)."""
         d = dockerd or DOCKERD
         port = port or free_port()
         backends = backends or [(name, port)]
         extra = list(extra) + (health_args(backends[0][1]) if health else [])
-        d.run_container(name, backend_command(*backends, ignore_term=ignore_term, ready=ready), labels,
-                        extra, create_only=create_only)
+        d.run_container(name, backend_command(*backends, ignore_term=ignore_term, ready=ready, ignore=ignore),
+                        labels, extra, create_only=create_only)
         if wait and not create_only:
             for _, p in backends:
                 wait_serving(p)
@@ -351,6 +359,19 @@ class DockerProvider(BerthTestCase):
         self.wait_answer("labelled.test", b"labelled")
         self.assertEqual(self.ask("other.test")[0], 404)
         self.assertEqual(self.ask("labelled.test", "/echo")[1].get("x-backend"), "labelled")
+
+    def test_restart_just_before_berth_lists_is_not_taken_for_a_stop(self):
+        # The event stream replays the last second after the listing: the restart's kill belongs to
+        # the run before the one listed, and must not drain the container (it did, for 15 s).
+        port = free_port()
+        self.container("rs", port, labels=labels_for("rs", "Host(`rs.test`)", port))
+        DOCKERD.run("restart", "-t", "1", "rs")
+        self.start()
+        took = self.wait_answer("rs.test", b"rs", timeout=4)
+        for _ in range(10):
+            self.assertEqual(self.ask("rs.test")[0], 200)
+            time.sleep(0.05)
+        print(f"routed {took:.2f}s after berth listened")
 
     def test_every_documented_provider_option_is_accepted(self):
         self.start(docker={"exposedByDefault": "true", "watch": "true", "network": '""',
@@ -535,6 +556,27 @@ class DockerProvider(BerthTestCase):
         self.assert_logged("bad-key-ctr", "traefik.http.routers.badkey.nosuchoption")
         self.assertIsNone(self.proxy.proc.poll(), "berth exited")
 
+    def test_a_label_problem_is_logged_once_not_at_every_event(self):
+        self.start()
+        port = free_port()
+        self.container("bad-once", port, labels={**labels_for("badonce", "Host(`bad-once.test`)", port),
+                                                 "traefik.http.routers.badonce.nosuchoption": "1"})
+        self.assert_logged("bad-once", "traefik.http.routers.badonce.nosuchoption")
+        generations = self.proxy.log_text().count("configuration generation")
+        for i in range(3):  # three start events, each a new configuration that still has the problem
+            p = free_port()
+            name = f"unrelated-{i}"
+            self.container(name, p, labels=labels_for(name, f"Host(`{name}.test`)", p))
+            self.wait_answer(f"{name}.test", name.encode())
+        self.assertEqual(self.ask("bad-once.test")[0], 404)
+        self.assertTrue(DOCKERD.is_container_running("bad-once"))
+        log = self.proxy.log_text()
+        self.assertGreaterEqual(log.count("configuration generation") - generations, 3, self.log_tail())
+        lines = [line for line in log.splitlines() if "traefik.http.routers.badonce.nosuchoption" in line]
+        self.assertEqual(len(lines), 1, "the problem is logged more than once:\n" + "\n".join(lines))
+        left_out = [line for line in log.splitlines() if "container bad-once" in line and "left out" in line]
+        self.assertEqual(len(left_out), 1, "\n".join(left_out))
+
     # ------------------------------------------------------------ health
 
     def test_starting_container_is_not_routed_until_healthy(self):
@@ -658,6 +700,113 @@ class DockerProvider(BerthTestCase):
         self.wait_answer("last.test", status=404, timeout=5)
         self.assertEqual(self.ask("bystander.test")[2], b"bystander")
 
+    def test_the_containers_own_stop_signal_drains_it(self):
+        # --stop-signal SIGUSR1: `docker stop` sends USR1 (a kill event with signal 10), then SIGKILL
+        # after -t seconds. The shell ignores USR1, so the container serves until the SIGKILL.
+        self.start()
+        stays, leaves = free_port(), free_port()
+        self.container("usr1-stays", stays, labels=labels_for("u1", "Host(`usr1.test`)", stays, service="u1"))
+        self.container("usr1-leaves", leaves, labels=labels_for("u1", "Host(`usr1.test`)", leaves, service="u1"),
+                       ignore=("TERM", "USR1"), extra=["--stop-signal", "SIGUSR1"])
+        self.assertEqual(DOCKERD.inspect("usr1-leaves")["Config"]["StopSignal"], "SIGUSR1")
+        self.wait_all("usr1.test", {b"usr1-stays", b"usr1-leaves"})
+        stopper = threading.Thread(target=DOCKERD.run, args=("stop", "-t", "3", "usr1-leaves"), kwargs={"timeout": 30})
+        t_stop = time.time()
+        stopper.start()
+        try:
+            switched = self.wait_only("usr1.test", {b"usr1-stays"}, timeout=2)
+            self.assertTrue(DOCKERD.is_container_running("usr1-leaves"), "drained only when it died")
+            self.assertEqual(get(leaves, "/")[::2], (200, b"usr1-leaves"), "the container is still serving")
+            self.assertLess(time.time() - t_stop, 2.8, "drained only by the SIGKILL")
+        finally:
+            stopper.join(30)
+        self.assertGreater(time.time() - t_stop, 2.5, "the container did not wait for its SIGKILL")
+        print(f"out of rotation {switched:.3f}s after docker stop (SIGUSR1) was called")
+        self.assertEqual(set(self.answers("usr1.test")), {b"usr1-stays"})
+
+    def test_other_signals_leave_the_container_in_rotation(self):
+        # docker kill -s HUP (reload) or QUIT (thread dump) does not stop a container.
+        self.start()
+        port = free_port()
+        self.container("signalled", port, labels=labels_for("signalled", "Host(`signalled.test`)", port),
+                       ignore=("HUP", "QUIT"))
+        self.wait_answer("signalled.test", b"signalled")
+        for sig in ("HUP", "QUIT"):
+            DOCKERD.run("kill", "-s", sig, "signalled")
+            # The next event goes through the same queue: once it is routed, the kill was processed.
+            marker, mport = f"after-{sig.lower()}", free_port()
+            self.container(marker, mport, labels=labels_for(marker, f"Host(`{marker}.test`)", mport))
+            self.wait_answer(f"{marker}.test", marker.encode())
+            self.assertTrue(DOCKERD.is_container_running("signalled"))
+            self.assert_stays("signalled.test", 200, 0.5)
+            self.assertEqual(set(self.answers("signalled.test", 5)), {b"signalled"})
+        log = self.proxy.log_text()
+        self.assertNotIn("container signalled kill", log)  # no new configuration for either kill
+        self.assertNotIn("back in rotation", log)
+
+    def test_stop_signal_the_process_ignores_puts_it_back_in_rotation(self):
+        # docker kill -s TERM (not docker stop: no SIGKILL follows) to a process that ignores TERM:
+        # drained at once, looked at again StopTimeout + 5 s later, back in rotation as it still runs.
+        self.start()
+        port = free_port()
+        self.container("stubborn", port, labels=labels_for("stubborn", "Host(`stubborn.test`)", port),
+                       ignore_term=True, extra=["--stop-timeout", "1"])
+        self.assertEqual(DOCKERD.inspect("stubborn")["Config"]["StopTimeout"], 1)
+        self.wait_answer("stubborn.test", b"stubborn")
+        DOCKERD.run("kill", "-s", "TERM", "stubborn")
+        t_kill = time.time()
+        drained = self.wait_answer("stubborn.test", status=503, timeout=2)
+        self.assert_stays("stubborn.test", 503, 4.5 - (time.time() - t_kill))
+        self.assertTrue(DOCKERD.is_container_running("stubborn"))
+        self.wait_answer("stubborn.test", b"stubborn", timeout=10 - (time.time() - t_kill))
+        back = time.time() - t_kill
+        print(f"drained {drained:.3f}s after docker kill -s TERM, back in rotation after {back:.2f}s")
+        self.assertGreater(back, 5.5, "back before StopTimeout + 5 s")
+        self.assert_logged("stubborn", "still runs", "back in rotation")
+        self.assertEqual(set(self.answers("stubborn.test", 5)), {b"stubborn"})
+
+    def test_allow_non_running_container_keeps_its_routes_with_503(self):
+        self.start()
+        port = free_port()
+        self.container("anr", port, labels={**labels_for("anr", "Host(`anr.test`)", port),
+                                            "traefik.docker.allownonrunning": "true"})
+        self.wait_answer("anr.test", b"anr")
+        DOCKERD.run("stop", "anr", timeout=30)
+        self.assertEqual(DOCKERD.inspect("anr")["State"]["Status"], "exited")
+        self.wait_answer("anr.test", status=503, timeout=3)
+        self.assert_stays("anr.test", 503, 1.0)
+        DOCKERD.run("start", "anr")
+        self.wait_answer("anr.test", b"anr", timeout=5)
+        # The listing: berth starts while it is exited, next to one created and never started, with
+        # the berth. prefix and neither a port label nor an exposed port (a stopped one needs none).
+        DOCKERD.run("stop", "anr", timeout=30)
+        self.container("anr-created", labels={"berth.http.routers.anrc.rule": "Host(`anr-created.test`)",
+                                              "berth.docker.allownonrunning": "true"}, create_only=True)
+        self.assertEqual(DOCKERD.inspect("anr-created")["State"]["Status"], "created")
+        self.proxy.stop()  # the next berth writes the same log file
+        second = self.start()
+        self.assertEqual(self.ask("anr.test")[0], 503, self.log_tail())
+        self.assertEqual(self.ask("anr-created.test")[0], 503, self.log_tail())
+        DOCKERD.run("start", "anr")
+        self.wait_answer("anr.test", b"anr", timeout=5)
+        self.assertEqual(self.ask("anr-created.test")[0], 503)
+        problems = [line for line in second.log_text().splitlines() if " ERR " in line or " WRN " in line]
+        self.assertEqual([line for line in problems if "anr" in line], [])
+
+    def test_paused_container_leaves_rotation_until_unpaused(self):
+        # As in Traefik: a paused container is not running, so its routes go (404 when alone).
+        self.start()
+        port = free_port()
+        self.container("pausing", port, labels=labels_for("pausing", "Host(`pausing.test`)", port))
+        self.wait_answer("pausing.test", b"pausing")
+        DOCKERD.run("pause", "pausing")
+        self.assert_logged("container pausing pause")  # before asking: a paused backend would not answer
+        paused = self.wait_answer("pausing.test", status=404, timeout=3)
+        self.assertEqual(DOCKERD.inspect("pausing")["State"]["Status"], "paused")
+        DOCKERD.run("unpause", "pausing")
+        back = self.wait_answer("pausing.test", b"pausing", timeout=5)
+        print(f"404 {paused:.3f}s after docker pause returned, routed {back:.3f}s after docker unpause")
+
     # ------------------------------------------------------------ dockerd going away
 
     def test_dockerd_restart_keeps_last_config_and_reconnects(self):
@@ -733,6 +882,22 @@ class DockerProvider(BerthTestCase):
         self.assertEqual(set(load.names_since(t_end)), {b"scale-1"})
 
     # ------------------------------------------------------------ timing
+
+    def test_throttle_does_not_hold_back_the_first_listing(self):
+        # The file provider applies first (generation 1); the docker listing comes within the 2 s
+        # throttle and is applied anyway before berth listens (generation 2).
+        port = free_port()
+        self.container("early", port, labels=labels_for("early", "Host(`early.test`)", port))
+        self.start(providers={"providersThrottleDuration": "2s"},
+                   file_dynamic="http:\n  middlewares:\n    noop:\n      headers:\n"
+                                "        customResponseHeaders:\n          X-Noop: \"1\"\n")
+        first = self.ask("early.test")
+        self.assertEqual(first[::2], (200, b"early"), self.log_tail())
+        self.assert_logged("providersThrottleDuration 2s")
+        # Later changes still come, throttled.
+        later = free_port()
+        self.container("later", later, labels=labels_for("later", "Host(`later.test`)", later))
+        print(f"a container started later routed after {self.wait_answer('later.test', b'later', timeout=5):.2f}s")
 
     def test_event_to_route_latency(self):
         self.start()
