@@ -16,6 +16,7 @@ namespace json = boost::json;
 using namespace std::chrono_literals;
 
 constexpr Duration kTimeout = 30s;
+constexpr const char* kInvalidAuthorization = "berth:invalidAuthorization";  // the CA could not validate
 constexpr std::string_view kChallengeTypes[] = {"http-01", "tls-alpn-01"};  // in berth's order of preference
 
 // v[key], or nullptr when v is not an object or has no such member.
@@ -130,7 +131,7 @@ asio::awaitable<AcmeResult<HttpsResponse>> AcmeClient::post(const Key& key, cons
     if (!r->replay_nonce.empty() && nonces_.size() < 8) nonces_.push_back(r->replay_nonce);
     if (r->status < 400) co_return std::move(*r);
     Problem p = problem_of(*r);
-    if (p.is("badNonce") && attempt < 2) continue;  // RFC 8555 6.5: retry with the fresh nonce
+    if (p.is("badNonce") && attempt < 1) continue;  // RFC 8555 6.5: retry once with the fresh nonce
     co_return p;
   }
 }
@@ -220,6 +221,7 @@ asio::awaitable<AcmeResult<std::string>> AcmeClient::obtain(const Key& account_k
     const std::string key_authorization = token + "." + account_key.thumbprint();
     hooks.publish(type, domain, token, key_authorization);
     withdraw.published = true;
+    for (int i = 0; i < 1000 && hooks.live && !hooks.live(); ++i) co_await sleep(1ms);
     auto answered = co_await post(account_key, account_url, get_string(chosen, "url"), "{}", false);
     if (auto* p = std::get_if<Problem>(&answered)) co_return *p;
     pending.push_back(authz_url);
@@ -234,7 +236,7 @@ asio::awaitable<AcmeResult<std::string>> AcmeClient::obtain(const Key& account_k
       for (const auto& c : array_of(field(authz, "challenges")))
           if (const auto* e = field(c, "error")) why += ": " + get_string(e, "detail");
       Problem p = local_problem(why);
-      p.type = "urn:ietf:params:acme:error:unauthorized";
+      p.type = kInvalidAuthorization;
       co_return p;
     }
   }

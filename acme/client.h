@@ -41,6 +41,8 @@ struct ChallengeHooks {
                      const std::string& key_authorization)> publish;
   /// Withdraw every challenge published for this order.
   std::function<void()> withdraw;
+  /// Whether what publish made is served by every worker yet (the CA may connect at once).
+  std::function<bool()> live;
 };
 
 class AcmeClient {

@@ -45,6 +45,7 @@ asio::awaitable<Result<HttpsResponse>> exchange(Stream& stream, http::request<ht
   beast::flat_buffer buffer;
   http::response_parser<http::string_body> parser;
   parser.body_limit(kMaxBody);
+  if (req.method() == http::verb::head) parser.skip(true);  // a HEAD answer's length describes no body
   co_await http::async_read(stream, buffer, parser, asio::redirect_error(asio::use_awaitable, ec));
   if (ec) co_return Error{url, "reading the answer: " + ec.message()};
   auto& res = parser.get();

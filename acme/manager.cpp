@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <algorithm>
+#include <filesystem>
 #include <set>
 
 #include "acme/client.h"
@@ -24,7 +25,8 @@ namespace asio = boost::asio;
 using namespace std::chrono_literals;
 using Clock = std::chrono::system_clock;
 
-constexpr Duration kFirstBackoff = 3s;
+constexpr Duration kFirstBackoff = 3s;          // the CA could not be reached
+constexpr Duration kFirstRefusalBackoff = 60s;  // the CA refused (validation failed, name rejected)
 constexpr Duration kMaxBackoff = 1h;
 
 std::string joined(const std::vector<std::string>& names) {
@@ -79,6 +81,10 @@ struct AcmeManager::Resolver {
   std::vector<std::vector<std::string>> wanted;
   std::map<std::string, Backoff> failures;  ///< by joined names
   std::unique_ptr<asio::steady_timer> wake;
+  std::string lego_key_type;            ///< Account.KeyType as Traefik (lego) spells keyType: "P256", "4096", ...
+  Clock::time_point hold_until{};       ///< a rate limit: no order of this resolver before then
+  bool storage_writable = true;         ///< false when the file exists but could not be read
+  std::set<std::string> reported;       ///< problems logged once (wildcards)
 
   bool covers(const std::vector<std::string>& names, Clock::time_point now) const {
     return std::any_of(certs.begin(), certs.end(), [&](const Held& h) {
@@ -93,7 +99,7 @@ struct AcmeManager::Resolver {
     const auto lifetime = h.not_after - h.not_before;
     // Up to a twentieth of the lifetime earlier, spread by name so renewals of many certificates
     // do not all go at once.
-    const auto jitter = lifetime / 20 * static_cast<int64_t>(std::hash<std::string>{}(joined(h.names)) % 1000) / 1000;
+    const auto jitter = lifetime / 20'000 * static_cast<int64_t>(std::hash<std::string>{}(joined(h.names)) % 1000);
     return h.not_after - lifetime / 3 - jitter;
   }
 
@@ -106,7 +112,7 @@ struct AcmeManager::Resolver {
       a.registration_uri = account_url;
       a.registration_body = registration;
       a.private_key_der = account_key.to_der();
-      a.key_type = account_key.is_ec() ? "EC256" : "4096";
+      a.key_type = lego_key_type;
       d.account = std::move(a);
     }
     for (const auto& h : certs) {
@@ -122,6 +128,11 @@ struct AcmeManager::Resolver {
   }
 
   void save() {
+    if (!storage_writable) {
+      LOG_ERROR("acme: resolver ", cfg.name, ": not writing ", cfg.storage,
+                " (it could not be read, and would lose what it holds); the certificates stay in memory");
+      return;
+    }
     auto& file = storage_files()[cfg.storage];
     file[cfg.name] = stored();
     if (auto saved = save_storage(cfg.storage, file); !saved)
@@ -147,10 +158,25 @@ Result<bool> AcmeManager::load(std::vector<Error>& problems) {
     r->https = std::move(*https);
     r->client = std::make_unique<AcmeClient>(io_, *r->https, cfg.ca_server);
     r->wake = std::make_unique<asio::steady_timer>(io_);
+    static constexpr std::pair<KeyType, const char*> kLego[] = {
+        {KeyType::kEC256, "P256"}, {KeyType::kEC384, "P384"}, {KeyType::kRSA2048, "2048"},
+        {KeyType::kRSA4096, "4096"}, {KeyType::kRSA8192, "8192"}};
+    for (const auto& [t, name] : kLego)
+      if (t == r->key_type) r->lego_key_type = name;
+    // Resolvers sharing a file share one copy of it, whatever the path's spelling.
+    std::error_code ec;
+    const auto canonical = std::filesystem::weakly_canonical(std::filesystem::absolute(cfg.storage), ec);
+    if (!ec) r->cfg.storage = canonical.string();
 
     auto& files = storage_files();
-    if (!files.count(cfg.storage)) files[cfg.storage] = load_storage(cfg.storage, problems);
-    auto& file = files[cfg.storage];
+    if (!files.count(r->cfg.storage)) {
+      const size_t before = problems.size();
+      files[r->cfg.storage] = load_storage(r->cfg.storage, problems);
+      for (size_t i = before; i < problems.size(); ++i)
+        if (problems[i].message.starts_with("cannot read")) unwritable_.insert(r->cfg.storage);
+    }
+    r->storage_writable = !unwritable_.count(r->cfg.storage);
+    auto& file = files[r->cfg.storage];
     if (auto it = file.find(cfg.name); it != file.end()) {
       const ResolverData& data = it->second;
       if (data.account) {
@@ -159,6 +185,19 @@ Result<bool> AcmeManager::load(std::vector<Error>& problems) {
           r->account_key = std::move(*key);
           r->account_url = data.account->registration_uri;
           r->registration = data.account->registration_body;
+          // An account of another CA (caServer changed, staging -> production): the key is kept,
+          // the account is registered anew (Traefik's isAccountMatchingCaServer).
+          auto host_of = [](const std::string& url) {
+            const size_t start = url.find("://");
+            if (start == std::string::npos) return std::string();
+            return url.substr(start + 3, url.find('/', start + 3) - start - 3);
+          };
+          if (!r->account_url.empty() && host_of(r->account_url) != host_of(cfg.ca_server)) {
+            problems.push_back(Error{cfg.storage, cfg.name + ": the stored account belongs to " +
+                                                      host_of(r->account_url) + ", not caServer's " +
+                                                      host_of(cfg.ca_server) + "; a new account will be registered"});
+            r->account_url.clear();
+          }
         } else {
           problems.push_back(Error{cfg.storage, cfg.name + ": the account key cannot be read (" + key.error().message +
                                                     "); a new account will be made"});
@@ -180,7 +219,10 @@ Result<bool> AcmeManager::load(std::vector<Error>& problems) {
         h.not_before = info->not_before;
         h.not_after = info->not_after;
         h.dns_names = info->dns_names;
-        r->certs.push_back(std::move(h));
+        // Duplicate entries for one name set: the one that lasts longest.
+        auto same = std::find_if(r->certs.begin(), r->certs.end(), [&](const Resolver::Held& x) { return x.names == h.names; });
+        if (same == r->certs.end()) r->certs.push_back(std::move(h));
+        else if (same->not_after < h.not_after) *same = std::move(h);
       }
     }
     resolvers_.push_back(std::move(r));
@@ -191,7 +233,13 @@ Result<bool> AcmeManager::load(std::vector<Error>& problems) {
 config::DynamicConfig AcmeManager::config() const {
   config::DynamicConfig out;
   for (const auto& r : resolvers_) {
-    for (const auto& h : r->certs) {
+    // The certificate store keeps the first certificate of each name (and key type): the one that
+    // lasts longest goes first, so a renewed or narrower one is never shadowed by an expired one.
+    std::vector<const Resolver::Held*> held;
+    for (const auto& h : r->certs) held.push_back(&h);
+    std::stable_sort(held.begin(), held.end(), [](const auto* a, const auto* b) { return a->not_after > b->not_after; });
+    for (const Resolver::Held* hp : held) {
+      const Resolver::Held& h = *hp;
       config::TlsCertificateConfig c;
       c.cert_file = h.cert_pem;
       c.key_file = h.key_pem;
@@ -234,12 +282,20 @@ void AcmeManager::update(const config::DynamicConfig& merged) {
         std::erase_if(names, [](const std::string& n) { return n.empty(); });
         if (names.empty()) continue;
         if (std::any_of(names.begin(), names.end(), [](const std::string& n) { return n.find('*') != std::string::npos; })) {
-          LOG_ERROR("acme: router ", name, ": ", joined(names),
-                    ": wildcard names need the DNS-01 challenge, which berth does not do yet");
+          if (r->reported.insert(name + joined(names)).second)
+            LOG_ERROR("acme: router ", name, ": ", joined(names),
+                      ": wildcard names need the DNS-01 challenge, which berth does not do yet");
           continue;
         }
         wanted.insert(std::move(names));
       }
+    }
+    // tls.stores.<store>.defaultGeneratedCert naming this resolver: its domains too.
+    for (const auto& [store, s] : merged.tls.stores) {
+      if (!s.default_generated_cert || s.default_generated_cert->resolver != r->cfg.name) continue;
+      std::vector<std::string> names{to_lower(s.default_generated_cert->main)};
+      for (const auto& san : s.default_generated_cert->sans) names.push_back(to_lower(san));
+      if (!names.front().empty()) wanted.insert(std::move(names));
     }
     std::vector<std::vector<std::string>> list(wanted.begin(), wanted.end());
     if (list != r->wanted) {
@@ -254,11 +310,17 @@ asio::awaitable<void> AcmeManager::order(Resolver& r, std::vector<std::string> n
   const std::string what = joined(names);
   LOG_INFO("acme: resolver ", r.cfg.name, ": ", why, " a certificate for ", what);
   auto current = std::find_if(r.certs.begin(), r.certs.end(), [&](const Resolver::Held& h) { return h.names == names; });
-  auto fail = [&](const std::string& problem, bool rate_limited, std::optional<Duration> retry_after) {
+  // Backoff: a CA out of reach is retried soon (3 s, doubling); a refusal by the CA (a validation
+  // that failed, a rejected name) from a minute on, since CAs count failed validations per hour;
+  // a rate limit holds every order of the resolver for the CA's Retry-After, at least an hour.
+  auto fail = [&](const std::string& problem, bool rate_limited, std::optional<Duration> retry_after,
+                  bool refused = true) {
     auto& b = r.failures[what];
+    const Duration first = refused ? kFirstRefusalBackoff : kFirstBackoff;
     b.delay = rate_limited ? std::max(retry_after.value_or(Duration(0)), Duration(kMaxBackoff))
-                           : std::clamp(b.delay * 2, kFirstBackoff, kMaxBackoff);
+                           : std::clamp(b.delay * 2, first, kMaxBackoff);
     b.next = Clock::now() + b.delay;
+    if (rate_limited) r.hold_until = b.next;
     std::string serving = "no certificate serves it yet";
     if (auto it = std::find_if(r.certs.begin(), r.certs.end(), [&](const Resolver::Held& h) { return h.names == names; });
         it != r.certs.end())
@@ -276,7 +338,8 @@ asio::awaitable<void> AcmeManager::order(Resolver& r, std::vector<std::string> n
       auto url = co_await r.client->register_account(r.account_key, r.cfg.email, r.cfg.eab_kid, r.cfg.eab_hmac,
                                                      r.registration);
       if (!*alive) co_return;
-      if (!url) co_return fail(url.error().to_string(), false, std::nullopt);
+      if (!url) co_return fail(url.error().to_string(), url.error().message.find("rateLimited") != std::string::npos,
+                               std::nullopt, url.error().message.find("urn:") != std::string::npos);
       r.account_url = std::move(*url);
       LOG_INFO("acme: resolver ", r.cfg.name, ": account ", r.account_url);
       r.save();
@@ -301,7 +364,8 @@ asio::awaitable<void> AcmeManager::order(Resolver& r, std::vector<std::string> n
       }
       on_change_();
     };
-    hooks.withdraw = [&, alive] {
+    hooks.live = [this, alive] { return !*alive || !is_live_ || is_live_(); };
+    hooks.withdraw = [&, alive] {  // may run in a coroutine frame's destructor: must not throw
       if (!*alive) return;
       std::erase_if(challenges_.http01, [&](const auto& c) {
         return std::find(tokens.begin(), tokens.end(), c.token) != tokens.end();
@@ -309,7 +373,11 @@ asio::awaitable<void> AcmeManager::order(Resolver& r, std::vector<std::string> n
       std::erase_if(challenges_.tls_alpn01, [&](const auto& c) {
         return std::find(domains.begin(), domains.end(), c.domain) != domains.end();
       });
-      on_change_();
+      try {
+        on_change_();
+      } catch (const std::exception& e) {
+        LOG_ERROR("acme: withdrawing challenges: ", e.what());
+      }
     };
     auto got = co_await r.client->obtain(r.account_key, r.account_url, names, *cert_key, hooks, r.cfg.preferred_chain);
     if (!*alive) co_return;
@@ -320,7 +388,7 @@ asio::awaitable<void> AcmeManager::order(Resolver& r, std::vector<std::string> n
         r.account_url.clear();
         continue;
       }
-      co_return fail(p->to_string(), p->is("rateLimited"), p->retry_after);
+      co_return fail(p->to_string(), p->is("rateLimited"), p->retry_after, !p->type.empty());
     }
     std::string chain = std::move(std::get<std::string>(got));
     auto info = read_certificate(chain);
@@ -344,8 +412,9 @@ asio::awaitable<void> AcmeManager::order(Resolver& r, std::vector<std::string> n
   }
 }
 
-void AcmeManager::start(OnChange on_change) {
+void AcmeManager::start(OnChange on_change, std::function<bool()> is_live) {
   on_change_ = std::move(on_change);
+  is_live_ = std::move(is_live);
   for (auto& r : resolvers_) {
     Resolver* resolver = r.get();
     auto alive = alive_;
@@ -364,13 +433,26 @@ void AcmeManager::start(OnChange on_change) {
               next_due = std::min(next_due, f->second.next);
               return false;
             };
-            for (const auto& names : resolver->wanted)
-              if (!job && !resolver->covers(names, now) && ready(names)) {
-                job = names;
-                why = "obtaining";
-              }
+            if (resolver->hold_until > now) {  // a rate limit holds the whole resolver
+              next_due = resolver->hold_until;
+            } else {
+              for (const auto& names : resolver->wanted)
+                if (!job && !resolver->covers(names, now) && ready(names)) {
+                  job = names;
+                  why = "obtaining";
+                }
+            }
             for (const auto& h : resolver->certs) {
-              if (job) break;
+              if (job || resolver->hold_until > now) break;
+              // Renewed while some router still needs it (Traefik renews every stored certificate; a
+              // name dropped from the rules may no longer validate, and would fail every hour).
+              const bool needed = std::any_of(resolver->wanted.begin(), resolver->wanted.end(), [&](const auto& w) {
+                return std::all_of(w.begin(), w.end(), [&](const std::string& n) {
+                  return std::any_of(h.dns_names.begin(), h.dns_names.end(), [&](const std::string& c) { return name_covers(c, n); });
+                });
+              });
+              const bool wildcard = std::any_of(h.names.begin(), h.names.end(), [](const auto& n) { return n.find('*') != std::string::npos; });
+              if (!needed || wildcard) continue;
               const auto at = Resolver::renew_at(h);
               if (at > now) next_due = std::min(next_due, at);
               else if (ready(h.names)) {

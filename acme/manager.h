@@ -9,6 +9,7 @@
 #include <boost/asio/io_context.hpp>
 #include <functional>
 #include <memory>
+#include <set>
 #include <string>
 #include <vector>
 
@@ -34,7 +35,8 @@ class AcmeManager {
   /// The ACME provider's dynamic config now.
   config::DynamicConfig config() const;
 
-  void start(OnChange on_change);
+  /// `is_live` says whether the last applied config is served by every worker.
+  void start(OnChange on_change, std::function<bool()> is_live);
 
   /// The merged config just applied: which names each resolver's routers need. New needs start
   /// orders; names already covered by a valid certificate get none.
@@ -49,6 +51,8 @@ class AcmeManager {
   const config::StaticConfig& sc_;
   std::vector<std::unique_ptr<Resolver>> resolvers_;
   OnChange on_change_;
+  std::function<bool()> is_live_;
+  std::set<std::string> unwritable_;  ///< storage files that exist but could not be read
   config::AcmeChallenges challenges_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

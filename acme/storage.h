@@ -42,7 +42,9 @@ using StorageFile = std::map<std::string, ResolverData>;  ///< by resolver name
 /// A file readable by group or others is made 0600 (and reported).
 StorageFile load_storage(const std::string& path, std::vector<Error>& problems);
 
-/// Writes the whole file atomically with mode 0600. On any failure the old file is untouched.
+/// Writes the whole file atomically with mode 0600 (temp file, fsync, rename); a symlink is followed.
+/// A bind-mounted file, which cannot be renamed over, is rewritten in place after the complete
+/// temp copy is synced. On any other failure the old file is untouched.
 Result<bool> save_storage(const std::string& path, const StorageFile& data);
 
 }  // namespace berth::acme

@@ -102,20 +102,20 @@ class ControlPlane {
         io_.run_one_until(deadline);
       if (!latest_[kDocker]) LOG_WARN("docker provider: no container list yet; starting without its routes");
     }
-    if (generation_ == 0 || has_pending_) {  // the docker listing may wait behind the throttle: not now
-      has_pending_ = false;
-      throttle_.cancel();
-      apply(merged());
-    }
+    if (generation_ == 0 || has_pending_) apply(merged());  // the docker listing may wait behind the throttle: not now
     if (acme_) {
       // ACME changes (a challenge to answer, a certificate) apply at once, throttle or not: the CA
       // is told to validate right after.
-      acme_->start([this] {
-        latest_[kAcme] = acme_->config();
-        has_pending_ = false;
-        throttle_.cancel();
-        apply(merged());
-      });
+      acme_->start(
+          [this] {
+            latest_[kAcme] = acme_->config();
+            apply(merged());  // a pending throttled change goes in too; its timer then finds little to do
+          },
+          [this] {
+            for (const auto& w : workers_)
+              if (w->live_generation() < generation_) return false;
+            return true;
+          });
       acme_->update(merged());
     }
 

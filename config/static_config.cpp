@@ -377,7 +377,8 @@ class StaticDecoder {
           else if (iequals(k, "preferredChain")) d_.read_string(*o, apath, c.preferred_chain);
           else if (iequals(k, "caCertificates")) d_.read_list(*o, apath, c.ca_certificates);
           else if (iequals(k, "caSystemCertPool") || iequals(k, "caServerName") || iequals(k, "clientTimeout") ||
-                   iequals(k, "clientResponseHeaderTimeout") || iequals(k, "profile") || iequals(k, "emailAddresses"))
+                   iequals(k, "clientResponseHeaderTimeout") || iequals(k, "profile") || iequals(k, "emailAddresses") ||
+                   iequals(k, "disableCommonName"))
             continue;  // accepted; berth's defaults apply
           else if (iequals(k, "httpChallenge")) {
             const std::string hpath = apath + ".httpChallenge";

@@ -123,6 +123,7 @@ void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
     // Balancer state is per worker and per snapshot; rebuilding it here keeps picks lock-free.
     picker_.reset(*snapshot);
     snapshot_ = std::move(snapshot);
+    live_generation_.store(snapshot_->generation, std::memory_order_release);
   });
 }
 

@@ -79,6 +79,8 @@ class Worker {
   // Worker-thread API used by connections.
   boost::asio::io_context& context() { return io_; }
   const std::shared_ptr<const Snapshot>& snapshot() const { return snapshot_; }
+  /// The generation this worker serves from (it took the snapshot). Thread: any.
+  uint64_t live_generation() const { return live_generation_.load(std::memory_order_acquire); }
   const ProcessInfo& info() const { return *info_; }
   BufferPool& buffers() { return buffers_; }
   upstream::Pool& upstreams() { return upstreams_; }
@@ -110,6 +112,7 @@ class Worker {
   boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
   std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
   std::shared_ptr<const Snapshot> snapshot_;
+  std::atomic<uint64_t> live_generation_{0};
   balancer::ServicePicker picker_;  ///< per service of snapshot_
   BufferPool buffers_;
   upstream::Pool upstreams_;

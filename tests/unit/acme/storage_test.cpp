@@ -73,6 +73,15 @@ TEST_F(StorageTest, RoundTripInTraefiksShapeWithMode0600) {
   EXPECT_FALSE(fs::exists(path_ + ".tmp"));
 }
 
+TEST_F(StorageTest, SymlinkedFileIsWrittenWhereItPoints) {
+  const std::string target = (dir_ / "real.json").string();
+  std::ofstream(target) << "{}";
+  fs::create_symlink(target, path_);
+  ASSERT_TRUE(save_storage(path_, sample()));
+  EXPECT_TRUE(fs::is_symlink(path_));
+  EXPECT_NE(read(target).find("\"le\""), std::string::npos);
+}
+
 TEST_F(StorageTest, CorruptFileIsMovedAsideNotOverwritten) {
   std::ofstream(path_) << "{\"le\": {\"Account\": ";
   ::chmod(path_.c_str(), 0600);
