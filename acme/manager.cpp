@@ -10,6 +10,8 @@
 #include <boost/asio/use_awaitable.hpp>
 #include <algorithm>
 #include <filesystem>
+#include <fstream>
+#include <sstream>
 #include <set>
 
 #include "acme/client.h"
@@ -253,6 +255,18 @@ config::DynamicConfig AcmeManager::config() const {
 }
 
 void AcmeManager::update(const config::DynamicConfig& merged) {
+  external_.clear();
+  for (const auto& c : merged.tls.certificates) {
+    if (c.where.starts_with("certificatesResolvers.")) continue;  // this provider's own
+    std::string pem = c.cert_file;
+    if (pem.find("-----BEGIN") == std::string::npos) {
+      std::ifstream in(c.cert_file, std::ios::binary);
+      std::stringstream text;
+      text << in.rdbuf();
+      pem = text.str();
+    }
+    if (auto info = read_certificate(pem)) external_.push_back({info->dns_names, info->not_after});
+  }
   for (auto& r : resolvers_) {
     std::set<std::vector<std::string>> wanted;
     for (const auto& [name, router] : merged.routers) {
@@ -436,8 +450,19 @@ void AcmeManager::start(OnChange on_change, std::function<bool()> is_live) {
             if (resolver->hold_until > now) {  // a rate limit holds the whole resolver
               next_due = resolver->hold_until;
             } else {
+              // Covered by this resolver, another one, or a certificate of the file provider.
+              auto covered = [&](const std::vector<std::string>& names) {
+                for (const auto& other : resolvers_)
+                  if (other->covers(names, now)) return true;
+                return std::any_of(external_.begin(), external_.end(), [&](const Covering& c) {
+                  return now < c.not_after && std::all_of(names.begin(), names.end(), [&](const std::string& n) {
+                           return std::any_of(c.dns_names.begin(), c.dns_names.end(),
+                                              [&](const std::string& d) { return name_covers(d, n); });
+                         });
+                });
+              };
               for (const auto& names : resolver->wanted)
-                if (!job && !resolver->covers(names, now) && ready(names)) {
+                if (!job && !covered(names) && ready(names)) {
                   job = names;
                   why = "obtaining";
                 }

@@ -7,6 +7,7 @@
 
 #include <boost/asio/awaitable.hpp>
 #include <boost/asio/io_context.hpp>
+#include <chrono>
 #include <functional>
 #include <memory>
 #include <set>
@@ -53,6 +54,13 @@ class AcmeManager {
   OnChange on_change_;
   std::function<bool()> is_live_;
   std::set<std::string> unwritable_;  ///< storage files that exist but could not be read
+  /// Certificates from other sources (the file provider's tls.certificates): the names they cover
+  /// and until when. Names they cover get no order (Traefik's getUncheckedDomains).
+  struct Covering {
+    std::vector<std::string> dns_names;
+    std::chrono::system_clock::time_point not_after;
+  };
+  std::vector<Covering> external_;
   config::AcmeChallenges challenges_;
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

@@ -1,5 +1,6 @@
 // certificatesResolvers.<r>.acme.storage: Traefik's acme.json (resolver name -> {Account,
-// Certificates}), so a file Traefik wrote is read as is and berth's can go back. Written atomically
+// Certificates}), so a file Traefik wrote is read as is (berth's own EC account keys are not readable
+// by Traefik, which takes RSA ones only; its certificates are). Written atomically
 // (temp file, fsync, rename, fsync of the directory) with mode 0600; a file that cannot be parsed
 // is moved aside, never overwritten. Thread: control.
 #pragma once
