@@ -335,16 +335,25 @@ std::string request_head(const EngineEndpoint& ep, std::string_view path, const 
   return head;
 }
 
+// What get() and stream_lines() start with: the Call (everything the coroutine needs after its first
+// suspension is copied into it) and the request head; nullopt head for an invalid target.
+std::pair<std::shared_ptr<Call>, std::optional<std::string>> start_call(asio::io_context& io, const EngineEndpoint& ep,
+                                                                        const std::string& prefix,
+                                                                        const std::string& target,
+                                                                        const std::string& authorization) {
+  auto call = std::make_shared<Call>(io);
+  call->where = endpoint_text(ep);
+  const std::string path = prefix + target;
+  call->request = "GET " + path;
+  if (!is_valid_target(target)) return {std::move(call), std::nullopt};
+  return {std::move(call), request_head(ep, path, authorization)};
+}
+
 }  // namespace
 
 asio::awaitable<Result<EngineResponse>> EngineClient::get(std::string target, Duration timeout) {
-  // Everything the coroutine needs after its first suspension is copied here.
-  auto call = std::make_shared<Call>(io_);
-  call->where = endpoint_text(endpoint_);
-  const std::string path = api_prefix_ + target;
-  call->request = "GET " + path;
-  if (!is_valid_target(target)) co_return call->fail(call->request + ": invalid request target");
-  const std::string head = request_head(endpoint_, path, authorization_);
+  auto [call, head] = start_call(io_, endpoint_, api_prefix_, target, authorization_);
+  if (!head) co_return call->fail(call->request + ": invalid request target");
   const EngineEndpoint ep = endpoint_;
 
   arm(call, timeout);
@@ -352,7 +361,7 @@ asio::awaitable<Result<EngineResponse>> EngineClient::get(std::string target, Du
     disarm(*call);
     co_return *failed;
   }
-  auto [wec, written] = co_await asio::async_write(call->socket, asio::buffer(head), kUseTuple);
+  auto [wec, written] = co_await asio::async_write(call->socket, asio::buffer(*head), kUseTuple);
   if (wec) {
     disarm(*call);
     co_return call->fail(call->request + ": cannot send the request", wec);
@@ -375,12 +384,8 @@ asio::awaitable<Result<EngineResponse>> EngineClient::get(std::string target, Du
 
 asio::awaitable<Result<bool>> EngineClient::stream_lines(std::string target,
                                                          std::function<void(std::string_view line)> on_line) {
-  auto call = std::make_shared<Call>(io_);
-  call->where = endpoint_text(endpoint_);
-  const std::string path = api_prefix_ + target;
-  call->request = "GET " + path;
-  if (!is_valid_target(target)) co_return call->fail(call->request + ": invalid request target");
-  const std::string head = request_head(endpoint_, path, authorization_);
+  auto [call, head] = start_call(io_, endpoint_, api_prefix_, target, authorization_);
+  if (!head) co_return call->fail(call->request + ": invalid request target");
   const EngineEndpoint ep = endpoint_;
   // A cancel_stream() from here on reaches this call.
   impl_->stream = call;
@@ -391,7 +396,7 @@ asio::awaitable<Result<bool>> EngineClient::stream_lines(std::string target,
     if (call->is_cancelled) co_return false;
     co_return *failed;
   }
-  auto [wec, written] = co_await asio::async_write(call->socket, asio::buffer(head), kUseTuple);
+  auto [wec, written] = co_await asio::async_write(call->socket, asio::buffer(*head), kUseTuple);
   if (wec) {
     disarm(*call);
     if (call->is_cancelled) co_return false;
