@@ -8,13 +8,15 @@ section 3.
 
 Also the checks the tests make on what a server presents: `verify_served_cert` (a handshake with
 SNI, the chain verified against given roots by python's ssl), `served_cert` (the same, unverified),
-`https_get_verified` and `curl_https` (a request through a verified connection)."""
+`https_get_verified` and `curl_https` (a request through a verified connection); `VaRelay`, a relay
+between pebble's VA and berth, to look at berth while a validation is under way."""
 import base64
 import dataclasses
 import datetime
 import hashlib
 import os
 import re
+import select
 import shutil
 import signal
 import socket
@@ -354,6 +356,81 @@ class Pebble:
         return self._tail(self.log_path, n)
 
 
+class VaRelay:
+    """A TCP relay on 127.0.0.1 (`port`) to `target_port` (a berth entry point), put between pebble's
+    VA and berth (pass `port` as Pebble's http_port or tls_port) to look at berth while a validation
+    is under way: `on_first(head)` runs once, with what the first connection sent first (an HTTP
+    request head, or the start of a TLS ClientHello), before anything of any connection reaches
+    berth; the challenge is published by then (the VA connects only once berth says it is ready)
+    and not yet answered. `heads`: what each connection sent first; `errors`: what on_first raised."""
+
+    def __init__(self, target_port, on_first=None, timeout=10.0):
+        self.target_port, self.on_first, self.timeout = target_port, on_first, timeout
+        self.heads, self.errors = [], []
+        self._lock = threading.Lock()
+        self._stopping = False
+        self.sock = socket.socket()
+        self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.sock.settimeout(0.2)
+        self.port = self.sock.getsockname()[1]
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self):
+        while not self._stopping:
+            try:
+                conn, _ = self.sock.accept()
+            except socket.timeout:
+                continue
+            except OSError:
+                return
+            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+
+    def _serve(self, conn):
+        up = None
+        try:
+            conn.settimeout(self.timeout)
+            head = conn.recv(65536)
+            while head and not head.startswith(b"\x16") and b"\r\n\r\n" not in head:  # 0x16: a TLS handshake
+                more = conn.recv(65536)
+                if not more:
+                    break
+                head += more
+            if not head:
+                return
+            with self._lock:  # every connection waits here until on_first is done
+                self.heads.append(head)
+                if len(self.heads) == 1 and self.on_first is not None:
+                    try:
+                        self.on_first(head)
+                    except Exception as e:  # noqa: BLE001 - reported through `errors`
+                        self.errors.append(e)
+            up = socket.create_connection(("127.0.0.1", self.target_port), timeout=self.timeout)
+            up.sendall(head)
+            while True:
+                ready, _, _ = select.select([conn, up], [], [], self.timeout)
+                if not ready:
+                    return
+                for s in ready:
+                    data = s.recv(65536)
+                    if not data:
+                        return
+                    (up if s is conn else conn).sendall(data)
+        except OSError:
+            pass
+        finally:
+            conn.close()
+            if up is not None:
+                up.close()
+
+    def stop(self):
+        self._stopping = True
+        self.thread.join(5)
+        self.sock.close()
+
+
 # ---------------------------------------------------------------------- what a server presents
 
 
@@ -432,8 +509,12 @@ def _handshake(port, sni, ctx, timeout):
 def verify_served_cert(port, sni, cadata, alpn=None, timeout=10.0):
     """A TLS handshake to 127.0.0.1:port with `sni`, the chain verified against `cadata` (PEM roots:
     pass only the root to require the server to send the intermediate, as Traefik does) and the name
-    checked. Returns the leaf as a ServedCert; raises ssl.SSLError (or OSError) otherwise."""
-    s = _handshake(port, sni, client_context(cadata, alpn), timeout)
+    checked (`sni` None: no SNI is sent and no name checked, the chain still is). Returns the leaf as
+    a ServedCert; raises ssl.SSLError (or OSError) otherwise."""
+    ctx = client_context(cadata, alpn)
+    if sni is None:
+        ctx.check_hostname = False
+    s = _handshake(port, sni, ctx, timeout)
     try:
         return describe(s.getpeercert(binary_form=True), s.selected_alpn_protocol())
     finally:

@@ -1,13 +1,16 @@
 """berth's ACME client (certificatesResolvers.<name>.acme, routers with tls.certResolver) against
 Debian's pebble and pebble-challtestsrv on loopback (pebble_harness.py): HTTP-01 and TLS-ALPN-01
 issuance end to end, key types, External Account Binding, domains from Host() rules and
-tls.domains, the challenge answered before routers and entry-point redirections, acme.json in
-Traefik's format (mode 0600, read as Traefik wrote it, reused across restarts, corrupt, in an
-unwritable directory), badNonce retries, backing off from a failing CA, renewal of a short-lived
-certificate under traffic, and renewal while pebble is down. Every wait is bounded (issuance:
-ISSUE_TIMEOUT; a berth that never contacts pebble fails after CONTACT_TIMEOUT). berth trusts pebble's
-API through LEGO_CA_CERTIFICATES, as Traefik does. About 3 minutes, most of it the two renewal
-tests waiting for 60 s and 120 s certificates to age."""
+tls.domains, an entry point's http.tls.certResolver, tls.stores.default.defaultGeneratedCert, no
+order for a name a file-provider certificate covers, the challenge answered before routers and
+entry-point redirections and withdrawn after issuance (HTTP-01 and TLS-ALPN-01, watched through a
+relay between pebble's VA and berth), acme.json in Traefik's format (mode 0600, read as Traefik
+wrote it, reused across restarts, corrupt, in an unwritable directory), badNonce retries, backing
+off from a failing CA, renewal of a short-lived certificate under traffic, and renewal while
+pebble is down. Every wait is bounded (issuance: ISSUE_TIMEOUT; a berth that never contacts
+pebble fails after CONTACT_TIMEOUT). berth trusts pebble's API through LEGO_CA_CERTIFICATES, as
+Traefik does. About 3 minutes, most of it the two renewal tests waiting for 60 s and 120 s
+certificates to age."""
 import base64
 import datetime
 import glob
@@ -77,29 +80,47 @@ def stored_certificates(store, resolver="le"):
     return out
 
 
+def issue_cert(subject_cn, key, issuer_cn, issuer_key, ca, sans=(), days=3650):
+    """An X.509 certificate valid from five minutes ago for `days`; `sans`: DNS names (and
+    extendedKeyUsage serverAuth)."""
+    now = datetime.datetime.utcnow() - datetime.timedelta(minutes=5)
+    b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
+         .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_cn)]))
+         .public_key(key.public_key()).serial_number(x509.random_serial_number())
+         .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=days))
+         .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
+    if sans:
+        b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), critical=False)
+        b = b.add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
+    return b.sign(issuer_key, hashes.SHA256())
+
+
+def file_certificate(directory, name, days=365):
+    """A self-made CA and a certificate for `name` it signed (valid `days`), written as
+    <directory>/<name>.crt and .key for the file provider. Returns (cert path, key path, CA PEM,
+    leaf serial)."""
+    ca_key, leaf_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
+    ca = issue_cert("berth test file-provider CA", ca_key, "berth test file-provider CA", ca_key, True, days=days)
+    leaf = issue_cert(name, leaf_key, "berth test file-provider CA", ca_key, False, [name], days=days)
+    cert_path, key_path = os.path.join(directory, f"{name}.crt"), os.path.join(directory, f"{name}.key")
+    with open(cert_path, "wb") as f:
+        f.write(leaf.public_bytes(serialization.Encoding.PEM))
+    with open(key_path, "wb") as f:
+        f.write(leaf_key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                       serialization.NoEncryption()))
+    return cert_path, key_path, ca.public_bytes(serialization.Encoding.PEM).decode(), leaf.serial_number
+
+
 def traefik_acme_json(account_uri_base, name):
     """An acme.json as Traefik v3 (lego v4) writes it, for resolver "le", holding a certificate for
     `name` from a throwaway CA (root -> intermediate -> leaf, valid 10 years): base64 of the PEM
     chain without the root, base64 of a PKCS#1 PEM key, an RSA-4096 account key as base64 PKCS#1
     DER, KeyType "4096"; plus a resolver with no account. Returns (dict, root PEM, leaf serial)."""
-    now = datetime.datetime.utcnow() - datetime.timedelta(minutes=5)
-
-    def issue(subject_cn, key, issuer_cn, issuer_key, ca, sans=()):
-        b = (x509.CertificateBuilder().subject_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, subject_cn)]))
-             .issuer_name(x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, issuer_cn)]))
-             .public_key(key.public_key()).serial_number(x509.random_serial_number())
-             .not_valid_before(now).not_valid_after(now + datetime.timedelta(days=3650))
-             .add_extension(x509.BasicConstraints(ca=ca, path_length=None), critical=True))
-        if sans:
-            b = b.add_extension(x509.SubjectAlternativeName([x509.DNSName(s) for s in sans]), critical=False)
-            b = b.add_extension(x509.ExtendedKeyUsage([x509.oid.ExtendedKeyUsageOID.SERVER_AUTH]), critical=False)
-        return b.sign(issuer_key, hashes.SHA256())
-
     root_key, int_key = ec.generate_private_key(ec.SECP256R1()), ec.generate_private_key(ec.SECP256R1())
     leaf_key = rsa.generate_private_key(65537, 2048)
-    root = issue("Traefik-era Root", root_key, "Traefik-era Root", root_key, True)
-    inter = issue("Traefik-era Intermediate", int_key, "Traefik-era Root", root_key, True)
-    leaf = issue(name, leaf_key, "Traefik-era Intermediate", int_key, False, [name])
+    root = issue_cert("Traefik-era Root", root_key, "Traefik-era Root", root_key, True)
+    inter = issue_cert("Traefik-era Intermediate", int_key, "Traefik-era Root", root_key, True)
+    leaf = issue_cert(name, leaf_key, "Traefik-era Intermediate", int_key, False, [name])
     pem = lambda c: c.public_bytes(serialization.Encoding.PEM).decode()
     account_key = rsa.generate_private_key(65537, 4096)
     store = {
@@ -292,8 +313,9 @@ class Acme(BerthTestCase):
 
     def wait_for_cert(self, proxy, pebble, sni=HOST, timeout=ISSUE_TIMEOUT, cadata=None, exclude=(),
                       contact_check=True, port=None, stop_if=None):
-        """Polls until berth serves `sni` a certificate verified against `cadata` (default: the current
-        pebble's root only, so berth must send the intermediate) whose serial is not in `exclude`.
+        """Polls until berth serves `sni` (None: a handshake without SNI, the name not checked) a
+        certificate verified against `cadata` (default: the current pebble's root only, so berth must
+        send the intermediate) whose serial is not in `exclude`.
         Fails after `timeout`, at once if berth exits, and after CONTACT_TIMEOUT if `contact_check`
         and pebble has seen no request since berth started."""
         start, last = time.time(), None
@@ -485,6 +507,149 @@ class Acme(BerthTestCase):
         self.wait_for_cert(proxy, pebble)
         status, headers, _ = get(self.web, "/x", host=HOST)
         self.assertEqual((status, headers.get("location")), (301, f"https://{HOST}:{self.websecure}/x"))
+
+    # ------------------------------------------------------------------ challenges withdrawn
+
+    def test_http01_challenge_withdrawn_after_issuance(self):
+        """pebble's VA reaches berth's web entry point through a relay that, before the first
+        validation request goes on, asks berth for the same token itself: web answers the key
+        authorization, websecure does not. Once the certificate is served, web answers 404 for it."""
+        probes = {}
+
+        def during_validation(head):
+            path = head.split(b" ", 2)[1].decode()
+            probes["token"] = path.rsplit("/", 1)[1]
+            probes["web"] = get(self.web, path, host=HOST, timeout=5)
+            probes["websecure"] = https_get_verified(self.websecure, HOST, None, path=path, timeout=5)[:2]
+
+        relay = pebble_harness.VaRelay(self.web, during_validation)
+        self._procs.append(relay)
+        pebble = self.start_pebble(http_port=relay.port)
+        be = self.backend("app")
+        proxy = self.start_berth(pebble, self.dynamic_yaml(be))
+        made_up = "/.well-known/acme-challenge/made-up-token-" + "x" * 30
+        self.assertEqual(get(self.web, made_up, host=HOST)[0], 404, "an unknown token was answered")
+        self.wait_for_cert(proxy, pebble)
+        self.assertEqual(relay.errors, [])
+        self.assertIn("token", probes, "pebble's VA never came through the relay")
+        token = probes["token"]
+        self.assertIn(f"/.well-known/acme-challenge/{token}", pebble.log_text(proxy.pebble_since))
+        status, _, body = probes["web"]
+        self.assertEqual(status, 200, "web did not answer the challenge while it was under way")
+        self.assertTrue(body.decode(errors="replace").startswith(token + "."), body[:200])
+        self.assertNotIn(token.encode(), probes["websecure"][1], "websecure answered the HTTP-01 challenge")
+        path = f"/.well-known/acme-challenge/{token}"
+        deadline, answer = time.time() + 3, None
+        while time.time() < deadline:
+            answer = get(self.web, path, host=HOST, timeout=5)
+            if answer[0] == 404:
+                break
+            time.sleep(0.05)
+        self.assertEqual(answer[0], 404, f"the challenge is still answered after issuance: {answer[0]} {answer[2][:120]!r}")
+        self.assertNotIn(token.encode(), answer[2])
+        self.assertEqual(get(self.web, made_up, host=HOST)[0], 404)
+        self.assert_alive(proxy)
+
+    def test_tls_alpn01_challenge_withdrawn_after_issuance(self):
+        """TLS-ALPN-01 through a relay: while the validation is under way, a client offering
+        acme-tls/1 gets the challenge certificate and one offering h2/http/1.1 does not; after
+        issuance acme-tls/1 gets no challenge certificate (refused, or no acme-tls/1 selected) and
+        h2/http/1.1 gets the real one."""
+        probes = {}
+
+        def during_validation(_head):
+            probes["acme"] = served_cert(self.websecure, HOST, alpn=["acme-tls/1"], timeout=5)
+            probes["ordinary"] = served_cert(self.websecure, HOST, alpn=["h2", "http/1.1"], timeout=5)
+
+        relay = pebble_harness.VaRelay(self.websecure, during_validation)
+        self._procs.append(relay)
+        pebble = self.start_pebble(http_port=free_port(), tls_port=relay.port)
+        be = self.backend("app")
+        proxy = self.start_berth(pebble, self.dynamic_yaml(be), challenge="tls", eps=("websecure",),
+                                 wait_ports=("websecure",))
+        cert = self.wait_for_cert(proxy, pebble)
+        self.assertEqual(relay.errors, [])
+        self.assertIn("acme", probes, "pebble's VA never came through the relay")
+        self.assertTrue(probes["acme"].acme_identifier, "no challenge certificate for acme-tls/1 during the validation")
+        self.assertEqual(probes["acme"].alpn, "acme-tls/1")
+        self.assertEqual(probes["acme"].sans, [HOST])
+        self.assertFalse(probes["ordinary"].acme_identifier, "h2/http/1.1 got the challenge certificate")
+        # After issuance: the challenge context is gone.
+        deadline = time.time() + 3
+        while True:
+            try:
+                c = served_cert(self.websecure, HOST, alpn=["acme-tls/1"], timeout=5)
+            except (ssl.SSLError, OSError) as e:
+                after = f"refused: {e!r}"
+                break
+            after = f"certificate {c.serial_hex} (acmeIdentifier: {c.acme_identifier}), ALPN {c.alpn!r}"
+            if not c.acme_identifier and c.alpn != "acme-tls/1":
+                break
+            if time.time() > deadline:
+                self.fail(f"3 s after issuance acme-tls/1 still gets the challenge: {after}")
+            time.sleep(0.05)
+        for alpn in (["h2", "http/1.1"], ["http/1.1"]):
+            real = verify_served_cert(self.websecure, HOST, pebble.roots(), alpn=alpn)
+            self.assertEqual((real.serial, real.acme_identifier), (cert.serial, False), alpn)
+            self.assertIn(real.alpn, alpn)
+        self.assertEqual(https_get_verified(self.websecure, HOST, pebble.roots())[:2], (200, b"app"))
+        print(f"\n  acme-tls/1 after issuance: {after}", end=" ")
+
+    # ------------------------------------------------------------------ where the names come from
+
+    def test_entry_point_cert_resolver_for_router_without_tls(self):
+        # entryPoints.websecure.http.tls.certResolver: the router has no tls section of its own.
+        pebble = self.start_pebble()
+        be = self.backend("app")
+        name = "ep.berth.test"
+        dynamic = self.dynamic_yaml(be, {"app": (f"Host(`{name}`)", "", False)})
+        self.assertNotIn("tls", dynamic)
+        proxy = self.start_berth(pebble, dynamic, ep_extra={"websecure": "http:\n  tls:\n    certResolver: le\n"})
+        cert = self.wait_for_cert(proxy, pebble, name)
+        self.assertEqual(cert.sans, [name])
+        self.assertEqual(https_get_verified(self.websecure, name, pebble.roots())[:2], (200, b"app"))
+        self.assertEqual(len(pebble.orders(proxy.pebble_since)), 1)
+
+    def test_default_generated_cert_from_resolver(self):
+        """tls.stores.default.defaultGeneratedCert names resolver le and dflt.berth.test, which no
+        router uses: berth orders it and serves it as the default certificate (no SNI, unknown SNI)."""
+        pebble = self.start_pebble()
+        be = self.backend("app")
+        name = "dflt.berth.test"
+        extra = ("tls:\n  stores:\n    default:\n      defaultGeneratedCert:\n        resolver: le\n"
+                 f"        domain:\n          main: {name}\n")
+        proxy = self.start_berth(pebble, self.dynamic_yaml(be, {"app": ("Host(`other.berth.test`)", "tls: {}")}, extra=extra))
+        cert = self.wait_for_cert(proxy, pebble, None)
+        self.assertEqual(cert.sans, [name])
+        self.assertEqual(served_cert(self.websecure, "unknown.berth.test").serial, cert.serial, "unknown SNI")
+        self.assertEqual(verify_served_cert(self.websecure, name, pebble.roots()).serial, cert.serial)
+        self.assertEqual(len(pebble.orders(proxy.pebble_since)), 1)
+        self.assert_alive(proxy)
+
+    def test_name_covered_by_a_file_certificate_gets_no_order(self):
+        """A file-provider certificate (a self-made CA, valid a year) covers file.berth.test, whose
+        router names resolver le: no order for it; the file certificate is served. Another router's
+        name (acme.berth.test) is ordered, so the resolver is at work meanwhile."""
+        pebble = self.start_pebble()
+        be = self.backend("app")
+        cert_path, key_path, file_ca, file_serial = file_certificate(self.tmp, "file.berth.test")
+        extra = f"tls:\n  certificates:\n    - certFile: {cert_path}\n      keyFile: {key_path}\n"
+        proxy = self.start_berth(pebble, self.dynamic_yaml(be, {
+            "acme": ("Host(`acme.berth.test`)", ""),
+            "file": ("Host(`file.berth.test`)", ""),
+        }, extra=extra))
+        self.wait_for_cert(proxy, pebble, "file.berth.test", timeout=5, cadata=file_ca, contact_check=False)
+        self.wait_for_cert(proxy, pebble, "acme.berth.test")
+        time.sleep(max(0.0, proxy.started + 3 - time.time()) + 1)  # >= 3 s after start, 1 s after the first certificate
+        log = proxy.log_text()
+        self.assertEqual(len(pebble.orders(proxy.pebble_since)), 1,
+                         "berth ordered a name a valid file certificate covers:\n" +
+                         "\n".join(line for line in log.splitlines() if "acme:" in line))
+        self.assertNotIn("certificate for file.berth.test", log)
+        served = verify_served_cert(self.websecure, "file.berth.test", file_ca)
+        self.assertEqual(served.serial, file_serial)
+        self.assertEqual(https_get_verified(self.websecure, "file.berth.test", file_ca)[:2], (200, b"app"))
+        self.assert_alive(proxy)
 
     # ------------------------------------------------------------------ storage
 
