@@ -112,17 +112,20 @@ class Pebble:
     required. `nonce_reject`: PEBBLE_WFE_NONCEREJECT, the percentage of good nonces refused with
     badNonce; 0 (the default here, so tests are deterministic), or None to leave pebble's own default
     (5 %). `authz_reuse`: PEBBLE_AUTHZREUSE (0: every order needs its challenge). The VA does not
-    sleep before validating unless `va_nosleep` is False.
+    sleep before validating unless `va_nosleep` is False. `alternate_roots`: PEBBLE_ALTERNATE_ROOTS,
+    how many more roots pebble makes; each signs its own intermediate for the same intermediate key,
+    so every certificate comes with that many alternate chains (Link: <...>;rel="alternate"), chain
+    i ending in an intermediate issued by root i (pebble's default chain is chain 0).
 
     After start: `dir_url`, `ca_pem_path` (the CA of pebble's HTTPS certificate, for
     LEGO_CA_CERTIFICATES), `roots()` / `intermediates()` (PEM of the issuing chain, new at every
-    start; `generation` counts starts), `log_text()`. `down()` stops pebble only and leaves a
+    start; `generation` counts starts; `chain=i`: alternate chain i), `log_text()`. `down()` stops pebble only and leaves a
     listener that refuses ACME on its port (counting attempts); `up()` starts pebble again on the
     same ports (same HTTPS certificate, but new roots and no accounts, orders or authorizations:
     pebble keeps its state in memory); `restart()` is both. `stop()` ends everything."""
 
     def __init__(self, http_port=0, tls_port=0, validity=3600, eab=None, nonce_reject=0, authz_reuse=0,
-                 va_nosleep=True, env=None, start_timeout=20.0):
+                 va_nosleep=True, alternate_roots=0, env=None, start_timeout=20.0):
         reason = available()
         if reason:
             raise RuntimeError(reason)
@@ -143,13 +146,18 @@ class Pebble:
         self.env.update({"PEBBLE_AUTHZREUSE": str(authz_reuse)})
         if va_nosleep:
             self.env["PEBBLE_VA_NOSLEEP"] = "1"
+        self.alternate_roots = int(alternate_roots)
+        if self.alternate_roots:
+            self.env["PEBBLE_ALTERNATE_ROOTS"] = str(self.alternate_roots)
+        else:
+            self.env.pop("PEBBLE_ALTERNATE_ROOTS", None)
         if nonce_reject is None:
             self.env.pop("PEBBLE_WFE_NONCEREJECT", None)
         else:
             self.env["PEBBLE_WFE_NONCEREJECT"] = str(nonce_reject)
         self.env.update(env or {})
         self.generation = 0
-        self._chains = []  # per start: (root PEM, intermediate PEM)
+        self._chains = []  # per start: [(root PEM, intermediate PEM) per chain]
         self.proc = self.cts = None
         self._refusing = None
         self._log = self._cts_log = None
@@ -235,13 +243,16 @@ class Pebble:
                 if time.time() > deadline:
                     raise RuntimeError(f"pebble's /dir not answering after {self.start_timeout}s")
                 time.sleep(0.05)
-        root = self._get(self.mgmt_port, "/roots/0").decode()
-        inter = self._get(self.mgmt_port, "/intermediates/0").decode()
-        self._chains.append((root, inter))
+        chains = [(self._get(self.mgmt_port, f"/roots/{i}").decode(),
+                   self._get(self.mgmt_port, f"/intermediates/{i}").decode())
+                  for i in range(1 + self.alternate_roots)]
+        self._chains.append(chains)
         self.generation += 1
-        for name, pem in (("root", root), ("intermediate", inter)):
-            with open(os.path.join(self.tmp, f"{name}-{self.generation}.pem"), "w") as f:
-                f.write(pem)
+        for i, (root, inter) in enumerate(chains):
+            suffix = "" if i == 0 else f".{i}"
+            for name, pem in (("root", root), ("intermediate", inter)):
+                with open(os.path.join(self.tmp, f"{name}-{self.generation}{suffix}.pem"), "w") as f:
+                    f.write(pem)
         self.log_offset_at_start = self.log_size()
 
     def down(self):
@@ -290,18 +301,21 @@ class Pebble:
         with opener.open(f"https://127.0.0.1:{port}{path}", timeout=timeout) as r:
             return r.read()
 
-    def roots(self, generation=None):
-        """PEM of the root of pebble's issuing chain (of the current start, or of start #generation)."""
-        return self._chains[(generation or self.generation) - 1][0]
+    def roots(self, generation=None, chain=0):
+        """PEM of the root of pebble's issuing chain (of the current start, or of start #generation;
+        `chain`: of alternate chain #chain, /roots/<chain> in pebble's management API)."""
+        return self._chains[(generation or self.generation) - 1][chain][0]
 
-    def intermediates(self, generation=None):
-        return self._chains[(generation or self.generation) - 1][1]
+    def intermediates(self, generation=None, chain=0):
+        return self._chains[(generation or self.generation) - 1][chain][1]
 
-    def root_path(self, generation=None):
-        return os.path.join(self.tmp, f"root-{generation or self.generation}.pem")
+    def root_path(self, generation=None, chain=0):
+        suffix = "" if chain == 0 else f".{chain}"
+        return os.path.join(self.tmp, f"root-{generation or self.generation}{suffix}.pem")
 
-    def intermediate_path(self, generation=None):
-        return os.path.join(self.tmp, f"intermediate-{generation or self.generation}.pem")
+    def intermediate_path(self, generation=None, chain=0):
+        suffix = "" if chain == 0 else f".{chain}"
+        return os.path.join(self.tmp, f"intermediate-{generation or self.generation}{suffix}.pem")
 
     def add_a(self, host, addresses):
         """A per-name A record in challtestsrv (every other name resolves to 127.0.0.1)."""
@@ -528,6 +542,20 @@ def served_cert(port, sni, alpn=None, timeout=10.0):
         return describe(s.getpeercert(binary_form=True), s.selected_alpn_protocol())
     finally:
         s.close()
+
+
+def served_chain(port, sni, timeout=20):
+    """The certificates the server sends for `sni` (leaf first, as sent; unverified), as
+    cryptography x509 objects (openssl s_client -showcerts: python 3.11's ssl cannot show them)."""
+    out = subprocess.run(["openssl", "s_client", "-connect", f"127.0.0.1:{port}", "-servername", sni, "-showcerts"],
+                         input=b"", capture_output=True, timeout=timeout)
+    pems = re.findall(rb"-----BEGIN CERTIFICATE-----.+?-----END CERTIFICATE-----", out.stdout, re.S)
+    return [x509.load_pem_x509_certificate(p) for p in pems]
+
+
+def common_name(name):
+    """The CN of an x509.Name (several joined with ',')."""
+    return ",".join(a.value for a in name.get_attributes_for_oid(x509.NameOID.COMMON_NAME))
 
 
 def https_get_verified(port, sni, cadata, path="/", host=None, timeout=10.0):

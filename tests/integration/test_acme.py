@@ -1,7 +1,7 @@
 """berth's ACME client (certificatesResolvers.<name>.acme, routers with tls.certResolver) against
 Debian's pebble and pebble-challtestsrv on loopback (pebble_harness.py): HTTP-01 and TLS-ALPN-01
 issuance end to end, key types, External Account Binding, domains from Host() rules and
-tls.domains, an entry point's http.tls.certResolver, tls.stores.default.defaultGeneratedCert, no
+tls.domains, an entry point's http.tls.certResolver, preferredChain (pebble's alternate chains), tls.stores.default.defaultGeneratedCert, no
 order for a name a file-provider certificate covers, the challenge answered before routers and
 entry-point redirections and withdrawn after issuance (HTTP-01 and TLS-ALPN-01, watched through a
 relay between pebble's VA and berth), acme.json in Traefik's format (mode 0600, read as Traefik
@@ -33,7 +33,8 @@ from cryptography.x509.oid import NameOID
 
 import pebble_harness
 from harness import BerthTestCase, Berth, RawClient, free_port, get, main, wait_for_port
-from pebble_harness import Pebble, curl_https, describe, https_get_verified, served_cert, verify_served_cert
+from pebble_harness import (Pebble, common_name, curl_https, describe, https_get_verified, served_cert, served_chain,
+                            verify_served_cert)
 
 HOST = "a.berth.test"
 EMAIL = "test@berth.test"
@@ -244,7 +245,7 @@ class Acme(BerthTestCase):
         return p
 
     def static_yaml(self, pebble, key_type="EC256", challenge="http", eab=None, duration=None, storage=None,
-                    eps=("web", "websecure"), ep_extra=None):
+                    eps=("web", "websecure"), ep_extra=None, preferred_chain=None):
         ports = {"web": self.web, "websecure": self.websecure}
         out = "entryPoints:\n"
         for name in eps:
@@ -262,6 +263,8 @@ class Acme(BerthTestCase):
             out += f"      eab:\n        kid: {eab[0]}\n        hmacEncoded: {eab[1]}\n"
         if duration:
             out += f"      certificatesDuration: {duration}\n"
+        if preferred_chain is not None:
+            out += f"      preferredChain: {json.dumps(preferred_chain)}\n"
         out += ("providers:\n  file:\n    filename: {dynamic}\n    watch: true\n"
                 "workers: 2\nlog:\n  level: DEBUG\n")
         return out
@@ -479,6 +482,63 @@ class Acme(BerthTestCase):
         self.assertEqual(self.wait_for_cert(proxy, pebble, "d.berth.test").serial, cd.serial)
         self.assertEqual(len(pebble.orders(proxy.pebble_since)), 2, "one order per router")
         self.assertEqual(https_get_verified(self.websecure, "b.berth.test", pebble.roots())[:2], (200, b"app"))
+
+    def test_preferred_chain(self):
+        """PEBBLE_ALTERNATE_ROOTS=1: pebble offers every certificate with a second chain (Link:
+        <...>;rel="alternate"): the same intermediate (subject and key) issued by a second root
+        (/roots/1). pebble's chains stop below the root, so a chain's top issuer CN is its root's CN,
+        "Pebble Root CA <random hex>", new at every start (lego --preferred-chain takes root 1's CN to
+        choose the alternate). preferredChain naming it: berth serves and stores the alternate, which
+        verifies against root 1 alone and not against root 0. Without preferredChain, or with one no
+        chain offers: the default chain (root 0), as lego keeps it."""
+        pebble = self.start_pebble(alternate_roots=1)
+        roots = [pebble.roots(chain=i) for i in (0, 1)]
+        tops = [common_name(x509.load_pem_x509_certificate(r.encode()).subject) for r in roots]
+        inters = [x509.load_pem_x509_certificate(pem_certs(pebble.intermediates(chain=i))[-1].encode()) for i in (0, 1)]
+        self.assertEqual([common_name(c.issuer) for c in inters], tops, "pebble's intermediates vs roots")
+        self.assertNotEqual(tops[0], tops[1])
+        be = self.backend("app")
+
+        def run(preferred, storage):
+            """berth with `preferred` (None: no preferredChain); returns (index of the one root the
+            served chain verifies against, served chain, stored chain PEM, leaf serial)."""
+            proxy = self.start_berth(pebble, self.dynamic_yaml(be), storage=storage, preferred_chain=preferred)
+            cert = self.wait_for_cert(proxy, pebble, cadata=roots[0] + roots[1])
+            verifies = []
+            for i, root in enumerate(roots):
+                try:
+                    verifies.append((i, verify_served_cert(self.websecure, HOST, root).serial))
+                except ssl.SSLError:
+                    pass
+            chain = served_chain(self.websecure, HOST)
+            _, (_, _, stored, _) = self.wait_for_stored(storage, serial=cert.serial)
+            desc = (f"preferredChain {preferred!r} (roots: {tops}): served chain " +
+                    str([(common_name(c.subject), common_name(c.issuer)) for c in chain]) +
+                    f", verifies against roots {[i for i, _ in verifies]}" + self.diagnostics(proxy, pebble))
+            self.assertEqual(len(verifies), 1, desc)
+            self.assertEqual(verifies[0][1], cert.serial, desc)
+            self.assertEqual(chain[0].serial_number, cert.serial, desc)
+            self.assertEqual(len(chain), 2, desc)  # leaf + intermediate, no root
+            self.assert_alive(proxy)
+            self.assertEqual(proxy.stop(), 0)
+            return verifies[0][0], chain, stored, cert.serial, desc
+
+        chosen, chain, stored, serial, desc = run(tops[1], os.path.join(self.store_dir, "preferred.json"))
+        self.assertEqual(chosen, 1, "berth did not serve the preferred (alternate) chain: " + desc)
+        self.assertEqual(common_name(chain[-1].issuer), tops[1], desc)
+        self.assertEqual(chain[-1].public_bytes(serialization.Encoding.PEM).decode(),
+                         pem_certs(pebble.intermediates(chain=1))[-1], desc)
+        stored_certs = [x509.load_pem_x509_certificate(p.encode()) for p in pem_certs(stored)]
+        self.assertEqual(stored_certs[0].serial_number, serial)
+        self.assertEqual(common_name(stored_certs[-1].issuer), tops[1], "acme.json holds another chain: " + desc)
+
+        for preferred, name in ((None, "default"), ("Pebble Root CA offered by no chain", "unknown")):
+            chosen, chain, stored, serial, desc = run(preferred, os.path.join(self.store_dir, f"{name}.json"))
+            self.assertEqual(chosen, 0, "berth did not serve pebble's default chain: " + desc)
+            self.assertEqual(common_name(chain[-1].issuer), tops[0], desc)
+            stored_certs = [x509.load_pem_x509_certificate(p.encode()) for p in pem_certs(stored)]
+            self.assertEqual(stored_certs[0].serial_number, serial)
+            self.assertEqual(common_name(stored_certs[-1].issuer), tops[0], "acme.json holds another chain: " + desc)
 
     # ------------------------------------------------------------------ HTTP-01 before anything else
 
