@@ -22,6 +22,7 @@ Beyond Traefik (berth's own behaviour, asserted on purpose):
 import json
 import os
 import socket
+import subprocess
 import ssl
 import tempfile
 import threading
@@ -29,6 +30,7 @@ import time
 import unittest
 
 import docker_harness
+import harness
 from docker_harness import Dockerd, backend_command, health_args, wait_serving
 from harness import BerthTestCase, RawClient, free_port, get, main, wait_for_port, wait_until
 
@@ -372,6 +374,26 @@ class DockerProvider(BerthTestCase):
             self.assertEqual(self.ask("rs.test")[0], 200)
             time.sleep(0.05)
         print(f"routed {took:.2f}s after berth listened")
+
+    def test_check_reads_the_containers_and_names_label_problems(self):
+        port = free_port()
+        self.container("checked", port, labels=labels_for("checked", "Host(`checked.test`)", port))
+        self.container("typo", free_port(), labels={"traefik.http.routers.t.rulez": "Host(`t.test`)"})
+        conf = os.path.join(self.tmp, "check.yml")
+
+        def check(endpoint):
+            with open(conf, "w") as f:
+                f.write(f'entryPoints:\n  web:\n    address: "127.0.0.1:{free_port()}"\n'
+                        f'providers:\n  docker:\n    endpoint: "{endpoint}"\n')
+            return subprocess.run([harness.BERTH, "check", f"--configFile={conf}"], capture_output=True, text=True,
+                                  timeout=30)
+        out = check(DOCKERD.host)
+        self.assertEqual(out.returncode, 1, out.stdout + out.stderr)
+        self.assertIn('container typo label traefik.http.routers.t.rulez: unknown key "rulez"', out.stdout)
+        self.assertNotIn("checked", out.stdout)
+        out = check(f"unix://{self.tmp}/no-dockerd.sock")
+        self.assertEqual(out.returncode, 1)
+        self.assertIn("cannot connect to the Docker daemon", out.stdout)
 
     def test_every_documented_provider_option_is_accepted(self):
         self.start(docker={"exposedByDefault": "true", "watch": "true", "network": '""',
