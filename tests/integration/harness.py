@@ -5,6 +5,7 @@ import os
 import signal
 import socket
 import subprocess
+import sys
 import tempfile
 import threading
 import time
@@ -157,8 +158,15 @@ class Berth:
             return f.read()
 
     def stop(self, sig=signal.SIGTERM, timeout=15.0):
+        was_running = self.proc.poll() is None
         code = stop(self.proc, sig, timeout)
         self.log.close()
+        # A berth that died on its own (a crash, a sanitizer report) says why on the test's output:
+        # its log goes away with the test's temp dir.
+        if not was_running and code not in (0, None):
+            with open(self.log_path, errors="replace") as f:
+                tail = f.readlines()[-80:]
+            sys.stderr.write(f"--- berth exited with {code}; the end of its log:\n" + "".join(tail) + "---\n")
         return code
 
     def rss_kib(self):
