@@ -9,6 +9,7 @@
 #include <boost/asio/steady_timer.hpp>
 #include <boost/asio/use_awaitable.hpp>
 #include <algorithm>
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <sstream>
@@ -62,6 +63,7 @@ std::map<std::string, StorageFile>& storage_files() {
 }  // namespace
 
 struct AcmeManager::Resolver {
+  std::atomic<uint64_t> obtained{0}, failed{0};  ///< orders that ended, read by metrics scrapes
   struct Held {
     std::vector<std::string> names;  ///< main first, then sans, as ordered
     std::string cert_pem, key_pem, store = "default";
@@ -232,6 +234,13 @@ Result<bool> AcmeManager::load(std::vector<Error>& problems) {
   return true;
 }
 
+std::vector<AcmeManager::OrderCount> AcmeManager::order_counts() const {
+  std::vector<OrderCount> out;
+  for (const auto& r : resolvers_)
+    out.push_back({r->cfg.name, r->obtained.load(std::memory_order_relaxed), r->failed.load(std::memory_order_relaxed)});
+  return out;
+}
+
 config::DynamicConfig AcmeManager::config() const {
   config::DynamicConfig out;
   for (const auto& r : resolvers_) {
@@ -339,6 +348,7 @@ asio::awaitable<void> AcmeManager::order(Resolver& r, std::vector<std::string> n
     if (auto it = std::find_if(r.certs.begin(), r.certs.end(), [&](const Resolver::Held& h) { return h.names == names; });
         it != r.certs.end())
       serving = "the current certificate keeps serving; it expires " + render_time(it->not_after);
+    r.failed.fetch_add(1, std::memory_order_relaxed);
     LOG_ERROR("acme: resolver ", r.cfg.name, ": cannot get a certificate for ", what, ": ", problem, " (next try in ",
               format_duration(b.delay), "; ", serving, ")");
   };
@@ -418,6 +428,7 @@ asio::awaitable<void> AcmeManager::order(Resolver& r, std::vector<std::string> n
     if (current != r.certs.end()) *current = std::move(h);
     else r.certs.push_back(std::move(h));
     r.failures.erase(what);
+    r.obtained.fetch_add(1, std::memory_order_relaxed);
     r.save();
     on_change_();
     LOG_INFO("acme: resolver ", r.cfg.name, ": certificate for ", what, " ", why == "renewing" ? "renewed" : "obtained",

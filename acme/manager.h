@@ -43,6 +43,14 @@ class AcmeManager {
   /// orders; names already covered by a valid certificate get none.
   void update(const config::DynamicConfig& merged);
 
+  /// Orders that ended, per resolver, since start (the metrics' acme_orders_total).
+  /// Thread: any, once load() returned.
+  struct OrderCount {
+    std::string resolver;
+    uint64_t obtained = 0, failed = 0;
+  };
+  std::vector<OrderCount> order_counts() const;
+
  private:
   struct Resolver;
   /// One order for `names`; its outcome is stored, or backed off.

@@ -56,5 +56,11 @@ int main(int argc, char** argv) {
   }
   berth::log::Level level;
   if (berth::log::parse_level(loaded.config.log_level, level)) berth::log::g_level = level;
+  berth::log::Format format = berth::log::Format::kCommon;
+  berth::log::parse_format(loaded.config.log_format, format);
+  if (auto opened = berth::log::open_output(format, loaded.config.log_file_path); !opened) {
+    std::cerr << "berth: log.filePath: " << opened.error().to_string() << "\n";
+    return 2;
+  }
   return berth::app::run_server(loaded.config);
 }

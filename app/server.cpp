@@ -17,6 +17,8 @@
 #include "base/text.h"
 #include "discovery/docker/docker_provider.h"
 #include "discovery/file/file_provider.h"
+#include "proxy/observe/access_log.h"
+#include "proxy/observe/metrics.h"
 #include "proxy/snapshot_builder.h"
 #include "proxy/tls/certificate_store.h"
 #include "proxy/tls/ocsp.h"
@@ -29,8 +31,12 @@ namespace {
 namespace asio = boost::asio;
 using namespace std::chrono_literals;
 
-std::shared_ptr<const proxy::ProcessInfo> make_process_info(const config::StaticConfig& sc) {
+std::shared_ptr<const proxy::ProcessInfo> make_process_info(const config::StaticConfig& sc,
+                                                           proxy::observe::Metrics* metrics,
+                                                           proxy::observe::AccessLog* access_log) {
   auto info = std::make_shared<proxy::ProcessInfo>();
+  info->metrics = metrics;
+  info->access_log = access_log;
   char host[256] = {};
   ::gethostname(host, sizeof host - 1);
   info->hostname = host;
@@ -80,9 +86,19 @@ class ControlPlane {
     LOG_DEBUG("static configuration: ", sc_.entry_points.size(), " entry points, file provider ",
               sc_.file.enabled ? (sc_.file.filename.empty() ? sc_.file.directory : sc_.file.filename) : "(off)",
               ", providersThrottleDuration ", format_duration(sc_.providers_throttle_duration));
-    auto info = make_process_info(sc_);
     const uint32_t n = sc_.worker_count();
+    metrics_ = std::make_unique<proxy::observe::Metrics>(sc_, n);
+    if (sc_.access_log.enabled) {
+      auto opened = proxy::observe::AccessLog::open(sc_.access_log, n);
+      if (!opened) {
+        std::cerr << "berth: " << opened.error().to_string() << "\n";
+        return 2;
+      }
+      access_log_ = std::move(*opened);
+    }
+    auto info = make_process_info(sc_, metrics_.get(), access_log_.get());
     for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<proxy::Worker>(static_cast<int>(i), info));
+    metrics_->set_process_source([this](proxy::observe::Exposition& out) { expose_process_metrics(out); });
 
     // Config flow, first pass. Watch before reading, so that no edit in between is lost.
     if (sc_.file.enabled) {
@@ -132,12 +148,14 @@ class ControlPlane {
     LOG_INFO("berth ", BERTH_VERSION, " started with ", workers_.size(), " workers");
 
     rotate_ticket_keys();
+    watch_reopen_signal();
     asio::signal_set signals(io_, SIGTERM, SIGINT);
     signals.async_wait([this](boost::system::error_code ec, int sig) {
       if (!ec) shutdown(sig);
     });
     io_.run();
     for (auto& w : workers_) w->stop();
+    if (access_log_) access_log_->stop();  // the workers are gone: every line they recorded is written
     LOG_INFO("berth stopped");
     return 0;
   }
@@ -148,6 +166,7 @@ class ControlPlane {
     if (!loaded) {
       LOG_ERROR(kProviderNames[provider], " provider: ", loaded.error().to_string(),
                 " (keeping the last good configuration)");
+      metrics_->record_reload(false);
       return;
     }
     latest_[provider] = std::move(*loaded);
@@ -184,6 +203,7 @@ class ControlPlane {
     auto built = proxy::build_snapshot(sc_, dyn, ++generation_, health_);
     log_new_problems(dyn.errors, built.errors);
     for (auto& w : workers_) w->publish(built.snapshot);
+    metrics_->record_reload(true);
     checker_.update(*built.snapshot);
     if (built.snapshot->certificates) stapler_.update(*built.snapshot->certificates);
     health_.prune();
@@ -244,6 +264,47 @@ class ControlPlane {
     reported_ = std::move(now);
   }
 
+  // The control plane's part of each scrape (called on the worker that serves /metrics: it reads
+  // only atomics and objects that live as long as the workers).
+  void expose_process_metrics(proxy::observe::Exposition& out) const {
+    out.family("open_connections", "gauge", "How many open connections exist, by entryPoint and protocol.");
+    for (size_t i = 0; i < sc_.entry_points.size(); ++i) {
+      size_t open = 0;
+      for (const auto& w : workers_) open += w->open_connections(i);
+      out.sample({{"entrypoint", sc_.entry_points[i].name}, {"protocol", "HTTP"}}, static_cast<double>(open));
+    }
+    size_t idle = 0;
+    for (const auto& w : workers_) idle += w->idle_upstreams();
+    out.family("upstream_idle_connections", "gauge", "Idle pooled HTTP/1 connections to servers, over all workers (as of the last second).");
+    out.sample({}, static_cast<double>(idle));
+    if (access_log_) {
+      out.family("accesslog_dropped_lines_total", "counter", "Access log lines dropped (buffer full, or the file not writable).");
+      out.sample({}, static_cast<double>(access_log_->dropped_lines()));
+    }
+    if (docker_) {
+      out.family("docker_events_total", "counter", "Docker events handled by the docker provider.");
+      out.sample({}, static_cast<double>(docker_->events_handled()));
+    }
+    if (acme_) {
+      out.family("acme_orders_total", "counter", "ACME certificate orders that ended, by resolver and result.");
+      for (const auto& c : acme_->order_counts()) {
+        out.sample({{"resolver", c.resolver}, {"result", "obtained"}}, static_cast<double>(c.obtained));
+        out.sample({{"resolver", c.resolver}, {"result", "failed"}}, static_cast<double>(c.failed));
+      }
+    }
+  }
+
+  // SIGUSR1 (logrotate's postrotate): reopen berth's log file and the access log at their paths.
+  void watch_reopen_signal() {
+    reopen_signal_.async_wait([this](boost::system::error_code ec, int) {
+      if (ec) return;
+      log::reopen();
+      if (access_log_) access_log_->reopen();
+      LOG_INFO("received SIGUSR1: log files reopened");
+      watch_reopen_signal();
+    });
+  }
+
   // Session ticket keys: a new encrypting key every 12 hours; the one before still decrypts, so a
   // ticket resumes for 12 to 24 hours (Go, so Traefik: a new key daily, each valid 7 days).
   void rotate_ticket_keys() {
@@ -258,6 +319,9 @@ class ControlPlane {
   static constexpr auto kNotYet = std::chrono::steady_clock::time_point::max();
   const config::StaticConfig& sc_;
   asio::io_context io_;
+  asio::signal_set reopen_signal_{io_, SIGUSR1};
+  std::unique_ptr<proxy::observe::AccessLog> access_log_;  ///< before workers_: they point to it
+  std::unique_ptr<proxy::observe::Metrics> metrics_;  ///< before workers_: they point to it
   std::vector<std::unique_ptr<proxy::Worker>> workers_;
   enum Provider : size_t { kFile, kDocker, kAcme, kProviderCount };
   static constexpr const char* kProviderNames[kProviderCount] = {"file", "docker", "acme"};

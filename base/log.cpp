@@ -1,14 +1,29 @@
 // Logger implementation: one write(2) per line so lines from several workers never interleave.
+// The descriptor number never changes after start: reopen() dup2()s the new file onto it, so a
+// thread writing while the file is swapped cannot hit a closed or reused descriptor.
 #include "base/log.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
+#include <cstring>
 #include <ctime>
+#include <filesystem>
+#include <mutex>
 
 #include "base/text.h"
 
 namespace berth::log {
+namespace {
+
+std::atomic<Format> g_format{Format::kCommon};
+std::atomic<int> g_fd{2};
+std::mutex g_reopen_mu;
+std::string g_path;  ///< guarded by g_reopen_mu; "" = stderr
+
+}  // namespace
 
 bool parse_level(std::string_view text, Level& out) {
   static constexpr std::pair<std::string_view, Level> kNames[] = {
@@ -23,17 +38,78 @@ bool parse_level(std::string_view text, Level& out) {
   return false;
 }
 
+bool parse_format(std::string_view text, Format& out) {
+  if (iequals(text, "common")) out = Format::kCommon;
+  else if (iequals(text, "json")) out = Format::kJson;
+  else return false;
+  return true;
+}
+
 void write(Level l, std::string_view message) {
   static constexpr const char* kTags[] = {"TRC", "DBG", "INF", "WRN", "ERR", "FTL", "PNC", "OFF"};
+  static constexpr const char* kNames[] = {"trace", "debug", "info", "warn", "error", "fatal", "panic", "disabled"};
   char stamp[32];
   std::time_t now = std::chrono::system_clock::to_time_t(std::chrono::system_clock::now());
   std::tm tm{};
   gmtime_r(&now, &tm);
   std::strftime(stamp, sizeof stamp, "%Y-%m-%dT%H:%M:%SZ", &tm);
   std::string line;
-  line.reserve(message.size() + 32);
-  line.append(stamp).append(" ").append(kTags[static_cast<int>(l)]).append(" ").append(message).append("\n");
-  [[maybe_unused]] auto n = ::write(2, line.data(), line.size());
+  const int level = static_cast<int>(l);
+  if (g_format.load(std::memory_order_relaxed) == Format::kJson) {
+    line.reserve(message.size() + 64);
+    line.append(R"({"level":")").append(kNames[level]).append(R"(","time":")").append(stamp);
+    line.append(R"(","message":")");
+    append_json_escaped(line, message);
+    line.append("\"}\n");
+  } else {
+    line.reserve(message.size() + 32);
+    line.append(stamp).append(" ").append(kTags[level]).append(" ").append(message).append("\n");
+  }
+  [[maybe_unused]] auto n = ::write(g_fd.load(std::memory_order_relaxed), line.data(), line.size());
+}
+
+Result<int> open_append(const std::string& path) {
+  const std::filesystem::path parent = std::filesystem::path(path).parent_path();
+  std::error_code ec;
+  if (!parent.empty()) {
+    std::filesystem::create_directories(parent, ec);
+    if (ec) return Error{path, "cannot create the directory " + parent.string() + ": " + ec.message()};
+  }
+  const int fd = ::open(path.c_str(), O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0664);
+  if (fd < 0) return Error{path, std::string("cannot open for writing: ") + std::strerror(errno)};
+  return fd;
+}
+
+Result<bool> open_output(Format format, const std::string& file_path) {
+  std::lock_guard lock(g_reopen_mu);
+  const int current = g_fd.load();
+  if (!file_path.empty()) {
+    auto fd = open_append(file_path);
+    if (!fd) return fd.error();
+    if (current == 2) {
+      g_fd.store(*fd);
+    } else {
+      ::dup2(*fd, current);
+      ::close(*fd);
+    }
+  } else if (current != 2) {
+    ::dup2(2, current);  // back to stderr
+  }
+  g_path = file_path;
+  g_format.store(format);
+  return true;
+}
+
+void reopen() {
+  std::lock_guard lock(g_reopen_mu);
+  if (g_path.empty()) return;
+  auto fd = open_append(g_path);
+  if (!fd) {
+    LOG_ERROR("log.filePath: ", fd.error().to_string(), " (still writing to the old file)");
+    return;
+  }
+  ::dup2(*fd, g_fd.load());
+  ::close(*fd);
 }
 
 }  // namespace berth::log

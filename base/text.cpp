@@ -3,6 +3,7 @@
 
 #include <charconv>
 #include <cmath>
+#include <cstring>
 
 namespace berth {
 
@@ -103,6 +104,87 @@ std::optional<bool> parse_bool(std::string_view text) {
   if (iequals(text, "true")) return true;
   if (iequals(text, "false")) return false;
   return std::nullopt;
+}
+
+size_t utf8_sequence_length(std::string_view s) {
+  if (s.empty()) return 0;
+  const auto b = [&](size_t i) { return static_cast<unsigned char>(s[i]); };
+  const unsigned char c = b(0);
+  if (c < 0x80) return 1;
+  size_t n;
+  unsigned char lo = 0x80, hi = 0xBF;  // the range of the second byte
+  if (c >= 0xC2 && c <= 0xDF) n = 2;
+  else if (c >= 0xE0 && c <= 0xEF) n = 3, lo = c == 0xE0 ? 0xA0 : 0x80, hi = c == 0xED ? 0x9F : 0xBF;
+  else if (c >= 0xF0 && c <= 0xF4) n = 4, lo = c == 0xF0 ? 0x90 : 0x80, hi = c == 0xF4 ? 0x8F : 0xBF;
+  else return 0;
+  if (s.size() < n || b(1) < lo || b(1) > hi) return 0;
+  for (size_t i = 2; i < n; ++i)
+    if (b(i) < 0x80 || b(i) > 0xBF) return 0;
+  return n;
+}
+
+size_t json_escape(std::string_view s, char* out, size_t cap) {
+  static constexpr char kHex[] = "0123456789abcdef";
+  size_t o = 0;
+  auto put = [&](std::string_view text) {
+    if (cap - o < text.size()) return false;
+    std::memcpy(out + o, text.data(), text.size());
+    o += text.size();
+    return true;
+  };
+  size_t i = 0;
+  while (i < s.size()) {
+    // The run of bytes that need nothing is copied at once.
+    size_t run = i;
+    while (run < s.size()) {
+      const auto c = static_cast<unsigned char>(s[run]);
+      if (c < 0x20 || c >= 0x80 || c == '"' || c == '\\' || c == '<' || c == '>' || c == '&') break;
+      ++run;
+    }
+    if (run > i && !put(s.substr(i, run - i))) return SIZE_MAX;
+    i = run;
+    if (i == s.size()) break;
+    const auto c = static_cast<unsigned char>(s[i]);
+    bool ok;
+    if (c >= 0x80) {
+      const size_t n = utf8_sequence_length(s.substr(i));
+      if (n == 0) {
+        ok = put("\\ufffd");
+        i += 1;
+      } else {
+        // U+2028 and U+2029 (E2 80 A8/A9) end lines in JavaScript.
+        const bool separator = n == 3 && c == 0xE2 && static_cast<unsigned char>(s[i + 1]) == 0x80 &&
+                               (static_cast<unsigned char>(s[i + 2]) & 0xFE) == 0xA8;
+        ok = separator ? put(static_cast<unsigned char>(s[i + 2]) == 0xA8 ? "\\u2028" : "\\u2029")
+                       : put(s.substr(i, n));
+        i += n;
+      }
+    } else {
+      switch (c) {
+        case '"': ok = put("\\\""); break;
+        case '\\': ok = put("\\\\"); break;
+        case '\n': ok = put("\\n"); break;
+        case '\r': ok = put("\\r"); break;
+        case '\t': ok = put("\\t"); break;
+        case '\b': ok = put("\\b"); break;
+        case '\f': ok = put("\\f"); break;
+        default: {
+          const char u[6] = {'\\', 'u', '0', '0', kHex[c >> 4], kHex[c & 15]};
+          ok = put(std::string_view(u, 6));
+        }
+      }
+      i += 1;
+    }
+    if (!ok) return SIZE_MAX;
+  }
+  return o;
+}
+
+void append_json_escaped(std::string& out, std::string_view s) {
+  const size_t at = out.size();
+  out.resize(at + s.size() * 6);
+  const size_t n = json_escape(s, out.data() + at, s.size() * 6);
+  out.resize(at + n);
 }
 
 }  // namespace berth

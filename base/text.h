@@ -39,4 +39,15 @@ std::optional<uint64_t> parse_uint(std::string_view text);
 /// Parses "true"/"false" case-insensitively.
 std::optional<bool> parse_bool(std::string_view text);
 
+/// Writes `s` escaped for the inside of a JSON string, as Go's encoding/json does: `"`, `\` and
+/// control bytes escaped (\n \r \t \b \f short), `<` `>` `&` as \u003c \u003e \u0026, U+2028 and U+2029
+/// escaped, each byte of invalid UTF-8 as \ufffd. At most 6 output bytes per input byte. Returns the
+/// bytes written to out[0..cap), or SIZE_MAX when the result does not fit. No allocation. Thread: any.
+size_t json_escape(std::string_view s, char* out, size_t cap);
+/// Appends `s` escaped as above to `out`.
+void append_json_escaped(std::string& out, std::string_view s);
+/// The length of the valid UTF-8 sequence at the start of `s` (Go's rules: no overlong forms, no
+/// surrogates, nothing above U+10FFFF), or 0 when it is invalid or empty. Thread: any.
+size_t utf8_sequence_length(std::string_view s);
+
 }  // namespace berth

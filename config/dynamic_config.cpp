@@ -82,17 +82,34 @@ class DynamicDecoder {
   void decode_http(const ConfigNode& node) {
     for (const ConfigNode* e : d_.entries(node, "http")) {
       if (iequals(e->key, "routers")) {
-        for (const ConfigNode* r : d_.entries(*e, "http.routers")) decode_router(*r);
+        for (const ConfigNode* r : d_.entries(*e, "http.routers"))
+          note_dropped(*r, c_.routers, c_.dropped_routers, [&] { decode_router(*r); });
       } else if (iequals(e->key, "services")) {
-        for (const ConfigNode* s : d_.entries(*e, "http.services")) decode_service(*s);
+        for (const ConfigNode* s : d_.entries(*e, "http.services"))
+          note_dropped(*s, c_.services, c_.dropped_services, [&] { decode_service(*s); });
       } else if (iequals(e->key, "middlewares")) {
-        for (const ConfigNode* m : d_.entries(*e, "http.middlewares")) decode_middleware(*m);
+        for (const ConfigNode* m : d_.entries(*e, "http.middlewares"))
+          note_dropped(*m, c_.middlewares, c_.dropped_middlewares, [&] { decode_middleware(*m); });
       } else if (iequals(e->key, "serversTransports")) {
         for (const ConfigNode* t : d_.entries(*e, "http.serversTransports")) decode_servers_transport(*t);
       } else {
         d_.unknown_key(*e, "http");
       }
     }
+  }
+
+  // Runs `decode` for element `node`; an element it reported problems for and left out is noted
+  // in `dropped` with those problems.
+  template <typename T, typename Decode>
+  void note_dropped(const ConfigNode& node, const std::map<std::string, T>& kept,
+                    std::map<std::string, std::vector<Error>>& dropped, Decode&& decode) {
+    const size_t before = d_.error_count();
+    decode();
+    if (d_.error_count() == before || node.key.empty() || node.key.find('@') != std::string::npos) return;
+    std::string name = node.key + "@" + provider_;
+    if (kept.contains(name)) return;
+    auto& problems = dropped[std::move(name)];
+    problems.insert(problems.end(), c_.errors.begin() + static_cast<std::ptrdiff_t>(before), c_.errors.end());
   }
 
   // "<name>@<provider>", or nullopt (reported) when the name cannot be qualified.
@@ -770,6 +787,11 @@ void merge_dynamic(DynamicConfig& into, DynamicConfig&& from) {
   merge_named("serversTransport", into.servers_transports, into.conflicting_servers_transports,
               std::move(from.servers_transports), std::move(from.conflicting_servers_transports), into.errors, same);
   merge_tls(into.tls, std::move(from.tls), into.errors);
+  for (auto kind : {&DynamicConfig::dropped_routers, &DynamicConfig::dropped_services, &DynamicConfig::dropped_middlewares})
+    for (auto& [name, problems] : from.*kind) {
+      auto& list = (into.*kind)[name];
+      list.insert(list.end(), std::make_move_iterator(problems.begin()), std::make_move_iterator(problems.end()));
+    }
   for (auto& c : from.acme.http01) into.acme.http01.push_back(std::move(c));
   for (auto& c : from.acme.tls_alpn01) into.acme.tls_alpn01.push_back(std::move(c));
 }

@@ -246,6 +246,11 @@ struct DynamicConfig {
   std::map<std::string, std::string> conflicting_services;
   std::map<std::string, std::string> conflicting_middlewares;
   std::map<std::string, std::string> conflicting_servers_transports;
+  /// Elements the decoder dropped, by qualified name -> their problems: the API lists them as
+  /// disabled with these errors.
+  std::map<std::string, std::vector<Error>> dropped_routers;
+  std::map<std::string, std::vector<Error>> dropped_services;
+  std::map<std::string, std::vector<Error>> dropped_middlewares;
 };
 
 /// Decodes one YAML document (the content of `file_name`) for provider `provider` ("file").

@@ -147,6 +147,8 @@ class StaticDecoder {
       else if (iequals(k, "log")) decode_log(*e);
       else if (iequals(k, "ping")) decode_ping(*e);
       else if (iequals(k, "api")) decode_api(*e);
+      else if (iequals(k, "metrics")) decode_metrics(*e);
+      else if (iequals(k, "accessLog")) decode_access_log(*e);
       else if (iequals(k, "workers")) d_.read_int(*e, "", c_.workers, 0, 4096);
       else if (iequals(k, "global")) decode_global(*e);
       else d_.unknown_key(*e, "");
@@ -156,14 +158,19 @@ class StaticDecoder {
   void apply_defaults_and_check(const std::string& defaults_where) {
     if (c_.entry_points.empty()) add_entry_point("http", ":80", 80);
     const bool ping_needs_traefik =
-        c_.ping.enabled && !ping_manual_routing_ && iequals(c_.ping.entry_point, kDefaultEntryPoint);
-    if ((ping_needs_traefik || c_.api_dashboard) && c_.find_entry_point(kDefaultEntryPoint) == nullptr)
+        c_.ping.enabled && !c_.ping.manual_routing && iequals(c_.ping.entry_point, kDefaultEntryPoint);
+    const bool metrics_need_traefik = c_.prometheus.enabled && !c_.prometheus.manual_routing &&
+                                      iequals(c_.prometheus.entry_point, kDefaultEntryPoint);
+    if ((ping_needs_traefik || metrics_need_traefik || c_.api_insecure) && c_.find_entry_point(kDefaultEntryPoint) == nullptr)
       add_entry_point(std::string(kDefaultEntryPoint), ":8080", 8080);
     std::sort(c_.entry_points.begin(), c_.entry_points.end(), [](const auto& a, const auto& b) {
       const std::string la = to_lower(a.name), lb = to_lower(b.name);
       return la != lb ? la < lb : a.name < b.name;
     });
-    if (c_.ping.enabled && !ping_manual_routing_ && c_.find_entry_point(c_.ping.entry_point) == nullptr)
+    if (c_.prometheus.enabled && !c_.prometheus.manual_routing && c_.find_entry_point(c_.prometheus.entry_point) == nullptr)
+      d_.error(prometheus_where_.empty() ? defaults_where : prometheus_where_,
+               "metrics.prometheus.entryPoint \"" + c_.prometheus.entry_point + "\" is not a defined entry point");
+    if (c_.ping.enabled && !c_.ping.manual_routing && c_.find_entry_point(c_.ping.entry_point) == nullptr)
       d_.error(ping_where_.empty() ? defaults_where : ping_where_,
                "ping.entryPoint \"" + c_.ping.entry_point + "\" is not a defined entry point");
     for (const auto& ep : c_.entry_points) {
@@ -445,21 +452,38 @@ class StaticDecoder {
   }
 
   void decode_log(const ConfigNode& node) {
-    for (const ConfigNode* e : d_.entries(node, "log")) {
-      if (!iequals(e->key, "level")) {
-        d_.unknown_key(*e, "log");
-        continue;
+    constexpr std::string_view kPath = "log";
+    for (const ConfigNode* e : d_.entries(node, kPath)) {
+      const std::string& k = e->key;
+      if (iequals(k, "level")) {
+        std::string level;
+        if (!d_.read_string(*e, kPath, level)) continue;
+        log::Level parsed;
+        if (!log::parse_level(trim(level), parsed)) {
+          d_.error(e->where, "invalid log.level \"" + level + "\" (expected TRACE, DEBUG, INFO, WARN, ERROR, FATAL or PANIC)");
+          continue;
+        }
+        c_.log_level = to_upper(trim(level));
+      } else if (iequals(k, "format")) {
+        std::string format;
+        if (!d_.read_string(*e, kPath, format)) continue;
+        log::Format parsed;
+        if (!log::parse_format(trim(format), parsed)) {
+          d_.error(e->where, "invalid log.format \"" + format + "\" (expected common or json)");
+          continue;
+        }
+        c_.log_format = to_lower(trim(format));
+      } else if (iequals(k, "filePath")) {
+        std::string path;
+        if (d_.read_string(*e, kPath, path)) c_.log_file_path = std::string(trim(path));
+      } else if (iequals(k, "noColor")) {
+        bool ignored = false;
+        d_.read_bool(*e, kPath, ignored);  // berth never colours its log
+      } else if (iequals(k, "maxSize") || iequals(k, "maxAge") || iequals(k, "maxBackups") || iequals(k, "compress")) {
+        d_.error(e->where, "log." + k + " is not supported by berth: rotate the file with logrotate (berth reopens it on SIGUSR1)");
+      } else {
+        d_.unknown_key(*e, kPath);
       }
-      std::string level;
-      if (!d_.read_string(*e, "log", level)) continue;
-      log::Level parsed;
-      if (!log::parse_level(trim(level), parsed)) {
-        d_.error(e->where, "invalid log.level \"" + level + "\" (expected TRACE, DEBUG, INFO, WARN, ERROR, FATAL or PANIC)");
-        continue;
-      }
-      c_.log_level = std::string(trim(level));
-      for (char& ch : c_.log_level)
-        if (ch >= 'a' && ch <= 'z') ch = char(ch - 32);
     }
   }
 
@@ -473,31 +497,234 @@ class StaticDecoder {
       } else if (iequals(e->key, "terminatingStatusCode")) {
         d_.read_int(*e, "ping", c_.ping.terminating_status_code, 100, 599);
       } else if (iequals(e->key, "manualRouting")) {
-        d_.read_bool(*e, "ping", ping_manual_routing_);
+        d_.read_bool(*e, "ping", c_.ping.manual_routing);
       } else {
         d_.unknown_key(*e, "ping");
       }
     }
   }
 
-  // The dashboard is served on the `traefik` entry point when the API is enabled with dashboard or
-  // insecure set; an explicit `dashboard: false` turns it off.
-  void decode_api(const ConfigNode& node) {
-    bool enabled = false;
-    if (!d_.read_section(node, "", enabled)) return;
-    std::optional<bool> dashboard;
-    bool insecure = false;
-    for (const ConfigNode* e : d_.entries(node, "api")) {
-      bool value = false;
-      if (iequals(e->key, "dashboard")) {
-        if (d_.read_bool(*e, "api", value)) dashboard = value;
-      } else if (iequals(e->key, "insecure")) {
-        if (d_.read_bool(*e, "api", value)) insecure = value;
+  void decode_metrics(const ConfigNode& node) {
+    for (const ConfigNode* e : d_.entries(node, "metrics")) {
+      if (iequals(e->key, "addInternals")) {
+        bool ignored = false;
+        d_.read_bool(*e, "metrics", ignored);  // berth's own answers are never counted
+      } else if (iequals(e->key, "prometheus")) {
+        decode_prometheus(*e);
       } else {
-        d_.unknown_key(*e, "api");
+        d_.unknown_key(*e, "metrics");
       }
     }
-    c_.api_dashboard = dashboard.value_or(insecure);
+  }
+
+  void decode_prometheus(const ConfigNode& node) {
+    auto& p = c_.prometheus;
+    if (!d_.read_section(node, "", p.enabled)) return;
+    prometheus_where_ = node.key_where;
+    constexpr std::string_view kPath = "metrics.prometheus";
+    for (const ConfigNode* e : d_.entries(node, kPath)) {
+      const std::string& k = e->key;
+      if (iequals(k, "buckets")) {
+        std::vector<std::string> items;
+        if (!d_.read_list(*e, kPath, items)) continue;
+        std::vector<double> buckets;
+        bool ok = !items.empty();
+        for (const auto& item : items) {
+          char* end = nullptr;
+          std::string text(trim(item));
+          double v = std::strtod(text.c_str(), &end);
+          if (text.empty() || end != text.c_str() + text.size() || !(v > 0) || (!buckets.empty() && v <= buckets.back()))
+            ok = false;
+          buckets.push_back(v);
+        }
+        if (!ok) d_.error(e->where, "metrics.prometheus.buckets: expected increasing positive numbers of seconds");
+        else p.buckets = std::move(buckets);
+      } else if (iequals(k, "addEntryPointsLabels")) {
+        d_.read_bool(*e, kPath, p.add_entry_points_labels);
+      } else if (iequals(k, "addRoutersLabels")) {
+        d_.read_bool(*e, kPath, p.add_routers_labels);
+      } else if (iequals(k, "addServicesLabels")) {
+        d_.read_bool(*e, kPath, p.add_services_labels);
+      } else if (iequals(k, "entryPoint")) {
+        d_.read_string(*e, kPath, p.entry_point);
+        prometheus_where_ = e->where;
+      } else if (iequals(k, "manualRouting")) {
+        d_.read_bool(*e, kPath, p.manual_routing);
+      } else if (iequals(k, "prefix")) {
+        std::string prefix;
+        if (!d_.read_string(*e, kPath, prefix)) continue;
+        bool ok = !prefix.empty() && !(prefix[0] >= '0' && prefix[0] <= '9');
+        for (char ch : prefix) ok &= std::isalnum(static_cast<unsigned char>(ch)) || ch == '_' || ch == ':';
+        if (!ok) d_.error(e->where, "metrics.prometheus.prefix \"" + prefix + "\" is not a valid metric name prefix");
+        else p.prefix = prefix;
+      } else if (iequals(k, "headerLabels")) {
+        d_.error(e->where, "metrics.prometheus.headerLabels is not supported by berth");
+      } else {
+        d_.unknown_key(*e, kPath);
+      }
+    }
+  }
+
+  // accessLog: see AccessLogConfig.
+  void decode_access_log(const ConfigNode& node) {
+    auto& a = c_.access_log;
+    if (!d_.read_section(node, "", a.enabled)) return;
+    constexpr std::string_view kPath = "accessLog";
+    for (const ConfigNode* e : d_.entries(node, kPath)) {
+      const std::string& k = e->key;
+      if (iequals(k, "filePath")) {
+        std::string path;
+        if (d_.read_string(*e, kPath, path)) a.file_path = std::string(trim(path));
+      } else if (iequals(k, "format")) {
+        std::string format;
+        if (!d_.read_string(*e, kPath, format)) continue;
+        const std::string_view f = trim(format);
+        if (iequals(f, "common")) a.format = "common";
+        else if (iequals(f, "genericCLF")) a.format = "genericCLF";
+        else if (iequals(f, "json")) a.format = "json";
+        else d_.error(e->where, "invalid accessLog.format \"" + format + "\" (expected common, genericCLF or json)");
+      } else if (iequals(k, "bufferingSize")) {
+        d_.read_int(*e, kPath, a.buffering_size, 0, int64_t{1} << 24);
+      } else if (iequals(k, "addInternals")) {
+        d_.read_bool(*e, kPath, a.add_internals);
+      } else if (iequals(k, "filters")) {
+        decode_access_log_filters(*e);
+      } else if (iequals(k, "fields")) {
+        decode_access_log_fields(*e);
+      } else if (iequals(k, "otlp") || iequals(k, "dualOutput")) {
+        d_.error(e->where, "accessLog." + k + " is not supported by berth (OpenTelemetry logs)");
+      } else {
+        d_.unknown_key(*e, kPath);
+      }
+    }
+  }
+
+  // filters: a line is kept when any filter that is set matches (none set: every line).
+  void decode_access_log_filters(const ConfigNode& node) {
+    auto& a = c_.access_log;
+    constexpr std::string_view kPath = "accessLog.filters";
+    bool present = false;
+    if (!d_.read_section(node, "accessLog", present)) return;  // `--accessLog.filters`: none set
+    for (const ConfigNode* e : d_.entries(node, kPath)) {
+      const std::string& k = e->key;
+      if (iequals(k, "statusCodes")) {
+        std::vector<std::string> items, wheres;
+        if (!d_.read_list(*e, kPath, items, &wheres)) continue;
+        a.status_codes.clear();
+        for (size_t i = 0; i < items.size(); ++i)
+          for (const std::string& block : split_list(items[i])) add_status_range(block, wheres[i]);
+      } else if (iequals(k, "retryAttempts")) {
+        d_.read_bool(*e, kPath, a.retry_attempts);
+      } else if (iequals(k, "minDuration")) {
+        d_.read_duration(*e, kPath, a.min_duration);
+      } else {
+        d_.unknown_key(*e, kPath);
+      }
+    }
+    a.has_filters = !a.status_codes.empty() || a.retry_attempts || a.min_duration > Duration::zero();
+  }
+
+  // "404" or "500-599", as Traefik's HTTPCodeRanges.
+  void add_status_range(const std::string& block, const std::string& where) {
+    const size_t dash = block.find('-');
+    auto from = parse_uint(trim(std::string_view(block).substr(0, dash)));
+    auto to = dash == std::string::npos ? from : parse_uint(trim(std::string_view(block).substr(dash + 1)));
+    if (!from || !to || *from < 100 || *to > 599 || *from > *to) {
+      d_.error(where, "invalid accessLog.filters.statusCodes entry \"" + block +
+                          "\" (expected a status like 404 or a range like 500-599)");
+      return;
+    }
+    c_.access_log.status_codes.emplace_back(static_cast<int>(*from), static_cast<int>(*to));
+  }
+
+  void decode_access_log_fields(const ConfigNode& node) {
+    auto& a = c_.access_log;
+    constexpr std::string_view kPath = "accessLog.fields";
+    bool present = false;
+    if (!d_.read_section(node, "accessLog", present)) return;
+    for (const ConfigNode* e : d_.entries(node, kPath)) {
+      const std::string& k = e->key;
+      if (iequals(k, "defaultMode")) {
+        read_log_mode(*e, kPath, false, a.fields_default_mode);
+      } else if (iequals(k, "names")) {
+        for (const ConfigNode* f : d_.entries(*e, "accessLog.fields.names")) {
+          if (!is_access_log_field(f->key)) {
+            d_.error(f->key_where, "unknown access log field \"" + f->key + "\" in accessLog.fields.names");
+            continue;
+          }
+          std::string mode;
+          if (read_log_mode(*f, "accessLog.fields.names", false, mode)) a.field_modes.emplace_back(f->key, mode);
+        }
+      } else if (iequals(k, "headers")) {
+        constexpr std::string_view kHeaders = "accessLog.fields.headers";
+        for (const ConfigNode* h : d_.entries(*e, kHeaders)) {
+          if (iequals(h->key, "defaultMode")) {
+            read_log_mode(*h, kHeaders, true, a.headers_default_mode);
+          } else if (iequals(h->key, "names")) {
+            for (const ConfigNode* n : d_.entries(*h, "accessLog.fields.headers.names")) {
+              std::string mode;
+              if (read_log_mode(*n, "accessLog.fields.headers.names", true, mode)) a.header_modes.emplace_back(n->key, mode);
+            }
+          } else {
+            d_.unknown_key(*h, kHeaders);
+          }
+        }
+      } else if (iequals(k, "queryParameters")) {
+        d_.error(e->where, "accessLog.fields.queryParameters is not supported by berth");
+      } else {
+        d_.unknown_key(*e, kPath);
+      }
+    }
+  }
+
+  // keep | drop, and redact for headers; stored lower-case.
+  bool read_log_mode(const ConfigNode& entry, std::string_view path, bool allow_redact, std::string& out) {
+    std::string mode;
+    if (!d_.read_string(entry, path, mode)) return false;
+    const std::string lower = to_lower(trim(mode));
+    if (lower != "keep" && lower != "drop" && (lower != "redact" || !allow_redact)) {
+      d_.error(entry.where, "invalid mode \"" + mode + "\" for " + YamlDecoder::join(path, entry.key) +
+                                (allow_redact ? " (expected keep, drop or redact)" : " (expected keep or drop)"));
+      return false;
+    }
+    out = lower;
+    return true;
+  }
+
+  // Traefik's access log fields (pkg/middlewares/accesslog/logdata.go), including those berth does
+  // not write (tracing, Kubernetes, the documented *Line fields): naming them is not a mistake.
+  static bool is_access_log_field(std::string_view name) {
+    static constexpr std::string_view kFields[] = {
+        "StartUTC", "StartLocal", "Duration", "RouterName", "ServiceName", "ServiceURL", "ServiceAddr",
+        "ClientAddr", "ClientHost", "ClientPort", "ClientUsername", "RequestAddr", "RequestHost", "RequestPort",
+        "RequestMethod", "RequestPath", "RequestProtocol", "RequestScheme", "RequestLine", "RequestContentSize",
+        "OriginDuration", "OriginContentSize", "OriginStatus", "OriginStatusLine", "DownstreamStatus",
+        "DownstreamStatusLine", "DownstreamContentSize", "RequestCount", "GzipRatio", "Overhead", "RetryAttempts",
+        "TLSVersion", "TLSCipher", "TLSClientSubject", "TraceId", "SpanId", "trace_id", "span_id",
+        "entryPointName", "KubernetesIngressNamespace", "KubernetesIngressName", "KubernetesServiceName",
+        "KubernetesServicePort"};
+    for (std::string_view f : kFields)
+      if (iequals(f, name)) return true;
+    return false;
+  }
+
+  // api: Traefik's API (and the dashboard, on unless `dashboard: false`). With `insecure` both answer
+  // on the `traefik` entry point; otherwise only through routers naming api@internal.
+  void decode_api(const ConfigNode& node) {
+    bool enabled = false;
+    const bool has_options = d_.read_section(node, "", enabled);
+    c_.api_enabled = enabled;
+    c_.api_dashboard = enabled;
+    c_.api_insecure = false;
+    if (!has_options) return;
+    for (const ConfigNode* e : d_.entries(node, "api")) {
+      bool ignored = false;
+      if (iequals(e->key, "dashboard")) d_.read_bool(*e, "api", c_.api_dashboard);
+      else if (iequals(e->key, "insecure")) d_.read_bool(*e, "api", c_.api_insecure);
+      // Traefik's pprof handlers and its dashboard's Hub ad: berth has neither.
+      else if (iequals(e->key, "debug") || iequals(e->key, "disableDashboardAd")) d_.read_bool(*e, "api", ignored);
+      else d_.unknown_key(*e, "api");
+    }
   }
 
   // Traefik compose files often set these; berth never phones home, so they are read and dropped.
@@ -512,8 +739,8 @@ class StaticDecoder {
 
   StaticConfig& c_;
   YamlDecoder d_;
-  bool ping_manual_routing_ = false;
   std::string ping_where_;
+  std::string prometheus_where_;
   std::string file_where_;
 };
 

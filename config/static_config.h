@@ -112,6 +112,38 @@ struct PingConfig {
   bool enabled = false;
   std::string entry_point = "traefik";     ///< ping.entryPoint
   int terminating_status_code = 503;       ///< ping.terminatingStatusCode
+  bool manual_routing = false;             ///< ping.manualRouting: only through a router to ping@internal
+};
+
+/// metrics.prometheus: Traefik's keys and defaults, plus berth's `prefix` (default "berth"; "traefik"
+/// gives Traefik's exact metric names).
+struct PrometheusConfig {
+  bool enabled = false;                    ///< metrics.prometheus present
+  std::vector<double> buckets = {0.1, 0.3, 1.2, 5.0};
+  bool add_entry_points_labels = true;     ///< addEntryPointsLabels
+  bool add_routers_labels = false;         ///< addRoutersLabels
+  bool add_services_labels = true;         ///< addServicesLabels
+  std::string entry_point = "traefik";     ///< entryPoint: where /metrics is served (unless manualRouting)
+  bool manual_routing = false;             ///< manualRouting: only through a router to prometheus@internal
+  std::string prefix = "berth";            ///< prefix of every family name
+};
+
+/// accessLog (Traefik's keys): one line per exchange, formatted on the worker, written by a thread
+/// of its own (proxy/observe/access_log.h).
+struct AccessLogConfig {
+  bool enabled = false;                    ///< accessLog present
+  std::string file_path;                   ///< filePath ("" = stdout)
+  std::string format = "common";           ///< common | genericCLF | json
+  int64_t buffering_size = 0;              ///< bufferingSize: lines kept before a write (0: written at once)
+  bool add_internals = false;              ///< addInternals: log exchanges of `@internal` routers too
+  std::vector<std::pair<int, int>> status_codes;  ///< filters.statusCodes as ranges (inclusive)
+  bool retry_attempts = false;             ///< filters.retryAttempts: keep lines with retries
+  Duration min_duration = 0s;              ///< filters.minDuration: keep lines that took longer
+  bool has_filters = false;                ///< any filter set: a line is kept when one matches
+  std::string fields_default_mode = "keep";           ///< fields.defaultMode: keep | drop
+  std::vector<std::pair<std::string, std::string>> field_modes;   ///< fields.names.<Field>: keep | drop
+  std::string headers_default_mode = "drop";          ///< fields.headers.defaultMode: keep | drop | redact
+  std::vector<std::pair<std::string, std::string>> header_modes;  ///< fields.headers.names.<Header>: keep | drop | redact
 };
 
 struct StaticConfig {
@@ -123,8 +155,14 @@ struct StaticConfig {
   Duration providers_throttle_duration = 0s;   ///< berth applies changes at once by default (Traefik: 2s)
   ServersTransportConfig servers_transport;
   std::string log_level = "INFO";
+  std::string log_format = "common";       ///< log.format: common | json
+  std::string log_file_path;               ///< log.filePath ("" = stderr)
+  AccessLogConfig access_log;
+  PrometheusConfig prometheus;
   PingConfig ping;
-  bool api_dashboard = false;              ///< api.dashboard / api.insecure (parsed; dashboard lives on `traefik`)
+  bool api_dashboard = false;              ///< api.dashboard (default true when api is present)
+  bool api_insecure = false;               ///< api.insecure: /api and /dashboard on the `traefik` entry point
+  bool api_enabled = false;                ///< api present
   int workers = 0;                         ///< berth extension: worker threads (0 = one per core)
   /// `workers`, or the number of cores when it is 0.
   uint32_t worker_count() const;

@@ -13,6 +13,7 @@
 #include "base/log.h"
 #include "proxy/ip_net.h"
 #include "proxy/local_reply.h"
+#include "proxy/observe/metrics.h"
 #include "proxy/tls/client_hello.h"
 
 namespace berth::proxy {
@@ -39,6 +40,7 @@ DownstreamConnection::DownstreamConnection(Worker& worker, size_t ep_index, Sock
   if (!ec) {
     auto addr = unmapped(peer.address());
     peer_ = addr;
+    peer_port_ = peer.port();
     trusted_ = settings_.trust_all;
     for (const auto& net : settings_.trusted)
       if (net.contains(addr)) trusted_ = true;
@@ -55,7 +57,8 @@ DownstreamConnection::DownstreamConnection(const DownstreamConnection& parent, s
       trusted_(parent.trusted_),
       first_read_(false),
       server_name_(parent.server_name_),
-      peer_(parent.peer_) {
+      peer_(parent.peer_),
+      peer_port_(parent.peer_port_) {
   deadline_.owner = this;
   deadline_.fire = &DownstreamConnection::on_deadline;
   worker_.track(this, ep_index_);
@@ -264,7 +267,10 @@ coro::Task<void> DownstreamConnection::run() {
         co_await reply_local(400, local_reply::kBadRequest, local_reply::kTextPlain, true);
         break;
       }
-      if (!co_await serve_exchange(head_size)) break;
+      begin_exchange();
+      const bool keep_alive = co_await serve_exchange(head_size);
+      finish_exchange(head_size);
+      if (!keep_alive) break;
     }
   } catch (const std::exception& e) {
     LOG_ERROR("connection on entry point ", settings_.name, " failed: ", e.what());
@@ -314,7 +320,10 @@ coro::Task<bool> DownstreamConnection::accept_tls() {
     tls::CertificateStore::set_local_address(ssl, render_ip(unmapped(local.address()), text));
   }
   stream_.start_tls(ssl, Stream::Side::kServer);
-  if (auto failed = co_await stream_.handshake()) {
+  auto failed = co_await stream_.handshake();
+  if (observe::Metrics* metrics = worker_.info().metrics)
+    metrics->worker(static_cast<size_t>(worker_.index())).record_handshake(static_cast<uint32_t>(ep_index_), !failed);
+  if (failed) {
     LOG_DEBUG("TLS handshake on entry point ", settings_.name, " failed: ", failed.message());
     co_return false;
   }
@@ -349,7 +358,7 @@ void DownstreamConnection::close_upstream() {
 coro::Task<bool> DownstreamConnection::reply_local(int status, std::string_view body,
                                                    std::string_view content_type, bool close,
                                                    std::string_view location, const middleware::HeaderEdits* headers) {
-  bool is_head = ex_ && ex_->request.method == "HEAD";
+  bool is_head = (ex_ && ex_->request.method == "HEAD") || status == 304;  // no body either way
   if (ex_) ex_->edits.final_status = status;
   if (!close && ex_ && !co_await discard_request_body()) close = true;
   if (!close && (!ex_->request.keep_alive() || worker_.draining(ep_index_))) close = true;
@@ -357,6 +366,7 @@ coro::Task<bool> DownstreamConnection::reply_local(int status, std::string_view 
   out.clear();
   local_reply::render_head(out, status, body.size(), content_type, close, location,
                            headers ? std::span(*headers) : std::span<const local_reply::HeaderPair>());
+  ex_->log.response_head = out.size();
   arm(Phase::kWriteResponse, settings_.write_timeout);
   std::array<asio::const_buffer, 2> bufs{asio::buffer(out), asio::buffer(body.data(), is_head ? 0 : body.size())};
   auto [ec, n] = co_await stream_.write(bufs);

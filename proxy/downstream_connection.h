@@ -22,8 +22,29 @@
 
 namespace berth::proxy {
 
+/// What the metrics and the access log need of an exchange besides its request and response,
+/// gathered as it runs (observe/exchange_record.h is made of it at the end).
+struct ExchangeLog {
+  /// The snapshot the exchange is served from, held until the exchange is recorded.
+  std::shared_ptr<const Snapshot> snapshot;
+  bool internal = false;         ///< berth answered itself (ping, metrics, API): not counted, logged only with addInternals
+  std::string_view internal_router;  ///< the answer's internal router when no route matched ("ping@internal")
+  int64_t start_ns = 0;          ///< steady clock
+  int64_t start_unix_ns = 0;
+  int64_t read_mark = 0;         ///< the stream's bytes read before this exchange's head
+  uint64_t written_mark = 0;     ///< the stream's bytes written before this exchange
+  size_t response_head = 0;      ///< bytes of the head sent downstream (not counted as body)
+  const router::Route* route = nullptr;
+  const Service* service = nullptr;    ///< the load balancer that picked the server
+  const Endpoint* endpoint = nullptr;  ///< the server of the last try
+  uint32_t tries = 0;
+  int origin_status = 0;               ///< the status a server answered (0: none did)
+  int64_t origin_start_ns = 0;         ///< steady clock: the last try began
+};
+
 /// Per-exchange scratch space, pooled per worker so idle connections hold none (HP-1, HP-6).
 struct ExchangeState {
+  ExchangeLog log;
   http::h1::RequestHead request;
   http::h1::ResponseHead response;
   std::string out;  ///< the head being written (request upstream or response downstream)
@@ -92,6 +113,15 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
 
   // forwarder.cpp: the request flow.
   coro::Task<bool> serve_exchange(size_t head_size);
+  /// Around serve_exchange(): start the exchange's log, then hand its record to the metrics and
+  /// the access log.
+  void begin_exchange();
+  void finish_exchange(size_t head_size);
+  /// /metrics (or a router to prometheus@internal): the Prometheus exposition.
+  coro::Task<bool> reply_metrics(const Snapshot& snap);
+  /// internal_service.cpp: berth's own services (router::kApiService...) for a route to them, after
+  /// its middlewares ran. `path` is the request's, as the middlewares left it.
+  coro::Task<bool> serve_internal(const Snapshot& snap, uint32_t service, std::string_view path, std::string_view query);
   /// Forwards to server `first` of load balancer `service`; a failed connect moves on to the next
   /// server in rotation.
   coro::Task<bool> forward(const Snapshot& snap, const Service& service, size_t first, int64_t now_ms);
@@ -175,6 +205,7 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   std::optional<Timer> pump_done_;  ///< cancelled when it ends
   std::weak_ptr<H2Stream> pump_to_;  ///< the server stream it writes to
   boost::asio::ip::address peer_;  ///< IPv4-mapped peers unmapped
+  uint16_t peer_port_ = 0;
 };
 
 }  // namespace berth::proxy

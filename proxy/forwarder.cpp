@@ -16,6 +16,7 @@
 #include "proxy/middleware/retry_expression.h"
 #include "proxy/middleware/traffic.h"
 #include "proxy/mirror.h"
+#include "proxy/observe/exchange_record.h"
 #include "proxy/upstream/health.h"
 #include "proxy/upstream/http_fetch.h"
 
@@ -104,7 +105,7 @@ constexpr std::string_view kAcmeChallengePrefix = "/.well-known/acme-challenge/"
 
 coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   // Hold this snapshot for the whole exchange: a reload mid-request changes nothing for it.
-  std::shared_ptr<const Snapshot> snap = worker_.snapshot();
+  const std::shared_ptr<const Snapshot>& snap = (ex_->log.snapshot = worker_.snapshot());
   auto& req = ex_->request;
   std::string_view authority = req.host;
   std::string_view path = target_path(req.target, authority);
@@ -115,10 +116,18 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   // Ping wins over user routers, as Traefik's internal ping router has the highest priority.
   if (ep.serves_ping && path == "/ping" && (req.method == "GET" || req.method == "HEAD")) {
     in_.consume(head_size);
+    ex_->log.internal = true;
+    ex_->log.internal_router = "ping@internal";
     bool terminating = worker_.terminating();
     co_return co_await reply_local(terminating ? worker_.info().ping_terminating_status : 200,
                                    terminating ? local_reply::kServiceUnavailable : local_reply::kPingOk,
                                    local_reply::kTextPlain, false);
+  }
+  if (ep.serves_metrics && path == "/metrics" && (req.method == "GET" || req.method == "HEAD")) {
+    in_.consume(head_size);
+    ex_->log.internal = true;
+    ex_->log.internal_router = "prometheus@internal";
+    co_return co_await reply_metrics(*snap);
   }
   // ACME HTTP-01 validations, before any router (a catch-all router must not swallow them).
   if (!ep.acme_http01.empty() && path.starts_with(kAcmeChallengePrefix)) {
@@ -130,6 +139,7 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   }
   const bool tls = stream_.is_tls();
   const router::Route* route = (tls ? ep.tls_routes : ep.routes).match(view);
+  ex_->log.route = route;
   // Domain fronting: a Host whose routers want other TLS options than the SNI got (Traefik's
   // snicheck) is not served on this connection.
   if (route && tls && !iequals(view.host, server_name_) &&
@@ -139,7 +149,7 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   }
   if (!route) {
     in_.consume(head_size);
-    if (ep.serves_dashboard && (path == "/" || path == "/dashboard" || path == "/dashboard/"))
+    if (ep.serves_dashboard && path == "/")
       co_return co_await reply_local(200, snap->dashboard_html, local_reply::kTextHtml, false);
     co_return co_await reply_local(404, local_reply::kNotFound, local_reply::kTextPlain, false);
   }
@@ -172,6 +182,11 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   if (route->service == router::kNoService) {
     in_.consume(head_size);
     co_return co_await reply_local(404, local_reply::kNotFound, local_reply::kTextPlain, false);
+  }
+  if (route->service >= router::kFirstInternalService) {  // api@internal, dashboard@internal, ping@internal...
+    in_.consume(head_size);
+    ex_->log.internal = route->name.ends_with("@internal");  // berth's own routers are not observed
+    co_return co_await serve_internal(*snap, route->service, ex_->edits.path_set ? ex_->edits.path : path, query);
   }
   const int64_t now_ms = upstream::steady_now_ms();
   const balancer::Pick pick = worker_.picker().pick(*snap, route->service, req.headers, ex_->edits, now_ms);
@@ -335,6 +350,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   // The request head is rewritten once; retries resend the same bytes.
   const size_t n = service.endpoints.size();
   const Endpoint* endpoint = &service.endpoints[first];
+  ex_->log.service = &service;
   build_upstream_head(service, *endpoint);
   // The views into the head stay valid until the next read into in_, which only the body relay does
   // (after which no retry rebuilds the head).
@@ -416,6 +432,9 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       co_await backoff.async_wait(coro::use_task);
     }
     if (!fresh_retry) ++tries;
+    ex_->log.endpoint = &target;
+    ex_->log.tries = static_cast<uint32_t>(tries);
+    ex_->log.origin_start_ns = observe::steady_ns();
     if (&target != endpoint) {
       endpoint = &target;
       if (!service.pass_host_header) build_upstream_head(service, *endpoint);
@@ -614,6 +633,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   ex_->body_done = true;
   auto& resp = ex_->response;
   ex_->edits.final_status = resp.status;
+  ex_->log.origin_status = resp.status;
   if (resp.status == 101) {
     // WebSocket (or another Upgrade): the answer goes back with its Upgrade, then bytes flow both ways.
     std::string_view upgrade;
@@ -1122,6 +1142,7 @@ void DownstreamConnection::build_downstream_head(bool close, bool compressed, bo
   for (uint8_t i = 0; i < ex_->edits.added_count; ++i) append_header(out, ex_->edits.added[i].first, ex_->edits.added[i].second);
   if (close) out.append("Connection: close\r\n"sv);
   out.append("\r\n"sv);
+  ex_->log.response_head = out.size();
 }
 
 }  // namespace berth::proxy

@@ -15,12 +15,14 @@ std::string_view reason_phrase(int status) {
     case 200: return "OK";
     case 301: return "Moved Permanently";
     case 302: return "Found";
+    case 304: return "Not Modified";
     case 307: return "Temporary Redirect";
     case 308: return "Permanent Redirect";
     case 400: return "Bad Request";
     case 401: return "Unauthorized";
     case 403: return "Forbidden";
     case 404: return "Not Found";
+    case 405: return "Method Not Allowed";
     case 429: return "Too Many Requests";
     case 408: return "Request Timeout";
     case 413: return "Request Entity Too Large";
@@ -51,9 +53,11 @@ void render_head(std::string& out, int status, size_t content_length, std::strin
   out.append("HTTP/1.1 "sv);
   auto r = std::to_chars(num, num + sizeof num, status);
   out.append(num, r.ptr).append(" "sv).append(reason_phrase(status)).append("\r\nContent-Type: "sv).append(content_type);
-  out.append("\r\nX-Content-Type-Options: nosniff\r\nContent-Length: "sv);
-  r = std::to_chars(num, num + sizeof num, content_length);
-  out.append(num, r.ptr).append("\r\n"sv);
+  out.append("\r\nX-Content-Type-Options: nosniff\r\n"sv);
+  if (status != 304) {  // a 304's length would be the 200's: none is sent
+    r = std::to_chars(num, num + sizeof num, content_length);
+    out.append("Content-Length: "sv).append(num, r.ptr).append("\r\n"sv);
+  }
   if (!location.empty()) out.append("Location: "sv).append(location).append("\r\n"sv);
   append_header_edits(out, headers);
   if (close) out.append("Connection: close\r\n"sv);

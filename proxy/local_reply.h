@@ -28,7 +28,7 @@ using HeaderPair = std::pair<std::string_view, std::string_view>;
 /// Appends header edits: the last edit of a name wins, an empty value only removes. Thread: any.
 void append_header_edits(std::string& out, std::span<const HeaderPair> edits);
 
-/// Appends a response head with Content-Length (and Connection: close when `close`). Thread: any.
+/// Appends a response head with Content-Length (none for a 304) and Connection: close when `close`. Thread: any.
 /// `location`, if not empty, becomes a Location header (redirects); `headers` with a value are
 /// added (a later one of the same name wins, as in middleware edits).
 void render_head(std::string& out, int status, size_t content_length, std::string_view content_type, bool close,

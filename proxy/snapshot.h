@@ -20,6 +20,10 @@
 
 namespace berth::proxy {
 
+namespace observe {
+class ApiDocuments;
+}
+
 /// One backend address of a load-balancer service.
 struct Endpoint {
   std::string url;                        ///< as configured
@@ -55,6 +59,7 @@ struct StickyCookie {
 struct Service {
   enum class Kind : uint8_t { kLoadBalancer, kWeighted, kFailover, kMirroring };
   std::string name;                       ///< qualified
+  uint32_t metric_id = UINT32_MAX;        ///< the name's id in observe::metric_names()
   Kind kind = Kind::kLoadBalancer;
   // kLoadBalancer
   std::vector<Endpoint> endpoints;
@@ -85,7 +90,8 @@ struct EntryPointRoutes {
   /// the same host (Traefik's findTLSOptionName; the SNI side passes false). Thread: any.
   std::string_view tls_options_for(std::string_view host, bool fqdn) const;
   bool serves_ping = false;               ///< GET/HEAD /ping answers here
-  bool serves_dashboard = false;          ///< the built-in page answers here when no router matches
+  bool serves_metrics = false;            ///< GET/HEAD /metrics answers here (metrics.prometheus.entryPoint)
+  bool serves_dashboard = false;          ///< the built-in page answers `/` here when no router matches
   /// ACME HTTP-01 challenges in progress for resolvers whose httpChallenge.entryPoint is this one:
   /// token -> key authorization, answered at /.well-known/acme-challenge/<token> before any router.
   std::map<std::string, std::string, std::less<>> acme_http01;
@@ -98,6 +104,8 @@ struct Snapshot {
   TransportSettings transport;                 ///< the static serversTransport
   std::chrono::milliseconds longest_idle_conn_timeout{90'000};  ///< over all transports: the pool sweep's bound
   std::string dashboard_html;                  ///< the built-in page, rendered once per snapshot
+  /// The Traefik API's documents of this snapshot (null when `api` is off).
+  std::shared_ptr<const observe::ApiDocuments> api;
   std::vector<std::unique_ptr<middleware::Middleware>> middlewares;  ///< what routes' chains point to
   /// Certificates and TLS options of the `tls:` section, compiled (null only if not even the
   /// generated default certificate could be made). Every entry point answers a TLS ClientHello

@@ -6,6 +6,7 @@
 #include <algorithm>
 #include <charconv>
 #include <functional>
+#include <limits>
 #include <map>
 #include <optional>
 #include <set>
@@ -13,6 +14,8 @@
 #include "base/text.h"
 #include "config/rule.h"
 #include "proxy/middleware/middleware.h"
+#include "proxy/observe/api.h"
+#include "proxy/observe/metrics.h"
 #include "proxy/upstream/address.h"
 
 namespace berth::proxy {
@@ -64,6 +67,17 @@ std::string qualify(const std::string& ref, const std::string& owner) {
   return at == std::string::npos ? ref : ref + owner.substr(at);
 }
 
+// The route target of berth's own services (Traefik's `@internal` ones), or nullopt for other names
+// and for internal services the static config leaves off.
+std::optional<uint32_t> internal_service(const config::StaticConfig& sc, std::string_view name) {
+  if (name == "api@internal" && sc.api_enabled) return router::kApiService;
+  if (name == "dashboard@internal" && sc.api_enabled && sc.api_dashboard) return router::kDashboardService;
+  if (name == "ping@internal" && sc.ping.enabled) return router::kPingService;
+  if (name == "prometheus@internal" && sc.prometheus.enabled) return router::kPrometheusService;
+  if (name == "noop@internal") return router::kNoService;
+  return std::nullopt;
+}
+
 // Go's net/http cookie rendering order: Path, Domain, Max-Age, HttpOnly, Secure, SameSite.
 std::string render_set_cookie(const config::StickyCookieConfig& c, const std::string& name, const std::string& value) {
   std::string out = name + "=" + value;
@@ -113,12 +127,27 @@ void compile_sticky(const config::StickyCookieConfig& c, const std::string& serv
   }
 }
 
+// The builder's problems: each goes to the list the log shows and to the element it concerns (the
+// API shows it there), which it disables or only warns about.
+struct Problems {
+  std::vector<Error>& all;
+  BuildReport& report;
+  void add(std::map<std::string, ElementStatus>& kind, const std::string& name, Error e, bool disables) {
+    auto& status = kind[name];
+    status.disabled |= disables;
+    status.errors.push_back(e.to_string());
+    all.push_back(std::move(e));
+  }
+  void service(const std::string& name, Error e, bool disables) { add(report.services, name, std::move(e), disables); }
+  void router(const std::string& name, Error e, bool disables) { add(report.routers, name, std::move(e), disables); }
+};
+
 // Compiles every service into snap.services (indexes in `index`); returns which ones are usable.
 // A service is unusable when it names a missing, unusable or cyclic service; its routers are then
 // disabled with that reason.
 std::vector<char> compile_services(const config::DynamicConfig& dyn, const config::ServersTransportConfig& static_transport,
                                    upstream::HealthRegistry& health, Snapshot& snap,
-                                   std::map<std::string, uint32_t>& index, std::vector<Error>& errors) {
+                                   std::map<std::string, uint32_t>& index, Problems& problems) {
   using Kind = config::ServiceConfig::Kind;
   std::vector<const config::ServiceConfig*> configs;
   std::set<uint32_t> bad;  // load balancers that cannot be served (their error is reported)
@@ -129,6 +158,7 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, const confi
     configs.push_back(&svc);
     Service out;
     out.name = name;
+    out.metric_id = observe::metric_names().id(name);
     out.kind = static_cast<Service::Kind>(svc.kind);
     if (svc.kind == Kind::kLoadBalancer) {
       out.pass_host_header = svc.pass_host_header;
@@ -139,8 +169,8 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, const confi
         auto t = dyn.servers_transports.find(qualify(std::string(trim(svc.servers_transport)), name));
         if (t == dyn.servers_transports.end()) {
           bad.insert(static_cast<uint32_t>(snap.services.size()));
-          errors.push_back(Error{svc.where, "service " + name + " disabled: serversTransport \"" +
-                                                svc.servers_transport + "\" does not exist"});
+          problems.service(name, Error{svc.where, "service " + name + " disabled: serversTransport \"" +
+                                                      svc.servers_transport + "\" does not exist"}, true);
         } else {
           out.transport = transport_settings(t->second.settings);
           transport_config = &t->second.settings;
@@ -155,8 +185,9 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, const confi
       if (svc.health_check.enabled) {
         if (!svc.health_check.scheme.empty() && !iequals(svc.health_check.scheme, "http") &&
             !iequals(svc.health_check.scheme, "https"))
-          errors.push_back(Error{svc.where, "service " + name + ": health check scheme \"" + svc.health_check.scheme +
-                                                "\" is not supported (use http or https); the servers are not checked"});
+          problems.service(name, Error{svc.where, "service " + name + ": health check scheme \"" + svc.health_check.scheme +
+                                                      "\" is not supported (use http or https); the servers are not checked"},
+                           false);
         else
           out.health_check = svc.health_check;
       }
@@ -164,7 +195,7 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, const confi
       for (const auto& server : svc.servers) {
         auto ep = compile_endpoint(server);
         if (!ep) {
-          errors.push_back(Error{ep.error().where, "service " + name + ": " + ep.error().message});
+          problems.service(name, Error{ep.error().where, "service " + name + ": " + ep.error().message}, false);
           continue;
         }
         if (ep->tls || (out.health_check && iequals(out.health_check->scheme, "https"))) {
@@ -172,8 +203,8 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, const confi
           if (built == tls_contexts.end())
             built = tls_contexts.emplace(transport_name, tls::ClientContext::build(*transport_config, transport_where)).first;
           if (!built->second) {
-            errors.push_back(Error{server.where, "service " + name + ": server " + ep->url + " left out: " +
-                                                     built->second.error().to_string()});
+            problems.service(name, Error{server.where, "service " + name + ": server " + ep->url + " left out: " +
+                                                           built->second.error().to_string()}, false);
             continue;
           }
           out.transport.tls = *built->second;
@@ -218,7 +249,8 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, const confi
       else if (state[it->second] == 1) problem = "service \"" + child + "\" refers back to " + c.name + " (cycle)";
       else if (!resolve(it->second)) problem = "service \"" + child + "\" is invalid";
       if (!problem.empty()) {
-        errors.push_back(Error{ref.where.empty() ? c.where : ref.where, "service " + c.name + " disabled: " + problem});
+        problems.service(c.name, Error{ref.where.empty() ? c.where : ref.where, "service " + c.name + " disabled: " + problem},
+                         true);
         ok = false;
         continue;
       }
@@ -289,7 +321,8 @@ std::string render_dashboard(const config::StaticConfig& sc, const config::Dynam
        " (berth applies it as soon as you save):</p><pre>http:\n  routers:\n    my-app:\n"
        "      rule: \"Host(`app.example.com`)\"\n      service: my-app\n  services:\n    my-app:\n"
        "      loadBalancer:\n        servers:\n          - url: \"http://127.0.0.1:3000\"</pre>"
-       "<p>Health check: <code>/ping</code>.</p></body></html>\n";
+       "<p>Health check: <code>/ping</code>. For the live dashboard and Traefik's API on this port, add"
+       " <code>api: {insecure: true}</code> to the static configuration.</p></body></html>\n";
   return h;
 }
 
@@ -316,7 +349,8 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
 
   // Services first: routers refer to them by index.
   std::map<std::string, uint32_t> service_index;
-  std::vector<char> service_ok = compile_services(dyn, sc.servers_transport, health, *snap, service_index, result.errors);
+  Problems problems{result.errors, result.report};
+  std::vector<char> service_ok = compile_services(dyn, sc.servers_transport, health, *snap, service_index, problems);
   snap->longest_idle_conn_timeout = snap->transport.idle_conn_timeout;
   for (const auto& s : snap->services)
     snap->longest_idle_conn_timeout = std::max(snap->longest_idle_conn_timeout, s.transport.idle_conn_timeout);
@@ -342,7 +376,7 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
                                        }};
     auto mw = middleware::compile(m, options);
     if (!mw) {
-      result.errors.push_back(mw.error());
+      problems.add(result.report.middlewares, name, mw.error(), true);
       continue;
     }
     compiled[name] = mw->get();
@@ -377,8 +411,10 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
   for (const auto& ep : sc.entry_points) {
     EntryPointRoutes routes;
     routes.name = ep.name;
-    routes.serves_ping = sc.ping.enabled && iequals(sc.ping.entry_point, ep.name);
+    routes.serves_ping = sc.ping.enabled && !sc.ping.manual_routing && iequals(sc.ping.entry_point, ep.name);
     routes.serves_dashboard = iequals(ep.name, "traefik");
+    routes.serves_metrics = sc.prometheus.enabled && !sc.prometheus.manual_routing &&
+                            iequals(sc.prometheus.entry_point, ep.name);
     for (const auto& c : dyn.acme.http01)
       if (iequals(c.entry_point, ep.name)) routes.acme_http01[c.token] = c.key_authorization;
     snap->entry_points.push_back(std::move(routes));
@@ -392,9 +428,12 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
   size_t active_routers = 0;
   std::set<std::pair<int, std::string>> tls_conflicts;  // (entry point, host) with disagreeing routers
   for (const auto& [name, r] : dyn.routers) {
+    ElementStatus& status = result.report.routers[name];
+    status.priority = r.priority != 0 ? r.priority : static_cast<int64_t>(r.rule.size());
     auto fail = [&](const std::string& message) {
-      result.errors.push_back(Error{r.where, "router " + name + " disabled: " + message});
+      problems.router(name, Error{r.where, "router " + name + " disabled: " + message}, true);
     };
+    auto warn = [&](const std::string& message) { problems.router(name, Error{r.where, message}, false); };
     // A route that cannot apply all its middlewares is disabled: serving it without them could
     // skip authentication or filtering.
     std::vector<const middleware::Middleware*> chain;
@@ -416,19 +455,25 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
       continue;
     }
     std::string service = qualify(r.service, name);
-    auto svc = service_index.find(service);
-    if (svc == service_index.end()) {
-      fail("service \"" + service + "\" does not exist");
-      continue;
-    }
-    if (!service_ok[svc->second]) {
-      fail("service \"" + service + "\" is invalid");
-      continue;
+    uint32_t service_id = 0;
+    if (auto internal = internal_service(sc, service)) {
+      service_id = *internal;
+    } else {
+      auto svc = service_index.find(service);
+      if (svc == service_index.end()) {
+        fail("service \"" + service + "\" does not exist");
+        continue;
+      }
+      if (!service_ok[svc->second]) {
+        fail("service \"" + service + "\" is invalid");
+        continue;
+      }
+      service_id = svc->second;
     }
     std::vector<int> eps;
     for (const auto& e : r.entry_points.empty() ? defaults : r.entry_points) {
       int i = entry_point_index(e);
-      if (i < 0) result.errors.push_back(Error{r.where, "router " + name + ": entry point \"" + e + "\" does not exist"});
+      if (i < 0) warn("router " + name + ": entry point \"" + e + "\" does not exist");
       else eps.push_back(i);
     }
     std::sort(eps.begin(), eps.end());
@@ -441,9 +486,10 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
     auto make_route = [&](std::vector<const middleware::Middleware*> middlewares) {
       auto route = std::make_shared<router::Route>();
       route->name = name;
-      route->priority = r.priority != 0 ? r.priority : static_cast<int64_t>(r.rule.size());
+      route->metric_id = observe::metric_names().id(name);
+      route->priority = status.priority;
       route->matcher = shared_matcher;
-      route->service = svc->second;
+      route->service = service_id;
       route->middlewares = std::move(middlewares);
       return std::shared_ptr<const router::Route>(std::move(route));
     };
@@ -459,8 +505,8 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
                                   ? std::string(config::kDefaultTlsName)
                                   : qualify(tls->options, name);
         if (!snap->certificates || snap->certificates->context(options) == nullptr) {
-          result.errors.push_back(Error{r.where, "router " + name + " disabled on entry point " + ep_config.name +
-                                                     ": TLS options \"" + options + "\" do not exist or are invalid"});
+          warn("router " + name + " disabled on entry point " + ep_config.name + ": TLS options \"" + options +
+               "\" do not exist or are invalid");
           continue;
         }
         if (domains.empty()) domains = config::rule_domains(**ast);
@@ -468,9 +514,8 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
           auto [it, inserted] = snap->entry_points[i].tls_options_by_host.emplace(domain, options);
           if (inserted || it->second == options || tls_conflicts.contains({i, domain})) continue;
           // Traefik: routers on one host that want different options get the default ones.
-          result.errors.push_back(Error{r.where, "routers for host " + domain + " on entry point " + ep_config.name +
-                                                     " ask for different TLS options (\"" + it->second + "\", \"" +
-                                                     options + "\"); the default options apply"});
+          warn("routers for host " + domain + " on entry point " + ep_config.name + " ask for different TLS options (\"" +
+               it->second + "\", \"" + options + "\"); the default options apply");
           it->second = std::string(config::kDefaultTlsName);
           tls_conflicts.insert({i, domain});
         }
@@ -481,6 +526,7 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
         if (!plain) plain = make_route(chain);
         table.add(plain);
         added = true;
+        status.entry_points.push_back(ep_config.name);
         continue;
       }
       // entryPoints.<ep>.http.middlewares run before the router's own, named in the router's provider.
@@ -489,15 +535,54 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
       for (const auto& ref : ep_middlewares)
         if ((ep_error = expand(ref, name, full, 0))) break;
       if (ep_error) {
-        result.errors.push_back(Error{r.where, "router " + name + " disabled on entry point " + sc.entry_points[i].name +
-                                                   ": " + ep_error->message});
+        warn("router " + name + " disabled on entry point " + sc.entry_points[i].name + ": " + ep_error->message);
         continue;
       }
       full.insert(full.end(), chain.begin(), chain.end());
       table.add(make_route(std::move(full)));
       added = true;
+      status.entry_points.push_back(ep_config.name);
     }
     if (added) ++active_routers;
+    else status.disabled = true;  // every entry point refused it (each with its error)
+  }
+
+  // Traefik's internal routers: api.insecure serves the API and the dashboard on `traefik`; ping and
+  // /metrics are answered before routing (serve_exchange), and listed here for the API.
+  auto internal_router = [&](std::string name, std::string rule, std::string service, const std::string& ep,
+                             int64_t priority) -> config::RouterConfig& {
+    config::RouterConfig& r = result.report.internal_routers.emplace_back();
+    r.name = std::move(name);
+    r.rule = std::move(rule);
+    r.service = std::move(service);
+    r.entry_points = {ep};
+    r.priority = priority;
+    return r;
+  };
+  constexpr int64_t kMaxPriority = std::numeric_limits<int64_t>::max();
+  if (sc.ping.enabled && !sc.ping.manual_routing)
+    internal_router("ping@internal", "PathPrefix(`/ping`)", "ping@internal", sc.ping.entry_point, kMaxPriority);
+  if (sc.prometheus.enabled && !sc.prometheus.manual_routing)
+    internal_router("prometheus@internal", "PathPrefix(`/metrics`)", "prometheus@internal", sc.prometheus.entry_point,
+                    kMaxPriority - 1);
+  if (const int traefik = entry_point_index("traefik"); sc.api_enabled && sc.api_insecure && traefik >= 0) {
+    auto add = [&](const config::RouterConfig& r, uint32_t service) {
+      auto ast = config::parse_rule(r.rule);
+      auto matcher = router::Matcher::compile(**ast);  // fixed rules: cannot fail
+      auto route = std::make_shared<router::Route>();
+      route->name = r.name;
+      route->priority = r.priority;
+      route->matcher = std::move(*matcher);
+      route->service = service;
+      snap->entry_points[traefik].routes.add(std::move(route));
+    };
+    add(internal_router("api@internal", "PathPrefix(`/api`)", "api@internal", "traefik", kMaxPriority - 1),
+        router::kApiService);
+    // Traefik's is PathPrefix(`/`): berth leaves other paths of `traefik` to the user's routers.
+    if (sc.api_dashboard)
+      add(internal_router("dashboard@internal", "Path(`/`) || PathPrefix(`/dashboard`)", "dashboard@internal",
+                          "traefik", kMaxPriority - 2),
+          router::kDashboardService);
   }
 
   // entryPoints.<ep>.http.redirections.entryPoint: a catch-all route that only redirects.
@@ -521,6 +606,7 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
     route->matcher = std::move(*matcher);
     route->service = router::kNoService;
     route->middlewares.push_back(mw->get());
+    internal_router(redirect.name, "PathPrefix(`/`)", "noop@internal", ep.name, ep.redirect->priority);
     snap->middlewares.push_back(std::move(*mw));
     snap->entry_points[i].routes.add(std::move(route));
   }
@@ -529,6 +615,20 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
     ep.tls_routes.freeze();
   }
   snap->dashboard_html = render_dashboard(sc, dyn, *snap, active_routers, result.errors.size() + dyn.errors.size());
+  // Elements the decoder dropped are disabled with their problems (a builder's report wins: it is
+  // about a definition that did decode).
+  auto dropped = [](const auto& from, std::map<std::string, ElementStatus>& into) {
+    for (const auto& [name, errors] : from) {
+      auto [it, inserted] = into.try_emplace(name);
+      if (!inserted) continue;
+      it->second.disabled = true;
+      for (const auto& e : errors) it->second.errors.push_back(e.to_string());
+    }
+  };
+  dropped(dyn.dropped_routers, result.report.routers);
+  dropped(dyn.dropped_services, result.report.services);
+  dropped(dyn.dropped_middlewares, result.report.middlewares);
+  if (sc.api_enabled) snap->api = observe::ApiDocuments::render(sc, dyn, *snap, result.report, result.errors);
   result.snapshot = std::move(snap);
   return result;
 }

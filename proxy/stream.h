@@ -40,8 +40,9 @@ class H2Stream;
 template <typename A, typename B>
 class EitherAwaiter {
  public:
-  explicit EitherAwaiter(A a) : v_(std::in_place_index<0>, std::move(a)) {}
-  explicit EitherAwaiter(B b) : v_(std::in_place_index<1>, std::move(b)) {}
+  /// `counter` (may be null) gets the bytes moved added to it.
+  EitherAwaiter(A a, uint64_t* counter) : v_(std::in_place_index<0>, std::move(a)), counter_(counter) {}
+  EitherAwaiter(B b, uint64_t* counter) : v_(std::in_place_index<1>, std::move(b)), counter_(counter) {}
   bool await_ready() const noexcept { return false; }
   template <typename P>
   std::coroutine_handle<> await_suspend(std::coroutine_handle<P> h) {
@@ -52,12 +53,14 @@ class EitherAwaiter {
     return std::get<1>(v_).await_suspend(h);
   }
   IoResult await_resume() {
-    if (v_.index() == 0) return std::get<0>(v_).await_resume();
-    return std::get<1>(v_).await_resume();
+    IoResult r = v_.index() == 0 ? IoResult(std::get<0>(v_).await_resume()) : IoResult(std::get<1>(v_).await_resume());
+    if (counter_ != nullptr) *counter_ += std::get<1>(r);
+    return r;
   }
 
  private:
   std::variant<A, B> v_;
+  uint64_t* counter_;
 };
 
 /// A Stream is one of: a plain socket, TLS on a socket, or one HTTP/2 stream of a client
@@ -95,13 +98,17 @@ class Stream {
   void close();
   /// Fails pending reads and writes with operation_aborted (an HTTP/2 stream: the next one too).
   void cancel();
+  /// Bytes read and written so far (the application's bytes, after TLS). The access log and the
+  /// metrics take the difference over an exchange.
+  uint64_t bytes_read() const { return bytes_read_; }
+  uint64_t bytes_written() const { return bytes_written_; }
 
   /// `auto [ec, n] = co_await stream.read_some(buffer);` End of stream is asio::error::eof.
   auto read_some(boost::asio::mutable_buffer buffer) {
     using Plain = decltype(socket_.async_read_some(buffer, coro::use_task));
     using Either = EitherAwaiter<Plain, coro::Task<IoResult>>;
-    if (ssl_ == nullptr && h2_ == nullptr) return Either(socket_.async_read_some(buffer, coro::use_task));
-    return Either(ssl_ != nullptr ? tls_read_some(buffer) : h2_read_some(buffer));
+    if (ssl_ == nullptr && h2_ == nullptr) return Either(socket_.async_read_some(buffer, coro::use_task), &bytes_read_);
+    return Either(ssl_ != nullptr ? tls_read_some(buffer) : h2_read_some(buffer), &bytes_read_);
   }
 
   /// `auto [ec, n] = co_await stream.write(buffers);` writes all of a buffer sequence (at most
@@ -110,7 +117,8 @@ class Stream {
   auto write(const ConstBuffers& buffers) {
     using Plain = decltype(boost::asio::async_write(socket_, buffers, coro::use_task));
     using Either = EitherAwaiter<Plain, coro::Task<IoResult>>;
-    if (ssl_ == nullptr && h2_ == nullptr) return Either(boost::asio::async_write(socket_, buffers, coro::use_task));
+    if (ssl_ == nullptr && h2_ == nullptr)
+      return Either(boost::asio::async_write(socket_, buffers, coro::use_task), &bytes_written_);
     ConstBufferList list;
     for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers); ++it) {
       boost::asio::const_buffer b(*it);
@@ -121,7 +129,7 @@ class Stream {
       }
       list.buffers[list.count++] = b;
     }
-    return Either(ssl_ != nullptr ? tls_write(list) : h2_write(list));
+    return Either(ssl_ != nullptr ? tls_write(list) : h2_write(list), &bytes_written_);
   }
 
  private:
@@ -134,6 +142,8 @@ class Stream {
   coro::Task<boost::system::error_code> wait_for(int ssl_error);
 
   Socket socket_;
+  uint64_t bytes_read_ = 0;
+  uint64_t bytes_written_ = 0;
   SSL* ssl_ = nullptr;
   std::shared_ptr<H2Stream> h2_;
   bool secure_ = false;

@@ -11,6 +11,7 @@
 #include "base/log.h"
 #include "proxy/coro/task.h"
 #include "proxy/downstream_connection.h"
+#include "proxy/observe/metrics.h"
 
 namespace berth::proxy {
 
@@ -92,6 +93,7 @@ void Worker::schedule_sweep() {
     if (ec) return;
     if (snapshot_) {
       upstreams_.sweep(snapshot_->longest_idle_conn_timeout);
+      idle_upstreams_.store(upstreams_.idle_count(), std::memory_order_relaxed);
       // HTTP/2 connections to servers: closed when idle as long as pooled ones, forgotten once unusable.
       auto now = std::chrono::steady_clock::now();
       for (auto it = h2_clients_.begin(); it != h2_clients_.end();) {
@@ -124,6 +126,7 @@ void Worker::publish(std::shared_ptr<const Snapshot> snapshot) {
     picker_.reset(*snapshot);
     snapshot_ = std::move(snapshot);
     live_generation_.store(snapshot_->generation, std::memory_order_release);
+    if (info_->metrics != nullptr) info_->metrics->worker(static_cast<size_t>(index_)).record_swap();
   });
 }
 
@@ -170,6 +173,7 @@ std::unique_ptr<ExchangeState> Worker::take_exchange_state() {
 }
 
 void Worker::give_exchange_state(std::unique_ptr<ExchangeState> state) {
+  state->log.snapshot.reset();  // an exchange that ended early (an exception, an abort) held it
   if (free_states_.size() < 64) free_states_.push_back(std::move(state));
   else states_overflowed_ = true;
 }

@@ -30,6 +30,10 @@ class H2Client;
 
 class DownstreamConnection;
 struct ExchangeState;
+namespace observe {
+class Metrics;
+class AccessLog;
+}  // namespace observe
 
 /// Static, per-entry-point settings the data plane reads (compiled once at start).
 struct EntryPointSettings {
@@ -50,6 +54,8 @@ struct ProcessInfo {
   std::string hostname;      ///< X-Forwarded-Server
   std::vector<EntryPointSettings> entry_points;
   int ping_terminating_status = 503;
+  observe::Metrics* metrics = nullptr;       ///< never null in a running server (lives as long as the process)
+  observe::AccessLog* access_log = nullptr;  ///< null when accessLog is off
 };
 
 class Worker {
@@ -73,6 +79,8 @@ class Worker {
 
   /// Open downstream connections on entry point `ep`. Thread: any.
   size_t open_connections(size_t ep) const { return open_[ep].load(std::memory_order_relaxed); }
+  /// Idle HTTP/1 connections to servers in this worker's pool, as of its last sweep (each second). Thread: any.
+  size_t idle_upstreams() const { return idle_upstreams_.load(std::memory_order_relaxed); }
 
   int index() const { return index_; }
 
@@ -126,6 +134,7 @@ class Worker {
   std::unique_ptr<std::atomic<size_t>[]> open_;  ///< per entry point
   std::vector<char> draining_;                    ///< per entry point
   std::atomic<bool> terminating_{false};
+  std::atomic<size_t> idle_upstreams_{0};
   DeadlineWheel deadlines_{io_};
   ParkSet parks_{io_};
   boost::asio::steady_timer sweep_timer_{io_};

@@ -6,7 +6,8 @@ pkgs=(cmake ninja-build g++ ccache pkg-config libboost1.81-dev libboost-url1.81-
       libnghttp2-dev libssl-dev libyaml-cpp-dev libre2-dev zlib1g-dev libbrotli-dev libzstd-dev libgtest-dev
       libbenchmark-dev)
 case "$profile" in
-  test) pkgs+=(docker.io docker-compose python3 python3-websockets python3-h2 python3-cryptography python3-grpcio openssl curl wrk nghttp2-client nginx-light busybox-static procps clang libclang-rt-14-dev testssl.sh pebble lego) ;;
+  test) pkgs+=(docker.io docker-compose python3 python3-websockets python3-h2 python3-cryptography python3-grpcio openssl curl wrk nghttp2-client nginx-light busybox-static procps clang libclang-rt-14-dev testssl.sh pebble lego prometheus chromium nodejs)
+        command -v npm >/dev/null || pkgs+=(npm) ;;  # NodeSource's nodejs brings its own npm
   bench) pkgs+=(python3 curl wrk nginx-light haproxy procps heaptrack openssl nghttp2-client nghttp2-proxy h2o) ;;
 esac
 missing=()
@@ -19,4 +20,13 @@ if [ ${#missing[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $sudo_cmd apt-get update -q -o DPkg::Lock::Timeout=900
   $sudo_cmd apt-get install -y -q --no-install-recommends -o DPkg::Lock::Timeout=900 "${missing[@]}"
+fi
+# The dashboard's browser test drives Chromium with playwright-core, pinned in tests/browser and
+# installed there (not globally).
+if [ "$profile" = test ]; then
+  browser_dir="$(cd "$(dirname "$0")/.." && pwd)/tests/browser"
+  if [ ! -d "$browser_dir/node_modules/playwright-core" ]; then
+    echo "installing playwright-core into $browser_dir"
+    npm ci --prefix "$browser_dir" --no-audit --no-fund
+  fi
 fi

@@ -304,6 +304,7 @@ asio::awaitable<void> DockerProvider::process_events() {
     }
     ContainerEvent ev = std::move(events_.front());
     events_.pop_front();
+    events_handled_.fetch_add(1, std::memory_order_relaxed);
     auto known = containers_.find(ev.id);
     if (ev.action == "kill") {
       // The container is going: no new requests from now on; the exchanges in flight finish. A kill

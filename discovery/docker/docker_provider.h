@@ -5,6 +5,7 @@
 // routes stay: 503 when it was the last server). Thread: control (one io_context).
 #pragma once
 
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/steady_timer.hpp>
 #include <deque>
@@ -36,9 +37,12 @@ class DockerProvider {
   /// One listing, for `berth --check`: runs `io` until it is done. A daemon that cannot be reached
   /// is an Error.
   static Result<config::DynamicConfig> load_once(boost::asio::io_context& io, const ProviderSettings& settings);
+  /// Docker events handled since start (the metrics' docker_events_total). Thread: any.
+  uint64_t events_handled() const { return events_handled_.load(std::memory_order_relaxed); }
 
  private:
   boost::asio::awaitable<void> run();
+  std::atomic<uint64_t> events_handled_{0};
   boost::asio::awaitable<void> process_events();
   /// Picks the API version: the daemon's, at most the newest berth knows (1.41 for old daemons).
   boost::asio::awaitable<Result<bool>> negotiate_version();

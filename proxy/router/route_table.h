@@ -14,11 +14,19 @@
 
 namespace berth::proxy::router {
 
-/// Route::service for routes that only ever answer from their middlewares (entry point redirects).
+/// Route::service for routes that only ever answer from their middlewares (entry point redirects,
+/// noop@internal).
 inline constexpr uint32_t kNoService = UINT32_MAX;
+/// Route::service for berth's own services, answered after the route's middlewares ran.
+inline constexpr uint32_t kApiService = UINT32_MAX - 1;         ///< api@internal (the API, and the dashboard)
+inline constexpr uint32_t kDashboardService = UINT32_MAX - 2;   ///< dashboard@internal
+inline constexpr uint32_t kPingService = UINT32_MAX - 3;        ///< ping@internal
+inline constexpr uint32_t kPrometheusService = UINT32_MAX - 4;  ///< prometheus@internal
+inline constexpr uint32_t kFirstInternalService = kPrometheusService;
 
 struct Route {
   std::string name;                   ///< qualified router name, e.g. "web@file"
+  uint32_t metric_id = UINT32_MAX;    ///< the name's id in observe::metric_names()
   int64_t priority = 0;
   std::shared_ptr<const Matcher> matcher;  ///< shared by the routes one router makes on several entry points
   uint32_t service = 0;               ///< index into Snapshot::services

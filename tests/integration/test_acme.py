@@ -368,10 +368,16 @@ class Acme(BerthTestCase):
     def test_http01_issuance_end_to_end(self):
         pebble = self.start_pebble()
         be = self.backend("app")
-        proxy = self.start_berth(pebble, self.dynamic_yaml(be), key_type="EC256")
+        static = self.static_yaml(pebble, key_type="EC256") + "metrics:\n  prometheus:\n    entryPoint: web\n"
+        proxy = self.start_berth(pebble, self.dynamic_yaml(be), static=static)
         cert = self.wait_for_cert(proxy, pebble)
         took = time.time() - proxy.started
         self.assertEqual(cert.sans, [HOST])
+        # The metrics count the order and show the certificate's expiry for its domain.
+        metrics = get(self.web, "/metrics")[2].decode()
+        self.assertIn('berth_acme_orders_total{resolver="le",result="obtained"} 1\n', metrics)
+        self.assertIn('berth_acme_orders_total{resolver="le",result="failed"} 0\n', metrics)
+        self.assertIn(f'berth_tls_domain_not_after{{domain="{HOST}"}} ', metrics)
         self.assertEqual((cert.key, cert.curve), ("ec", "secp256r1"))
         self.assertTrue(cert.issuer_cn.startswith("Pebble Intermediate CA"), cert.issuer_cn)
         self.assertIn(cert.serial, pebble.issued_serials(proxy.pebble_since))

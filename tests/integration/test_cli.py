@@ -106,7 +106,7 @@ class Cli(BerthTestCase):
         finally:
             s.close()
 
-    def test_default_config_serves_ping_and_the_built_in_page(self):
+    def test_default_config_serves_ping_and_the_dashboard(self):
         # The README's run command uses config/berth.yml; run it with its ports moved to free ones.
         src = os.environ.get("BERTH_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "../.."))
         web, dash = free_port(), free_port()
@@ -117,11 +117,14 @@ class Cli(BerthTestCase):
         try:
             wait_for_port(dash, proc=proc)
             self.assertEqual(get(dash, "/ping")[:3:2], (200, b"OK"))
-            status, headers, body = get(dash, "/")
+            status, headers, _ = get(dash, "/")
+            self.assertEqual((status, headers["location"]), (302, "dashboard/"))
+            status, headers, body = get(dash, "/dashboard/")
             self.assertEqual(status, 200)
             self.assertIn("text/html", headers["content-type"])
-            self.assertIn(b"berth is running", body)
-            self.assertIn(b"Add a route", body)
+            self.assertIn(b"berth dashboard", body)
+            self.assertIn(b"No routers yet", body)  # the newcomer's hint, shown until a router exists
+            self.assertEqual(get(dash, "/api/overview")[0], 200)
             self.assertEqual(get(web, "/")[0], 404)
         finally:
             proc.terminate()

@@ -21,6 +21,7 @@ Beyond Traefik (berth's own behaviour, asserted on purpose):
   container still running the same run StopTimeout + 5 s later is back in rotation."""
 import json
 import os
+import re
 import socket
 import subprocess
 import ssl
@@ -232,11 +233,11 @@ class DockerProvider(BerthTestCase):
 
     # ------------------------------------------------------------ helpers
 
-    def start(self, docker=None, dockerd=None, file_dynamic=None, entry_points=("web",), providers=None):
+    def start(self, docker=None, dockerd=None, file_dynamic=None, entry_points=("web",), providers=None, extra=""):
         """berth with entry points on fresh loopback ports and `providers.docker` pointing at the
         shared dockerd (or `dockerd`), with the options in `docker` (YAML scalars, written as is);
         `file_dynamic`: also the file provider with this dynamic config; `providers`: more keys
-        under `providers` (providersThrottleDuration)."""
+        under `providers` (providersThrottleDuration); `extra`: more static YAML."""
         d = dockerd or DOCKERD
         ports = {n: free_port() for n in entry_points}
         static = "entryPoints:\n" + "".join(f"  {n}:\n    address: \"127.0.0.1:{p}\"\n" for n, p in ports.items())
@@ -247,7 +248,7 @@ class DockerProvider(BerthTestCase):
             static += f"  file:\n    filename: {self.tmp}/dynamic.yml\n    watch: true\n"
         for k, v in (providers or {}).items():
             static += f"  {k}: {v}\n"
-        static += "workers: 2\nlog:\n  level: DEBUG\n"
+        static += "workers: 2\nlog:\n  level: DEBUG\n" + extra
         proxy = self.berth(static_yaml=static, dynamic_yaml=file_dynamic or "", wait=False)
         proxy.ports = ports
         try:
@@ -361,6 +362,20 @@ class DockerProvider(BerthTestCase):
         self.wait_answer("labelled.test", b"labelled")
         self.assertEqual(self.ask("other.test")[0], 404)
         self.assertEqual(self.ask("labelled.test", "/echo")[1].get("x-backend"), "labelled")
+
+    def test_metrics_count_docker_events_and_container_services(self):
+        self.start(extra="metrics:\n  prometheus:\n    entryPoint: web\n")
+        port = free_port()
+        self.container("counted", port, labels=labels_for("counted", "Host(`counted.test`)", port))
+        self.wait_answer("counted.test", b"counted")
+        for _ in range(3):
+            self.assertEqual(self.ask("counted.test")[0], 200)
+        metrics = get(self.proxy.port, "/metrics")[2].decode()
+        events = re.search(r"^berth_docker_events_total (\d+)$", metrics, re.M)
+        self.assertTrue(events and int(events.group(1)) >= 1, metrics[-2000:])  # at least the start event
+        served = re.search(r'^berth_service_requests_total\{code="200",method="GET",protocol="http",'
+                           r'service="counted@docker"\} (\d+)$', metrics, re.M)
+        self.assertTrue(served and int(served.group(1)) >= 4, metrics[-2000:])
 
     def test_restart_just_before_berth_lists_is_not_taken_for_a_stop(self):
         # The event stream replays the last second after the listing: the restart's kill belongs to

@@ -213,6 +213,46 @@ TEST(StaticConfig, PingAcceptsEmptyMapTrueAndOptions) {
   EXPECT_EQ(load.config.find_entry_point("traefik"), nullptr);  // ping lives on web
 }
 
+TEST(StaticConfig, PrometheusDefaultsAreTraefiksOnTheTraefikEntryPoint) {
+  auto load = load_static_config({"--metrics.prometheus=true"});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  const auto& p = load.config.prometheus;
+  EXPECT_TRUE(p.enabled);
+  EXPECT_EQ(p.buckets, (std::vector<double>{0.1, 0.3, 1.2, 5.0}));
+  EXPECT_TRUE(p.add_entry_points_labels);
+  EXPECT_FALSE(p.add_routers_labels);
+  EXPECT_TRUE(p.add_services_labels);
+  EXPECT_EQ(p.prefix, "berth");
+  EXPECT_NE(load.config.find_entry_point("traefik"), nullptr);
+}
+
+TEST(StaticConfig, PrometheusOptions) {
+  TempFile f("entryPoints:\n  web:\n    address: ':80'\nmetrics:\n  addInternals: false\n  prometheus:\n"
+             "    buckets: [0.05, 0.5, 2]\n    addRoutersLabels: true\n    addEntryPointsLabels: false\n"
+             "    entryPoint: web\n    prefix: traefik\n    manualRouting: true\n");
+  auto load = load_static_config({f.flag()});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  const auto& p = load.config.prometheus;
+  EXPECT_EQ(p.buckets, (std::vector<double>{0.05, 0.5, 2}));
+  EXPECT_TRUE(p.add_routers_labels);
+  EXPECT_FALSE(p.add_entry_points_labels);
+  EXPECT_EQ(p.entry_point, "web");
+  EXPECT_EQ(p.prefix, "traefik");
+  EXPECT_TRUE(p.manual_routing);
+  EXPECT_EQ(load.config.find_entry_point("traefik"), nullptr);  // manualRouting: no traefik entry point needed
+}
+
+TEST(StaticConfig, PrometheusBadValuesAreErrorsWithPlace) {
+  TempFile f("metrics:\n  prometheus:\n    buckets: [1, 0.5]\n    prefix: 'a-b'\n    headerLabels: {x: X}\n"
+             "    entryPoint: nope\n    color: red\n");
+  auto load = load_static_config({f.flag()});
+  EXPECT_TRUE(has_error(load, f.path() + ":3", "increasing positive numbers")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, f.path() + ":4", "\"a-b\" is not a valid metric name prefix")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, f.path() + ":5", "headerLabels is not supported")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, f.path() + ":6", "\"nope\" is not a defined entry point")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, f.path() + ":7", "unknown key \"color\"")) << all_errors(load);
+}
+
 TEST(StaticConfig, PingOnUndefinedEntryPointIsAnError) {
   auto load = load_static_config({"--ping.entryPoint=nope"});
   EXPECT_TRUE(has_error(load, "flag --ping.entryPoint", "\"nope\" is not a defined entry point")) << all_errors(load);
@@ -291,8 +331,8 @@ TEST(StaticConfig, UnknownFlagErrorNamesTheFlag) {
 }
 
 TEST(StaticConfig, UnknownTopLevelKeyIsAnError) {
-  auto load = load_static_config({"--accessLog"});
-  EXPECT_TRUE(has_error(load, "flag --accessLog", "unknown key \"accessLog\" at the top level")) << all_errors(load);
+  auto load = load_static_config({"--tracing"});
+  EXPECT_TRUE(has_error(load, "flag --tracing", "unknown key \"tracing\" at the top level")) << all_errors(load);
 }
 
 TEST(StaticConfig, InvalidDurationIsAnErrorWithPlace) {
@@ -474,6 +514,156 @@ TEST(StaticConfig, FlagListIndexesBuildLists) {
   EXPECT_EQ(web->tls->domains[0].main, "a.test");  // by index, not by flag order
   EXPECT_EQ(web->tls->domains[0].sans, (std::vector<std::string>{"x.a.test", "y.a.test"}));
   EXPECT_EQ(web->tls->domains[1].main, "b.test");
+}
+
+TEST(StaticConfig, AccessLogIsOffUnlessPresent) {
+  auto load = load_static_config({});
+  EXPECT_FALSE(load.config.access_log.enabled);
+  load = load_static_config({"--accessLog"});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  const AccessLogConfig& a = load.config.access_log;
+  EXPECT_TRUE(a.enabled);
+  EXPECT_EQ(a.format, "common");
+  EXPECT_EQ(a.file_path, "");
+  EXPECT_EQ(a.buffering_size, 0);
+  EXPECT_EQ(a.fields_default_mode, "keep");
+  EXPECT_EQ(a.headers_default_mode, "drop");
+  EXPECT_FALSE(a.has_filters);
+  TempFile empty("accessLog: {}\n");
+  load = load_static_config({empty.flag()});
+  EXPECT_TRUE(load.config.access_log.enabled) << all_errors(load);
+  TempFile off("accessLog: false\n");
+  load = load_static_config({off.flag()});
+  EXPECT_FALSE(load.config.access_log.enabled) << all_errors(load);
+}
+
+TEST(StaticConfig, DecodesEveryAccessLogKey) {
+  TempFile file(R"(
+accessLog:
+  filePath: /var/log/berth/access.log
+  format: JSON
+  bufferingSize: 100
+  addInternals: true
+  filters:
+    statusCodes: ["200", "300-302"]
+    retryAttempts: true
+    minDuration: 10ms
+  fields:
+    defaultMode: drop
+    names:
+      ClientUsername: keep
+      startutc: Drop
+    headers:
+      defaultMode: keep
+      names:
+        User-Agent: redact
+        Authorization: drop
+        Content-Type: KEEP
+)");
+  auto load = load_static_config({file.flag()});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  const AccessLogConfig& a = load.config.access_log;
+  EXPECT_TRUE(a.enabled);
+  EXPECT_EQ(a.file_path, "/var/log/berth/access.log");
+  EXPECT_EQ(a.format, "json");
+  EXPECT_EQ(a.buffering_size, 100);
+  EXPECT_TRUE(a.add_internals);
+  EXPECT_EQ(a.status_codes, (std::vector<std::pair<int, int>>{{200, 200}, {300, 302}}));
+  EXPECT_TRUE(a.retry_attempts);
+  EXPECT_EQ(a.min_duration, 10ms);
+  EXPECT_TRUE(a.has_filters);
+  EXPECT_EQ(a.fields_default_mode, "drop");
+  EXPECT_EQ(a.field_modes,
+            (std::vector<std::pair<std::string, std::string>>{{"ClientUsername", "keep"}, {"startutc", "drop"}}));
+  EXPECT_EQ(a.headers_default_mode, "keep");
+  EXPECT_EQ(a.header_modes, (std::vector<std::pair<std::string, std::string>>{
+                                {"User-Agent", "redact"}, {"Authorization", "drop"}, {"Content-Type", "keep"}}));
+}
+
+TEST(StaticConfig, AccessLogFlagsAsTraefiksCommandLine) {
+  auto load = load_static_config({"--accesslog=true", "--accesslog.format=genericCLF",
+                                  "--accesslog.filters.statuscodes=200,300-302, 500-599",
+                                  "--accesslog.filters.minduration=2", "--accesslog.fields.names.ClientUsername=drop",
+                                  "--accesslog.fields.headers.names.User-Agent=keep", "--accessLog.filePath=a.log"});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  const AccessLogConfig& a = load.config.access_log;
+  EXPECT_EQ(a.format, "genericCLF");
+  EXPECT_EQ(a.status_codes, (std::vector<std::pair<int, int>>{{200, 200}, {300, 302}, {500, 599}}));
+  EXPECT_EQ(a.min_duration, 2s);  // a bare number is seconds
+  EXPECT_TRUE(a.has_filters);
+  EXPECT_EQ(a.field_modes, (std::vector<std::pair<std::string, std::string>>{{"ClientUsername", "drop"}}));
+  EXPECT_EQ(a.header_modes, (std::vector<std::pair<std::string, std::string>>{{"User-Agent", "keep"}}));
+  EXPECT_EQ(a.file_path, "a.log");
+  // An empty filters section filters nothing, as in Traefik.
+  load = load_static_config({"--accesslog.filters"});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  EXPECT_FALSE(load.config.access_log.has_filters);
+}
+
+TEST(StaticConfig, AccessLogProblemsNameTheirPlace) {
+  TempFile file(R"(accessLog:
+  format: xml
+  bufferingSize: -1
+  filters:
+    statusCodes: ["200", "302-300", "abc", "99"]
+    minDuration: later
+    bogus: 1
+  fields:
+    defaultMode: redact
+    names:
+      NotAField: drop
+      Duration: hide
+    headers:
+      defaultMode: show
+      names:
+        X-Token: secret
+  otlp: {}
+  nope: 1
+)");
+  auto load = load_static_config({file.flag()});
+  const std::string f = file.path();
+  EXPECT_TRUE(has_error(load, f + ":2:11", "invalid accessLog.format \"xml\"")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, f + ":3:18", "out of range")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, f + ":5:26", "statusCodes entry \"302-300\"")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, f + ":5:37", "statusCodes entry \"abc\"")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, f + ":5:44", "statusCodes entry \"99\"")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, f + ":6:18", "invalid duration \"later\"")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, f + ":7:5", "unknown key \"bogus\" in accessLog.filters")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, f + ":9:18", "invalid mode \"redact\" for accessLog.fields.defaultMode (expected keep or drop)"))
+      << all_errors(load);
+  EXPECT_TRUE(has_error(load, f + ":11:7", "unknown access log field \"NotAField\"")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, f + ":12:17", "invalid mode \"hide\" for accessLog.fields.names.Duration")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, f + ":14:20", "invalid mode \"show\" for accessLog.fields.headers.defaultMode"))
+      << all_errors(load);
+  EXPECT_TRUE(has_error(load, f + ":16:18", "invalid mode \"secret\" for accessLog.fields.headers.names.X-Token (expected keep, drop or redact)"))
+      << all_errors(load);
+  EXPECT_TRUE(has_error(load, f + ":17:9", "accessLog.otlp is not supported")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, f + ":18:3", "unknown key \"nope\" in accessLog")) << all_errors(load);
+  EXPECT_EQ(load.errors.size(), 14u) << all_errors(load);
+}
+
+TEST(StaticConfig, DecodesLogFormatAndFilePath) {
+  TempFile file("log:\n  level: warn\n  format: JSON\n  filePath: /var/log/berth.log\n  noColor: true\n");
+  auto load = load_static_config({file.flag()});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  EXPECT_EQ(load.config.log_level, "WARN");
+  EXPECT_EQ(load.config.log_format, "json");
+  EXPECT_EQ(load.config.log_file_path, "/var/log/berth.log");
+  load = load_static_config({"--log.format=common", "--log.filepath=b.log"});
+  ASSERT_TRUE(load.errors.empty()) << all_errors(load);
+  EXPECT_EQ(load.config.log_format, "common");
+  EXPECT_EQ(load.config.log_file_path, "b.log");
+  load = load_static_config({});
+  EXPECT_EQ(load.config.log_format, "common");
+  EXPECT_EQ(load.config.log_file_path, "");
+
+  TempFile bad("log:\n  format: logfmt\n  maxSize: 10\n  colour: true\n");
+  load = load_static_config({bad.flag()});
+  EXPECT_TRUE(has_error(load, bad.path() + ":2:11", "invalid log.format \"logfmt\" (expected common or json)"))
+      << all_errors(load);
+  EXPECT_TRUE(has_error(load, bad.path() + ":3:12", "log.maxSize is not supported by berth")) << all_errors(load);
+  EXPECT_TRUE(has_error(load, bad.path() + ":4:3", "unknown key \"colour\" in log")) << all_errors(load);
+  EXPECT_EQ(load.errors.size(), 3u) << all_errors(load);
 }
 
 }  // namespace
