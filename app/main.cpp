@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "app/server.h"
+#include "app/takeover.h"
 #include "base/log.h"
 #include "config/static_config.h"
 
@@ -12,6 +13,8 @@ namespace {
 
 constexpr const char* kUsage =
     "usage: berth [--configFile=berth.yml] [--entryPoints.<name>.address=:8080 ...]\n"
+    "       berth --takeover [options]           start in place of the berth serving the same entry\n"
+    "                                            points (hot upgrade; SIGUSR2 to it does the same)\n"
     "       berth check --configFile=berth.yml   validate static and dynamic config\n"
     "       berth version                        print the version\n"
     "Every static option is also a flag (keys are case-insensitive), as with Traefik.\n";
@@ -22,7 +25,10 @@ int main(int argc, char** argv) {
   // OpenSSL writes TLS connections with write(2), which raises SIGPIPE when the peer has gone;
   // berth wants EPIPE there, as Asio's own sends (MSG_NOSIGNAL) give.
   std::signal(SIGPIPE, SIG_IGN);
+  berth::app::set_command_line(argc, argv);
   std::vector<std::string> args(argv + 1, argv + argc);
+  // --takeover (hot upgrade) is a way to start, not a static option.
+  const bool takeover = std::erase(args, std::string("--takeover")) > 0;
   std::string verb;
   if (!args.empty() && !args[0].empty() && args[0][0] != '-') {
     verb = args[0];
@@ -62,5 +68,5 @@ int main(int argc, char** argv) {
     std::cerr << "berth: log.filePath: " << opened.error().to_string() << "\n";
     return 2;
   }
-  return berth::app::run_server(loaded.config);
+  return berth::app::run_server(loaded.config, takeover);
 }

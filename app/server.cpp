@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/text.h"
 #include "discovery/docker/docker_provider.h"
+#include "app/takeover.h"
 #include "discovery/file/file_provider.h"
 #include "proxy/observe/access_log.h"
 #include "proxy/observe/metrics.h"
@@ -60,8 +61,8 @@ std::shared_ptr<const proxy::ProcessInfo> make_process_info(const config::Static
 
 class ControlPlane {
  public:
-  explicit ControlPlane(const config::StaticConfig& sc)
-      : sc_(sc), throttle_(io_), ticket_rotation_(io_), checker_(io_), stapler_(io_) {}
+  ControlPlane(const config::StaticConfig& sc, bool takeover)
+      : sc_(sc), takeover_(takeover), throttle_(io_), ticket_rotation_(io_), checker_(io_), stapler_(io_) {}
 
   int run() {
     if (sc_.docker.enabled) {
@@ -136,8 +137,31 @@ class ControlPlane {
     }
 
     // Listen only now: a client that connects as soon as the port opens is served by generation 1.
-    for (auto& w : workers_) {
-      auto listening = w->listen(sc_.entry_points);
+    // A hot upgrade takes the running berth's listening sockets instead (worker w gets every n-th).
+    std::vector<std::vector<std::vector<int>>> inherited(workers_.size());
+    TakeoverClient predecessor;
+    bool took_over = false;
+    if (takeover_) {
+      auto received = predecessor.receive(takeover_socket_path(sc_));
+      if (!received) {
+        LOG_WARN("hot upgrade: ", received.error().to_string(), "; listening anew");
+      } else {
+        took_over = true;
+        for (auto& per_worker : inherited) per_worker.resize(sc_.entry_points.size());
+        for (size_t i = 0; i < sc_.entry_points.size(); ++i) {
+          auto fds = received->find(sc_.entry_points[i].name);
+          if (fds == received->end()) continue;
+          for (size_t j = 0; j < fds->second.size(); ++j) inherited[j % workers_.size()][i].push_back(fds->second[j]);
+          received->erase(fds);
+        }
+        for (const auto& [name, fds] : *received) {  // entry points this config no longer has
+          LOG_WARN("hot upgrade: entry point ", name, " is not in this configuration; its sockets close");
+          for (int fd : fds) ::close(fd);
+        }
+      }
+    }
+    for (size_t w = 0; w < workers_.size(); ++w) {
+      auto listening = workers_[w]->listen(sc_.entry_points, inherited[w]);
       if (!listening) {
         std::cerr << "berth: " << listening.error().to_string() << "\n";
         return 2;
@@ -145,7 +169,17 @@ class ControlPlane {
     }
     for (auto& w : workers_) w->start();
     for (const auto& ep : sc_.entry_points) LOG_INFO("entry point ", ep.name, " listening on ", ep.address);
-    LOG_INFO("berth ", BERTH_VERSION, " started with ", workers_.size(), " workers");
+    LOG_INFO("berth ", BERTH_VERSION, " started with ", workers_.size(), " workers (process ", ::getpid(), ")");
+    if (took_over) {
+      predecessor.ready();
+      LOG_INFO("hot upgrade: serving on the sockets of the berth this one replaces");
+    }
+    successors_ = std::make_unique<TakeoverServer>(io_, takeover_socket_path(sc_));
+    if (auto waiting = successors_->start([this] { return listeners(); }, [this] { hand_over(); }, took_over); !waiting)
+      LOG_WARN("hot upgrade: ", waiting.error().to_string());
+    else
+      LOG_INFO("hot upgrade: a successor (SIGUSR2, or berth --takeover) takes over through ", takeover_socket_path(sc_));
+    watch_upgrade_signal();
 
     rotate_ticket_keys();
     watch_reopen_signal();
@@ -230,6 +264,36 @@ class ControlPlane {
     }
     poll_ = std::make_unique<asio::steady_timer>(io_);
     wait_for_drain();
+  }
+
+  // Hot upgrade, this side: the successor serves from the same sockets. Stop accepting at once (the
+  // successor does), let this process's connections finish for up to graceTimeOut, then exit.
+  void hand_over() {
+    LOG_INFO("hot upgrade: the new process serves; this one stops accepting and drains");
+    drain_deadlines_.assign(sc_.entry_points.size(), kNotYet);
+    for (size_t i = 0; i < sc_.entry_points.size(); ++i) {
+      for (auto& w : workers_) w->drain(i);
+      drain_deadlines_[i] = std::chrono::steady_clock::now() + sc_.entry_points[i].grace_timeout;
+    }
+    poll_ = std::make_unique<asio::steady_timer>(io_);
+    wait_for_drain();
+  }
+
+  // Every worker's listening sockets, named by entry point, for a successor.
+  std::vector<std::pair<std::string, int>> listeners() const {
+    std::vector<std::pair<std::string, int>> out;
+    for (const auto& w : workers_)
+      for (const auto& [ep, fd] : w->listeners()) out.emplace_back(sc_.entry_points[ep].name, fd);
+    return out;
+  }
+
+  // SIGUSR2: start the successor (this binary, as it is on disk now, with --takeover).
+  void watch_upgrade_signal() {
+    upgrade_signal_.async_wait([this](boost::system::error_code ec, int) {
+      if (ec) return;
+      if (auto started = spawn_successor(); !started) LOG_ERROR("hot upgrade: ", started.error().to_string());
+      watch_upgrade_signal();
+    });
   }
 
   void wait_for_drain() {
@@ -318,8 +382,11 @@ class ControlPlane {
 
   static constexpr auto kNotYet = std::chrono::steady_clock::time_point::max();
   const config::StaticConfig& sc_;
+  bool takeover_ = false;  ///< --takeover: replace the berth serving these entry points
   asio::io_context io_;
   asio::signal_set reopen_signal_{io_, SIGUSR1};
+  asio::signal_set upgrade_signal_{io_, SIGUSR2};
+  std::unique_ptr<TakeoverServer> successors_;     ///< waits for a successor (hot upgrade)
   std::unique_ptr<proxy::observe::AccessLog> access_log_;  ///< before workers_: they point to it
   std::unique_ptr<proxy::observe::Metrics> metrics_;  ///< before workers_: they point to it
   std::vector<std::unique_ptr<proxy::Worker>> workers_;
@@ -346,8 +413,8 @@ class ControlPlane {
 
 }  // namespace
 
-int run_server(const config::StaticConfig& sc) {
-  ControlPlane cp(sc);
+int run_server(const config::StaticConfig& sc, bool takeover) {
+  ControlPlane cp(sc, takeover);
   return cp.run();
 }
 

@@ -26,9 +26,25 @@ Worker::Worker(int index, std::shared_ptr<const ProcessInfo> info)
 
 Worker::~Worker() { stop(); }
 
-Result<bool> Worker::listen(const std::vector<config::EntryPointConfig>& entry_points) {
-  for (const auto& ep : entry_points) {
+Result<bool> Worker::listen(const std::vector<config::EntryPointConfig>& entry_points,
+                            const std::vector<std::vector<int>>& inherited) {
+  for (size_t i = 0; i < entry_points.size(); ++i) {
+    const auto& ep = entry_points[i];
     boost::system::error_code ec;
+    if (i < inherited.size() && !inherited[i].empty()) {
+      // A predecessor's sockets (hot upgrade): accept from them; their queued connections come along.
+      for (int fd : inherited[i]) {
+        sockaddr_storage local{};
+        socklen_t len = sizeof local;
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&local), &len);
+        auto acceptor = std::make_unique<tcp::acceptor>(io_);
+        acceptor->assign(local.ss_family == AF_INET6 ? tcp::v6() : tcp::v4(), fd, ec);
+        if (ec)
+          return Error{"entryPoints." + ep.name + ".address", "cannot take over a listening socket: " + ec.message()};
+        acceptors_.push_back({i, std::move(acceptor)});
+      }
+      continue;
+    }
     asio::ip::address addr;
     if (ep.host.empty()) {
       addr = asio::ip::address_v6::any();  // dual-stack, as Go listens on ":port"
@@ -52,9 +68,16 @@ Result<bool> Worker::listen(const std::vector<config::EntryPointConfig>& entry_p
     if (!ec) acceptor->listen(asio::socket_base::max_listen_connections, ec);
     if (ec)
       return Error{"entryPoints." + ep.name + ".address", "cannot listen on \"" + ep.address + "\": " + ec.message()};
-    acceptors_.push_back(std::move(acceptor));
+    acceptors_.push_back({i, std::move(acceptor)});
   }
   return true;
+}
+
+std::vector<std::pair<size_t, int>> Worker::listeners() const {
+  std::vector<std::pair<size_t, int>> out;
+  for (const auto& l : acceptors_)
+    if (l.acceptor->is_open()) out.emplace_back(l.ep, l.acceptor->native_handle());
+  return out;
 }
 
 void Worker::start() {
@@ -69,20 +92,21 @@ void Worker::start() {
   });
 }
 
-void Worker::accept_loop(size_t ep_index) {
-  auto& acceptor = *acceptors_[ep_index];
-  acceptor.async_accept(io_, [this, ep_index](boost::system::error_code ec, Socket socket) {
+void Worker::accept_loop(size_t slot) {
+  auto& acceptor = *acceptors_[slot].acceptor;
+  const size_t ep_index = acceptors_[slot].ep;
+  acceptor.async_accept(io_, [this, slot, ep_index](boost::system::error_code ec, Socket socket) {
     if (ec == asio::error::operation_aborted || draining_[ep_index]) return;
     if (!ec) {
       std::make_shared<DownstreamConnection>(*this, ep_index, std::move(socket))->start();
-      accept_loop(ep_index);
+      accept_loop(slot);
       return;
     }
     // Out of descriptors or memory: retrying at once would spin. Pause this listener briefly.
     LOG_WARN("accept on entry point ", info_->entry_points[ep_index].name, ": ", ec.message());
     auto pause = std::make_shared<Timer>(io_.get_executor(), std::chrono::milliseconds(100));
-    pause->async_wait([this, ep_index, pause](boost::system::error_code) {
-      if (!draining_[ep_index]) accept_loop(ep_index);
+    pause->async_wait([this, slot, ep_index, pause](boost::system::error_code) {
+      if (!draining_[ep_index]) accept_loop(slot);
     });
   });
 }
@@ -136,7 +160,8 @@ void Worker::drain(size_t ep) {
   asio::post(io_, [this, ep] {
     draining_[ep] = 1;
     boost::system::error_code ec;
-    if (ep < acceptors_.size()) acceptors_[ep]->close(ec);
+    for (auto& l : acceptors_)
+      if (l.ep == ep) l.acceptor->close(ec);
     for (auto* c = connections_; c; c = c->next_) c->wake_if_idle(ep);
   });
 }
@@ -149,7 +174,7 @@ void Worker::stop() {
   // while the pools they return memory to are still alive.
   io_.restart();
   boost::system::error_code ec;
-  for (auto& a : acceptors_) a->close(ec);
+  for (auto& l : acceptors_) l.acceptor->close(ec);
   sweep_timer_.cancel();
   for (auto* c = connections_; c; c = c->next_) c->abort();
   for (auto& [_, clients] : h2_clients_)

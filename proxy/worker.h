@@ -63,8 +63,14 @@ class Worker {
   Worker(int index, std::shared_ptr<const ProcessInfo> info);
   ~Worker();
 
-  /// Opens this worker's listener for every entry point (SO_REUSEPORT). Thread: control, before start().
-  Result<bool> listen(const std::vector<config::EntryPointConfig>& entry_points);
+  /// Opens this worker's listener for every entry point (SO_REUSEPORT), or takes over `inherited`
+  /// (per entry point: listening sockets of the berth this one replaces; it owns them from now on).
+  /// Thread: control, before start().
+  Result<bool> listen(const std::vector<config::EntryPointConfig>& entry_points,
+                      const std::vector<std::vector<int>>& inherited = {});
+  /// Its listening sockets, as (entry point index, descriptor), for a successor. Thread: control,
+  /// before drain().
+  std::vector<std::pair<size_t, int>> listeners() const;
   /// Starts the thread. Thread: control.
   void start();
   /// Hands a new snapshot to the worker; exchanges already running keep the old one. Thread: any.
@@ -110,7 +116,7 @@ class Worker {
   void untrack(DownstreamConnection* c, size_t ep);
 
  private:
-  void accept_loop(size_t ep_index);
+  void accept_loop(size_t slot);
   void schedule_sweep();
 
   int index_;
@@ -118,7 +124,11 @@ class Worker {
   // Sockets and timers are only touched by this worker's thread, so the reactor needs no
   // per-descriptor locks; posting (snapshots, drain) from other threads stays locked.
   boost::asio::io_context io_{BOOST_ASIO_CONCURRENCY_HINT_UNSAFE_IO};
-  std::vector<std::unique_ptr<boost::asio::ip::tcp::acceptor>> acceptors_;
+  struct Listener {
+    size_t ep;  ///< entry point index
+    std::unique_ptr<boost::asio::ip::tcp::acceptor> acceptor;
+  };
+  std::vector<Listener> acceptors_;  ///< one per entry point, more when it took over a predecessor's
   std::shared_ptr<const Snapshot> snapshot_;
   std::atomic<uint64_t> live_generation_{0};
   balancer::ServicePicker picker_;  ///< per service of snapshot_

@@ -2,7 +2,7 @@
 # Heap allocations per proxied request in steady state, counted by heaptrack around the real berth
 # binary: one run with no traffic (start-up and shutdown) and one with wrk traffic; the difference
 # divided by the requests served is the per-request figure (HP-1 says it must be ~0).
-# Usage: bench/load/allocs.sh [BERTH] [BACKEND]   env: DURATION=5s CONNS=64 PATH_=/size/100
+# Usage: bench/load/allocs.sh [BERTH] [BACKEND]   env: DURATION=5s CONNS=64 PATH_=/size/100 OBSERVE=0
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -27,6 +27,11 @@ run_under_heaptrack() {
   mkdir -p "$d"
   printf 'http:\n  routers:\n    r:\n      rule: "PathPrefix(`/`)"\n      service: s\n  services:\n    s:\n      loadBalancer:\n        servers:\n          - url: "http://127.0.0.1:%s"\n' "$BACKEND_PORT" >"$d/dyn.yml"
   printf 'entryPoints:\n  web:\n    address: "127.0.0.1:%s"\nproviders:\n  file:\n    filename: %s\nworkers: 1\nlog:\n  level: ERROR\n' "$port" "$d/dyn.yml" >"$d/berth.yml"
+  # OBSERVE=1: with metrics (every family) and a JSON access log, to show they allocate nothing either.
+  if [ "${OBSERVE:-0}" = 1 ]; then
+    printf 'metrics:\n  prometheus:\n    entryPoint: web\n    addRoutersLabels: true\naccessLog:\n  filePath: %s\n  format: json\n' \
+      "$d/access.log" >>"$d/berth.yml"
+  fi
   heaptrack -o "$d/ht" "$BERTH_BIN" --configFile="$d/berth.yml" >"$d/heaptrack.out" 2>&1 &
   local ht_pid=$!
   PIDS+=("$ht_pid")
