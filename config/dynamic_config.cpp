@@ -614,6 +614,10 @@ class DynamicDecoder {
 
   void decode_service_refs(const ConfigNode& node, const std::string& path, std::string_view amount,
                            std::vector<ServiceRef>& out) {
+    if (node.is_scalar()) {
+      decode_compact_refs(node, path, amount, out);
+      return;
+    }
     for_each_item(node, path, [&](const ConfigNode& item, const std::string& item_path) {
       ServiceRef ref;
       ref.where = item.where;
@@ -630,6 +634,36 @@ class DynamicDecoder {
       }
       out.push_back(std::move(ref));
     });
+  }
+
+  // berth's compact form, one scalar (and so one label): "blue:90,green:10" (name:weight, or
+  // name:percent for mirrors). A name without ":n" gets weight 1 (a mirror: 0 percent).
+  void decode_compact_refs(const ConfigNode& node, const std::string& path, std::string_view amount,
+                           std::vector<ServiceRef>& out) {
+    for (const std::string& item : split_list(node.value, ',')) {
+      std::string_view text = trim(item);
+      ServiceRef ref;
+      ref.where = node.where;
+      if (amount == "percent") ref.weight = 0;
+      const size_t colon = text.rfind(':');
+      ref.name = std::string(trim(text.substr(0, colon)));
+      if (colon != std::string_view::npos) {
+        auto n = parse_uint(trim(text.substr(colon + 1)));
+        const uint64_t max = amount == "percent" ? 100 : 1'000'000;
+        if (!n || *n > max) {
+          d_.error(node.where, "invalid " + std::string(amount) + " in \"" + std::string(text) + "\" for " + path +
+                                   " (expected name:" + std::string(amount) + ", " + std::string(amount) +
+                                   " from 0 to " + std::to_string(max) + ")");
+          continue;
+        }
+        (amount == "percent" ? ref.percent : ref.weight) = static_cast<int>(*n);
+      }
+      if (ref.name.empty()) {
+        d_.error(node.where, "a service without a name in \"" + node.value + "\" for " + path);
+        continue;
+      }
+      out.push_back(std::move(ref));
+    }
   }
 
   void decode_sticky(const ConfigNode& node, const std::string& path, StickyCookieConfig& sticky) {

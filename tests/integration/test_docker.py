@@ -377,6 +377,39 @@ class DockerProvider(BerthTestCase):
                            r'service="counted@docker"\} (\d+)$', metrics, re.M)
         self.assertTrue(served and int(served.group(1)) >= 4, metrics[-2000:])
 
+    def test_weighted_service_from_one_label_switches_colors_sticky(self):
+        self.start()
+        blue, green = free_port(), free_port()
+        self.container("blue", blue, labels={"traefik.http.services.app-blue.loadbalancer.server.port": str(blue),
+                                             "traefik.http.routers.blue.rule": "Host(`blue.test`)"})
+        self.container("green", green, labels={"traefik.http.services.app-green.loadbalancer.server.port": str(green),
+                                               "traefik.http.routers.green.rule": "Host(`green.test`)"})
+
+        def switch(name, weights):
+            # berth's compact form: one label holds the whole list of weighted services.
+            self.container(name, labels={"berth.http.services.app.weighted.services": weights,
+                                         "berth.http.services.app.weighted.sticky.cookie.name": "color",
+                                         "berth.http.routers.app.rule": "Host(`app.test`)",
+                                         "berth.http.routers.app.service": "app"})
+
+        switch("switch1", "app-blue:100,app-green:0")
+        self.wait_answer("app.test", b"blue")
+        self.assertEqual(set(self.answers("app.test", 10)), {b"blue"})
+        status, headers, _ = self.ask("app.test")
+        cookie = headers.get("set-cookie", "").split(";")[0]
+        self.assertTrue(cookie.startswith("color="), headers)
+        # Canary: half the new users go green; a user with a cookie stays where the cookie says.
+        DOCKERD.run("rm", "-f", "switch1")
+        switch("switch2", "app-blue:50,app-green:50")
+        self.wait_all("app.test", {b"blue", b"green"}, n=40)
+        for _ in range(10):
+            self.assertEqual(get(self.proxy.port, "/", host="app.test", headers={"Cookie": cookie})[2], b"blue")
+        # All green: the cookie of a color that has no weight any more is not honoured.
+        DOCKERD.run("rm", "-f", "switch2")
+        switch("switch3", "app-blue:0,app-green:100")
+        self.wait_only("app.test", {b"green"})
+        self.assertEqual(get(self.proxy.port, "/", host="app.test", headers={"Cookie": cookie})[2], b"green")
+
     def test_restart_just_before_berth_lists_is_not_taken_for_a_stop(self):
         # The event stream replays the last second after the listing: the restart's kill belongs to
         # the run before the one listed, and must not drain the container (it did, for 15 s).

@@ -602,3 +602,41 @@ http:
 
 }  // namespace
 }  // namespace berth::config
+
+namespace berth::config {
+namespace {
+
+TEST(DynamicConfig, CompactWeightedServicesAndMirrors) {
+  auto c = decode_ok(R"y(http:
+  services:
+    app:
+      weighted:
+        services: "app-blue:90, app-green:10, other"
+        sticky: {cookie: {name: color}}
+    copy:
+      mirroring:
+        service: app
+        mirrors: "shadow:25"
+    bad:
+      weighted:
+        services: "a:x, :5"
+)y");
+  ASSERT_EQ(c.services.count("app@file"), 1u) << all_errors(c);
+  const auto& app = c.services.at("app@file");
+  ASSERT_EQ(app.children.size(), 3u);
+  EXPECT_EQ(app.children[0].name, "app-blue");
+  EXPECT_EQ(app.children[0].weight, 90);
+  EXPECT_EQ(app.children[1].name, "app-green");
+  EXPECT_EQ(app.children[1].weight, 10);
+  EXPECT_EQ(app.children[2].weight, 1);
+  EXPECT_EQ(app.sticky.name, "color");
+  const auto& copy = c.services.at("copy@file");
+  ASSERT_EQ(copy.children.size(), 1u);
+  EXPECT_EQ(copy.children[0].percent, 25);
+  EXPECT_EQ(c.services.count("bad@file"), 0u);
+  EXPECT_TRUE(has_error(c, "a.yml:13:19", "invalid weight in \"a:x\"")) << all_errors(c);
+  EXPECT_TRUE(has_error(c, "a.yml:13:19", "a service without a name")) << all_errors(c);
+}
+
+}  // namespace
+}  // namespace berth::config
