@@ -200,7 +200,6 @@ class ControlPlane {
     if (!loaded) {
       LOG_ERROR(kProviderNames[provider], " provider: ", loaded.error().to_string(),
                 " (keeping the last good configuration)");
-      metrics_->record_reload(false);
       return;
     }
     latest_[provider] = std::move(*loaded);
@@ -237,7 +236,7 @@ class ControlPlane {
     auto built = proxy::build_snapshot(sc_, dyn, ++generation_, health_);
     log_new_problems(dyn.errors, built.errors);
     for (auto& w : workers_) w->publish(built.snapshot);
-    metrics_->record_reload(true);
+    metrics_->record_reload();
     checker_.update(*built.snapshot);
     if (built.snapshot->certificates) stapler_.update(*built.snapshot->certificates);
     health_.prune();

@@ -89,11 +89,11 @@ Result<bool> open_output(Format format, const std::string& file_path) {
     if (current == 2) {
       g_fd.store(*fd);
     } else {
-      ::dup2(*fd, current);
+      ::dup3(*fd, current, O_CLOEXEC);
       ::close(*fd);
     }
   } else if (current != 2) {
-    ::dup2(2, current);  // back to stderr
+    ::dup3(2, current, O_CLOEXEC);  // back to stderr
   }
   g_path = file_path;
   g_format.store(format);
@@ -108,7 +108,7 @@ void reopen() {
     LOG_ERROR("log.filePath: ", fd.error().to_string(), " (still writing to the old file)");
     return;
   }
-  ::dup2(*fd, g_fd.load());
+  ::dup3(*fd, g_fd.load(), O_CLOEXEC);
   ::close(*fd);
 }
 

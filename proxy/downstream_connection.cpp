@@ -61,7 +61,7 @@ DownstreamConnection::DownstreamConnection(const DownstreamConnection& parent, s
       peer_port_(parent.peer_port_) {
   deadline_.owner = this;
   deadline_.fire = &DownstreamConnection::on_deadline;
-  worker_.track(this, ep_index_);
+  worker_.track(this, ep_index_, false);  // its connection is counted, not each stream
   if (SSL* ssl = parent.stream_.ssl(); ssl != nullptr && SSL_up_ref(ssl) == 1) parent_ssl_ = ssl;
   in_.attach(worker_.buffers());
   if (head.size() > in_.write_space()) in_.grow(head.size());
@@ -75,7 +75,7 @@ void DownstreamConnection::start_stream() { coro::spawn(run()); }
 DownstreamConnection::~DownstreamConnection() {
   if (parent_ssl_ != nullptr) SSL_free(parent_ssl_);
   worker_.deadlines().disarm(deadline_);
-  worker_.untrack(this, ep_index_);
+  worker_.untrack(this, ep_index_, !stream_.is_h2());
   if (ex_) worker_.give_exchange_state(std::move(ex_));
   in_.release(worker_.buffers());
 }
@@ -267,7 +267,7 @@ coro::Task<void> DownstreamConnection::run() {
         co_await reply_local(400, local_reply::kBadRequest, local_reply::kTextPlain, true);
         break;
       }
-      begin_exchange();
+      begin_exchange(head_size);
       const bool keep_alive = co_await serve_exchange(head_size);
       finish_exchange(head_size);
       if (!keep_alive) break;

@@ -14,6 +14,7 @@
 #include "proxy/http/h1/parser.h"
 #include "proxy/io_buffer.h"
 #include "proxy/net.h"
+#include "proxy/observe/exchange_record.h"
 #include "proxy/park_set.h"
 #include "proxy/snapshot.h"
 #include "proxy/stream.h"
@@ -40,6 +41,18 @@ struct ExchangeLog {
   uint32_t tries = 0;
   int origin_status = 0;               ///< the status a server answered (0: none did)
   int64_t origin_start_ns = 0;         ///< steady clock: the last try began
+  int grpc_status = -1;                ///< Grpc-Status of the server's head (a trailers-only answer), if any
+  bool upgraded = false;               ///< a 101: the bytes after it are a tunnel's, not the exchange's
+  // Read when the exchange began, since body bytes later overwrite the request head in the buffer.
+  std::string_view method_label;       ///< the metrics' method (a static string)
+  observe::Protocol protocol = observe::Protocol::kHttp;
+  // Copies for the access log (its lines are written at the end, after the buffers were reused).
+  // Capacity is kept across exchanges: no allocation in steady state.
+  std::string request_copy;            ///< the request head's bytes
+  std::vector<http::Header> request_headers;  ///< views into request_copy
+  std::string_view method, target, host, forwarded_for;  ///< views into request_copy
+  std::string origin_copy;             ///< the server's header names and values
+  std::vector<http::Header> origin_headers;   ///< views into origin_copy
 };
 
 /// Per-exchange scratch space, pooled per worker so idle connections hold none (HP-1, HP-6).
@@ -115,7 +128,9 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   coro::Task<bool> serve_exchange(size_t head_size);
   /// Around serve_exchange(): start the exchange's log, then hand its record to the metrics and
   /// the access log.
-  void begin_exchange();
+  void begin_exchange(size_t head_size);
+  /// The server's head was read: keep what the metrics and the access log need of it.
+  void observe_origin_head();
   void finish_exchange(size_t head_size);
   /// /metrics (or a router to prometheus@internal): the Prometheus exposition.
   coro::Task<bool> reply_metrics(const Snapshot& snap);

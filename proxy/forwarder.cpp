@@ -633,7 +633,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   ex_->body_done = true;
   auto& resp = ex_->response;
   ex_->edits.final_status = resp.status;
-  ex_->log.origin_status = resp.status;
+  observe_origin_head();
   if (resp.status == 101) {
     // WebSocket (or another Upgrade): the answer goes back with its Upgrade, then bytes flow both ways.
     std::string_view upgrade;
@@ -642,6 +642,8 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     build_downstream_head(false);
     ex_->out.resize(ex_->out.size() - 2);  // reopen the head for the hop-by-hop pair
     ex_->out.append("Connection: Upgrade\r\nUpgrade: "sv).append(upgrade).append("\r\n\r\n"sv);
+    ex_->log.response_head = ex_->out.size();
+    ex_->log.upgraded = true;
     up_->buffer.consume(response_head);
     arm(Phase::kWriteResponse, settings_.write_timeout);
     auto [ec, w] = co_await stream_.write(asio::buffer(ex_->out));

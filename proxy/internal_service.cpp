@@ -45,7 +45,7 @@ coro::Task<bool> DownstreamConnection::serve_internal(const Snapshot& snap, uint
                              local_reply::kTextPlain);
   }
   const observe::ApiDocuments* api = snap.api.get();
-  if (api && (path == "/api" || path.starts_with("/api/"))) {
+  if (api && service == router::kApiService && (path == "/api" || path.starts_with("/api/"))) {
     observe::ApiReply answer = api->answer(snap, path, query, [this] {
       const observe::Metrics* metrics = worker_.info().metrics;
       return metrics ? metrics->router_totals() : std::unordered_map<std::string, observe::RequestTotals>();

@@ -574,7 +574,10 @@ BuildResult build_snapshot(const config::StaticConfig& sc, const config::Dynamic
       route->priority = r.priority;
       route->matcher = std::move(*matcher);
       route->service = service;
-      snap->entry_points[traefik].routes.add(std::move(route));
+      // Both tables: a `traefik` entry point with http.tls serves the API over TLS too.
+      std::shared_ptr<const router::Route> shared = std::move(route);
+      snap->entry_points[traefik].routes.add(shared);
+      snap->entry_points[traefik].tls_routes.add(std::move(shared));
     };
     add(internal_router("api@internal", "PathPrefix(`/api`)", "api@internal", "traefik", kMaxPriority - 1),
         router::kApiService);

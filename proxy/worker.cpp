@@ -218,19 +218,19 @@ void Worker::give_compressor(std::unique_ptr<http::Compressor> c) {
   if (free_compressors_.size() < 16) free_compressors_.push_back(std::move(c));
 }
 
-void Worker::track(DownstreamConnection* c, size_t ep) {
+void Worker::track(DownstreamConnection* c, size_t ep, bool counted) {
   c->next_ = connections_;
   if (connections_) connections_->prev_ = c;
   connections_ = c;
-  open_[ep].fetch_add(1, std::memory_order_relaxed);
+  if (counted) open_[ep].fetch_add(1, std::memory_order_relaxed);
 }
 
-void Worker::untrack(DownstreamConnection* c, size_t ep) {
+void Worker::untrack(DownstreamConnection* c, size_t ep, bool counted) {
   if (c->prev_) c->prev_->next_ = c->next_;
   else connections_ = c->next_;
   if (c->next_) c->next_->prev_ = c->prev_;
   c->prev_ = c->next_ = nullptr;
-  open_[ep].fetch_sub(1, std::memory_order_relaxed);
+  if (counted) open_[ep].fetch_sub(1, std::memory_order_relaxed);
 }
 
 }  // namespace berth::proxy

@@ -112,8 +112,9 @@ class Worker {
   std::unique_ptr<http::Compressor> take_compressor();
   void give_compressor(std::unique_ptr<http::Compressor> c);
   void give_exchange_state(std::unique_ptr<ExchangeState> state);
-  void track(DownstreamConnection* c, size_t ep);
-  void untrack(DownstreamConnection* c, size_t ep);
+  /// `counted`: a connection (open_connections); an HTTP/2 stream's exchange is tracked, not counted.
+  void track(DownstreamConnection* c, size_t ep, bool counted = true);
+  void untrack(DownstreamConnection* c, size_t ep, bool counted = true);
 
  private:
   void accept_loop(size_t slot);

@@ -27,11 +27,22 @@ std::string_view header(const std::vector<http::Header>& headers, std::string_vi
   return {};
 }
 
+// Whether a comma-separated header value lists `token` (Traefik's containsHeader).
+bool lists_token(std::string_view value, std::string_view token) {
+  while (!value.empty()) {
+    const size_t comma = value.find(',');
+    if (iequals(trim(value.substr(0, comma)), token)) return true;
+    if (comma == std::string_view::npos) break;
+    value.remove_prefix(comma + 1);
+  }
+  return false;
+}
+
 // Traefik's getRequestProtocol: WebSocket upgrades, SSE by Accept, gRPC(-Web) by Content-Type.
 observe::Protocol request_protocol(const std::vector<http::Header>& headers) {
   for (const auto& h : headers) {
     if (h.id == HeaderId::kUpgrade && iequals(h.value, "websocket")) return observe::Protocol::kWebSocket;
-    if (h.id == HeaderId::kOther && iequals(h.value, "text/event-stream") && iequals(h.name, "Accept"))
+    if (h.id == HeaderId::kOther && iequals(h.name, "Accept") && lists_token(h.value, "text/event-stream"))
       return observe::Protocol::kSse;
     if (h.id == HeaderId::kContentType) {
       if (istarts_with(h.value, "application/grpc-web")) return observe::Protocol::kGrpcWeb;
@@ -58,10 +69,47 @@ int64_t unix_ns() {
 
 std::atomic<uint64_t> g_request_count{0};
 
+// Rebases a view into the request head onto its copy (views elsewhere, such as static strings, stay).
+std::string_view rebase(std::string_view v, std::string_view from, const std::string& to) {
+  if (v.data() < from.data() || v.data() + v.size() > from.data() + from.size()) return v;
+  return std::string_view(to.data() + (v.data() - from.data()), v.size());
+}
+
+std::string_view internal_service_name(uint32_t marker) {
+  switch (marker) {
+    case router::kApiService: return "api@internal";
+    case router::kDashboardService: return "dashboard@internal";
+    case router::kPingService: return "ping@internal";
+    case router::kPrometheusService: return "prometheus@internal";
+    default: return {};  // kNoService: a route that only redirects
+  }
+}
+
 }  // namespace
 
-void DownstreamConnection::begin_exchange() {
+void DownstreamConnection::begin_exchange(size_t head_size) {
   auto& log = ex_->log;
+  const auto& req = ex_->request;
+  log.method_label = observe::metric_method(req.method);
+  log.protocol = request_protocol(req.headers);
+  log.grpc_status = -1;
+  log.upgraded = false;
+  ex_->edits.user.clear();  // basicAuth sets it for this exchange; never the one before
+  if (worker_.info().access_log != nullptr) {
+    // The body relay reads over the head in the buffer: the log line needs its own copy.
+    const std::string_view head = in_.view().substr(0, head_size);
+    log.request_copy.assign(head);
+    log.method = rebase(req.method, head, log.request_copy);
+    log.target = rebase(req.target, head, log.request_copy);
+    log.host = rebase(req.host, head, log.request_copy);
+    log.forwarded_for = {};
+    log.request_headers.clear();
+    for (const auto& h : req.headers) {
+      log.request_headers.push_back({rebase(h.name, head, log.request_copy), rebase(h.value, head, log.request_copy), h.id});
+      if (trusted_ && h.id == HeaderId::kXForwardedFor && log.forwarded_for.empty())
+        log.forwarded_for = log.request_headers.back().value;
+    }
+  }
   log.snapshot.reset();
   log.internal = false;
   log.internal_router = {};
@@ -76,6 +124,35 @@ void DownstreamConnection::begin_exchange() {
   log.tries = 0;
   log.origin_status = 0;
   log.origin_start_ns = 0;
+}
+
+void DownstreamConnection::observe_origin_head() {
+  auto& log = ex_->log;
+  const auto& resp = ex_->response;
+  log.origin_status = resp.status;
+  if (log.protocol == observe::Protocol::kGrpc || log.protocol == observe::Protocol::kGrpcWeb) {
+    std::string_view grpc = header(resp.headers, "grpc-status");
+    int code = -1;
+    if (!grpc.empty() && std::from_chars(grpc.data(), grpc.data() + grpc.size(), code).ec == std::errc() &&
+        code >= 0 && code <= 16)
+      log.grpc_status = code;
+    else if (!grpc.empty())
+      log.grpc_status = 2;  // Unknown, as Traefik maps what it cannot read
+  }
+  if (worker_.info().access_log == nullptr) return;
+  // The head lives in the server connection's buffer, which goes back to the pool before the line
+  // is written: copy names and values (capacity reserved first, so the views stay valid).
+  size_t total = 0;
+  for (const auto& h : resp.headers) total += h.name.size() + h.value.size();
+  log.origin_copy.clear();
+  log.origin_copy.reserve(total);
+  log.origin_headers.clear();
+  for (const auto& h : resp.headers) {
+    const size_t at = log.origin_copy.size();
+    log.origin_copy.append(h.name).append(h.value);
+    log.origin_headers.push_back({std::string_view(log.origin_copy).substr(at, h.name.size()),
+                                  std::string_view(log.origin_copy).substr(at + h.name.size(), h.value.size()), h.id});
+  }
 }
 
 void DownstreamConnection::finish_exchange(size_t head_size) {
@@ -98,18 +175,13 @@ void DownstreamConnection::finish_exchange(size_t head_size) {
   r.duration_ns = now - log.start_ns;
   r.client = peer_;
   r.client_port = peer_port_;
-  r.method = req.method;
-  r.target = req.target;
+  r.method = access != nullptr ? log.method : log.method_label;
+  r.target = log.target;
   r.http_version = stream_.is_h2() ? "HTTP/2.0" : req.version_minor == 0 ? "HTTP/1.0" : "HTTP/1.1";
   r.tls = stream_.is_tls();
-  r.host = req.host;
-  r.request_headers = &req.headers;
-  if (trusted_ && access != nullptr)
-    for (const auto& h : req.headers)
-      if (h.id == http::HeaderId::kXForwardedFor) {
-        r.forwarded_for = h.value;
-        break;
-      }
+  r.host = log.host;
+  r.request_headers = &log.request_headers;
+  r.forwarded_for = log.forwarded_for;
   const int64_t consumed = static_cast<int64_t>(stream_.bytes_read()) - static_cast<int64_t>(in_.size()) - log.read_mark;
   r.request_bytes = consumed > static_cast<int64_t>(head_size) ? static_cast<uint64_t>(consumed) - head_size : 0;
   if (SSL* ssl = stream_.ssl() != nullptr ? stream_.ssl() : parent_ssl_) {
@@ -119,12 +191,14 @@ void DownstreamConnection::finish_exchange(size_t head_size) {
       r.tls_cipher_id = SSL_CIPHER_get_protocol_id(cipher);
     }
   }
-  r.protocol = request_protocol(req.headers);
+  r.protocol = log.protocol;
   if (log.route == nullptr) r.router = log.internal_router;
   if (log.route != nullptr) {
     r.router = log.route->name;
     r.router_metric = log.route->metric_id;
-    if (log.route->service < router::kFirstInternalService && log.snapshot) {  // not noop/api/... @internal
+    if (log.route->service >= router::kFirstInternalService) {
+      r.router_service = internal_service_name(log.route->service);
+    } else if (log.snapshot) {
       const Service& s = log.snapshot->services[log.route->service];
       r.router_service = s.name;
       r.router_service_metric = s.metric_id;
@@ -136,23 +210,21 @@ void DownstreamConnection::finish_exchange(size_t head_size) {
   }
   if (log.endpoint != nullptr) r.service_url = log.endpoint->url;
   r.retry_attempts = log.tries > 1 ? log.tries - 1 : 0;
-  r.status = ex_->edits.final_status;
+  // No answer went out (the client left first): Traefik's 499.
+  r.status = ex_->edits.final_status != 0 ? ex_->edits.final_status : 499;
   r.code = r.status;
   if (log.origin_status != 0) {
     r.origin_status = log.origin_status;
     r.origin_duration_ns = now - log.origin_start_ns;
-    r.origin_headers = &ex_->response.headers;
-    if (r.protocol == observe::Protocol::kGrpc || r.protocol == observe::Protocol::kGrpcWeb) {
-      // gRPC's own status, when the server put it in the head (a trailers-only answer); else OK
-      // for a 200 (the trailers of a streamed answer are not read here).
-      std::string_view grpc = header(ex_->response.headers, "grpc-status");
-      int code = r.status == 200 ? 0 : 2;
-      if (!grpc.empty()) std::from_chars(grpc.data(), grpc.data() + grpc.size(), code);
-      r.code = code;
-    }
+    r.origin_headers = &log.origin_headers;
+    // gRPC's own status, when the server put it in the head (a trailers-only answer); else OK
+    // for a 200 (the trailers of a streamed answer are not read here).
+    if (r.protocol == observe::Protocol::kGrpc || r.protocol == observe::Protocol::kGrpcWeb)
+      r.code = log.grpc_status >= 0 ? log.grpc_status : r.status == 200 ? 0 : 2;
   }
   const uint64_t written = stream_.bytes_written() - log.written_mark;
   r.response_bytes = written > log.response_head ? written - log.response_head : 0;
+  if (log.upgraded) r.request_bytes = r.response_bytes = 0;  // a tunnel's bytes are not the exchange's (Traefik: 0)
   r.origin_bytes = log.origin_status != 0 ? r.response_bytes : 0;
   if (!ex_->edits.user.empty() && r.status != 401) r.username = ex_->edits.user;
   if (metrics != nullptr) metrics->worker(worker_.index()).record(r);

@@ -147,6 +147,16 @@ inline void bump(std::atomic<uint64_t>& c, uint64_t by) {
 }  // namespace
 
 WorkerMetrics::WorkerMetrics(const Metrics& owner) : owner_(owner) { index_.reserve(256); }
+
+std::vector<const WorkerMetrics::Cell*> WorkerMetrics::cell_list() const {
+  // Only the list is copied under the lock (a worker adding a series waits for no more); the
+  // cells never move or go away, so they are read after it.
+  std::vector<const Cell*> out;
+  std::lock_guard lock(mu_);
+  out.reserve(cells_.size());
+  for (const auto& c : cells_) out.push_back(&c);
+  return out;
+}
 WorkerMetrics::~WorkerMetrics() = default;
 
 WorkerMetrics::Cell* WorkerMetrics::cell(uint64_t key, const ExchangeRecord& r, uint8_t family) {
@@ -219,10 +229,9 @@ Metrics::Metrics(const config::StaticConfig& sc, size_t workers) : settings_(sc.
 
 Metrics::~Metrics() = default;
 
-void Metrics::record_reload(bool ok) {
+void Metrics::record_reload() {
   reloads_.fetch_add(1, std::memory_order_relaxed);
-  if (ok)
-    last_reload_success_.store(
+  last_reload_success_.store(
         std::chrono::duration_cast<std::chrono::seconds>(std::chrono::system_clock::now().time_since_epoch()).count(),
         std::memory_order_relaxed);
 }
@@ -268,8 +277,8 @@ std::string Metrics::scrape(const Snapshot& snap) const {
     swaps += w->swaps_.load(std::memory_order_relaxed);
     for (size_t ep = 0; ep < handshakes.size() && ep < WorkerMetrics::kMaxEntryPoints; ++ep)
       for (int ok = 0; ok < 2; ++ok) handshakes[ep][ok] += w->handshakes_[ep][ok].load(std::memory_order_relaxed);
-    std::lock_guard lock(w->mu_);
-    for (const auto& c : w->cells_) {
+    for (const WorkerMetrics::Cell* cell : w->cell_list()) {
+      const auto& c = *cell;
       Labels labels;
       const std::string_view protocol = protocol_name(c.protocol);
       if (c.family < kEntryPointTls) {
@@ -391,8 +400,8 @@ std::string Metrics::scrape(const Snapshot& snap) const {
 std::unordered_map<std::string, RequestTotals> Metrics::router_totals() const {
   std::unordered_map<std::string, RequestTotals> out;
   for (const auto& w : workers_) {
-    std::lock_guard lock(w->mu_);
-    for (const auto& c : w->cells_) {
+    for (const WorkerMetrics::Cell* cell : w->cell_list()) {
+      const auto& c = *cell;
       if (c.family != kRouter) continue;
       auto& t = out[c.router];
       const uint64_t n = c.requests.load(std::memory_order_relaxed);

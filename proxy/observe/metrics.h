@@ -95,6 +95,8 @@ class WorkerMetrics {
   friend class Metrics;
   struct Cell;
   Cell* cell(uint64_t key, const ExchangeRecord& r, uint8_t family);
+  /// The cells so far. Thread: any.
+  std::vector<const Cell*> cell_list() const;
   void add(Cell* c, const ExchangeRecord& r, bool histogram);
 
   const Metrics& owner_;
@@ -117,8 +119,8 @@ class Metrics {
   const std::vector<double>& buckets() const { return settings_.buckets; }
   /// Sets what the control plane adds to each scrape. Thread: control, before the workers start.
   void set_process_source(ProcessSource source) { process_ = std::move(source); }
-  /// A configuration was applied (true) or refused (false). Thread: control.
-  void record_reload(bool ok);
+  /// A configuration was applied (Traefik counts those only). Thread: control.
+  void record_reload();
 
   /// The whole exposition, with the server health and certificates of `snap`. Thread: any.
   std::string scrape(const Snapshot& snap) const;

@@ -106,6 +106,25 @@ class AccessLogs(BerthTestCase):
         self.assertNotEqual(count, count2)
         self.assertEqual(sorted([int(count), int(count2)])[1] - sorted([int(count), int(count2)])[0], 1)
 
+    def test_big_bodies_do_not_garble_the_logged_heads(self):
+        # The request body and the response body reuse the buffers the heads were read into: the
+        # line must still show the heads as they were.
+        port = self.start(f"  filePath: {self.access_path}\n  format: json\n"
+                          "  fields:\n    headers:\n      names:\n        User-Agent: keep\n        X-Backend: keep\n")
+        status, _, body = get(port, "/sink", host="alpha.test", method="POST", body=b"z" * 300_000,
+                              headers={"User-Agent": "uploader/1"})
+        self.assertEqual((status, body), (200, b"300000"))
+        status, _, body = get(port, "/size/400000", host="alpha.test", headers={"User-Agent": "downloader/1"})
+        self.assertEqual((status, len(body)), (200, 400_000))
+        up, down = (json.loads(line) for line in self.wait_lines(2))
+        self.assertEqual((up["RequestMethod"], up["RequestPath"], up["request_User-Agent"]), ("POST", "/sink", "uploader/1"))
+        self.assertEqual(up["RequestContentSize"], 300_000)
+        self.assertEqual(up["origin_X-Backend"], "alpha")
+        self.assertEqual((down["RequestMethod"], down["RequestPath"], down["request_User-Agent"]),
+                         ("GET", "/size/400000", "downloader/1"))
+        self.assertEqual(down["origin_X-Backend"], "alpha")
+        self.assertEqual(down["DownstreamContentSize"], 400_000)
+
     def test_generic_clf_stops_after_the_user_agent(self):
         port = self.start(f"  filePath: {self.access_path}\n  format: genericCLF\n")
         self.assertEqual(get(port, "/echo", host="alpha.test", headers={"User-Agent": "it"})[0], 200)

@@ -95,7 +95,9 @@ class Metrics(BerthTestCase):
                                method="GET", le="+Inf"), 5)
         # berth's own answers (ping, metrics) are not counted, as Traefik's addInternals: false.
         self.assertEqual(value(s, "berth_entrypoint_requests_total", entrypoint="traefik"), 0)
-        self.assertEqual(value(s, "berth_open_connections", entrypoint="traefik", protocol="HTTP"), 1)
+        # The scrape's own connection (the ping's closes as its answer ends: wait for that).
+        wait_until(lambda: value(parse_exposition(self.scrape(ports["traefik"])), "berth_open_connections",
+                                 entrypoint="traefik", protocol="HTTP") == 1, timeout=5)
         self.assertGreaterEqual(value(s, "berth_config_reloads_total"), 1)
         self.assertGreater(value(s, "berth_config_last_reload_success"), time.time() - 600)
         self.assertEqual(value(s, "berth_snapshot_swaps_total"), 2 * value(s, "berth_config_reloads_total"))

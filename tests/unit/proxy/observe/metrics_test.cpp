@@ -125,8 +125,8 @@ TEST(Metrics, RouterTotalsCountServerErrors) {
 
 TEST(Metrics, ReloadsAndProcessSource) {
   Metrics m(static_config(), 1);
-  m.record_reload(true);
-  m.record_reload(false);
+  m.record_reload();
+  m.record_reload();
   m.set_process_source([](Exposition& out) {
     out.family("docker_events_total", "counter", "Docker events.");
     out.sample({}, 7);
