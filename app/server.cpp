@@ -147,14 +147,19 @@ class ControlPlane {
         LOG_WARN("hot upgrade: ", received.error().to_string(), "; listening anew");
       } else {
         took_over = true;
+        // The predecessor's health verdicts: its down servers stay out until a check passes here.
+        for (const auto& [service, url] : received->down) health_.mark_down(service, url);
+        if (!received->down.empty())
+          LOG_INFO("hot upgrade: ", received->down.size(), " server(s) down, as the previous berth found them");
+        auto* listeners = &received->listeners;
         for (auto& per_worker : inherited) per_worker.resize(sc_.entry_points.size());
         for (size_t i = 0; i < sc_.entry_points.size(); ++i) {
-          auto fds = received->find(sc_.entry_points[i].name);
-          if (fds == received->end()) continue;
+          auto fds = listeners->find(sc_.entry_points[i].name);
+          if (fds == listeners->end()) continue;
           for (size_t j = 0; j < fds->second.size(); ++j) inherited[j % workers_.size()][i].push_back(fds->second[j]);
-          received->erase(fds);
+          listeners->erase(fds);
         }
-        for (const auto& [name, fds] : *received) {  // entry points this config no longer has
+        for (const auto& [name, fds] : *listeners) {  // entry points this config no longer has
           LOG_WARN("hot upgrade: entry point ", name, " is not in this configuration; its sockets close");
           for (int fd : fds) ::close(fd);
         }
@@ -175,7 +180,9 @@ class ControlPlane {
       LOG_INFO("hot upgrade: serving on the sockets of the berth this one replaces");
     }
     successors_ = std::make_unique<TakeoverServer>(io_, takeover_socket_path(sc_));
-    if (auto waiting = successors_->start([this] { return listeners(); }, [this] { hand_over(); }, took_over); !waiting)
+    if (auto waiting = successors_->start([this] { return listeners(); }, [this] { return health_.down(); },
+                                          [this] { hand_over(); }, took_over);
+        !waiting)
       LOG_WARN("hot upgrade: ", waiting.error().to_string());
     else
       LOG_INFO("hot upgrade: a successor (SIGUSR2, or berth --takeover) takes over through ", takeover_socket_path(sc_));
@@ -300,8 +307,12 @@ class ControlPlane {
     size_t waiting = 0, abandoned = 0;
     for (size_t i = 0; i < drain_deadlines_.size(); ++i) {
       size_t open = 0;
-      for (auto& w : workers_) open += w->open_connections(i);
-      if (drain_deadlines_[i] == kNotYet || (open > 0 && now < drain_deadlines_[i])) ++waiting;
+      bool stopped_accepting = true;  // every worker closed its listeners and counted what it accepted
+      for (auto& w : workers_) {
+        stopped_accepting &= w->drained(i);
+        open += w->open_connections(i);
+      }
+      if (drain_deadlines_[i] == kNotYet || ((open > 0 || !stopped_accepting) && now < drain_deadlines_[i])) ++waiting;
       else abandoned += open;
     }
     if (waiting == 0) {

@@ -91,6 +91,10 @@ Result<bool> spawn_successor() {
   if (child == 0) {
     ::setsid();
     if (::fork() == 0) {
+      // Nothing of this process's descriptors but stdin, stdout and stderr: not its client
+      // connections (which would stay open as long as the successor lives), nor its listeners
+      // (the successor asks for them, and knows which entry point each one is).
+      ::close_range(3, ~0U, 0);
       ::execv(binary.c_str(), argv.data());
       ::_exit(127);
     }
@@ -108,7 +112,7 @@ TakeoverClient::~TakeoverClient() {
   if (fd_ >= 0) ::close(fd_);
 }
 
-Result<std::map<std::string, std::vector<int>>> TakeoverClient::receive(const std::string& path) {
+Result<TakeoverClient::Handover> TakeoverClient::receive(const std::string& path) {
   int error = 0;
   fd_ = connect_unix(path, error);
   if (fd_ < 0) return Error{path, "no running berth to take over from: " + errno_text(error)};
@@ -131,14 +135,23 @@ Result<std::map<std::string, std::vector<int>>> TakeoverClient::receive(const st
     const int* data = reinterpret_cast<const int*>(CMSG_DATA(c));
     fds.insert(fds.end(), data, data + count);
   }
-  std::map<std::string, std::vector<int>> out;
+  // One name per descriptor, an empty line, then "service\turl" per server found down.
+  Handover out;
   std::string_view text(names, static_cast<size_t>(n));
   size_t i = 0;
+  bool servers = false;
   while (!text.empty()) {
     size_t end = text.find('\n');
     if (end == std::string_view::npos) break;
-    if (i < fds.size()) out[std::string(text.substr(0, end))].push_back(fds[i++]);
+    std::string_view line = text.substr(0, end);
     text.remove_prefix(end + 1);
+    if (line.empty()) {
+      servers = true;
+    } else if (!servers) {
+      if (i < fds.size()) out.listeners[std::string(line)].push_back(fds[i++]);
+    } else if (size_t tab = line.find('\t'); tab != std::string_view::npos) {
+      out.down.emplace_back(std::string(line.substr(0, tab)), std::string(line.substr(tab + 1)));
+    }
   }
   for (; i < fds.size(); ++i) ::close(fds[i]);  // unnamed: not ours to keep
   if ((msg.msg_flags & MSG_CTRUNC) != 0) return Error{path, "too many listeners to take over"};
@@ -164,8 +177,10 @@ TakeoverServer::~TakeoverServer() {
   if (bound_ && !handed_over_) ::unlink(path_.c_str());
 }
 
-Result<bool> TakeoverServer::start(Listeners listeners, std::function<void()> on_ready, bool replace) {
+Result<bool> TakeoverServer::start(Listeners listeners, DownServers down, std::function<void()> on_ready,
+                                   bool replace) {
   listeners_ = std::move(listeners);
+  down_ = std::move(down);
   on_ready_ = std::move(on_ready);
   // A berth answering there already serves these entry points (a successor replaces it first,
   // then calls this): leave its socket alone. A file nobody answers on is a dead berth's.
@@ -210,6 +225,9 @@ void TakeoverServer::accept() {
       names.append(name).append("\n");
       fds.push_back(fd);
     }
+    names.append("\n");
+    for (const auto& [service, url] : down_())
+      if (names.size() + service.size() + url.size() < 16000) names.append(service).append("\t").append(url).append("\n");
     iovec iov{names.data(), names.size()};
     std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
     msghdr msg{};

@@ -36,9 +36,15 @@ Result<bool> spawn_successor();
 class TakeoverClient {
  public:
   ~TakeoverClient();
-  /// Connects to the running berth and receives its listening sockets, by entry point name. An
-  /// error if no berth answers there (the caller then listens itself).
-  Result<std::map<std::string, std::vector<int>>> receive(const std::string& path);
+  /// What the running berth hands over: its listening sockets by entry point name, and the servers
+  /// its health checks found down (service, url).
+  struct Handover {
+    std::map<std::string, std::vector<int>> listeners;
+    std::vector<std::pair<std::string, std::string>> down;
+  };
+  /// Connects to the running berth and receives what it hands over. An error if no berth answers
+  /// there (the caller then listens itself).
+  Result<Handover> receive(const std::string& path);
   /// Tells the old process that this one serves: it stops accepting and drains.
   void ready();
 
@@ -50,12 +56,13 @@ class TakeoverClient {
 class TakeoverServer {
  public:
   using Listeners = std::function<std::vector<std::pair<std::string, int>>()>;
+  using DownServers = std::function<std::vector<std::pair<std::string, std::string>>()>;
   TakeoverServer(boost::asio::io_context& io, std::string path);
   ~TakeoverServer();
   /// Binds the socket (mode 0600; a stale one from a dead berth is replaced; `replace`: the live
   /// one of the predecessor this process took over from too) and waits for a successor:
   /// `listeners` gives the descriptors to send, `on_ready` runs once it serves.
-  Result<bool> start(Listeners listeners, std::function<void()> on_ready, bool replace);
+  Result<bool> start(Listeners listeners, DownServers down, std::function<void()> on_ready, bool replace);
 
  private:
   void accept();
@@ -66,6 +73,7 @@ class TakeoverServer {
   std::string path_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
   Listeners listeners_;
+  DownServers down_;
   std::function<void()> on_ready_;
   bool bound_ = false;
   bool handed_over_ = false;

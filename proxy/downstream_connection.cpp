@@ -85,7 +85,10 @@ void DownstreamConnection::wake_if_idle(size_t ep) {
     h2_->shutdown();  // GOAWAY: streams in flight finish, then the connection closes
     return;
   }
-  if (!idle_ || ep != ep_index_ || close_parked()) return;
+  // A connection that has not sent its first request yet is left alone: the request is probably on
+  // its way (it was accepted just before the drain), and a new connection, unlike a reused one, is
+  // not retried by clients. It is answered with Connection: close, or ends at its idle timeout.
+  if (!idle_ || ep != ep_index_ || !served_ || close_parked()) return;
   boost::system::error_code ec;
   stream_.socket().cancel(ec);  // warm: the read wakes with operation_aborted and the loop sees the drain
 }
@@ -158,7 +161,9 @@ void DownstreamConnection::on_ready() {
   idle_ = false;
   auto self = std::move(parked_self_);
   if (!self) return;
-  if (closing_ || worker_.draining(ep_index_)) {
+  // Draining too, a request that arrived is served (answered with Connection: close): the drain
+  // closed the idle connections it could, and this one's client has already sent.
+  if (closing_) {
     close();
     return;
   }
@@ -270,6 +275,7 @@ coro::Task<void> DownstreamConnection::run() {
       begin_exchange(head_size);
       const bool keep_alive = co_await serve_exchange(head_size);
       finish_exchange(head_size);
+      served_ = true;
       if (!keep_alive) break;
     }
   } catch (const std::exception& e) {

@@ -213,6 +213,7 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   bool trusted_ = false;          ///< peer may set X-Forwarded-* headers
   bool closing_ = false;
   bool first_read_ = true;        ///< accept_tls() has not looked at the connection yet
+  bool served_ = false;           ///< at least one exchange was served (a drain closes it when idle)
   std::string server_name_;       ///< TLS: the SNI, lower-cased (for the domain fronting check)
   std::shared_ptr<H2Session> h2_; ///< the HTTP/2 session, when the connection speaks HTTP/2
   SSL* parent_ssl_ = nullptr;     ///< stream mode over TLS: the connection's TLS session (a reference)

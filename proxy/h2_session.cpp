@@ -701,9 +701,20 @@ void H2Session::on_idle() {
 void H2Session::shutdown() {
   if (closed_ || going_away_) return;
   going_away_ = true;
-  nghttp2_submit_goaway(session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(session_),
-                        NGHTTP2_NO_ERROR, nullptr, 0);
+  // Two steps (RFC 9113 6.8): a notice first (a GOAWAY naming the highest stream id), so requests
+  // already on their way are still served; the final GOAWAY, naming the last stream taken, a
+  // moment later. A GOAWAY at once would refuse a request the client sent just before it arrived.
+  nghttp2_submit_shutdown_notice(session_);
   flush();
+  auto timer = std::make_shared<Timer>(conn_.worker_.context().get_executor(), std::chrono::milliseconds(200));
+  std::weak_ptr<H2Connection> weak = shared_from_this();
+  timer->async_wait([weak, timer](boost::system::error_code) {
+    auto self = std::static_pointer_cast<H2Session>(weak.lock());
+    if (!self || self->closed_) return;
+    nghttp2_submit_goaway(self->session_, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(self->session_),
+                          NGHTTP2_NO_ERROR, nullptr, 0);
+    self->flush();
+  });
 }
 
 coro::Task<void> H2Session::run() {

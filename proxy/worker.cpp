@@ -22,6 +22,7 @@ Worker::Worker(int index, std::shared_ptr<const ProcessInfo> info)
     : index_(index),
       info_(std::move(info)),
       open_(new std::atomic<size_t>[info_->entry_points.size()]()),
+      drained_(new std::atomic<bool>[info_->entry_points.size()]()),
       draining_(info_->entry_points.size(), 0) {}
 
 Worker::~Worker() { stop(); }
@@ -96,12 +97,14 @@ void Worker::accept_loop(size_t slot) {
   auto& acceptor = *acceptors_[slot].acceptor;
   const size_t ep_index = acceptors_[slot].ep;
   acceptor.async_accept(io_, [this, slot, ep_index](boost::system::error_code ec, Socket socket) {
-    if (ec == asio::error::operation_aborted || draining_[ep_index]) return;
+    if (ec == asio::error::operation_aborted) return;
     if (!ec) {
+      // Accepted as the drain began: still served (with Connection: close), never dropped unanswered.
       std::make_shared<DownstreamConnection>(*this, ep_index, std::move(socket))->start();
-      accept_loop(slot);
+      if (!draining_[ep_index]) accept_loop(slot);
       return;
     }
+    if (draining_[ep_index]) return;
     // Out of descriptors or memory: retrying at once would spin. Pause this listener briefly.
     LOG_WARN("accept on entry point ", info_->entry_points[ep_index].name, ": ", ec.message());
     auto pause = std::make_shared<Timer>(io_.get_executor(), std::chrono::milliseconds(100));
@@ -163,6 +166,9 @@ void Worker::drain(size_t ep) {
     for (auto& l : acceptors_)
       if (l.ep == ep) l.acceptor->close(ec);
     for (auto* c = connections_; c; c = c->next_) c->wake_if_idle(ep);
+    // Accepts that completed before the close still have their handlers queued; they run (and
+    // count their connections) before this one says the entry point is drained.
+    asio::post(io_, [this, ep] { drained_[ep].store(true, std::memory_order_release); });
   });
 }
 

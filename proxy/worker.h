@@ -85,6 +85,9 @@ class Worker {
 
   /// Open downstream connections on entry point `ep`. Thread: any.
   size_t open_connections(size_t ep) const { return open_[ep].load(std::memory_order_relaxed); }
+  /// drain(ep) took effect: no more accepts on `ep`, and every connection accepted is counted in
+  /// open_connections(ep). Thread: any.
+  bool drained(size_t ep) const { return drained_[ep].load(std::memory_order_acquire); }
   /// Idle HTTP/1 connections to servers in this worker's pool, as of its last sweep (each second). Thread: any.
   size_t idle_upstreams() const { return idle_upstreams_.load(std::memory_order_relaxed); }
 
@@ -143,6 +146,7 @@ class Worker {
   bool states_overflowed_ = false;
   DownstreamConnection* connections_ = nullptr;  ///< intrusive list head
   std::unique_ptr<std::atomic<size_t>[]> open_;  ///< per entry point
+  std::unique_ptr<std::atomic<bool>[]> drained_;  ///< per entry point: drain() done
   std::vector<char> draining_;                    ///< per entry point
   std::atomic<bool> terminating_{false};
   std::atomic<size_t> idle_upstreams_{0};

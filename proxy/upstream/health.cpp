@@ -28,6 +28,19 @@ std::shared_ptr<EndpointHealth> HealthRegistry::get(const std::string& service, 
   return fresh;
 }
 
+std::vector<std::pair<std::string, std::string>> HealthRegistry::down() const {
+  std::vector<std::pair<std::string, std::string>> out;
+  for (const auto& [key, weak] : entries_)
+    if (auto h = weak.lock(); h && !h->active_up.load(std::memory_order_relaxed)) out.push_back(key);
+  return out;
+}
+
+void HealthRegistry::mark_down(const std::string& service, const std::string& url) {
+  auto it = entries_.find({service, url});
+  if (it == entries_.end()) return;
+  if (auto h = it->second.lock()) h->active_up.store(false, std::memory_order_relaxed);
+}
+
 void HealthRegistry::prune() {
   std::erase_if(entries_, [](const auto& e) { return e.second.expired(); });
 }

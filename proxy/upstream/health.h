@@ -4,6 +4,7 @@
 #pragma once
 
 #include <atomic>
+#include <vector>
 #include <cstdint>
 #include <map>
 #include <memory>
@@ -36,6 +37,10 @@ class HealthRegistry {
   std::shared_ptr<EndpointHealth> get(const std::string& service, const std::string& url);
   /// Forgets servers no snapshot names any more.
   void prune();
+  /// The servers the active checks found down, as (service, url): what a hot upgrade hands over.
+  std::vector<std::pair<std::string, std::string>> down() const;
+  /// Marks a server down until its next passing check (a predecessor's verdict); unknown ones are skipped.
+  void mark_down(const std::string& service, const std::string& url);
 
  private:
   std::map<std::pair<std::string, std::string>, std::weak_ptr<EndpointHealth>> entries_;

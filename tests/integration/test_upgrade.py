@@ -192,6 +192,25 @@ class HotUpgrade(BerthTestCase):
         with open(os.path.join(self.tmp, "successor.log")) as f:
             self.assertIn("hot upgrade: serving on the sockets", f.read())
 
+    def test_health_verdicts_carry_over(self):
+        app = self.backend("app")
+        self.web, dead = free_port(), free_port()
+        static = (f"entryPoints:\n  web:\n    address: \"127.0.0.1:{self.web}\"\n"
+                  f"providers:\n  file:\n    filename: {self.tmp}/dynamic.yml\n    watch: true\n"
+                  f"workers: 2\nlog:\n  level: INFO\n")
+        dynamic = (f"http:\n  routers:\n    r: {{rule: \"PathPrefix(`/`)\", service: s}}\n  services:\n    s:\n"
+                   f"      loadBalancer:\n        healthCheck: {{path: /, interval: 1h, timeout: 500ms}}\n"
+                   f"        servers: [{{url: \"{app.url}\"}}, {{url: \"http://127.0.0.1:{dead}\"}}]\n")
+        proxy = self.berth(static_yaml=static, dynamic_yaml=dynamic, wait=False)
+        wait_for_port(self.web, proc=proxy.proc)
+        wait_until(lambda: "is unhealthy" in proxy.log_text(), timeout=5)
+        successor = self.upgrade_by_signal(proxy, proxy.proc.pid)
+        self.assertIn("hot upgrade: 1 server(s) down, as the previous berth found them", proxy.log_text())
+        # The next check is an hour away: only the carried-over verdict keeps the dead server out.
+        for _ in range(10):
+            self.assertEqual(get(self.web, "/")[2], b"app")
+        self.assertTrue(alive(successor))
+
     def test_takeover_without_a_running_berth_listens_itself(self):
         port = free_port()
         log = open(os.path.join(self.tmp, "alone.log"), "w")
@@ -215,7 +234,7 @@ class HotUpgrade(BerthTestCase):
         c.connect(path)
         self.assertEqual(os.stat(path).st_mode & 0o077, 0, "only its user may connect")
         msg, fds, _, _ = socket.recv_fds(c, 4096, 16)
-        self.assertEqual(msg, b"web\nweb\n")
+        self.assertEqual(msg, b"web\nweb\n\n")  # a name per socket, then the servers found down (none)
         for fd in fds:
             os.close(fd)
         c.close()
