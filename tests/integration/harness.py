@@ -299,6 +299,82 @@ def get(port, path="/", host=None, headers=None, method="GET", body=None, timeou
         c.close()
 
 
+class ClientThreads:
+    """Client threads (the `loops`, which return once stopping() is true) that run until stop()."""
+
+    def __init__(self, *loops):
+        self._stop = threading.Event()
+        self._lock = threading.Lock()
+        self._threads = [threading.Thread(target=f, daemon=True) for f in loops]
+
+    def stopping(self):
+        return self._stop.is_set()
+
+    def start(self):
+        for t in self._threads:
+            t.start()
+        return self
+
+    def stop(self, timeout=15):
+        self._stop.set()
+        for t in self._threads:
+            t.join(timeout)
+
+
+class Load(ClientThreads):
+    """Requests sent continuously through berth to one Host by two threads, one on a keep-alive
+    connection and one on a new connection per request. Records (time, mode, status, body)."""
+
+    def __init__(self, port, host, pause=0.003):
+        super().__init__(self._keep_alive, self._fresh)
+        self.port, self.host, self.pause = port, host, pause
+        self.records = []
+
+    def _record(self, mode, status, body):
+        with self._lock:
+            self.records.append((time.time(), mode, status, body))
+
+    def _keep_alive(self):
+        c = None
+        while not self.stopping():
+            try:
+                if c is None:
+                    c = RawClient(self.port, timeout=5)
+                c.send(f"GET / HTTP/1.1\r\nHost: {self.host}\r\n\r\n")
+                status, headers, body = c.read_response()
+                self._record("keep-alive", status, body)
+                if headers.get("connection", "").lower() == "close":
+                    c.close()
+                    c = None
+            except Exception as e:  # noqa: BLE001 - every failure is recorded
+                self._record("keep-alive", 0, repr(e).encode())
+                if c is not None:
+                    c.close()
+                c = None
+            time.sleep(self.pause)
+        if c is not None:
+            c.close()
+
+    def _fresh(self):
+        while not self.stopping():
+            try:
+                status, _, body = get(self.port, "/", host=self.host, timeout=5)
+                self._record("new-conn", status, body)
+            except Exception as e:  # noqa: BLE001
+                self._record("new-conn", 0, repr(e).encode())
+            time.sleep(self.pause)
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.records)
+
+    def failures(self):
+        return [r for r in self.snapshot() if r[2] != 200]
+
+    def names_since(self, t):
+        return [r[3] for r in self.snapshot() if r[0] >= t and r[2] == 200]
+
+
 class BerthTestCase(unittest.TestCase):
     """Gives each test a temp dir and stops every process it started, even on failure."""
 

@@ -33,7 +33,7 @@ import unittest
 import docker_harness
 import harness
 from docker_harness import Dockerd, backend_command, health_args, wait_serving
-from harness import BerthTestCase, RawClient, free_port, get, main, wait_for_port, wait_until
+from harness import Load, BerthTestCase, RawClient, free_port, get, main, wait_for_port, wait_until
 
 DOCKERD = None          # shared by the module (setUpModule)
 LISTENERS_BEFORE = set()
@@ -84,73 +84,6 @@ def https_get(port, sni, path="/", host=None, timeout=5.0):
         return c.read_response()
     finally:
         c.close()
-
-
-class Load:
-    """Requests sent continuously through berth to one Host by two threads, one on a keep-alive
-    connection and one on a new connection per request. Records (time, mode, status, body)."""
-
-    def __init__(self, port, host, pause=0.003):
-        self.port, self.host, self.pause = port, host, pause
-        self.records = []
-        self._stop = threading.Event()
-        self._lock = threading.Lock()
-        self._threads = [threading.Thread(target=self._keep_alive, daemon=True),
-                         threading.Thread(target=self._fresh, daemon=True)]
-
-    def start(self):
-        for t in self._threads:
-            t.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        for t in self._threads:
-            t.join(15)
-
-    def _record(self, mode, status, body):
-        with self._lock:
-            self.records.append((time.time(), mode, status, body))
-
-    def _keep_alive(self):
-        c = None
-        while not self._stop.is_set():
-            try:
-                if c is None:
-                    c = RawClient(self.port, timeout=5)
-                c.send(f"GET / HTTP/1.1\r\nHost: {self.host}\r\n\r\n")
-                status, headers, body = c.read_response()
-                self._record("keep-alive", status, body)
-                if headers.get("connection", "").lower() == "close":
-                    c.close()
-                    c = None
-            except Exception as e:  # noqa: BLE001 - every failure is recorded
-                self._record("keep-alive", 0, repr(e).encode())
-                if c is not None:
-                    c.close()
-                c = None
-            time.sleep(self.pause)
-        if c is not None:
-            c.close()
-
-    def _fresh(self):
-        while not self._stop.is_set():
-            try:
-                status, _, body = get(self.port, "/", host=self.host, timeout=5)
-                self._record("new-conn", status, body)
-            except Exception as e:  # noqa: BLE001
-                self._record("new-conn", 0, repr(e).encode())
-            time.sleep(self.pause)
-
-    def snapshot(self):
-        with self._lock:
-            return list(self.records)
-
-    def failures(self):
-        return [r for r in self.snapshot() if r[2] != 200]
-
-    def names_since(self, t):
-        return [r[3] for r in self.snapshot() if r[0] >= t and r[2] == 200]
 
 
 class DockerHarness(unittest.TestCase):

@@ -8,10 +8,9 @@ import re
 import signal
 import socket
 import subprocess
-import threading
 import time
 
-from harness import BERTH, BerthTestCase, free_port, get, main, router_yaml, wait_for_port, wait_until
+from harness import BERTH, BerthTestCase, ClientThreads, free_port, get, main, router_yaml, wait_for_port, wait_until
 
 
 def alive(pid):
@@ -26,30 +25,18 @@ def alive(pid):
         return False
 
 
-class Traffic:
+class Traffic(ClientThreads):
     """Threads that keep requesting until stopped, each recording failures: a keep-alive HTTP/1.1
     client (which, as browsers and Go's client do, sends an idempotent request again on a new
     connection when a reused one closed before any answer), one that opens a connection per
     request, and curl over HTTP/2 (prior knowledge) reusing its connection for batches of URLs."""
 
     def __init__(self, port):
+        super().__init__(self._keep_alive, self._fresh, self._h2)
         self.port = port
         self.ok = 0
         self.ok_by_client = {"keep-alive": 0, "fresh": 0, "h2": 0}
         self.failures = []
-        self._lock = threading.Lock()
-        self._stop = threading.Event()
-        self._threads = [threading.Thread(target=f, daemon=True) for f in (self._keep_alive, self._fresh, self._h2)]
-
-    def start(self):
-        for t in self._threads:
-            t.start()
-        return self
-
-    def stop(self):
-        self._stop.set()
-        for t in self._threads:
-            t.join(30)
 
     def _result(self, ok, what):
         with self._lock:
@@ -61,7 +48,7 @@ class Traffic:
 
     def _keep_alive(self):
         c = None
-        while not self._stop.is_set():
+        while not self.stopping():
             reused = c is not None
             try:
                 if c is None:
@@ -85,7 +72,7 @@ class Traffic:
                 c = None
 
     def _fresh(self):
-        while not self._stop.is_set():
+        while not self.stopping():
             try:
                 status, _, body = get(self.port, "/")
                 self._result(status == 200 and body == b"app", f"fresh: {status} {body[:80]!r}")
@@ -95,7 +82,7 @@ class Traffic:
     def _h2(self):
         # HTTP/2 over TLS (curl 7.88 cannot reuse an h2c prior-knowledge connection, with any server).
         url = f"https://127.0.0.1:{self.port}/"
-        while not self._stop.is_set():
+        while not self.stopping():
             r = subprocess.run(["curl", "-sk", "--http2", "-w", "%{http_code}\n", "--max-time", "10",
                                 *[a for _ in range(20) for a in ("-o", "/dev/null", url)]],
                                capture_output=True, text=True, timeout=30)
@@ -161,7 +148,7 @@ class HotUpgrade(BerthTestCase):
                 pid = self.upgrade_by_signal(proxy, pid)
                 wait_until(lambda: traffic.ok > ok_before + 50, timeout=10)  # the new process serves
         finally:
-            traffic.stop()
+            traffic.stop(timeout=30)
         self.assertEqual(proxy.proc.wait(timeout=5), 0, "the first berth exits 0 after its handover")
         self.assertEqual(traffic.failures, [], f"{len(traffic.failures)} failed of {traffic.ok + len(traffic.failures)}")
         self.assertGreater(traffic.ok, 300)
@@ -184,7 +171,7 @@ class HotUpgrade(BerthTestCase):
             ok_before = traffic.ok
             wait_until(lambda: traffic.ok > ok_before + 50, timeout=10)
         finally:
-            traffic.stop()
+            traffic.stop(timeout=30)
             successor.terminate()
             successor.wait(15)
             log.close()
