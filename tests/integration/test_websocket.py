@@ -4,6 +4,9 @@ idleTimeout, a busy tunnel closed at webSocket.maxLifetime, a tunnel surviving a
 and a 101 nobody asked for refused."""
 import asyncio
 import logging
+import os
+import re
+import signal
 import threading
 import time
 
@@ -55,7 +58,7 @@ def run(coro):
 
 
 class WebSocket(BerthTestCase):
-    def start(self, idle="180s", lifetime=None):
+    def start(self, idle="180s", lifetime=None, grace=None):
         self.echo = EchoServer()
         self._procs.append(self.echo)
         self.dynamic = (f"http:\n  routers:\n    ws: {{rule: \"PathPrefix(`/`)\", service: s}}\n  services:\n"
@@ -63,6 +66,7 @@ class WebSocket(BerthTestCase):
         port = free_port()
         static = (f"entryPoints:\n  web:\n    address: \"127.0.0.1:{port}\"\n    transport:\n"
                   f"      respondingTimeouts: {{idleTimeout: {idle}}}\n"
+                  + (f"      lifeCycle: {{graceTimeOut: {grace}}}\n" if grace else "")
                   + (f"    webSocket: {{maxLifetime: {lifetime}}}\n" if lifetime else "") + "providers:\n  file:\n"
                   f"    filename: {self.tmp}/dynamic.yml\nworkers: 1\nlog: {{level: DEBUG}}\n")
         self.proxy = self.berth(static_yaml=static, dynamic_yaml=self.dynamic, wait=False)
@@ -96,6 +100,46 @@ class WebSocket(BerthTestCase):
             await ws.close()
             return ws.close_code
         self.assertEqual(run(client_closes()), 1000)
+
+    def test_tunnel_survives_a_hot_upgrade_until_the_grace_timeout(self):
+        self.start(grace="2s")
+        old = self.proxy.proc.pid
+        successor = []
+
+        async def upgrade_while_open():
+            async with websockets.connect(self.url + "/", ping_interval=None) as ws:
+                await ws.send("before")
+                assert await ws.recv() == "before"
+                os.kill(old, signal.SIGUSR2)
+                deadline = time.time() + 10
+                while "serving on the sockets of the berth this one replaces" not in self.proxy.log_text():
+                    assert time.time() < deadline, "no successor"
+                    await asyncio.sleep(0.02)
+                successor.extend(int(p) for p in re.findall(r"started with \d+ workers \(process (\d+)\)",
+                                                              self.proxy.log_text())[1:])
+                # The old process drains: its tunnel goes on; new connections reach the successor.
+                await asyncio.sleep(0.5)
+                await ws.send("during")
+                assert await ws.recv() == "during"
+                async with websockets.connect(self.url + "/", ping_interval=None) as fresh:
+                    await fresh.send("new")
+                    assert await fresh.recv() == "new"
+                # graceTimeOut (2 s) after the handover, the old process closes what is left and exits.
+                started = time.time()
+                try:
+                    await asyncio.wait_for(ws.recv(), 10)
+                except websockets.ConnectionClosed:
+                    return time.time() - started
+                return None
+        try:
+            closed_after = run(upgrade_while_open())
+            self.assertIsNotNone(closed_after)
+            self.assertGreater(closed_after, 0.8)  # not at the handover: ~1.5 s after this wait began
+            self.assertEqual(self.proxy.proc.wait(timeout=10), 0)
+            self.assertIn("grace timeout reached with 1 connections still open", self.proxy.log_text())
+        finally:
+            for pid in successor:
+                os.kill(pid, signal.SIGTERM)
 
     def test_tunnel_survives_reload_and_idle_tunnels_close(self):
         self.start(idle="1s")
