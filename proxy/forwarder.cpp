@@ -62,17 +62,6 @@ inline void append_header(std::string& out, std::string_view name, std::string_v
   out.append(name).append(": "sv).append(value).append("\r\n"sv);
 }
 
-bool connection_names(std::string_view connection, std::string_view header) {
-  size_t start = 0;
-  while (start <= connection.size()) {
-    size_t comma = connection.find(',', start);
-    if (comma == std::string_view::npos) comma = connection.size();
-    if (iequals(trim(connection.substr(start, comma - start)), header)) return true;
-    start = comma + 1;
-  }
-  return false;
-}
-
 bool has_header(const std::vector<http::Header>& headers, HeaderId id) {
   for (const auto& h : headers)
     if (h.id == id) return true;
@@ -95,7 +84,7 @@ std::string_view first_chunk(std::string_view raw) {
 // True if a Connection header (there may be several) names `header` as hop-by-hop.
 bool named_by_connection(const std::vector<http::Header>& headers, std::string_view header) {
   for (const auto& h : headers)
-    if (h.id == HeaderId::kConnection && connection_names(h.value, header)) return true;
+    if (h.id == HeaderId::kConnection && http::lists_token(h.value, header)) return true;
   return false;
 }
 
@@ -970,7 +959,7 @@ void DownstreamConnection::build_upstream_head(const Service& service, const End
   const bool drop_body = purpose == HeadFor::kMirrorWithoutBody;
   bool te_trailers = false;  // Go's ReverseProxy keeps "Te: trailers" (gRPC needs it)
   for (const auto& h : req.headers) {
-    if (h.id == HeaderId::kTe && connection_names(h.value, "trailers")) te_trailers = true;
+    if (h.id == HeaderId::kTe && http::lists_token(h.value, "trailers")) te_trailers = true;
     if (http::is_hop_by_hop(h.id) || h.id == HeaderId::kExpect) continue;
     if (drop_body && (h.id == HeaderId::kContentLength || h.id == HeaderId::kTransferEncoding)) continue;
     if (!edits.request.empty() && middleware::edits_header(edits.request, h.name)) continue;

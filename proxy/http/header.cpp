@@ -50,6 +50,17 @@ HeaderId header_id(std::string_view name) {
   return HeaderId::kOther;
 }
 
+bool lists_token(std::string_view list, std::string_view token) {
+  size_t start = 0;
+  while (start <= list.size()) {
+    size_t comma = list.find(',', start);
+    if (comma == std::string_view::npos) comma = list.size();
+    if (iequals(trim(list.substr(start, comma - start)), token)) return true;
+    start = comma + 1;
+  }
+  return false;
+}
+
 std::string_view find_cookie(const std::vector<Header>& headers, std::string_view name) {
   for (const auto& h : headers) {
     if (h.id != HeaderId::kCookie) continue;

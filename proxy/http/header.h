@@ -71,6 +71,10 @@ struct Header {
   HeaderId id = HeaderId::kOther;
 };
 
+/// Whether a comma-separated header value (Connection, TE, Accept...) lists `token`, ignoring case
+/// and the blanks around items. Thread: any.
+bool lists_token(std::string_view list, std::string_view token);
+
 /// The value of the cookie `name` in the request's Cookie headers (RFC 6265 5.4), or empty. Thread: any.
 std::string_view find_cookie(const std::vector<Header>& headers, std::string_view name);
 

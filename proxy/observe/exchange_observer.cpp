@@ -27,22 +27,11 @@ std::string_view header(const std::vector<http::Header>& headers, std::string_vi
   return {};
 }
 
-// Whether a comma-separated header value lists `token` (Traefik's containsHeader).
-bool lists_token(std::string_view value, std::string_view token) {
-  while (!value.empty()) {
-    const size_t comma = value.find(',');
-    if (iequals(trim(value.substr(0, comma)), token)) return true;
-    if (comma == std::string_view::npos) break;
-    value.remove_prefix(comma + 1);
-  }
-  return false;
-}
-
 // Traefik's getRequestProtocol: WebSocket upgrades, SSE by Accept, gRPC(-Web) by Content-Type.
 observe::Protocol request_protocol(const std::vector<http::Header>& headers) {
   for (const auto& h : headers) {
     if (h.id == HeaderId::kUpgrade && iequals(h.value, "websocket")) return observe::Protocol::kWebSocket;
-    if (h.id == HeaderId::kOther && iequals(h.name, "Accept") && lists_token(h.value, "text/event-stream"))
+    if (h.id == HeaderId::kOther && iequals(h.name, "Accept") && http::lists_token(h.value, "text/event-stream"))
       return observe::Protocol::kSse;
     if (h.id == HeaderId::kContentType) {
       if (istarts_with(h.value, "application/grpc-web")) return observe::Protocol::kGrpcWeb;

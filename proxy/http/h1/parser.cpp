@@ -38,17 +38,6 @@ inline bool next_line(std::string_view data, size_t& pos, std::string_view& line
   return true;
 }
 
-inline bool has_token(std::string_view list, std::string_view token) {
-  size_t start = 0;
-  while (start <= list.size()) {
-    size_t comma = list.find(',', start);
-    if (comma == std::string_view::npos) comma = list.size();
-    if (iequals(trim(list.substr(start, comma - start)), token)) return true;
-    start = comma + 1;
-  }
-  return false;
-}
-
 // Parses the header block starting at `pos`; fills `headers` and `framing`.
 ParseStatus parse_headers(std::string_view data, size_t pos, std::vector<Header>& headers, Framing& framing) {
   std::string_view line;
@@ -81,9 +70,9 @@ ParseStatus parse_headers(std::string_view data, size_t pos, std::vector<Header>
         break;
       }
       case HeaderId::kConnection:
-        if (has_token(value, "close")) framing.connection_close = true;
-        if (has_token(value, "keep-alive")) framing.connection_keep_alive = true;
-        if (has_token(value, "upgrade")) framing.connection_upgrade = true;
+        if (lists_token(value, "close")) framing.connection_close = true;
+        if (lists_token(value, "keep-alive")) framing.connection_keep_alive = true;
+        if (lists_token(value, "upgrade")) framing.connection_upgrade = true;
         break;
       default:
         break;
