@@ -15,6 +15,7 @@
 #include <sstream>
 
 #include "acme/crypto.h"
+#include "base/file.h"
 
 namespace berth::acme {
 namespace {
@@ -109,27 +110,7 @@ StorageFile load_storage(const std::string& path, std::vector<Error>& problems) 
   return out;
 }
 
-namespace {
-
-// Writes all of `text` to `fd` and syncs it; false with errno set on failure.
-bool write_all(int fd, const std::string& text) {
-  size_t done = 0;
-  while (done < text.size()) {
-    const ssize_t n = ::write(fd, text.data() + done, text.size() - done);
-    if (n < 0 && errno == EINTR) continue;
-    if (n <= 0) return false;
-    done += static_cast<size_t>(n);
-  }
-  return ::fsync(fd) == 0;
-}
-
-}  // namespace
-
-Result<bool> save_storage(const std::string& given_path, const StorageFile& data) {
-  // A symlinked acme.json is written where it points.
-  std::error_code canonical_error;
-  const auto resolved = std::filesystem::canonical(given_path, canonical_error);
-  const std::string path = canonical_error ? given_path : resolved.string();
+Result<bool> save_storage(const std::string& path, const StorageFile& data) {
   json::object root;
   for (const auto& [name, r] : data) {
     json::object entry;
@@ -160,41 +141,7 @@ Result<bool> save_storage(const std::string& given_path, const StorageFile& data
     entry["Certificates"] = certs;
     root[name] = entry;
   }
-  const std::string text = json::serialize(root);
-  const std::string tmp = path + ".tmp";
-  const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
-  if (fd < 0) return Error{path, "cannot write the ACME storage (" + tmp + "): " + errno_text()};
-  if (::fchmod(fd, 0600) != 0 || !write_all(fd, text)) {
-    const std::string why = errno_text();
-    ::close(fd);
-    ::unlink(tmp.c_str());
-    return Error{path, "cannot write the ACME storage: " + why + " (the previous file is kept)"};
-  }
-  ::close(fd);
-  if (::rename(tmp.c_str(), path.c_str()) != 0) {
-    if (errno != EBUSY && errno != EXDEV) {
-      const std::string why = errno_text();
-      ::unlink(tmp.c_str());
-      return Error{path, "cannot replace the ACME storage: " + why + " (the previous file is kept)"};
-    }
-    // A file bind-mounted into a container cannot be renamed over: it is rewritten in place. The
-    // complete copy stays beside it until then, so a crash midway loses nothing.
-    const int in_place = ::open(path.c_str(), O_WRONLY | O_TRUNC | O_CLOEXEC);
-    if (in_place < 0 || !write_all(in_place, text)) {
-      const std::string why = errno_text();
-      if (in_place >= 0) ::close(in_place);
-      return Error{path, "cannot rewrite the ACME storage in place: " + why + "; its new content is in " + tmp};
-    }
-    ::close(in_place);
-    ::unlink(tmp.c_str());
-    return true;
-  }
-  const std::string dir = std::filesystem::path(path).parent_path().string();
-  if (const int dfd = ::open(dir.empty() ? "." : dir.c_str(), O_RDONLY | O_DIRECTORY | O_CLOEXEC); dfd >= 0) {
-    ::fsync(dfd);
-    ::close(dfd);
-  }
-  return true;
+  return write_file_atomically(path, json::serialize(root), "the ACME storage");
 }
 
 }  // namespace berth::acme

@@ -4,6 +4,7 @@
 #include <string>
 #include <vector>
 
+#include "app/admin_cli.h"
 #include "app/server.h"
 #include "app/takeover.h"
 #include "base/log.h"
@@ -39,9 +40,10 @@ int main(int argc, char** argv) {
     return 0;
   }
   if (verb == "help" || (!args.empty() && (args[0] == "--help" || args[0] == "-h"))) {
-    std::cout << kUsage;
+    std::cout << kUsage << berth::app::kAdminUsage;
     return 0;
   }
+  if (berth::app::is_admin_command(verb)) return berth::app::run_admin_command(verb, args);
   if (!verb.empty() && verb != "check" && verb != "run") {
     std::cerr << "berth: unknown command \"" << verb << "\"\n" << kUsage;
     return 2;

@@ -16,6 +16,7 @@
 #include "base/log.h"
 #include "base/text.h"
 #include "discovery/docker/docker_provider.h"
+#include "app/deployer.h"
 #include "app/takeover.h"
 #include "discovery/file/file_provider.h"
 #include "proxy/observe/access_log.h"
@@ -100,6 +101,11 @@ class ControlPlane {
     auto info = make_process_info(sc_, metrics_.get(), access_log_.get());
     for (unsigned i = 0; i < n; ++i) workers_.push_back(std::make_unique<proxy::Worker>(static_cast<int>(i), info));
     metrics_->set_process_source([this](proxy::observe::Exposition& out) { expose_process_metrics(out); });
+    deployer_ = std::make_unique<Deployer>(
+        io_, sc_.admin,
+        DeployHost{[this] { apply(merged()); }, [this]() -> const config::DynamicConfig& { return last_providers_; },
+                   [this] { return last_snapshot_; }, &workers_, metrics_.get()});
+    deployer_->load();  // generation 1 already serves the deployed targets
 
     // Config flow, first pass. Watch before reading, so that no edit in between is lost.
     if (sc_.file.enabled) {
@@ -178,7 +184,12 @@ class ControlPlane {
     if (took_over) {
       predecessor.ready();
       LOG_INFO("hot upgrade: serving on the sockets of the berth this one replaces");
+      // What the old process's last commands wrote (it has stopped taking commands now).
+      deployer_->load();
+      apply(merged());
     }
+    if (auto listening = deployer_->listen(took_over); !listening)
+      LOG_WARN("admin socket: ", listening.error().to_string(), "; berth deploy and the other commands cannot reach this berth");
     successors_ = std::make_unique<TakeoverServer>(io_, takeover_socket_path(sc_));
     if (auto waiting = successors_->start([this] { return listeners(); }, [this] { return health_.down(); },
                                           [this] { hand_over(); }, took_over);
@@ -240,7 +251,10 @@ class ControlPlane {
 
   void apply(config::DynamicConfig dyn) {
     last_apply_ = std::chrono::steady_clock::now();
+    last_providers_ = dyn;
+    if (deployer_) deployer_->overlay(dyn);  // berth deploy's targets, rollouts and stops
     auto built = proxy::build_snapshot(sc_, dyn, ++generation_, health_);
+    last_snapshot_ = built.snapshot;
     log_new_problems(dyn.errors, built.errors);
     for (auto& w : workers_) w->publish(built.snapshot);
     metrics_->record_reload();
@@ -276,6 +290,7 @@ class ControlPlane {
   // successor does), let this process's connections finish for up to graceTimeOut, then exit.
   void hand_over() {
     LOG_INFO("hot upgrade: the new process serves; this one stops accepting and drains");
+    deployer_->hand_over();
     drain_deadlines_.assign(sc_.entry_points.size(), kNotYet);
     for (size_t i = 0; i < sc_.entry_points.size(); ++i) {
       for (auto& w : workers_) w->drain(i);
@@ -415,6 +430,9 @@ class ControlPlane {
   std::unique_ptr<asio::steady_timer> poll_;
   std::vector<std::chrono::steady_clock::time_point> drain_deadlines_;
   uint64_t generation_ = 0;
+  config::DynamicConfig last_providers_;  ///< the providers' merged config last applied (before deploys)
+  std::shared_ptr<const proxy::Snapshot> last_snapshot_;  ///< the snapshot last published
+  std::unique_ptr<Deployer> deployer_;    ///< after workers_ and metrics_: it points to them
   std::set<std::string> reported_;  ///< the problems of the generation last applied
   proxy::upstream::HealthRegistry health_;
   proxy::upstream::HealthChecker checker_;

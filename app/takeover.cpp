@@ -1,6 +1,7 @@
 // Hot upgrade: listening sockets handed over a unix socket (see takeover.h).
 #include "app/takeover.h"
 
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -161,6 +162,12 @@ Result<TakeoverClient::Handover> TakeoverClient::receive(const std::string& path
 void TakeoverClient::ready() {
   if (fd_ < 0) return;
   (void)!::send(fd_, kReady.data(), kReady.size(), MSG_NOSIGNAL);
+  // The old process closes the connection once it has stopped (its admin commands included): what
+  // it wrote until then (the deploy state) is what this one reads next. Bounded, in case it hangs.
+  pollfd p{fd_, POLLIN, 0};
+  char sink[16];
+  for (int rounds = 0; rounds < 30 && ::poll(&p, 1, 100) >= 0; ++rounds)
+    if ((p.revents & (POLLIN | POLLHUP | POLLERR)) != 0 && ::recv(fd_, sink, sizeof sink, MSG_DONTWAIT) <= 0) break;
   ::close(fd_);
   fd_ = -1;
 }

@@ -45,7 +45,8 @@ class TakeoverClient {
   /// Connects to the running berth and receives what it hands over. An error if no berth answers
   /// there (the caller then listens itself).
   Result<Handover> receive(const std::string& path);
-  /// Tells the old process that this one serves: it stops accepting and drains.
+  /// Tells the old process that this one serves: it stops accepting and drains. Returns once it
+  /// has closed the connection (it has then stopped changing the deploy state), at most 3 s.
   void ready();
 
  private:

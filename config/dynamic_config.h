@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <map>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -12,6 +13,10 @@
 #include "base/text.h"
 #include "config/static_config.h"
 #include "config/tls_config.h"
+
+namespace berth::proxy::upstream {
+struct ServiceGate;
+}
 
 namespace berth::config {
 
@@ -111,6 +116,9 @@ struct ServiceConfig {
   bool mirror_body = true;                 ///< mirroring.mirrorBody
   int64_t max_body_size = -1;              ///< mirroring.maxBodySize (-1: unlimited)
   bool health_check_section = false;       ///< `healthCheck: {}` on weighted/failover/mirroring
+  // Set by berth's deploy state (app/deploy.h), never by a provider.
+  std::shared_ptr<proxy::upstream::ServiceGate> gate;  ///< a deployed service: pause / resume
+  std::optional<std::string> maintenance;  ///< `berth stop --message`: answered with a 503 page
 
   /// Same configuration (places aside).
   bool operator==(const ServiceConfig& o) const {
@@ -119,7 +127,8 @@ struct ServiceConfig {
            passive_health_check == o.passive_health_check && flush_interval == o.flush_interval &&
            sticky == o.sticky && children == o.children && main == o.main && fallback == o.fallback &&
            mirror_body == o.mirror_body && max_body_size == o.max_body_size &&
-           health_check_section == o.health_check_section && servers_transport == o.servers_transport;
+           health_check_section == o.health_check_section && servers_transport == o.servers_transport &&
+           gate == o.gate && maintenance == o.maintenance;
   }
 };
 

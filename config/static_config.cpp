@@ -3,9 +3,11 @@
 #include "config/static_config.h"
 
 #include <arpa/inet.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <cerrno>
+#include <cstdlib>
 #include <cstring>
 #include <fstream>
 #include <sstream>
@@ -151,12 +153,15 @@ class StaticDecoder {
       else if (iequals(k, "accessLog")) decode_access_log(*e);
       else if (iequals(k, "workers")) d_.read_int(*e, "", c_.workers, 0, 4096);
       else if (iequals(k, "global")) decode_global(*e);
+      else if (iequals(k, "admin")) decode_admin(*e);
       else d_.unknown_key(*e, "");
     }
   }
 
   void apply_defaults_and_check(const std::string& defaults_where) {
     if (c_.entry_points.empty()) add_entry_point("http", ":80", 80);
+    if (c_.admin.socket.empty() && !admin_socket_set_) c_.admin.socket = default_admin_socket();
+    if (c_.admin.state_file.empty()) c_.admin.state_file = default_admin_state_file();
     const bool ping_needs_traefik =
         c_.ping.enabled && !c_.ping.manual_routing && iequals(c_.ping.entry_point, kDefaultEntryPoint);
     const bool metrics_need_traefik = c_.prometheus.enabled && !c_.prometheus.manual_routing &&
@@ -728,6 +733,21 @@ class StaticDecoder {
   }
 
   // Traefik compose files often set these; berth never phones home, so they are read and dropped.
+  void decode_admin(const ConfigNode& node) {
+    bool present = false;
+    if (!d_.read_section(node, "", present)) return;
+    for (const ConfigNode* e : d_.entries(node, "admin")) {
+      if (iequals(e->key, "socket")) {
+        admin_socket_set_ = d_.read_string(*e, "admin", c_.admin.socket);
+        if (admin_socket_set_ && c_.admin.socket.empty()) c_.admin.enabled = false;
+      } else if (iequals(e->key, "stateFile")) {
+        d_.read_string(*e, "admin", c_.admin.state_file);
+      } else {
+        d_.unknown_key(*e, "admin");
+      }
+    }
+  }
+
   void decode_global(const ConfigNode& node) {
     for (const ConfigNode* e : d_.entries(node, "global")) {
       bool ignored = false;
@@ -740,6 +760,7 @@ class StaticDecoder {
   StaticConfig& c_;
   YamlDecoder d_;
   std::string ping_where_;
+  bool admin_socket_set_ = false;
   std::string prometheus_where_;
   std::string file_where_;
 };
@@ -846,6 +867,19 @@ StaticLoad load_static_config(const std::vector<std::string>& args) {
   decoder.decode(root);
   decoder.apply_defaults_and_check(flags.config_file.empty() ? std::string("flags") : flags.config_file);
   return load;
+}
+
+std::string default_admin_socket() {
+  if (const char* env = std::getenv("BERTH_ADMIN_SOCKET"); env && *env) return env;
+  if (::geteuid() == 0) return "/run/berth/admin.sock";
+  return "/tmp/berth-" + std::to_string(::geteuid()) + "/admin.sock";
+}
+
+std::string default_admin_state_file() {
+  if (const char* env = std::getenv("BERTH_DEPLOY_STATE"); env && *env) return env;
+  if (::geteuid() == 0) return "/var/lib/berth/deploy.json";
+  const char* home = std::getenv("HOME");
+  return std::string(home && *home ? home : "/tmp") + "/.local/state/berth/deploy.json";
 }
 
 uint32_t StaticConfig::worker_count() const {

@@ -146,6 +146,19 @@ struct AccessLogConfig {
   std::vector<std::pair<std::string, std::string>> header_modes;  ///< fields.headers.names.<Header>: keep | drop | redact
 };
 
+/// admin (berth extension): the local admin socket that `berth deploy|rollback|rollout|pause|stop|
+/// resume|list` talk to, and the file where deploy state is kept across restarts.
+struct AdminConfig {
+  bool enabled = true;                     ///< admin.socket "" turns it off
+  std::string socket;                      ///< default: /run/berth/admin.sock (root), else /tmp/berth-<uid>/admin.sock
+  std::string state_file;                  ///< default: /var/lib/berth/deploy.json (root), else ~/.local/state/berth/deploy.json
+};
+
+/// The admin defaults: $BERTH_ADMIN_SOCKET / $BERTH_DEPLOY_STATE if set, else by user (root or
+/// not); see AdminConfig. Thread: any.
+std::string default_admin_socket();
+std::string default_admin_state_file();
+
 struct StaticConfig {
   std::string config_file;                 ///< the file it came from, if any
   std::vector<EntryPointConfig> entry_points;  ///< in name order
@@ -160,6 +173,7 @@ struct StaticConfig {
   AccessLogConfig access_log;
   PrometheusConfig prometheus;
   PingConfig ping;
+  AdminConfig admin;
   bool api_dashboard = false;              ///< api.dashboard (default true when api is present)
   bool api_insecure = false;               ///< api.insecure: /api and /dashboard on the `traefik` entry point
   bool api_enabled = false;                ///< api present

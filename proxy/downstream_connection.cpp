@@ -114,6 +114,12 @@ void DownstreamConnection::stop_exchange() {
   if (up_) up_->stream.cancel();
 }
 
+void DownstreamConnection::evict(const std::vector<const upstream::EndpointHealth*>& gone) {
+  if (!is_on(gone)) return;
+  if (stream_.is_h2()) stop_exchange();
+  else abort();
+}
+
 // ---- watchdog: one entry in the worker's deadline wheel (HP-6) ----
 
 void DownstreamConnection::arm(Phase phase, std::chrono::milliseconds timeout) {

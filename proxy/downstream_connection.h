@@ -3,6 +3,7 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -94,6 +95,13 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   /// Stream mode: the client reset the stream or left; the exchange stops where it is (its
   /// backend request is cancelled, no retry). Thread: worker.
   void stop_exchange();
+  /// Ends the exchange (a WebSocket included) if it is on one of the servers in `gone` (a deploy's
+  /// drain timeout): a connection closes, an HTTP/2 stream is reset. Thread: worker.
+  void evict(const std::vector<const upstream::EndpointHealth*>& gone);
+  /// Its exchange is on one of the servers in `gone`. Thread: worker.
+  bool is_on(const std::vector<const upstream::EndpointHealth*>& gone) const {
+    return upstream_health_ != nullptr && std::find(gone.begin(), gone.end(), upstream_health_) != gone.end();
+  }
 
   // Intrusive list links owned by Worker.
   DownstreamConnection* prev_ = nullptr;
@@ -143,6 +151,8 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   /// The error page for `status` from the errors middleware's service (or a plain answer if it
   /// cannot be had), with the original status.
   coro::Task<bool> reply_error_page(const Snapshot& snap, int status, bool close);
+  /// Holds the request while `gate` is paused; false when max-pause passed first (504).
+  coro::Task<bool> wait_while_paused(const upstream::ServiceGate& gate);
   /// Answers `status` locally, through the errors middleware when it covers the status.
   coro::Task<bool> reply_status(const Snapshot& snap, int status, std::string_view body, bool close,
                                 std::string_view location = {}, const middleware::HeaderEdits* headers = nullptr);
@@ -204,6 +214,7 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   IoBuffer in_;
   std::unique_ptr<ExchangeState> ex_;
   std::unique_ptr<upstream::UpstreamConnection> up_;  ///< the upstream connection of the exchange in flight
+  const upstream::EndpointHealth* upstream_health_ = nullptr;  ///< the server forward() is on (evict())
   DeadlineWheel::Entry deadline_;
   Phase phase_ = Phase::kNone;
   Phase expired_ = Phase::kNone;  ///< set when the watchdog fired during that phase

@@ -177,6 +177,16 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
     ex_->log.internal = route->name.ends_with("@internal");  // berth's own routers are not observed
     co_return co_await serve_internal(*snap, route->service, ex_->edits.path_set ? ex_->edits.path : path, query);
   }
+  if (const Service& target = snap->services[route->service]; target.gate) {  // under `berth deploy`
+    if (!target.maintenance_page.empty()) {  // berth stop
+      in_.consume(head_size);
+      co_return co_await reply_local(503, target.maintenance_page, local_reply::kTextHtml, false);
+    }
+    if (target.gate->paused.load(std::memory_order_relaxed) && !co_await wait_while_paused(*target.gate)) {
+      in_.consume(head_size);
+      co_return co_await reply_status(*snap, 504, local_reply::kGatewayTimeout, false);
+    }
+  }
   const int64_t now_ms = upstream::steady_now_ms();
   const balancer::Pick pick = worker_.picker().pick(*snap, route->service, req.headers, ex_->edits, now_ms);
   if (pick.endpoint < 0) {  // no server of the service is up (or has a weight)
@@ -196,6 +206,19 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
     keep_alive = false;
   }
   co_return keep_alive;
+}
+
+coro::Task<bool> DownstreamConnection::wait_while_paused(const upstream::ServiceGate& gate) {
+  // `berth pause`: held, looking again every 10 ms (pauses are rare and short; a resume is seen
+  // within 10 ms), until resumed or max-pause has passed.
+  const auto end = Timer::clock_type::now() + std::chrono::milliseconds(gate.max_pause_ms.load(std::memory_order_relaxed));
+  Timer wait(worker_.context().get_executor());
+  while (gate.paused.load(std::memory_order_relaxed)) {
+    if (Timer::clock_type::now() >= end || closing_) co_return false;
+    wait.expires_after(std::chrono::milliseconds(10));
+    co_await wait.async_wait(coro::use_task);
+  }
+  co_return true;
 }
 
 coro::Task<bool> DownstreamConnection::reply_status(const Snapshot& snap, int status, std::string_view body,
@@ -300,20 +323,24 @@ void DownstreamConnection::send_mirrors(const Snapshot& snap, uint32_t mirroring
 
 namespace {
 
-// Counts an exchange in flight on a server for as long as it lives (p2c reads the count).
+// The server an exchange is on, for as long as it lives: the connection's `current` (what a
+// deploy's drain waits for and evicts) and, when `counted`, the server's in-flight count (p2c).
 class InFlight {
  public:
-  InFlight() = default;
+  InFlight(const upstream::EndpointHealth*& current, bool counted) : current_(current), counted_(counted) {}
   InFlight(const InFlight&) = delete;
   InFlight& operator=(const InFlight&) = delete;
   ~InFlight() { set(nullptr); }
   void set(upstream::EndpointHealth* h) {
-    if (h_) h_->in_flight.fetch_sub(1, std::memory_order_relaxed);
+    if (h_ && counted_) h_->in_flight.fetch_sub(1, std::memory_order_relaxed);
     h_ = h;
-    if (h_) h_->in_flight.fetch_add(1, std::memory_order_relaxed);
+    current_ = h;
+    if (h_ && counted_) h_->in_flight.fetch_add(1, std::memory_order_relaxed);
   }
 
  private:
+  const upstream::EndpointHealth*& current_;
+  bool counted_;
   upstream::EndpointHealth* h_ = nullptr;
 };
 
@@ -373,7 +400,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   int failure = 502;
   bool body_consumed = false;  // body bytes left the client buffer: no retry possible any more
   size_t response_head = 0;
-  InFlight in_flight;
+  InFlight in_flight(upstream_health_, service.p2c);
   // A live failure counts against the server when passive health checks are on.
   auto failed = [&](const Endpoint& e) {
     if (service.passive && e.health->record_failure(upstream::steady_now_ms(), service.failure_window_ms,
@@ -428,7 +455,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       endpoint = &target;
       if (!service.pass_host_header) build_upstream_head(service, *endpoint);
     }
-    if (service.p2c) in_flight.set(target.health.get());
+    in_flight.set(target.health.get());
     up_ = nullptr;
     if (!fresh_retry && (target.h2c || target.tls)) {
       // A server already spoken to over HTTP/2: a new stream on that connection.

@@ -76,6 +76,9 @@ struct Service {
   int64_t max_body_size = -1;
   StickyCookie sticky;                    ///< kLoadBalancer and kWeighted
   std::optional<config::HealthCheckConfig> health_check;  ///< kLoadBalancer: run by the control plane
+  // A service under `berth deploy` (app/deploy.h).
+  std::shared_ptr<upstream::ServiceGate> gate;  ///< berth pause / resume (null: not deployed)
+  std::string maintenance_page;           ///< berth stop: the 503 page answered instead (empty: serving)
 };
 
 /// Per entry point: its routes and which built-in answers it gives.

@@ -35,6 +35,16 @@ std::string html_escape(std::string_view s) {
   return out;
 }
 
+// `berth stop --message`: the page a stopped service answers with (503).
+std::string render_maintenance_page(const std::string& message) {
+  std::string text = message.empty() ? "This service is down for maintenance. Please try again shortly." : message;
+  return "<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+         "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\"><title>Service unavailable</title>"
+         "<style>body{font-family:system-ui,sans-serif;max-width:40rem;margin:15vh auto;padding:0 1rem;color:#222}"
+         "h1{font-size:1.5rem}</style></head>\n<body><h1>Service unavailable</h1>\n<p>" +
+         html_escape(text) + "</p>\n</body></html>\n";
+}
+
 TransportSettings transport_settings(const config::ServersTransportConfig& c) {
   TransportSettings t;
   t.dial_timeout = c.dial_timeout;
@@ -160,6 +170,8 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, const confi
     out.name = name;
     out.metric_id = observe::metric_names().id(name);
     out.kind = static_cast<Service::Kind>(svc.kind);
+    out.gate = svc.gate;
+    if (svc.maintenance) out.maintenance_page = render_maintenance_page(*svc.maintenance);
     if (svc.kind == Kind::kLoadBalancer) {
       out.pass_host_header = svc.pass_host_header;
       out.transport = snap.transport;

@@ -172,6 +172,24 @@ void Worker::drain(size_t ep) {
   });
 }
 
+void Worker::evict(std::vector<const upstream::EndpointHealth*> gone) {
+  asio::post(io_, [this, gone = std::move(gone)] {
+    for (auto* c = connections_; c;) {
+      auto* next = c->next_;  // abort() may unlink it
+      c->evict(gone);
+      c = next;
+    }
+  });
+}
+
+void Worker::count_on(std::vector<const upstream::EndpointHealth*> gone, std::function<void(size_t)> done) {
+  asio::post(io_, [this, gone = std::move(gone), done = std::move(done)] {
+    size_t n = 0;
+    for (auto* c = connections_; c; c = c->next_) n += c->is_on(gone) ? 1 : 0;
+    done(n);
+  });
+}
+
 void Worker::stop() {
   if (!thread_.joinable()) return;
   io_.stop();

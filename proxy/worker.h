@@ -7,6 +7,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <functional>
 #include <memory>
 #include <unordered_map>
 #include <string>
@@ -80,6 +81,12 @@ class Worker {
   /// Closes the listener of entry point `ep` and its idle connections; busy ones close after their
   /// exchange. Thread: any.
   void drain(size_t ep);
+  /// Ends the exchanges and WebSockets still on the servers in `gone` (a deploy's drain timeout).
+  /// Thread: any.
+  void evict(std::vector<const upstream::EndpointHealth*> gone);
+  /// Counts the exchanges (WebSockets included) on the servers in `gone` and calls `done` with the
+  /// count, on this worker's thread (a drain waits for zero). Thread: any.
+  void count_on(std::vector<const upstream::EndpointHealth*> gone, std::function<void(size_t)> done);
   /// Stops the io_context and joins the thread. Thread: control.
   void stop();
 

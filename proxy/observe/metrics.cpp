@@ -397,15 +397,20 @@ std::string Metrics::scrape(const Snapshot& snap) const {
   return out.text();
 }
 
-std::unordered_map<std::string, RequestTotals> Metrics::router_totals() const {
+std::unordered_map<std::string, RequestTotals> Metrics::router_totals() const { return totals(kRouter); }
+
+std::unordered_map<std::string, RequestTotals> Metrics::service_totals() const { return totals(kService); }
+
+std::unordered_map<std::string, RequestTotals> Metrics::totals(uint8_t family) const {
   std::unordered_map<std::string, RequestTotals> out;
   for (const auto& w : workers_) {
     for (const WorkerMetrics::Cell* cell : w->cell_list()) {
       const auto& c = *cell;
-      if (c.family != kRouter) continue;
-      auto& t = out[c.router];
+      if (c.family != family) continue;
+      auto& t = out[family == kRouter ? c.router : c.service];
       const uint64_t n = c.requests.load(std::memory_order_relaxed);
       t.requests += n;
+      t.duration_ns += c.duration_ns.load(std::memory_order_relaxed);
       if (c.code >= 500 && c.code <= 599 && c.protocol != Protocol::kGrpc && c.protocol != Protocol::kGrpcWeb)
         t.server_errors += n;
     }

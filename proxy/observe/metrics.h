@@ -46,6 +46,7 @@ NameIds& metric_names();
 struct RequestTotals {
   uint64_t requests = 0;
   uint64_t server_errors = 0;
+  uint64_t duration_ns = 0;  ///< summed over the requests
 };
 
 /// What the control plane adds to each scrape (it owns the values: atomics read at scrape time).
@@ -126,9 +127,12 @@ class Metrics {
   std::string scrape(const Snapshot& snap) const;
   /// Per router name, over all workers. Thread: any.
   std::unordered_map<std::string, RequestTotals> router_totals() const;
+  /// Per (load-balancer) service name, over all workers (a canary's automatic rollback). Thread: any.
+  std::unordered_map<std::string, RequestTotals> service_totals() const;
 
  private:
   friend class WorkerMetrics;
+  std::unordered_map<std::string, RequestTotals> totals(uint8_t family) const;
   config::PrometheusConfig settings_;
   std::vector<int64_t> bucket_ns_;  ///< the buckets' upper bounds in ns
   std::vector<std::string> entry_point_names_;

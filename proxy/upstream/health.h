@@ -30,6 +30,13 @@ struct EndpointHealth {
   bool record_failure(int64_t now_ms, int64_t window_ms, int32_t max_failures);
 };
 
+/// The switch of a service that `berth pause` / `berth resume` flip without a new snapshot: while
+/// paused, new requests are held (up to `max_pause_ms`, then 504). Thread: any (atomics).
+struct ServiceGate {
+  std::atomic<bool> paused{false};
+  std::atomic<int64_t> max_pause_ms{30'000};
+};
+
 /// The EndpointHealth of each (service, server URL), so that health survives reloads for as long
 /// as some snapshot still names the server. Thread: control.
 class HealthRegistry {

@@ -1,5 +1,6 @@
 """Integration-test harness: starts the real build/berth, test backends and other peers on loopback
 ports chosen at run time, each bounded in time and stopped by its pid."""
+import http.client
 import http.server
 import os
 import signal
@@ -68,6 +69,7 @@ class Backend:
             raise RuntimeError(f"backend did not start: {line!r}")
         self.port = int(line.split()[1])
         self.url = f"http://127.0.0.1:{self.port}"
+        self.name = name
 
     def stop(self):
         stop(self.proc)
@@ -321,6 +323,102 @@ class ClientThreads:
             t.join(timeout)
 
 
+class Traffic(ClientThreads):
+    """Threads that keep requesting until stopped: a keep-alive HTTP/1.1 client (which, as browsers
+    and Go's client do, sends an idempotent request again on a new connection when a reused one
+    closed before any answer), one that opens a connection per request, and curl over HTTP/2 (TLS:
+    the entry point needs a TLS router) reusing its connection for batches of 20. Records
+    (time, client, status, backend) with the backend's X-Backend; `failures` lists the answers that
+    are not a 200 from a backend, and the errors."""
+
+    def __init__(self, port, host=None):
+        super().__init__(self._keep_alive, self._fresh, self._h2)
+        self.port, self.host = port, host
+        self.records = []
+        self.failures = []
+
+    @property
+    def ok(self):
+        with self._lock:
+            return len(self.records) - len(self.failures)
+
+    @property
+    def ok_by_client(self):
+        out = {"keep-alive": 0, "fresh": 0, "h2": 0}
+        for _, client, status, backend in self.snapshot():
+            out[client] += status == 200 and bool(backend)
+        return out
+
+    def _result(self, client, status, backend, what=""):
+        with self._lock:
+            self.records.append((time.time(), client, status, backend))
+            if status != 200 or not backend:
+                self.failures.append(f"{client}: {status} {backend} {what}".strip())
+
+    def snapshot(self):
+        with self._lock:
+            return list(self.records)
+
+    def backends_since(self, t):
+        """The backends of the 200s that started after `t` (keep-alive and fresh: sent after `t`)."""
+        return [r[3] for r in self.snapshot() if r[0] > t and r[2] == 200]
+
+    def _keep_alive(self):
+        c = None
+        headers = {"Host": self.host} if self.host else {}
+        while not self.stopping():
+            reused = c is not None
+            try:
+                if c is None:
+                    c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
+                c.request("GET", "/", headers=headers)
+                r = c.getresponse()
+                r.read()
+                self._result("keep-alive", r.status, r.getheader("X-Backend", ""))
+                if r.getheader("Connection", "").lower() == "close":
+                    c.close()
+                    c = None
+            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
+                c.close()
+                c = None
+                if not reused:  # a fresh connection that failed is a failure; a reused one is retried
+                    self._result("keep-alive", 0, "", repr(e))
+            except Exception as e:  # noqa: BLE001 - every failure is recorded
+                self._result("keep-alive", 0, "", repr(e))
+                if c is not None:
+                    c.close()
+                c = None
+        if c is not None:
+            c.close()
+
+    def _fresh(self):
+        while not self.stopping():
+            try:
+                status, headers, _ = get(self.port, "/", host=self.host)
+                self._result("fresh", status, headers.get("x-backend", ""))
+            except Exception as e:  # noqa: BLE001
+                self._result("fresh", 0, "", repr(e))
+
+    def _h2(self):
+        # HTTP/2 over TLS (curl 7.88 cannot reuse an h2c prior-knowledge connection, with any server).
+        url = f"https://127.0.0.1:{self.port}/"
+        host = ["-H", f"Host: {self.host}"] if self.host else []
+        while not self.stopping():
+            started = time.time()
+            r = subprocess.run(["curl", "-sk", "--http2", *host, "-w", "%{http_code} %header{x-backend}\n",
+                                "--max-time", "10", *[a for _ in range(20) for a in ("-o", "/dev/null", url)]],
+                               capture_output=True, text=True, timeout=30)
+            lines = r.stdout.splitlines()
+            for line in lines:
+                code, _, backend = line.partition(" ")
+                with self._lock:  # the batch's requests count from its start
+                    self.records.append((started, "h2", int(code) if code.isdigit() else 0, backend.strip()))
+                    if code != "200" or not backend.strip():
+                        self.failures.append(f"h2: {line}")
+            if r.returncode != 0 or len(lines) != 20:
+                self._result("h2", 0, "", f"curl exit {r.returncode}, {len(lines)} answers: {r.stderr[-200:]}")
+
+
 class Load(ClientThreads):
     """Requests sent continuously through berth to one Host by two threads, one on a keep-alive
     connection and one on a new connection per request. Records (time, mode, status, body)."""
@@ -375,6 +473,12 @@ class Load(ClientThreads):
         return [r[3] for r in self.snapshot() if r[0] >= t and r[2] == 200]
 
 
+def admin(*args, timeout=90):
+    """Runs `berth <args>` (deploy, rollback, rollout, list...) against this test's admin socket;
+    returns the CompletedProcess (text)."""
+    return subprocess.run([BERTH, *args], capture_output=True, text=True, timeout=timeout)
+
+
 class BerthTestCase(unittest.TestCase):
     """Gives each test a temp dir and stops every process it started, even on failure."""
 
@@ -382,6 +486,9 @@ class BerthTestCase(unittest.TestCase):
         self._tmp = tempfile.TemporaryDirectory(prefix="berth-it.")
         self.tmp = self._tmp.name
         self._procs = []
+        # Each test's berths (and `berth deploy` & co.) use an admin socket and deploy state of its own.
+        os.environ["BERTH_ADMIN_SOCKET"] = os.path.join(self.tmp, "admin.sock")
+        os.environ["BERTH_DEPLOY_STATE"] = os.path.join(self.tmp, "deploy-state.json")
 
     def tearDown(self):
         for p in reversed(self._procs):

@@ -2,7 +2,6 @@
 sockets to a new process over a unix socket; the new one serves at once, the old one stops
 accepting, drains and exits 0. Clients that keep sending (keep-alive and new connections, HTTP/1.1
 and HTTP/2) through three upgrades see no failed request."""
-import http.client
 import os
 import re
 import signal
@@ -10,7 +9,7 @@ import socket
 import subprocess
 import time
 
-from harness import BERTH, BerthTestCase, ClientThreads, free_port, get, main, router_yaml, wait_for_port, wait_until
+from harness import BERTH, BerthTestCase, Traffic, free_port, get, main, router_yaml, wait_for_port, wait_until
 
 
 def alive(pid):
@@ -23,74 +22,6 @@ def alive(pid):
             return f.read().split(") ")[1][0] != "Z"
     except OSError:
         return False
-
-
-class Traffic(ClientThreads):
-    """Threads that keep requesting until stopped, each recording failures: a keep-alive HTTP/1.1
-    client (which, as browsers and Go's client do, sends an idempotent request again on a new
-    connection when a reused one closed before any answer), one that opens a connection per
-    request, and curl over HTTP/2 (prior knowledge) reusing its connection for batches of URLs."""
-
-    def __init__(self, port):
-        super().__init__(self._keep_alive, self._fresh, self._h2)
-        self.port = port
-        self.ok = 0
-        self.ok_by_client = {"keep-alive": 0, "fresh": 0, "h2": 0}
-        self.failures = []
-
-    def _result(self, ok, what):
-        with self._lock:
-            if ok:
-                self.ok += 1
-                self.ok_by_client[what.split(":")[0]] += 1
-            else:
-                self.failures.append(what)
-
-    def _keep_alive(self):
-        c = None
-        while not self.stopping():
-            reused = c is not None
-            try:
-                if c is None:
-                    c = http.client.HTTPConnection("127.0.0.1", self.port, timeout=10)
-                c.request("GET", "/")
-                r = c.getresponse()
-                body = r.read()
-                self._result(r.status == 200 and body == b"app", f"keep-alive: {r.status} {body[:80]!r}")
-                if r.getheader("Connection", "").lower() == "close":
-                    c.close()
-                    c = None
-            except (http.client.RemoteDisconnected, ConnectionResetError, BrokenPipeError) as e:
-                c.close()
-                c = None
-                if not reused:  # a fresh connection that failed is a failure; a reused one is retried
-                    self._result(False, f"keep-alive: {e!r}")
-            except Exception as e:  # noqa: BLE001
-                self._result(False, f"keep-alive: {e!r}")
-                if c is not None:
-                    c.close()
-                c = None
-
-    def _fresh(self):
-        while not self.stopping():
-            try:
-                status, _, body = get(self.port, "/")
-                self._result(status == 200 and body == b"app", f"fresh: {status} {body[:80]!r}")
-            except Exception as e:  # noqa: BLE001
-                self._result(False, f"fresh: {e!r}")
-
-    def _h2(self):
-        # HTTP/2 over TLS (curl 7.88 cannot reuse an h2c prior-knowledge connection, with any server).
-        url = f"https://127.0.0.1:{self.port}/"
-        while not self.stopping():
-            r = subprocess.run(["curl", "-sk", "--http2", "-w", "%{http_code}\n", "--max-time", "10",
-                                *[a for _ in range(20) for a in ("-o", "/dev/null", url)]],
-                               capture_output=True, text=True, timeout=30)
-            codes = r.stdout.split()
-            for code in codes:
-                self._result(code == "200", f"h2: {code}")
-            if r.returncode != 0 or len(codes) != 20:
-                self._result(False, f"h2: curl exit {r.returncode}, {len(codes)} answers: {r.stderr[-200:]}")
 
 
 class HotUpgrade(BerthTestCase):
@@ -153,6 +84,7 @@ class HotUpgrade(BerthTestCase):
         self.assertEqual(traffic.failures, [], f"{len(traffic.failures)} failed of {traffic.ok + len(traffic.failures)}")
         self.assertGreater(traffic.ok, 300)
         self.assertTrue(all(n > 20 for n in traffic.ok_by_client.values()), traffic.ok_by_client)
+        self.assertEqual({r[3] for r in traffic.snapshot()}, {"app"})
         print(f"\n  {traffic.ok} requests through 3 upgrades, none failed", end=" ")
         log = proxy.log_text()
         self.assertEqual(log.count("hot upgrade: the new process serves; this one stops accepting and drains"), 3)

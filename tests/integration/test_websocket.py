@@ -1,7 +1,7 @@
 """WebSocket through berth with python3-websockets on both ends: messages both ways (small and
 large), the backend closing, the client closing, an idle tunnel closed after the entry point's
-idleTimeout, a busy tunnel closed at webSocket.maxLifetime, a tunnel surviving a config reload,
-and a 101 nobody asked for refused."""
+idleTimeout, a busy tunnel closed at webSocket.maxLifetime, a tunnel surviving a config reload, a
+tunnel living through `berth deploy` until its drain timeout, and a 101 nobody asked for refused."""
 import asyncio
 import logging
 import os
@@ -12,7 +12,7 @@ import time
 
 import websockets
 
-from harness import BerthTestCase, free_port, get, main, wait_for_port, wait_until
+from harness import BERTH, BerthTestCase, free_port, get, main, wait_for_port, wait_until
 
 logging.getLogger("websockets").setLevel(logging.CRITICAL)  # an idle-closed tunnel is expected here
 
@@ -160,6 +160,45 @@ class WebSocket(BerthTestCase):
         waited = run(reload_then_talk())
         self.assertGreater(waited, 0.5)
         self.assertIn("configuration generation 2 applied", self.proxy.log_text())
+
+    def test_tunnel_lives_through_a_deploy_until_the_drain_timeout(self):
+        self.start()
+        green = EchoServer()
+        self._procs.append(green)
+        wait_until(lambda: os.path.exists(os.environ["BERTH_ADMIN_SOCKET"]), timeout=5)
+
+        async def through_deploy():
+            async with websockets.connect(self.url + "/old", ping_interval=None) as ws:
+                await ws.send("before")
+                assert await ws.recv() == "before"
+                # --force: the echo server answers plain GETs with 426, so no health check here.
+                deploy = await asyncio.create_subprocess_exec(
+                    BERTH, "deploy", "s", "--target", f"127.0.0.1:{green.port}", "--force", "--drain-timeout", "1500ms",
+                    stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+                started = time.monotonic()
+                await asyncio.sleep(0.7)
+                await ws.send("during")  # switched, and still tunnelled to the old target
+                assert await ws.recv() == "during"
+                out, err = await deploy.communicate()
+                took = time.monotonic() - started
+                try:
+                    await asyncio.wait_for(ws.recv(), 3)
+                    closed = False
+                except websockets.ConnectionClosed:
+                    closed = True
+                return deploy.returncode, out.decode() + err.decode(), took, closed
+        code, out, took, closed = run(through_deploy())
+        self.assertEqual(code, 0, out)
+        self.assertIn("1 exchange(s) still on the old targets were closed", out)
+        self.assertGreater(took, 1.4)  # the deploy waited for the tunnel, up to the drain timeout
+        self.assertTrue(closed, "the old target's tunnel is closed after the drain timeout")
+
+        async def fresh():
+            async with websockets.connect(self.url + "/new") as ws:
+                await ws.send("x")
+                return await ws.recv()
+        self.assertEqual(run(fresh()), "x")
+        self.assertEqual((self.echo.paths, green.paths), (["/old"], ["/new"]))
 
     def test_busy_tunnel_ends_at_its_lifetime(self):
         self.start(idle="10s", lifetime="1500ms")

@@ -5,6 +5,7 @@
 //
 // Port 0 picks a free port. On start it prints "READY <port>" (first listener) and then
 // "PORTS <p1> <p2> ..." (all listeners), flushing stdout. SIGTERM/SIGINT exit with status 0.
+// SIGUSR1 makes it fail from then on: every answer is a 500 "failing NAME" (a broken deploy).
 //
 // Endpoints (routing looks at the path only; the query is ignored):
 //   /size/N          200, N bytes of 'x' (Content-Length), streamed from a static buffer
@@ -58,6 +59,7 @@
 namespace {
 
 std::string g_name = "backend";
+volatile sig_atomic_t g_failing = 0;  // SIGUSR1: answer 500 to everything
 std::atomic<uint64_t> g_requests{0};
 
 constexpr size_t kXBufSize = 256 * 1024;
@@ -834,6 +836,10 @@ class Worker {
   }
 
   void respond(Conn* c) {
+    if (g_failing) {
+      simple(c, 500, "failing " + g_name);
+      return;
+    }
     switch (c->ep) {
       case Ep::Default:
         simple(c, 200, g_name);
@@ -1016,6 +1022,9 @@ int main(int argc, char** argv) {
   sa.sa_handler = on_term;
   sigaction(SIGTERM, &sa, nullptr);
   sigaction(SIGINT, &sa, nullptr);
+  struct sigaction fail{};
+  fail.sa_handler = [](int) { g_failing = 1; };
+  sigaction(SIGUSR1, &fail, nullptr);
 
   rlimit rl;
   if (getrlimit(RLIMIT_NOFILE, &rl) == 0 && rl.rlim_cur < rl.rlim_max) {
