@@ -221,6 +221,19 @@ class Deployer::Impl {
     co_await cmd.send(answer_line(outcome.ok, outcome.message, std::move(outcome.services)));
   }
 
+  // Marks a service busy for as long as a command runs on it.
+  struct Busy {
+    Busy(std::shared_ptr<std::map<std::string, std::string>> map, std::string service, std::string what)
+        : busy(std::move(map)), name(std::move(service)) {
+      (*busy)[name] = std::move(what);
+    }
+    Busy(const Busy&) = delete;
+    Busy& operator=(const Busy&) = delete;
+    ~Busy() { busy->erase(name); }
+    std::shared_ptr<std::map<std::string, std::string>> busy;
+    std::string name;
+  };
+
   struct Outcome {
     bool ok = false;
     std::string message;
@@ -236,14 +249,9 @@ class Deployer::Impl {
     auto service = resolve(str_field(r, "service"), creates);
     if (!service) co_return fail(service.error().message);
     const std::string name = *service;
-    if (auto b = busy_.find(name); b != busy_.end())
+    if (auto b = busy_->find(name); b != busy_->end())
       co_return fail(name + ": a " + b->second + " is in progress; wait for it to finish");
-    busy_[name] = verb;
-    struct Release {
-      std::map<std::string, std::string>& busy;
-      std::string name;
-      ~Release() { busy.erase(name); }
-    } release{busy_, name};
+    Busy busy(busy_, name, verb);
     if (verb == "deploy") co_return co_await deploy(name, r, cmd);
     if (verb == "rollback") co_return co_await rollback(name, r, cmd);
     if (verb == "rollout") co_return co_await rollout(name, r, cmd);
@@ -391,8 +399,6 @@ class Deployer::Impl {
       ServiceDeploy d = current(name);
       d.last = "paused";
       if (auto saved = commit(name, std::move(d)); !saved) co_return fail(saved.error().to_string());
-    } else {
-      host_.reapply();
     }
     co_await cmd.progress(name + " paused: new requests wait (up to " + format_duration(ms_field(r, "maxPause", 30s)) +
                           ", then 504); waiting for those in flight");
@@ -481,7 +487,7 @@ class Deployer::Impl {
         if (d->created) dj["hosts"] = json::value_from(d->hosts);
         o["deploy"] = dj;
       }
-      if (auto b = busy_.find(name); b != busy_.end()) o["busy"] = b->second;
+      if (auto b = busy_->find(name); b != busy_->end()) o["busy"] = b->second;
       out.push_back(std::move(o));
     }
     return out;
@@ -675,10 +681,9 @@ class Deployer::Impl {
     watch_.async_wait([this](boost::system::error_code ec) {
       if (ec || handed_over_) return;
       for (const auto& [name, d] : state_.services) {
-        if (d.canary.empty() || d.percent == 0 || !d.auto_rollback.enabled || busy_.count(name)) continue;
+        if (d.canary.empty() || d.percent == 0 || !d.auto_rollback.enabled || busy_->count(name)) continue;
         auto verdict = judge(name, d);
         if (!verdict.empty()) {
-          busy_[name] = "automatic rollback";
           proxy::coro::spawn(auto_rollback(name, verdict));
           break;  // state_ changes under the loop
         }
@@ -723,11 +728,7 @@ class Deployer::Impl {
   }
 
   proxy::coro::Task<void> auto_rollback(std::string name, std::string verdict) {
-    struct Release {
-      std::map<std::string, std::string>& busy;
-      std::string name;
-      ~Release() { busy.erase(name); }
-    } release{busy_, name};
+    Busy busy(busy_, name, "automatic rollback");
     ServiceDeploy d = current(name);
     Healths canary = endpoints_of(name, std::vector<std::string>(), true);
     LOG_WARN("deploy: automatic rollback of ", name, ": ", verdict, "; all users back on ", join(d.targets.empty() ? serving_targets(name) : d.targets));
@@ -753,7 +754,9 @@ class Deployer::Impl {
   DeployState state_;
   std::map<std::string, std::shared_ptr<proxy::upstream::ServiceGate>> gates_;
   std::set<std::string> paused_;
-  std::map<std::string, std::string> busy_;  ///< service -> the command in progress on it
+  /// Service -> the command in progress on it. Shared with the commands' Busy marks, which a
+  /// coroutine destroyed with the io_context (at exit) releases after this object is gone.
+  std::shared_ptr<std::map<std::string, std::string>> busy_ = std::make_shared<std::map<std::string, std::string>>();
   /// Per service in rollout: the (stable, canary) totals when the rollout last changed.
   std::map<std::string, std::pair<proxy::observe::RequestTotals, proxy::observe::RequestTotals>> baselines_;
 };
