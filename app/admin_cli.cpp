@@ -162,10 +162,14 @@ int run_admin_command(const std::string& given_verb, const std::vector<std::stri
     }
     if (flag == "socket") socket_flag = value;
     else if (iequals(flag, "configFile")) config_file = value;
-    else if (flag == "json") as_json = true;
+    else if (flag == "json") as_json = !has_value || parse_bool(value).value_or(true);
     else if (flag == "target") targets.emplace_back(value);
     else if (flag == "host") hosts.emplace_back(value);
-    else if (boolean) request[camel(flag)] = true;
+    else if (boolean) {
+      auto on = has_value ? parse_bool(value) : std::optional<bool>(true);
+      if (!on) return usage("--" + flag + "=" + value + ": true or false");
+      request[camel(flag)] = *on;
+    }
     else if (is_duration_flag(flag)) {
       auto d = parse_duration(value);
       if (!d) return usage("--" + flag + " " + value + ": not a duration (like 500ms, 30s, 2m)");
@@ -191,6 +195,10 @@ int run_admin_command(const std::string& given_verb, const std::vector<std::stri
   if (verb != "list" && !request.contains("service")) return usage("which service?");
 
   const std::string path = socket_path(socket_flag, config_file);
+  if (path.empty()) {
+    std::cerr << "berth: the admin socket is off in " << config_file << " (admin.socket is empty)\n";
+    return 2;
+  }
   const int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_un addr{};
   addr.sun_family = AF_UNIX;

@@ -103,6 +103,10 @@ std::string DeployState::to_json() const {
       o["autoRollback"] = json::object{{"errorMargin", d.auto_rollback.error_margin},
                                        {"latencyFactor", d.auto_rollback.latency_factor},
                                        {"minRequests", d.auto_rollback.min_requests}};
+    if (d.paused) {
+      o["paused"] = true;
+      o["maxPauseMs"] = d.max_pause.count();
+    }
     if (d.stopped) {
       o["stopped"] = true;
       o["message"] = d.message;
@@ -141,6 +145,8 @@ Result<DeployState> DeployState::from_json(std::string_view text, const std::str
       d.auto_rollback.latency_factor = number<double>(ar->as_object(), "latencyFactor", 2.0);
       d.auto_rollback.min_requests = number<uint64_t>(ar->as_object(), "minRequests", 20);
     }
+    d.paused = boolean(o, "paused");
+    d.max_pause = std::chrono::milliseconds(number<int64_t>(o, "maxPauseMs", 30'000));
     d.stopped = boolean(o, "stopped");
     d.message = string(o, "message");
     if (const auto* h = o.if_contains("health"); h && h->is_object()) {
@@ -193,7 +199,10 @@ void apply_deploys(const DeployState& state,
       router.service = name;
       router.where = where;
       for (const auto& host : d.hosts) router.rule += (router.rule.empty() ? "" : " || ") + ("Host(`" + host + "`)");
-      if (router.rule.empty()) router.rule = "PathPrefix(`/`)";
+      if (router.rule.empty()) {  // every host, below every other router (kamal-proxy's catch-all)
+        router.rule = "PathPrefix(`/`)";
+        router.priority = 1;
+      }
       dyn.routers[name] = std::move(router);
     }
     if (it == dyn.services.end()) {
@@ -209,12 +218,12 @@ void apply_deploys(const DeployState& state,
     if (!d.targets.empty()) svc.servers = servers_of(d.targets, where);
     if (svc.servers.empty()) continue;  // berth made it and nothing is deployed yet: no service
     if (!d.canary.empty() && d.percent > 0) {
-      // A rollout: the service becomes weighted over two halves that keep its settings.
+      // A rollout: the service becomes weighted over two halves that keep its settings (its own
+      // sticky cookie too: their default cookie names differ, from the halves' names).
       config::ServiceConfig stable = svc, canary = svc;
       stable.name = stable_name(name);
       canary.name = canary_name(name);
       canary.servers = servers_of(d.canary, where);
-      stable.sticky = canary.sticky = {};
       config::ServiceConfig weighted;
       weighted.name = name;
       weighted.where = where;

@@ -46,6 +46,8 @@ struct ServiceDeploy {
   std::vector<std::string> canary;     ///< `rollout`: the new targets
   int percent = 0;                     ///< `rollout`: the canary's share of users (sticky by cookie)
   AutoRollback auto_rollback;
+  bool paused = false;                 ///< `pause`: new requests are held (ServiceGate)
+  std::chrono::milliseconds max_pause{30'000};  ///< `pause --max-pause`: then 504
   bool stopped = false;                ///< `stop`: a 503 maintenance page
   std::string message;                 ///< `stop --message`
   HealthGate health;                   ///< as last given (rollback uses it)

@@ -127,19 +127,32 @@ class Deployer::Impl {
   }
 
   void load() {
+    if (!watching_) {
+      watching_ = true;
+      watch_canaries();
+    }
     auto loaded = DeployState::load(settings_.state_file);
     if (!loaded) {
-      LOG_ERROR("deploy state: ", loaded.error().to_string(), " (starting without it; it is rewritten at the next command)");
+      // Not overwritten by the next command: what it held would be lost. Commands are refused
+      // until it is fixed or moved away and berth restarted.
+      broken_ = loaded.error().to_string();
+      LOG_ERROR("deploy state: ", broken_, "; the providers' servers serve, and deploy commands are refused until "
+                "the file is fixed or moved away and berth restarted");
       return;
     }
+    broken_.clear();
     state_ = std::move(*loaded);
     for (const auto& [name, d] : state_.services) {
-      gate(name);
+      auto& g = *gate(name);
+      g.max_pause_ms.store(d.max_pause.count(), std::memory_order_relaxed);
+      g.paused.store(d.paused, std::memory_order_relaxed);
       if (!d.canary.empty()) baselines_[name] = rollout_totals(name);
     }
     if (!state_.services.empty())
       LOG_INFO("deploy state: ", state_.services.size(), " service(s) restored from ", settings_.state_file);
   }
+
+  void freeze(bool frozen) { frozen_ = frozen; }
 
   void overlay(config::DynamicConfig& dyn) const { apply_deploys(state_, gates_, dyn); }
 
@@ -150,6 +163,13 @@ class Deployer::Impl {
     std::error_code fs_ec;
     if (!dir.empty() && std::filesystem::create_directories(dir, fs_ec)) ::chmod(dir.c_str(), 0700);
     if (fs_ec) return Error{path, "cannot create the admin socket's directory: " + fs_ec.message()};
+    // A directory another user owns or may write to could swap the socket for theirs.
+    struct stat st{};
+    if (!dir.empty() && ::stat(dir.c_str(), &st) == 0 && (st.st_mode & S_ISVTX) == 0 &&
+        ((st.st_uid != ::geteuid() && st.st_uid != 0) || (st.st_mode & (S_IWGRP | S_IWOTH)) != 0))
+      return Error{path, "the admin socket's directory " + dir.string() + " is writable by others; use another path"};
+    if (::lstat(path.c_str(), &st) == 0 && !S_ISSOCK(st.st_mode))
+      return Error{path, "exists and is not a socket; berth leaves it alone (set admin.socket to another path)"};
     boost::system::error_code ec;
     {
       LocalSocket probe(io_.get_executor());
@@ -165,7 +185,6 @@ class Deployer::Impl {
     acceptor_.listen(16, ec);
     if (ec) return Error{path, "cannot listen on the admin socket: " + ec.message()};
     accept();
-    watch_canaries();
     LOG_INFO("admin socket: ", path, " (berth deploy, rollback, rollout, pause, resume, stop, list)");
     return true;
   }
@@ -192,8 +211,13 @@ class Deployer::Impl {
       socklen_t len = sizeof cred;
       const bool allowed = ::getsockopt(peer.native_handle(), SOL_SOCKET, SO_PEERCRED, &cred, &len) == 0 &&
                            (cred.uid == 0 || cred.uid == ::geteuid());
-      if (allowed) proxy::coro::spawn(serve(std::make_shared<LocalSocket>(std::move(peer))));
-      else LOG_WARN("admin socket: refused a client with uid ", cred.uid);
+      if (allowed) {
+        proxy::coro::spawn(serve(std::make_shared<LocalSocket>(std::move(peer))));
+      } else {
+        LOG_WARN("admin socket: refused a client with uid ", cred.uid);
+        const std::string no = answer_line(false, "refused: only root or the user berth runs as may use this socket");
+        (void)!::send(peer.native_handle(), no.data(), no.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+      }
       accept();
     });
   }
@@ -244,11 +268,16 @@ class Deployer::Impl {
   proxy::coro::Task<Outcome> run(const json::object& r, Command& cmd) {
     const std::string verb = str_field(r, "command");
     if (verb == "list") co_return Outcome{true, "", list()};
-    if (handed_over_) co_return fail("this berth is being replaced by a hot upgrade; run the command again");
+    if (handed_over_ || frozen_) co_return fail("this berth is being replaced by a hot upgrade; run the command again");
+    if (!broken_.empty()) co_return fail("the deploy state is unreadable (" + broken_ + "); fix or move the file and restart berth");
     const bool creates = verb == "deploy";
     auto service = resolve(str_field(r, "service"), creates);
     if (!service) co_return fail(service.error().message);
     const std::string name = *service;
+    if (verb == "resume") co_return co_await resume(name);  // also while a pause or stop waits for its drain
+    if ((verb == "pause" || verb == "stop") && !routed_directly(name))
+      co_return fail(name + ": no router sends to it directly (it is inside another service); " + verb +
+                     " the service a router names");
     if (auto b = busy_->find(name); b != busy_->end())
       co_return fail(name + ": a " + b->second + " is in progress; wait for it to finish");
     Busy busy(busy_, name, verb);
@@ -256,7 +285,6 @@ class Deployer::Impl {
     if (verb == "rollback") co_return co_await rollback(name, r, cmd);
     if (verb == "rollout") co_return co_await rollout(name, r, cmd);
     if (verb == "pause") co_return co_await pause(name, r, cmd);
-    if (verb == "resume") co_return co_await resume(name);
     if (verb == "stop") co_return co_await stop(name, r, cmd);
     co_return fail("unknown command \"" + verb + "\"");
   }
@@ -289,13 +317,29 @@ class Deployer::Impl {
 
   // ---- commands ----
 
+  static void read_health(const json::object& r, HealthGate& health) {
+    if (auto p = str_field(r, "healthPath"); !p.empty()) health.path = p;
+    // At least 10 ms between checks: 0 would be a busy loop of connects.
+    health.interval = std::max(ms_field(r, "healthInterval", health.interval), std::chrono::milliseconds(10));
+    health.timeout = std::max(ms_field(r, "healthTimeout", health.timeout), std::chrono::milliseconds(10));
+  }
+
+  // A router names `name` (so its gate sees the requests: pause and stop act there).
+  bool routed_directly(const std::string& name) const {
+    if (auto d = state_.services.find(name); d != state_.services.end() && d->second.created) return true;
+    for (const auto& [router, r] : host_.providers().routers) {
+      std::string service = std::string(trim(r.service));
+      if (service.find('@') == std::string::npos) service += router.substr(router.rfind('@'));
+      if (service == name) return true;
+    }
+    return false;
+  }
+
   proxy::coro::Task<Outcome> deploy(const std::string& name, const json::object& r, Command& cmd) {
     auto targets = list_field(r, "targets");
     if (targets.empty()) co_return fail("deploy " + name + ": no --target given");
     ServiceDeploy d = current(name);
-    d.health.path = str_field(r, "healthPath").empty() ? d.health.path : str_field(r, "healthPath");
-    d.health.interval = ms_field(r, "healthInterval", d.health.interval);
-    d.health.timeout = ms_field(r, "healthTimeout", d.health.timeout);
+    read_health(r, d.health);
     if (d.created || !host_.providers().services.count(name)) {
       d.created = true;
       if (auto hosts = list_field(r, "hosts"); !hosts.empty()) d.hosts = hosts;
@@ -306,6 +350,7 @@ class Deployer::Impl {
   proxy::coro::Task<Outcome> rollback(const std::string& name, const json::object& r, Command& cmd) {
     ServiceDeploy d = current(name);
     if (d.previous.empty()) co_return fail("rollback " + name + ": there is no previous deploy to go back to");
+    read_health(r, d.health);
     auto targets = d.previous;
     co_return co_await switch_to(name, std::move(d), targets, "rolled back", r, cmd);
   }
@@ -323,7 +368,6 @@ class Deployer::Impl {
         co_return fail(verb == "deployed" ? "deploy " + name + " failed: " + healthy.error().message + "; nothing changed"
                                           : "rollback " + name + " failed: " + healthy.error().message + "; nothing changed");
     }
-    if (handed_over_) co_return fail("interrupted by a hot upgrade before the switch; nothing changed here");
     const auto healthy_at = Clock::now();
     std::vector<std::string> before = serving_targets(name);
     std::vector<std::string> urls;
@@ -338,9 +382,10 @@ class Deployer::Impl {
     const auto switched_at = Clock::now();
     co_await cmd.progress(name + " switched to " + join(targets) + " (healthy after " + ms_text(healthy_at - started) +
                           ", switched " + ms_text(switched_at - healthy_at) + " later)");
-    auto drained = co_await drain(old, drain_timeout, true);
+    auto drained = co_await drain(name, std::move(old), drain_timeout, true);
+    const bool stopped = state_.services.at(name).stopped;
     co_return Outcome{true, name + " " + verb + " to " + join(targets) + " in " + ms_text(switched_at - started) +
-                                "; " + drained,
+                                "; " + drained + (stopped ? " (still stopped: berth resume serves it)" : ""),
                       std::nullopt};
   }
 
@@ -354,7 +399,7 @@ class Deployer::Impl {
       d.percent = 0;
       d.auto_rollback = {};
       if (auto saved = commit(name, std::move(d)); !saved) co_return fail(saved.error().to_string());
-      auto drained = co_await drain(canary, ms_field(r, "drainTimeout", 30s), true);
+      auto drained = co_await drain(name, std::move(canary), ms_field(r, "drainTimeout", 30s), true);
       co_return Outcome{true, name + ": rollout stopped, all users on " + join(serving_targets(name)) + "; " + drained,
                         std::nullopt};
     }
@@ -366,9 +411,8 @@ class Deployer::Impl {
     if (targets.empty() && d.canary.empty())
       co_return fail("rollout " + name + ": no rollout in progress; give the new targets with --target");
     if (serving_targets(name).empty()) co_return fail("rollout " + name + ": the service has no servers to share with");
+    read_health(r, d.health);
     if (!targets.empty() && targets != d.canary && !bool_field(r, "force")) {
-      if (auto p = str_field(r, "healthPath"); !p.empty()) d.health.path = p;
-      d.health.interval = ms_field(r, "healthInterval", d.health.interval);
       co_await cmd.progress("checking " + join(targets) + " at " + d.health.path + " every " +
                             format_duration(d.health.interval));
       if (auto healthy = co_await wait_healthy(targets, d.health, ms_field(r, "deployTimeout", 30s)); !healthy)
@@ -391,34 +435,28 @@ class Deployer::Impl {
   }
 
   proxy::coro::Task<Outcome> pause(const std::string& name, const json::object& r, Command& cmd) {
-    auto& g = *gate(name);
-    g.max_pause_ms.store(ms_field(r, "maxPause", 30s).count(), std::memory_order_relaxed);
-    g.paused.store(true, std::memory_order_relaxed);
-    paused_.insert(name);
-    if (!state_.services.count(name)) {  // a service berth never deployed: the gate needs the overlay
-      ServiceDeploy d = current(name);
-      d.last = "paused";
-      if (auto saved = commit(name, std::move(d)); !saved) co_return fail(saved.error().to_string());
-    }
+    ServiceDeploy d = current(name);
+    d.paused = true;
+    d.max_pause = ms_field(r, "maxPause", 30s);
+    d.last = "paused";
+    if (auto saved = commit(name, std::move(d)); !saved) co_return fail(saved.error().to_string());
     co_await cmd.progress(name + " paused: new requests wait (up to " + format_duration(ms_field(r, "maxPause", 30s)) +
                           ", then 504); waiting for those in flight");
-    auto drained = co_await drain(endpoints_of(name, {}, false, true), ms_field(r, "drainTimeout", 30s), false);
+    auto drained = co_await drain("", endpoints_of(name, {}, false, true), ms_field(r, "drainTimeout", 30s), false);
     co_return Outcome{true, name + " paused; " + drained, std::nullopt};
   }
 
   proxy::coro::Task<Outcome> resume(const std::string& name) {
-    gate(name)->paused.store(false, std::memory_order_relaxed);
-    const bool was_paused = paused_.erase(name) > 0;
     auto it = state_.services.find(name);
-    if (it != state_.services.end() && it->second.stopped) {
-      ServiceDeploy d = it->second;
-      d.stopped = false;
-      d.message.clear();
-      d.last = "resumed";
-      if (auto saved = commit(name, std::move(d)); !saved) co_return fail(saved.error().to_string());
-      co_return Outcome{true, name + " resumed: serving again", std::nullopt};
-    }
-    co_return Outcome{true, name + (was_paused ? " resumed: held requests go on" : " was not paused or stopped"), std::nullopt};
+    if (it == state_.services.end() || (!it->second.stopped && !it->second.paused))
+      co_return Outcome{true, name + " was not paused or stopped", std::nullopt};
+    ServiceDeploy d = it->second;
+    const bool was_stopped = d.stopped;
+    d.paused = d.stopped = false;
+    d.message.clear();
+    d.last = "resumed";
+    if (auto saved = commit(name, std::move(d)); !saved) co_return fail(saved.error().to_string());
+    co_return Outcome{true, name + (was_stopped ? " resumed: serving again" : " resumed: held requests go on"), std::nullopt};
   }
 
   proxy::coro::Task<Outcome> stop(const std::string& name, const json::object& r, Command& cmd) {
@@ -428,7 +466,7 @@ class Deployer::Impl {
     d.last = "stopped" + (d.message.empty() ? std::string() : ": " + d.message);
     if (auto saved = commit(name, std::move(d)); !saved) co_return fail(saved.error().to_string());
     co_await cmd.progress(name + " stopped: new requests get the 503 maintenance page; waiting for those in flight");
-    auto drained = co_await drain(endpoints_of(name, {}, false, true), ms_field(r, "drainTimeout", 30s), true);
+    auto drained = co_await drain(name, endpoints_of(name, {}, false, true), ms_field(r, "drainTimeout", 30s), true);
     co_return Outcome{true, name + " stopped; " + drained, std::nullopt};
   }
 
@@ -455,7 +493,7 @@ class Deployer::Impl {
       }
       std::string state = "running";
       if (d && d->stopped) state = "stopped";
-      else if (paused_.count(name)) state = "paused";
+      else if (d && d->paused) state = "paused";
       if (provided == host_.providers().services.end() && !(d && d->created)) state = "missing";
       o["state"] = state;
       json::array servers;
@@ -505,13 +543,17 @@ class Deployer::Impl {
 
   // Saves the state with `d` in it, then applies it (the switch). Nothing changes if saving fails.
   Result<bool> commit(const std::string& name, ServiceDeploy d) {
+    if (frozen_ || handed_over_) return Error{"", "interrupted by a hot upgrade before anything changed; run the command again"};
     d.service = name;
     d.updated = unix_now();
     DeployState next = state_;
     next.services[name] = std::move(d);
     if (auto saved = next.save(settings_.state_file); !saved) return saved;
     state_ = std::move(next);
-    gate(name);
+    const ServiceDeploy& now = state_.services.at(name);
+    auto& g = *gate(name);
+    g.max_pause_ms.store(now.max_pause.count(), std::memory_order_relaxed);
+    g.paused.store(now.paused, std::memory_order_relaxed);
     host_.reapply();
     return true;
   }
@@ -580,9 +622,8 @@ class Deployer::Impl {
       uint16_t port = 0;
       if (!config::parse_address(authority, host, port) || port == 0 || host.empty())
         co_return Error{"", "target " + t + ": not host:port"};
-      boost::system::error_code ec;
-      asio::ip::tcp::resolver resolver(io_);
-      auto found = resolver.resolve(host, std::to_string(port), ec);
+      asio::ip::basic_resolver<asio::ip::tcp, proxy::Executor> resolver(io_.get_executor());
+      auto [ec, found] = co_await resolver.async_resolve(host, std::to_string(port), proxy::coro::use_task);
       if (ec || found.empty()) co_return Error{"", "target " + t + ": cannot resolve " + host + ": " + ec.message()};
       Target tg;
       tg.name = t;
@@ -610,7 +651,7 @@ class Deployer::Impl {
         }
       }
       if (all) co_return true;
-      if (handed_over_) co_return Error{"", "interrupted by a hot upgrade"};
+      if (handed_over_ || frozen_) co_return Error{"", "interrupted by a hot upgrade"};
       if (Clock::now() + health.interval >= deadline) {
         std::string why;
         for (const auto& tg : list)
@@ -624,8 +665,8 @@ class Deployer::Impl {
 
   // ---- drain ----
 
-  // How many exchanges are on `gone` right now, over all workers.
-  proxy::coro::Task<size_t> count_on(const std::vector<const proxy::upstream::EndpointHealth*>& gone) {
+  // How many exchanges `target` waits for right now, over all workers.
+  proxy::coro::Task<size_t> count_on(std::shared_ptr<const proxy::DrainTarget> target) {
     struct Count {
       explicit Count(proxy::Executor ex) : done(ex) {}
       size_t sum = 0;
@@ -636,7 +677,7 @@ class Deployer::Impl {
     count->pending = host_.workers->size();
     count->done.expires_at(Timer::time_point::max());
     for (const auto& w : *host_.workers)
-      w->count_on(gone, [this, count](size_t n) {
+      w->count_on(target, [this, count](size_t n) {
         asio::post(io_, [count, n] {
           count->sum += n;
           if (--count->pending == 0) count->done.cancel();
@@ -646,24 +687,25 @@ class Deployer::Impl {
     co_return count->sum;
   }
 
-  // Waits until no exchange is on `old` (twice in a row, 25 ms apart: one may just be starting on
-  // a worker that took the new snapshot a moment later), or until `timeout`; then, if `evict`, ends
-  // those left (WebSockets included). Says what happened.
-  proxy::coro::Task<std::string> drain(Healths old, std::chrono::milliseconds timeout, bool evict) {
-    if (old.empty()) co_return "nothing to drain";
-    std::vector<const proxy::upstream::EndpointHealth*> gone;
-    for (const auto& h : old) gone.push_back(h.get());
+  // Waits until no exchange is left on `old` servers of `service`, nor routed to it by a snapshot
+  // before the one serving now (each worker took that one before it counts: the same queue), or
+  // until `timeout`; then, if `evict`, ends the ones on the old servers (WebSockets included).
+  // Says what happened.
+  proxy::coro::Task<std::string> drain(const std::string& service, Healths old, std::chrono::milliseconds timeout,
+                                       bool evict) {
+    auto target = std::make_shared<proxy::DrainTarget>();
+    target->servers = std::move(old);
+    target->service = service;
+    target->before_generation = host_.snapshot() ? host_.snapshot()->generation : 0;
     const auto started = Clock::now();
     const auto deadline = started + timeout;
     Timer wait(io_.get_executor());
-    int zeros = 0;
     while (true) {
-      const size_t n = co_await count_on(gone);
-      if (n == 0 && ++zeros >= 2) co_return "drained in " + ms_text(Clock::now() - started);
-      if (n > 0) zeros = 0;
+      const size_t n = co_await count_on(target);
+      if (n == 0) co_return "drained in " + ms_text(Clock::now() - started);
       if (Clock::now() >= deadline) {
         if (!evict) co_return std::to_string(n) + " still in flight after the drain timeout (" + format_duration(timeout) + ")";
-        for (const auto& w : *host_.workers) w->evict(gone);
+        for (const auto& w : *host_.workers) w->evict(target);
         co_return "drain timeout (" + format_duration(timeout) + "): " + std::to_string(n) +
                   " exchange(s) still on the old targets were closed";
       }
@@ -740,7 +782,7 @@ class Deployer::Impl {
       LOG_ERROR("deploy: automatic rollback of ", name, ": ", saved.error().to_string());
       co_return;
     }
-    auto drained = co_await drain(canary, 30s, true);
+    auto drained = co_await drain(name, std::move(canary), 30s, true);
     LOG_INFO("deploy: automatic rollback of ", name, ": ", drained);
   }
 
@@ -751,9 +793,11 @@ class Deployer::Impl {
   Timer watch_;
   bool bound_ = false;
   bool handed_over_ = false;
+  bool frozen_ = false;     ///< a successor is taking over: the state must not change
+  bool watching_ = false;   ///< watch_canaries() runs
+  std::string broken_;      ///< why the state file could not be read (commands are refused)
   DeployState state_;
   std::map<std::string, std::shared_ptr<proxy::upstream::ServiceGate>> gates_;
-  std::set<std::string> paused_;
   /// Service -> the command in progress on it. Shared with the commands' Busy marks, which a
   /// coroutine destroyed with the io_context (at exit) releases after this object is gone.
   std::shared_ptr<std::map<std::string, std::string>> busy_ = std::make_shared<std::map<std::string, std::string>>();
@@ -765,6 +809,7 @@ Deployer::Deployer(asio::io_context& io, const config::AdminConfig& settings, De
     : impl_(std::make_unique<Impl>(io, settings, std::move(host))) {}
 Deployer::~Deployer() = default;
 void Deployer::load() { impl_->load(); }
+void Deployer::freeze(bool frozen) { impl_->freeze(frozen); }
 void Deployer::overlay(config::DynamicConfig& dyn) const { impl_->overlay(dyn); }
 Result<bool> Deployer::listen(bool replace) { return impl_->listen(replace); }
 void Deployer::hand_over() { impl_->hand_over(); }

@@ -45,8 +45,9 @@ class Deployer {
   Deployer(boost::asio::io_context& io, const config::AdminConfig& settings, DeployHost host);
   ~Deployer();
 
-  /// Reads the state file (at start, and again after a hot upgrade's handover). Problems are logged;
-  /// an unreadable file leaves the state empty and is not overwritten until a command succeeds.
+  /// Reads the state file (at start, and again once a hot upgrade's predecessor has handed over).
+  /// An unreadable file is logged and left alone: the providers' servers serve, and commands are
+  /// refused until it is fixed. Starts the canaries' watch (automatic rollback).
   void load();
   /// Lays the deploy state over `dyn` (before each build).
   void overlay(config::DynamicConfig& dyn) const;
@@ -54,8 +55,10 @@ class Deployer {
   /// there is the predecessor's (hot upgrade) and is taken over; otherwise another berth answering
   /// there is an error.
   Result<bool> listen(bool replace);
-  /// Hot upgrade, the old side: stops answering, and commands in progress end with an error
-  /// before they change anything more (the successor has the state file).
+  /// Hot upgrade, the old side: a successor connected (true: from now on no command changes the
+  /// state; those in progress end with an error before they would), or went away (false).
+  void freeze(bool frozen);
+  /// Hot upgrade, the old side: the successor serves; stops answering on the socket.
   void hand_over();
 
   struct Command;

@@ -153,6 +153,9 @@ class ControlPlane {
         LOG_WARN("hot upgrade: ", received.error().to_string(), "; listening anew");
       } else {
         took_over = true;
+        // The old process stopped changing the deploy state before it sent the sockets: read it now.
+        deployer_->load();
+        apply(merged());
         // The predecessor's health verdicts: its down servers stay out until a check passes here.
         for (const auto& [service, url] : received->down) health_.mark_down(service, url);
         if (!received->down.empty())
@@ -184,15 +187,13 @@ class ControlPlane {
     if (took_over) {
       predecessor.ready();
       LOG_INFO("hot upgrade: serving on the sockets of the berth this one replaces");
-      // What the old process's last commands wrote (it has stopped taking commands now).
-      deployer_->load();
-      apply(merged());
     }
     if (auto listening = deployer_->listen(took_over); !listening)
       LOG_WARN("admin socket: ", listening.error().to_string(), "; berth deploy and the other commands cannot reach this berth");
     successors_ = std::make_unique<TakeoverServer>(io_, takeover_socket_path(sc_));
-    if (auto waiting = successors_->start([this] { return listeners(); }, [this] { return health_.down(); },
-                                          [this] { hand_over(); }, took_over);
+    if (auto waiting = successors_->start({[this] { return listeners(); }, [this] { return health_.down(); },
+                                           [this](bool handing) { deployer_->freeze(handing); }, [this] { hand_over(); }},
+                                          took_over);
         !waiting)
       LOG_WARN("hot upgrade: ", waiting.error().to_string());
     else

@@ -1,7 +1,6 @@
 // Hot upgrade: listening sockets handed over a unix socket (see takeover.h).
 #include "app/takeover.h"
 
-#include <poll.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
 #include <sys/un.h>
@@ -162,12 +161,6 @@ Result<TakeoverClient::Handover> TakeoverClient::receive(const std::string& path
 void TakeoverClient::ready() {
   if (fd_ < 0) return;
   (void)!::send(fd_, kReady.data(), kReady.size(), MSG_NOSIGNAL);
-  // The old process closes the connection once it has stopped (its admin commands included): what
-  // it wrote until then (the deploy state) is what this one reads next. Bounded, in case it hangs.
-  pollfd p{fd_, POLLIN, 0};
-  char sink[16];
-  for (int rounds = 0; rounds < 30 && ::poll(&p, 1, 100) >= 0; ++rounds)
-    if ((p.revents & (POLLIN | POLLHUP | POLLERR)) != 0 && ::recv(fd_, sink, sizeof sink, MSG_DONTWAIT) <= 0) break;
   ::close(fd_);
   fd_ = -1;
 }
@@ -184,11 +177,8 @@ TakeoverServer::~TakeoverServer() {
   if (bound_ && !handed_over_) ::unlink(path_.c_str());
 }
 
-Result<bool> TakeoverServer::start(Listeners listeners, DownServers down, std::function<void()> on_ready,
-                                   bool replace) {
-  listeners_ = std::move(listeners);
-  down_ = std::move(down);
-  on_ready_ = std::move(on_ready);
+Result<bool> TakeoverServer::start(Hooks hooks, bool replace) {
+  hooks_ = std::move(hooks);
   // A berth answering there already serves these entry points (a successor replaces it first,
   // then calls this): leave its socket alone. A file nobody answers on is a dead berth's.
   int error = 0;
@@ -225,15 +215,16 @@ void TakeoverServer::accept() {
       accept();
       return;
     }
+    hooks_.handing(true);
     std::string names;
     std::vector<int> fds;
-    for (const auto& [name, fd] : listeners_()) {
+    for (const auto& [name, fd] : hooks_.listeners()) {
       if (fds.size() == kMaxDescriptors) break;
       names.append(name).append("\n");
       fds.push_back(fd);
     }
     names.append("\n");
-    for (const auto& [service, url] : down_())
+    for (const auto& [service, url] : hooks_.down())
       if (names.size() + service.size() + url.size() < 16000) names.append(service).append("\t").append(url).append("\n");
     iovec iov{names.data(), names.size()};
     std::vector<char> control(CMSG_SPACE(sizeof(int) * fds.size()));
@@ -249,6 +240,7 @@ void TakeoverServer::accept() {
     std::memcpy(CMSG_DATA(c), fds.data(), sizeof(int) * fds.size());
     if (::sendmsg(peer->native_handle(), &msg, MSG_NOSIGNAL) != static_cast<ssize_t>(names.size())) {
       LOG_WARN("hot upgrade: sending the listeners failed: ", errno_text(errno));
+      hooks_.handing(false);
       accept();
       return;
     }
@@ -269,12 +261,13 @@ void TakeoverServer::wait_ready(std::shared_ptr<local::socket> peer, std::shared
       handed_over_ = true;
       boost::system::error_code ignored;
       acceptor_.close(ignored);
-      on_ready_();
+      hooks_.on_ready();
       return;
     }
     if (n > 0 && buffer->size() < kReady.size()) return wait_ready(peer, buffer);
     // It died (or spoke nonsense) before serving: this process goes on serving and waits again.
     LOG_WARN("hot upgrade: the new process went away before it served; still serving here");
+    hooks_.handing(false);
     accept();
   });
 }

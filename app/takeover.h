@@ -45,8 +45,7 @@ class TakeoverClient {
   /// Connects to the running berth and receives what it hands over. An error if no berth answers
   /// there (the caller then listens itself).
   Result<Handover> receive(const std::string& path);
-  /// Tells the old process that this one serves: it stops accepting and drains. Returns once it
-  /// has closed the connection (it has then stopped changing the deploy state), at most 3 s.
+  /// Tells the old process that this one serves: it stops accepting and drains.
   void ready();
 
  private:
@@ -56,14 +55,20 @@ class TakeoverClient {
 /// The running berth's side: waits for a successor and hands it the listeners. Thread: control.
 class TakeoverServer {
  public:
-  using Listeners = std::function<std::vector<std::pair<std::string, int>>()>;
-  using DownServers = std::function<std::vector<std::pair<std::string, std::string>>()>;
+  /// What the running berth provides and is told.
+  struct Hooks {
+    std::function<std::vector<std::pair<std::string, int>>()> listeners;  ///< the descriptors to send
+    std::function<std::vector<std::pair<std::string, std::string>>()> down;  ///< (service, url) found down
+    /// true: a successor connected, before anything is sent (deploy state must not change from
+    /// now on); false: it went away before it served.
+    std::function<void(bool)> handing;
+    std::function<void()> on_ready;  ///< it serves
+  };
   TakeoverServer(boost::asio::io_context& io, std::string path);
   ~TakeoverServer();
   /// Binds the socket (mode 0600; a stale one from a dead berth is replaced; `replace`: the live
-  /// one of the predecessor this process took over from too) and waits for a successor:
-  /// `listeners` gives the descriptors to send, `on_ready` runs once it serves.
-  Result<bool> start(Listeners listeners, DownServers down, std::function<void()> on_ready, bool replace);
+  /// one of the predecessor this process took over from too) and waits for a successor.
+  Result<bool> start(Hooks hooks, bool replace);
 
  private:
   void accept();
@@ -73,9 +78,7 @@ class TakeoverServer {
   boost::asio::io_context& io_;
   std::string path_;
   boost::asio::local::stream_protocol::acceptor acceptor_;
-  Listeners listeners_;
-  DownServers down_;
-  std::function<void()> on_ready_;
+  Hooks hooks_;
   bool bound_ = false;
   bool handed_over_ = false;
 };

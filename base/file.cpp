@@ -33,7 +33,8 @@ Result<bool> write_file_atomically(const std::string& given_path, const std::str
   const auto resolved = std::filesystem::canonical(given_path, canonical_error);
   const std::string path = canonical_error ? given_path : resolved.string();
   const std::string w(what);
-  const std::string tmp = path + ".tmp";
+  // A name of this process's own: two writers (an old and a new berth in a hot upgrade) never mix.
+  const std::string tmp = path + ".tmp." + std::to_string(::getpid());
   const int fd = ::open(tmp.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0600);
   if (fd < 0) return Error{path, "cannot write " + w + " (" + tmp + "): " + errno_text()};
   if (::fchmod(fd, 0600) != 0 || !write_all(fd, text)) {

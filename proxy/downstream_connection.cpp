@@ -114,8 +114,21 @@ void DownstreamConnection::stop_exchange() {
   if (up_) up_->stream.cancel();
 }
 
-void DownstreamConnection::evict(const std::vector<const upstream::EndpointHealth*>& gone) {
-  if (!is_on(gone)) return;
+bool DownstreamConnection::drains_into(const DrainTarget& target) const {
+  if (upstream_health_ != nullptr) {
+    for (const auto& s : target.servers)
+      if (s.get() == upstream_health_) return true;
+    return false;
+  }
+  return routed_service_ != nullptr && routed_generation_ < target.before_generation &&
+         routed_service_->name == target.service;
+}
+
+void DownstreamConnection::evict(const DrainTarget& gone) {
+  if (upstream_health_ == nullptr) return;
+  bool on = false;
+  for (const auto& s : gone.servers) on |= s.get() == upstream_health_;
+  if (!on) return;
   if (stream_.is_h2()) stop_exchange();
   else abort();
 }

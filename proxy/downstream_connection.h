@@ -3,7 +3,6 @@
 #pragma once
 
 #include <boost/asio/ip/tcp.hpp>
-#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <optional>
@@ -97,11 +96,9 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   void stop_exchange();
   /// Ends the exchange (a WebSocket included) if it is on one of the servers in `gone` (a deploy's
   /// drain timeout): a connection closes, an HTTP/2 stream is reset. Thread: worker.
-  void evict(const std::vector<const upstream::EndpointHealth*>& gone);
-  /// Its exchange is on one of the servers in `gone`. Thread: worker.
-  bool is_on(const std::vector<const upstream::EndpointHealth*>& gone) const {
-    return upstream_health_ != nullptr && std::find(gone.begin(), gone.end(), upstream_health_) != gone.end();
-  }
+  void evict(const DrainTarget& gone);
+  /// Its exchange is one `target` waits for. Thread: worker.
+  bool drains_into(const DrainTarget& target) const;
 
   // Intrusive list links owned by Worker.
   DownstreamConnection* prev_ = nullptr;
@@ -215,6 +212,8 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   std::unique_ptr<ExchangeState> ex_;
   std::unique_ptr<upstream::UpstreamConnection> up_;  ///< the upstream connection of the exchange in flight
   const upstream::EndpointHealth* upstream_health_ = nullptr;  ///< the server forward() is on (evict())
+  const Service* routed_service_ = nullptr;  ///< the exchange's router's service, until it ends (drains)
+  uint64_t routed_generation_ = 0;           ///< the snapshot generation that routed it
   DeadlineWheel::Entry deadline_;
   Phase phase_ = Phase::kNone;
   Phase expired_ = Phase::kNone;  ///< set when the watchdog fired during that phase

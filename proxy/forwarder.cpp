@@ -100,10 +100,10 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   std::string_view path = target_path(req.target, authority);
   std::string_view query = target_query(req.target);
   router::RequestView view{router::strip_port(authority), path, req.method, query, &req.headers, &peer_};
-  const EntryPointRoutes& ep = snap->entry_points[ep_index_];
+  const EntryPointRoutes* ep = &snap->entry_points[ep_index_];
 
   // Ping wins over user routers, as Traefik's internal ping router has the highest priority.
-  if (ep.serves_ping && path == "/ping" && (req.method == "GET" || req.method == "HEAD")) {
+  if (ep->serves_ping && path == "/ping" && (req.method == "GET" || req.method == "HEAD")) {
     in_.consume(head_size);
     ex_->log.internal = true;
     ex_->log.internal_router = "ping@internal";
@@ -112,33 +112,59 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
                                    terminating ? local_reply::kServiceUnavailable : local_reply::kPingOk,
                                    local_reply::kTextPlain, false);
   }
-  if (ep.serves_metrics && path == "/metrics" && (req.method == "GET" || req.method == "HEAD")) {
+  if (ep->serves_metrics && path == "/metrics" && (req.method == "GET" || req.method == "HEAD")) {
     in_.consume(head_size);
     ex_->log.internal = true;
     ex_->log.internal_router = "prometheus@internal";
     co_return co_await reply_metrics(*snap);
   }
   // ACME HTTP-01 validations, before any router (a catch-all router must not swallow them).
-  if (!ep.acme_http01.empty() && path.starts_with(kAcmeChallengePrefix)) {
-    auto answer = ep.acme_http01.find(path.substr(kAcmeChallengePrefix.size()));
-    if (answer != ep.acme_http01.end()) {
+  if (!ep->acme_http01.empty() && path.starts_with(kAcmeChallengePrefix)) {
+    auto answer = ep->acme_http01.find(path.substr(kAcmeChallengePrefix.size()));
+    if (answer != ep->acme_http01.end()) {
       in_.consume(head_size);
       co_return co_await reply_local(200, answer->second, local_reply::kTextPlain, false);
     }
   }
   const bool tls = stream_.is_tls();
-  const router::Route* route = (tls ? ep.tls_routes : ep.routes).match(view);
+  const router::Route* route = (tls ? ep->tls_routes : ep->routes).match(view);
+  // A service under `berth deploy`: stopped (the maintenance page), or paused (held, then routed
+  // again with the snapshot of that moment: a deploy may have switched it meanwhile).
+  while (route && route->service < router::kFirstInternalService && snap->services[route->service].gate) {
+    const Service& target = snap->services[route->service];
+    if (!target.maintenance_page.empty()) {
+      in_.consume(head_size);
+      co_return co_await reply_local(503, target.maintenance_page, local_reply::kTextHtml, false);
+    }
+    if (!target.gate->paused.load(std::memory_order_relaxed)) break;
+    if (!co_await wait_while_paused(*target.gate)) {
+      in_.consume(head_size);
+      co_return co_await reply_local(504, local_reply::kGatewayTimeout, local_reply::kTextPlain, false);
+    }
+    ex_->log.snapshot = worker_.snapshot();  // `snap` refers to it
+    ep = &snap->entry_points[ep_index_];
+    route = (tls ? ep->tls_routes : ep->routes).match(view);
+  }
   ex_->log.route = route;
+  // What a deploy's drain looks for (drains_into): set from here to the end of the exchange.
+  struct Routed {
+    DownstreamConnection& c;
+    ~Routed() { c.routed_service_ = nullptr; }
+  } routed{*this};
+  if (route && route->service < router::kFirstInternalService) {
+    routed_service_ = &snap->services[route->service];
+    routed_generation_ = snap->generation;
+  }
   // Domain fronting: a Host whose routers want other TLS options than the SNI got (Traefik's
   // snicheck) is not served on this connection.
   if (route && tls && !iequals(view.host, server_name_) &&
-      ep.tls_options_for(view.host, true) != ep.tls_options_for(server_name_, false)) {
+      ep->tls_options_for(view.host, true) != ep->tls_options_for(server_name_, false)) {
     in_.consume(head_size);
     co_return co_await reply_local(421, local_reply::kMisdirected, local_reply::kTextPlain, false);
   }
   if (!route) {
     in_.consume(head_size);
-    if (ep.serves_dashboard && path == "/")
+    if (ep->serves_dashboard && path == "/")
       co_return co_await reply_local(200, snap->dashboard_html, local_reply::kTextHtml, false);
     co_return co_await reply_local(404, local_reply::kNotFound, local_reply::kTextPlain, false);
   }
@@ -176,16 +202,6 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
     in_.consume(head_size);
     ex_->log.internal = route->name.ends_with("@internal");  // berth's own routers are not observed
     co_return co_await serve_internal(*snap, route->service, ex_->edits.path_set ? ex_->edits.path : path, query);
-  }
-  if (const Service& target = snap->services[route->service]; target.gate) {  // under `berth deploy`
-    if (!target.maintenance_page.empty()) {  // berth stop
-      in_.consume(head_size);
-      co_return co_await reply_local(503, target.maintenance_page, local_reply::kTextHtml, false);
-    }
-    if (target.gate->paused.load(std::memory_order_relaxed) && !co_await wait_while_paused(*target.gate)) {
-      in_.consume(head_size);
-      co_return co_await reply_status(*snap, 504, local_reply::kGatewayTimeout, false);
-    }
   }
   const int64_t now_ms = upstream::steady_now_ms();
   const balancer::Pick pick = worker_.picker().pick(*snap, route->service, req.headers, ex_->edits, now_ms);

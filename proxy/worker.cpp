@@ -172,20 +172,20 @@ void Worker::drain(size_t ep) {
   });
 }
 
-void Worker::evict(std::vector<const upstream::EndpointHealth*> gone) {
+void Worker::evict(std::shared_ptr<const DrainTarget> gone) {
   asio::post(io_, [this, gone = std::move(gone)] {
     for (auto* c = connections_; c;) {
       auto* next = c->next_;  // abort() may unlink it
-      c->evict(gone);
+      c->evict(*gone);
       c = next;
     }
   });
 }
 
-void Worker::count_on(std::vector<const upstream::EndpointHealth*> gone, std::function<void(size_t)> done) {
-  asio::post(io_, [this, gone = std::move(gone), done = std::move(done)] {
+void Worker::count_on(std::shared_ptr<const DrainTarget> target, std::function<void(size_t)> done) {
+  asio::post(io_, [this, target = std::move(target), done = std::move(done)] {
     size_t n = 0;
-    for (auto* c = connections_; c; c = c->next_) n += c->is_on(gone) ? 1 : 0;
+    for (auto* c = connections_; c; c = c->next_) n += c->drains_into(*target) ? 1 : 0;
     done(n);
   });
 }

@@ -59,6 +59,15 @@ struct ProcessInfo {
   observe::AccessLog* access_log = nullptr;  ///< null when accessLog is off
 };
 
+/// What a deploy's drain waits for: exchanges on its old servers, and exchanges routed to its
+/// service by a snapshot older than the switch that have not reached a server yet (in a middleware,
+/// reading a body to buffer). Shared by the control plane and the workers while they look.
+struct DrainTarget {
+  std::vector<std::shared_ptr<upstream::EndpointHealth>> servers;
+  std::string service;              ///< qualified ("": the servers only)
+  uint64_t before_generation = 0;   ///< the switch's snapshot generation
+};
+
 class Worker {
  public:
   Worker(int index, std::shared_ptr<const ProcessInfo> info);
@@ -83,10 +92,10 @@ class Worker {
   void drain(size_t ep);
   /// Ends the exchanges and WebSockets still on the servers in `gone` (a deploy's drain timeout).
   /// Thread: any.
-  void evict(std::vector<const upstream::EndpointHealth*> gone);
-  /// Counts the exchanges (WebSockets included) on the servers in `gone` and calls `done` with the
+  void evict(std::shared_ptr<const DrainTarget> gone);
+  /// Counts the exchanges (WebSockets included) `target` waits for and calls `done` with the
   /// count, on this worker's thread (a drain waits for zero). Thread: any.
-  void count_on(std::vector<const upstream::EndpointHealth*> gone, std::function<void(size_t)> done);
+  void count_on(std::shared_ptr<const DrainTarget> target, std::function<void(size_t)> done);
   /// Stops the io_context and joins the thread. Thread: control.
   void stop();
 

@@ -4,6 +4,7 @@ request, HTTP/2 over TLS) while the switches happen: no request fails, and after
 returns every answer comes from the targets it named."""
 import json
 import os
+import re
 import signal
 import stat
 import subprocess
@@ -44,17 +45,22 @@ class Deploys(BerthTestCase):
         return set(traffic.backends_since(since + 0.05))
 
     def test_fifty_deploys_under_load_fail_no_request(self):
+        # Each deploy goes to a new backend, and the old one is stopped as soon as the command
+        # returns, as a deploy script does: a request berth still sent there would fail.
         self.start()
         traffic = Traffic(self.proxy.port).start()
         switch_ms = []
+        old = self.blue
         try:
             for i in range(50):
-                to = self.green if i % 2 == 0 else self.blue
+                to = self.backend(f"v{i + 1}")
                 r = self.deploy(to)
                 done = time.time()
+                old.stop()
                 self.assertIn(f"switched to {target(to)}", r.stdout)
-                switch_ms.append(int(r.stdout.split(" in ")[-1].split(" ms")[0]))
+                switch_ms.append(int(re.search(r"to \S+ in (\d+) ms", r.stdout)[1]))
                 self.assertEqual(self.settled_backends(traffic, done), {to.name}, f"deploy {i + 1} to {to.name}")
+                previous, old = old, to
         finally:
             traffic.stop(timeout=30)
         self.assertEqual(traffic.failures, [], f"{len(traffic.failures)} failed of {len(traffic.records)}")
@@ -63,9 +69,9 @@ class Deploys(BerthTestCase):
               f"deploy -> switched: median {sorted(switch_ms)[25]} ms", end=" ")
         listed = json.loads(admin("list", "--json").stdout)
         app = next(s for s in listed if s["service"] == "app@file")
-        self.assertEqual(app["deploy"]["targets"], [target(self.blue)])
-        self.assertEqual(app["deploy"]["previous"], [target(self.green)])
-        self.assertEqual(app["servers"], [{"url": self.blue.url, "up": True, "role": "serving"}])
+        self.assertEqual(app["deploy"]["targets"], [target(old)])
+        self.assertEqual(app["deploy"]["previous"], [target(previous)])
+        self.assertEqual(app["servers"], [{"url": old.url, "up": True, "role": "serving"}])
 
     def test_rollback_returns_to_the_previous_targets(self):
         self.start()
@@ -75,6 +81,7 @@ class Deploys(BerthTestCase):
         self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(get(self.proxy.port, "/")[2], b"blue")
         r = admin("rollback", "app", "--health-path", "/up")  # and back again: previous is now green
+        self.assertEqual(r.returncode, 0, r.stderr)
         self.assertEqual(get(self.proxy.port, "/")[2], b"green")
 
     def test_never_healthy_target_changes_nothing(self):
@@ -180,6 +187,22 @@ class Deploys(BerthTestCase):
         held.join(5)
         self.assertEqual(answers[0][1][0], 200)
         self.assertGreaterEqual(answers[0][0], resumed)
+        # A request held while a deploy switches goes to the new target once resumed, even with the
+        # old one gone: it is routed again.
+        self.assertEqual(admin("pause", "app", "--max-pause", "10s").returncode, 0)
+        answers.clear()
+        held = threading.Thread(target=request)
+        held.start()
+        time.sleep(0.3)
+        started = time.time()
+        self.deploy(self.green)
+        self.assertLess(time.time() - started, 5, "a held request is not waited for: it is routed again")
+        self.blue.stop()
+        self.assertEqual(answers, [])
+        self.assertEqual(admin("resume", "app").returncode, 0)
+        held.join(5)
+        self.assertEqual(answers[0][1][0], 200)
+        self.assertEqual(answers[0][1][2], b"green")
         # Past max-pause, the held request gets a 504.
         admin("pause", "app", "--max-pause", "300ms")
         self.assertEqual(get(self.proxy.port, "/")[0], 504)
@@ -192,12 +215,12 @@ class Deploys(BerthTestCase):
         self.assertIn(b"Back at &lt;5pm&gt;", body)
         self.assertIn('"state":"stopped"', admin("list", "--json").stdout.replace(" ", ""))
         self.assertEqual(admin("resume", "app").returncode, 0)
-        self.assertEqual(get(self.proxy.port, "/")[2], b"blue")
+        self.assertEqual(get(self.proxy.port, "/")[2], b"green")
 
     def test_state_survives_a_restart_and_a_hot_upgrade(self):
         proxy = self.start()
         self.deploy(self.green)
-        admin("stop", "other")  # not a service: refused, state untouched
+        self.assertEqual(admin("stop", "other").returncode, 1)  # not a service: refused, state untouched
         self.assertEqual(proxy.stop(), 0)
         with open(os.environ["BERTH_DEPLOY_STATE"]) as f:
             saved = json.load(f)
@@ -238,6 +261,7 @@ class Deploys(BerthTestCase):
         self.assertEqual(r.returncode, 2)
         # Only root or berth's own user reaches the socket.
         self.assertEqual(stat.S_IMODE(os.stat(os.environ["BERTH_ADMIN_SOCKET"]).st_mode), 0o600)
+        os.chmod(self.tmp, 0o755)  # the directory lets anyone through: the socket's mode decides
         r = subprocess.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups", BERTH, "list"],
                            capture_output=True, text=True, timeout=30)
         self.assertEqual(r.returncode, 2)

@@ -141,6 +141,8 @@ TEST(DeployState, BerthsOwnServiceGetsARouterForItsHosts) {
   EXPECT_EQ(dyn.routers.at("shop@deploy").rule, "Host(`shop.example.com`) || Host(`www.shop.example.com`)");
   EXPECT_EQ(dyn.routers.at("shop@deploy").service, "shop@deploy");
   EXPECT_EQ(dyn.routers.at("all@deploy").rule, "PathPrefix(`/`)");
+  EXPECT_EQ(dyn.routers.at("all@deploy").priority, 1);  // below every other router
+  EXPECT_EQ(dyn.routers.at("shop@deploy").priority, 0);
   EXPECT_EQ(dyn.services.at("shop@deploy").servers[0].url, "http://10.0.0.9:3000");
 }
 
