@@ -326,13 +326,13 @@ class ClientThreads:
 class Traffic(ClientThreads):
     """Threads that keep requesting until stopped: a keep-alive HTTP/1.1 client (which, as browsers
     and Go's client do, sends an idempotent request again on a new connection when a reused one
-    closed before any answer), one that opens a connection per request, and curl over HTTP/2 (TLS:
-    the entry point needs a TLS router) reusing its connection for batches of 20. Records
+    closed before any answer), one that opens a connection per request, and (`h2`) curl over
+    HTTP/2 (TLS: the entry point needs a TLS router) reusing its connection for batches of 20. Records
     (time, client, status, backend) with the backend's X-Backend; `failures` lists the answers that
     are not a 200 from a backend, and the errors."""
 
-    def __init__(self, port, host=None):
-        super().__init__(self._keep_alive, self._fresh, self._h2)
+    def __init__(self, port, host=None, h2=True):
+        super().__init__(self._keep_alive, self._fresh, *([self._h2] if h2 else []))
         self.port, self.host = port, host
         self.records = []
         self.failures = []
@@ -417,60 +417,6 @@ class Traffic(ClientThreads):
                         self.failures.append(f"h2: {line}")
             if r.returncode != 0 or len(lines) != 20:
                 self._result("h2", 0, "", f"curl exit {r.returncode}, {len(lines)} answers: {r.stderr[-200:]}")
-
-
-class Load(ClientThreads):
-    """Requests sent continuously through berth to one Host by two threads, one on a keep-alive
-    connection and one on a new connection per request. Records (time, mode, status, body)."""
-
-    def __init__(self, port, host, pause=0.003):
-        super().__init__(self._keep_alive, self._fresh)
-        self.port, self.host, self.pause = port, host, pause
-        self.records = []
-
-    def _record(self, mode, status, body):
-        with self._lock:
-            self.records.append((time.time(), mode, status, body))
-
-    def _keep_alive(self):
-        c = None
-        while not self.stopping():
-            try:
-                if c is None:
-                    c = RawClient(self.port, timeout=5)
-                c.send(f"GET / HTTP/1.1\r\nHost: {self.host}\r\n\r\n")
-                status, headers, body = c.read_response()
-                self._record("keep-alive", status, body)
-                if headers.get("connection", "").lower() == "close":
-                    c.close()
-                    c = None
-            except Exception as e:  # noqa: BLE001 - every failure is recorded
-                self._record("keep-alive", 0, repr(e).encode())
-                if c is not None:
-                    c.close()
-                c = None
-            time.sleep(self.pause)
-        if c is not None:
-            c.close()
-
-    def _fresh(self):
-        while not self.stopping():
-            try:
-                status, _, body = get(self.port, "/", host=self.host, timeout=5)
-                self._record("new-conn", status, body)
-            except Exception as e:  # noqa: BLE001
-                self._record("new-conn", 0, repr(e).encode())
-            time.sleep(self.pause)
-
-    def snapshot(self):
-        with self._lock:
-            return list(self.records)
-
-    def failures(self):
-        return [r for r in self.snapshot() if r[2] != 200]
-
-    def names_since(self, t):
-        return [r[3] for r in self.snapshot() if r[0] >= t and r[2] == 200]
 
 
 def admin(*args, timeout=90):

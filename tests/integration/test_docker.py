@@ -33,7 +33,7 @@ import unittest
 import docker_harness
 import harness
 from docker_harness import Dockerd, backend_command, health_args, wait_serving
-from harness import Load, BerthTestCase, RawClient, free_port, get, main, wait_for_port, wait_until
+from harness import BerthTestCase, RawClient, Traffic, free_port, get, main, wait_for_port, wait_until
 
 DOCKERD = None          # shared by the module (setUpModule)
 LISTENERS_BEFORE = set()
@@ -273,7 +273,7 @@ class DockerProvider(BerthTestCase):
             self.fail(f"no log line contains all of {parts}\n--- berth log (tail) ---\n{self.log_tail()}")
 
     def load(self, host):
-        load = Load(self.proxy.port, host).start()
+        load = Traffic(self.proxy.port, host, h2=False).start()
         self._loads.append(load)
         return load
 
@@ -676,7 +676,7 @@ class DockerProvider(BerthTestCase):
             self.assertTrue(DOCKERD.is_container_running("leaves"))
             self.assertEqual(get(leaves, "/")[::2], (200, b"leaves"))
             time.sleep(0.5)
-            self.assertNotIn(b"leaves", load.names_since(t_switch))
+            self.assertNotIn("leaves", load.backends_since(t_switch))
         finally:
             stopper.join(30)
         print(f"out of rotation {switched:.3f}s after docker stop was called, "
@@ -866,7 +866,7 @@ class DockerProvider(BerthTestCase):
         t_end = time.time()
         time.sleep(0.3)
         self.assert_no_failures(load)
-        self.assertEqual(set(load.names_since(t_end)), {b"roll-v3"})
+        self.assertEqual(set(load.backends_since(t_end)), {"roll-v3"})
         self.assertEqual(set(self.answers("roll.test")), {b"roll-v3"})
 
     def test_scale_up_and_down_under_load_fails_no_request(self):
@@ -882,7 +882,7 @@ class DockerProvider(BerthTestCase):
         t_end = time.time()
         time.sleep(0.3)
         self.assert_no_failures(load)
-        self.assertEqual(set(load.names_since(t_end)), {b"scale-1"})
+        self.assertEqual(set(load.backends_since(t_end)), {"scale-1"})
 
     # ------------------------------------------------------------ timing
 
