@@ -369,6 +369,7 @@ class Deployer::Impl {
                                           : "rollback " + name + " failed: " + healthy.error().message + "; nothing changed");
     }
     const auto healthy_at = Clock::now();
+    d = refreshed(name, std::move(d));
     std::vector<std::string> before = serving_targets(name);
     std::vector<std::string> urls;
     for (const auto& t : targets) urls.push_back(target_url(t));
@@ -417,6 +418,7 @@ class Deployer::Impl {
                             format_duration(d.health.interval));
       if (auto healthy = co_await wait_healthy(targets, d.health, ms_field(r, "deployTimeout", 30s)); !healthy)
         co_return fail("rollout " + name + " failed: " + healthy.error().message + "; nothing changed");
+      d = refreshed(name, std::move(d));
     }
     if (!targets.empty()) d.canary = targets;
     d.percent = percent;
@@ -532,6 +534,16 @@ class Deployer::Impl {
   }
 
   // ---- state ----
+
+  // After a wait (a health check): the state as it is now (a `resume` may have changed it), with
+  // what the command itself set before the wait.
+  ServiceDeploy refreshed(const std::string& name, ServiceDeploy before_wait) const {
+    ServiceDeploy d = current(name);
+    d.health = before_wait.health;
+    d.created = before_wait.created;
+    d.hosts = before_wait.hosts;
+    return d;
+  }
 
   ServiceDeploy current(const std::string& name) const {
     auto it = state_.services.find(name);
