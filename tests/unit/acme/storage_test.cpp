@@ -115,7 +115,8 @@ TEST_F(StorageTest, OpenModeIsTightenedAndEmptyFileIsEmpty) {
 TEST_F(StorageTest, FailedWriteKeepsThePreviousFile) {
   ASSERT_TRUE(save_storage(path_, sample()));
   const std::string before = read(path_);
-  fs::create_directory(path_ + ".tmp");  // the temp file cannot be made, even by root
+  // The writer's temp file (<path>.tmp.<pid>) cannot be made, even by root.
+  fs::create_directory(path_ + ".tmp." + std::to_string(::getpid()));
   StorageFile changed = sample();
   changed["le"].certificates.clear();
   auto saved = save_storage(path_, changed);
