@@ -639,14 +639,18 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
         ex_->edits.set_server_cookie(service.sticky.set_cookies[(first + attempt) % n]);
       break;
     }
+    // An HTTP/2 server that refused the stream did not process the request: it may go again,
+    // whatever its method (a GOAWAY racing the request, a server at its stream limit).
+    const bool refused = rc < 0 && up_->stream.is_h2() && up_->stream.h2_stream()->refused();
     close_upstream();
-    if (rc < 0 && reused && !body_consumed && idempotent) {
+    if (rc < 0 && reused && !body_consumed && (idempotent || refused)) {
       fresh_retry = true;
       continue;
     }
     failure = rc < 0 ? 502 : rc;
     failed(target);
-    if ((retry && rc < 0 && !body_consumed && idempotent) || (!body_consumed && expression_retries(failure, true))) {
+    if ((retry && rc < 0 && !body_consumed && (idempotent || refused)) ||
+        (!body_consumed && expression_retries(failure, true))) {
       ++attempt;  // the connection failed before any answer: a retry cannot run the request twice
       continue;
     }

@@ -393,6 +393,8 @@ int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t 
   // A server may end a stream (RST_STREAM NO_ERROR) once its response is complete, while berth
   // still sends the request body (RFC 9113 8.1): the response stands.
   if (!s.complete() || (s.role_ == H2Stream::Role::kServer && error_code != NGHTTP2_NO_ERROR)) s.reset_ = true;
+  // nghttp2 closes the streams a received GOAWAY does not cover with REFUSED_STREAM too.
+  if (s.role_ == H2Stream::Role::kClient && error_code == NGHTTP2_REFUSED_STREAM) s.refused_ = true;
   s.wake();
   s.write_wake_.cancel();
   // A client's stream reset before its exchange is done: the backend request stops too.

@@ -68,6 +68,9 @@ class H2Stream : public std::enable_shared_from_this<H2Stream> {
   /// The exchange is over with this stream: ends it if what berth sent is complete or
   /// close-delimited, otherwise resets it.
   void close();
+  /// kClient: the server refused the stream (RST_STREAM REFUSED_STREAM, or a GOAWAY naming a lower
+  /// stream): it did not process the request, which may go again whatever its method (RFC 9113 8.7).
+  bool refused() const { return refused_; }
 
  private:
   friend class H2Connection;
@@ -128,6 +131,7 @@ class H2Stream : public std::enable_shared_from_this<H2Stream> {
   bool out_end_ = false;           ///< the body is complete (END_STREAM goes with the last DATA)
   // Both.
   bool reset_ = false;             ///< closed before the exchange was done (RST_STREAM, connection gone)
+  bool refused_ = false;           ///< kClient: closed with REFUSED_STREAM (refused())
   bool reading_ = false, writing_ = false;              ///< an operation is in progress
   bool read_aborted_ = false, write_aborted_ = false;  ///< cancel() hit it
   bool started_ = false;           ///< kServer: the exchange was started

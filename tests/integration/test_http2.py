@@ -17,6 +17,7 @@ import time
 
 import h2.config
 import h2.connection
+import h2.errors
 import h2.events
 import h2.exceptions
 import h2.settings
@@ -488,11 +489,16 @@ class H2cServer:
     thread per connection. GET is answered 200 "get-ok"; a POST is answered 200 "early" right after
     its HEADERS (or, with `answer_after`, `answer_delay` seconds after that many of its body bytes
     came), its body never read (no WINDOW_UPDATE: the 65535-byte initial window is all berth may
-    send) and the stream never reset. `max_streams`: its SETTINGS_MAX_CONCURRENT_STREAMS. Records
-    (connection index, stream id, what) for requests, DATA bytes and RST_STREAMs."""
+    send) and the stream never reset. `max_streams`: its SETTINGS_MAX_CONCURRENT_STREAMS. `refuse`:
+    on the first connection, the second request is refused ("rst": RST_STREAM REFUSED_STREAM;
+    "goaway": GOAWAY naming the first stream, then the connection closes), as a server shutting
+    down or at its limit does. Records (connection index, stream id, what) for requests, DATA bytes
+    and RST_STREAMs."""
 
-    def __init__(self, max_streams=None, answer_after=0, answer_delay=0.3, hold=20.0):
+    def __init__(self, max_streams=None, answer_after=0, answer_delay=0.3, hold=20.0, refuse=None):
         self.max_streams = max_streams
+        self.refuse = refuse
+        self.refused = []  # (conn, sid, method)
         self.answer_after, self.answer_delay = answer_after, answer_delay
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -553,8 +559,13 @@ class H2cServer:
                         self.errors.append((idx, repr(e)))
                     sock.sendall(conn.data_to_send())
                     break
-                for ev in events:
-                    self._on_event(idx, conn, ev, due)
+                try:
+                    for ev in events:
+                        self._on_event(idx, conn, ev, due)
+                except ConnectionAbortedError:
+                    sock.sendall(conn.data_to_send())
+                    time.sleep(0.2)
+                    break
                 out = conn.data_to_send()
                 if out:
                     sock.sendall(out)
@@ -574,6 +585,16 @@ class H2cServer:
             hdrs = dict(ev.headers)
             with self.lock:
                 self.requests.append((idx, ev.stream_id, hdrs.get(":method"), hdrs.get(":path")))
+                first_streams = [s for c, s, _, _ in self.requests if c == 0]
+            if self.refuse and idx == 0 and len(first_streams) == 2:
+                with self.lock:
+                    self.refused.append((idx, ev.stream_id, hdrs.get(":method")))
+                if self.refuse == "rst":
+                    conn.reset_stream(ev.stream_id, error_code=h2.errors.ErrorCodes.REFUSED_STREAM)
+                else:
+                    conn.close_connection(error_code=0, last_stream_id=first_streams[0])
+                    raise ConnectionAbortedError  # flushed, then the connection closes
+                return
             if hdrs.get(":method") != "POST":
                 self._answer(conn, ev.stream_id, b"get-ok")
             elif self.answer_after:
@@ -1026,6 +1047,24 @@ class Http2StreamLifetimes(H2Case):
             self.fail(f"server never saw RST_STREAM on the POST's stream {first}: resets={server.resets}")
         self.assertEqual(server.errors, [])
         self.assert_alive()
+
+    def test_refused_upstream_stream_is_sent_again_even_for_a_post(self):
+        # A server refusing a stream (RST_STREAM REFUSED_STREAM, or a GOAWAY that does not cover
+        # it) did not process it (RFC 9113 8.7): berth sends it again on a new connection, a POST
+        # too, and the client sees one answer. One worker: the second request reuses the connection.
+        for how in ("rst", "goaway"):
+            with self.subTest(how=how):
+                server = self.h2c_server(refuse=how)
+                self.start_front([("h2up", "PathPrefix(`/up`)", server.url)], workers=1)
+                self.assertEqual(get(self.port, "/up/first", host="h2.test")[2], b"get-ok")
+                status, _, body = get(self.port, "/up/post", host="h2.test", method="POST", body=b"order=1")
+                self.assertEqual((status, body), (200, b"early"), self.log_tail())
+                self.assertEqual([m for _, _, m in server.refused], ["POST"])
+                posts = [(c, s) for c, s, m, _ in server.requests if m == "POST"]
+                self.assertEqual(len(posts), 2, server.requests)  # refused once, then served
+                self.assertNotEqual(posts[0][0], posts[1][0], "sent again on a new connection")
+                self.proxy.stop()
+                server.stop()
 
     def test_pump_stalled_by_server_window_does_not_hold_the_client(self):
         # A 300 KB body to an h2c server that never reads it (its window stays shut) and answers
