@@ -29,7 +29,7 @@ struct Endpoint {
   std::string url;                        ///< as configured
   std::string authority;                  ///< "host:port" as written in the URL (Host when passHostHeader is false)
   boost::asio::ip::tcp::endpoint address;  ///< resolved when the snapshot was built
-  std::string pool_key;                   ///< "ip:port" (https: "tls:ip:port:name"): pooled per key, across snapshots
+  std::string pool_key;                   ///< "ip:port" (https: "tls:ip:port:name:transport:settings digest"): pooled per key, across snapshots
   bool tls = false;                       ///< https://: TLS with the service's transport (HTTP/2 if ALPN picks it)
   bool h2c = false;                       ///< h2c://: HTTP/2 with prior knowledge
   std::string tls_host;                   ///< https://: the URL's host (SNI and the verified name, unless serverName)

@@ -222,9 +222,11 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, const confi
           out.transport.tls = *built->second;
         }
         if (ep->tls) {
-          // One pool per verified name: a connection verified for one name must not serve another.
+          // One pool per verified name and transport settings: a connection verified for one name
+          // must not serve another, nor one made before a reload changed the transport's rootCAs,
+          // client certificates or verification.
           ep->pool_key = "tls:" + ep->pool_key + ":" + std::string(out.transport.tls->verified_name(ep->tls_host)) +
-                         ":" + transport_name;
+                         ":" + transport_name + ":" + out.transport.tls->fingerprint();
         }
         ep->health = health.get(name, ep->url);
         urls.push_back(ep->url);

@@ -5,6 +5,8 @@
 #include <openssl/x509v3.h>
 
 #include <boost/asio/ip/address.hpp>
+#include <charconv>
+#include <cstdint>
 
 #include "proxy/tls/certificate_store.h"
 
@@ -47,12 +49,25 @@ Result<std::shared_ptr<const ClientContext>> ClientContext::build(const config::
   out->verify_ = !transport.insecure_skip_verify;
   out->server_name_ = transport.server_name;
   out->peer_cert_uri_ = transport.peer_cert_uri;
+  // FNV-1a 64 over every setting a connection is made with; the files by their contents.
+  uint64_t digest = 1469598103934665603ull;
+  auto mix = [&digest](std::string_view part) {
+    for (unsigned char c : part) digest = (digest ^ c) * 1099511628211ull;
+    digest = (digest ^ 0xff) * 1099511628211ull;  // a separator, so parts do not run together
+  };
+  mix(out->verify_ ? "verify" : "insecure");
+  mix(transport.disable_http2 ? "http/1.1" : "h2");
+  mix(out->server_name_);
+  mix(out->peer_cert_uri_);
   if (transport.root_cas.empty()) {
     if (SSL_CTX_set_default_verify_paths(ctx) != 1) return fail("cannot load the system's CA certificates: " + last_openssl_error());
+    mix("system CAs");
   } else {
     for (const auto& ca : transport.root_cas) {
       auto added = add_trusted(SSL_CTX_get_cert_store(ctx), ca, "rootCAs entry");
       if (!added) return fail("rootCAs: " + added.error().message);
+      auto pem = read_pem_source(ca);
+      mix(pem ? std::string_view(*pem) : std::string_view(ca));
     }
   }
   SSL_CTX_set_verify(ctx, out->verify_ ? SSL_VERIFY_PEER : SSL_VERIFY_NONE, nullptr);
@@ -61,6 +76,8 @@ Result<std::shared_ptr<const ClientContext>> ClientContext::build(const config::
     if (!cert_pem) return fail("certificates: " + cert_pem.error().message);
     auto key_pem = read_pem_source(c.key_file);
     if (!key_pem) return fail("certificates: " + key_pem.error().message);
+    mix(*cert_pem);
+    mix(*key_pem);
     auto cert = Certificate::from_pem(*cert_pem, *key_pem, c.cert_file);
     if (!cert) return fail("certificates: " + cert.error().message);
     // One client certificate per key type: OpenSSL sends the one the server's request allows.
@@ -69,6 +86,9 @@ Result<std::shared_ptr<const ClientContext>> ClientContext::build(const config::
   }
   // Session resumption with servers: OpenSSL's client cache is off; each pooled connection is long-lived.
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
+  char hex[17];
+  auto end = std::to_chars(hex, hex + 16, digest, 16).ptr;
+  out->fingerprint_.assign(hex, end);
   return std::shared_ptr<const ClientContext>(std::move(out));
 }
 

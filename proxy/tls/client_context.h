@@ -33,10 +33,15 @@ class ClientContext {
   /// The name new_ssl(host) verifies (for pooling: connections to one address verified under
   /// different names are not interchangeable).
   std::string_view verified_name(std::string_view host) const;
+  /// A digest of what connections made with this context were set up with (verification, names,
+  /// ALPN, the rootCAs' and client certificates' contents), for pool keys: after a reload that
+  /// changes any of it, connections made before are not reused. Thread: any.
+  const std::string& fingerprint() const { return fingerprint_; }
 
  private:
   ClientContext() = default;
   SSL_CTX* ctx_ = nullptr;
+  std::string fingerprint_;
   std::string server_name_;
   std::string peer_cert_uri_;
   bool verify_ = true;

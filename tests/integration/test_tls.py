@@ -1049,6 +1049,20 @@ http:
         for _ in range(5):
             self.assertEqual(get(port, "/", host="good.test")[0], 200)
         self.assertLessEqual(backend.connections - before, 1)
+        # A reload that leaves the transport as it was keeps its pooled connections...
+        with open(proxy.dynamic_path) as f:
+            dynamic = f.read()
+        proxy.write_dynamic(dynamic + "\n")
+        wait_until(lambda: "configuration generation 2 applied" in proxy.log_text())
+        before = backend.connections
+        for _ in range(5):
+            self.assertEqual(get(port, "/", host="good.test")[0], 200)
+        self.assertEqual(backend.connections, before)
+        # ...one that changes what the server is verified with does not reuse them: a leaf is no CA.
+        proxy.write_dynamic(dynamic.replace(f"- {cert('ca')}", f"- {cert('multi')}"))
+        wait_until(lambda: "configuration generation 3 applied" in proxy.log_text())
+        for _ in range(4):
+            self.assertEqual(get(port, "/", host="good.test")[0], 502)
 
 
     # ---------------------------------------------------------------- OCSP stapling
