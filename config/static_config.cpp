@@ -782,8 +782,8 @@ bool decode_servers_transport_key(const ConfigNode& e, YamlDecoder& d, const std
       if (iequals(t->key, "dialTimeout")) d.read_duration(*t, fpath, st.dial_timeout);
       else if (iequals(t->key, "responseHeaderTimeout")) d.read_duration(*t, fpath, st.response_header_timeout);
       else if (iequals(t->key, "idleConnTimeout")) d.read_duration(*t, fpath, st.idle_conn_timeout);
-      else if (named && (iequals(t->key, "readIdleTimeout") || iequals(t->key, "pingTimeout")))
-        st.ignored.push_back(t->key);
+      else if (named && iequals(t->key, "readIdleTimeout")) d.read_duration(*t, fpath, st.read_idle_timeout);
+      else if (named && iequals(t->key, "pingTimeout")) d.read_duration(*t, fpath, st.ping_timeout);
       else d.unknown_key(*t, fpath);
     }
   } else if (iequals(k, "maxIdleConnsPerHost")) {

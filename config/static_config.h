@@ -99,7 +99,9 @@ struct ServersTransportConfig {
   std::vector<TlsCertificateConfig> certificates;  ///< certificates: client certificates to present
   bool disable_http2 = false;              ///< disableHTTP2
   std::string peer_cert_uri;               ///< peerCertURI: a URI SAN the server's certificate must carry
-  std::vector<std::string> ignored;        ///< accepted keys without effect (spiffe, HTTP/2 pings)
+  Duration read_idle_timeout = 0s;         ///< forwardingTimeouts.readIdleTimeout: HTTP/2 PING after this long without a frame (0: never)
+  Duration ping_timeout = 15s;             ///< forwardingTimeouts.pingTimeout: no frame this long after the PING closes the connection
+  std::vector<std::string> ignored;        ///< accepted keys without effect (spiffe)
   bool operator==(const ServersTransportConfig&) const = default;
 };
 

@@ -526,7 +526,8 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       if (target.h2c || std::string_view(reinterpret_cast<const char*>(alpn), alpn_length) == "h2"sv) {
         // HTTP/2 to this server: the connection becomes the worker's for it, and this exchange
         // (and the next ones) get streams on it.
-        auto client = H2Client::start(std::move(up_), target.tls, worker_.buffers());
+        auto client = H2Client::start(std::move(up_), target.tls, worker_.buffers(), transport.read_idle_timeout,
+                                      transport.ping_timeout);
         worker_.h2_clients()[target.pool_key].push_back(client);
         up_ = client->open_stream(std::chrono::milliseconds(0));
       }

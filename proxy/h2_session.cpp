@@ -789,10 +789,41 @@ H2Client::H2Client(std::unique_ptr<upstream::UpstreamConnection> connection, boo
 H2Client::~H2Client() = default;
 
 std::shared_ptr<H2Client> H2Client::start(std::unique_ptr<upstream::UpstreamConnection> connection, bool tls,
-                                          BufferPool& buffers) {
+                                          BufferPool& buffers, std::chrono::milliseconds read_idle,
+                                          std::chrono::milliseconds ping_timeout) {
   std::shared_ptr<H2Client> client(new H2Client(std::move(connection), tls, buffers));
+  client->read_idle_ = read_idle;
+  client->ping_timeout_ = ping_timeout;
+  client->last_read_ = std::chrono::steady_clock::now();
   coro::spawn(client->run(client));
+  if (read_idle.count() > 0) {
+    client->ping_timer_.emplace(client->connection_->stream.socket().get_executor());
+    coro::spawn(client->keep_alive(client));
+  }
   return client;
+}
+
+coro::Task<void> H2Client::keep_alive(std::shared_ptr<H2Client> self) {
+  // readIdleTimeout / pingTimeout, as Go's HTTP/2 transport (so Traefik) does them.
+  while (reading_) {
+    const auto quiet = std::chrono::steady_clock::now() - last_read_;
+    if (quiet < read_idle_) {
+      ping_timer_->expires_after(read_idle_ - quiet);
+      co_await ping_timer_->async_wait(coro::use_task);
+      continue;
+    }
+    const auto sent = std::chrono::steady_clock::now();
+    nghttp2_submit_ping(session_, NGHTTP2_FLAG_NONE, nullptr);
+    flush();
+    ping_timer_->expires_after(ping_timeout_);
+    co_await ping_timer_->async_wait(coro::use_task);
+    if (!reading_) break;
+    if (last_read_ < sent) {
+      LOG_DEBUG("HTTP/2 connection to a server: nothing came back ", ping_timeout_.count(), " ms after a PING; closed");
+      abort();
+      break;
+    }
+  }
 }
 
 bool H2Client::usable() const {
@@ -894,6 +925,7 @@ coro::Task<void> H2Client::run(std::shared_ptr<H2Client> self) {
     auto [ec, n] = co_await connection_->stream.read_some(asio::buffer(in.write_ptr(), in.write_space()));
     if (ec) break;
     in.commit(n);
+    if (read_idle_.count() > 0) last_read_ = std::chrono::steady_clock::now();
     ssize_t used = nghttp2_session_mem_recv(session_, reinterpret_cast<const uint8_t*>(in.data()), in.size());
     in.consume(in.size());
     if (used < 0) {
@@ -903,6 +935,8 @@ coro::Task<void> H2Client::run(std::shared_ptr<H2Client> self) {
     if (nghttp2_session_want_read(session_) == 0 && nghttp2_session_want_write(session_) == 0) break;
   }
   going_away_ = true;
+  reading_ = false;
+  if (ping_timer_) ping_timer_->cancel();
   co_await finish();
   in.release(buffers_);
   connection_->stream.close();

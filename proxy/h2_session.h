@@ -26,6 +26,7 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <unordered_map>
@@ -225,8 +226,11 @@ class H2Session final : public H2Connection {
 class H2Client final : public H2Connection {
  public:
   /// Takes over `connection` (connected, and handshaken when `tls`) and starts reading it.
+  /// With `read_idle` > 0, a connection that received no frame for that long gets a PING, and is
+  /// closed if still nothing came `ping_timeout` later (a server or a path that died silently).
   static std::shared_ptr<H2Client> start(std::unique_ptr<upstream::UpstreamConnection> connection, bool tls,
-                                         BufferPool& buffers);
+                                         BufferPool& buffers, std::chrono::milliseconds read_idle = {},
+                                         std::chrono::milliseconds ping_timeout = {});
   ~H2Client() override;
 
   /// A new stream for one exchange: an upstream connection whose Stream carries HTTP/1.1. Null
@@ -248,6 +252,7 @@ class H2Client final : public H2Connection {
                        const uint8_t* value, size_t valuelen, uint8_t flags, void* self);
   static int on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* self);
   coro::Task<void> run(std::shared_ptr<H2Client> self);
+  coro::Task<void> keep_alive(std::shared_ptr<H2Client> self);
 
   friend class H2Stream;
   std::unique_ptr<upstream::UpstreamConnection> connection_;
@@ -256,6 +261,10 @@ class H2Client final : public H2Connection {
   BufferPool& buffers_;
   bool going_away_ = false;  ///< GOAWAY sent or received: no new streams
   std::chrono::steady_clock::time_point idle_since_;
+  std::chrono::milliseconds read_idle_{0}, ping_timeout_{0};
+  std::chrono::steady_clock::time_point last_read_;  ///< when the server's last bytes came
+  std::optional<Timer> ping_timer_;                  ///< keep_alive()'s, cancelled when run() ends
+  bool reading_ = true;                              ///< run() still reads
 };
 
 }  // namespace berth::proxy

@@ -42,6 +42,8 @@ struct TransportSettings {
   std::chrono::milliseconds dial_timeout{30'000};
   std::chrono::milliseconds response_header_timeout{0};
   std::chrono::milliseconds idle_conn_timeout{90'000};
+  std::chrono::milliseconds read_idle_timeout{0};  ///< HTTP/2 servers: PING after this long without a frame (0: never)
+  std::chrono::milliseconds ping_timeout{15'000};   ///< ...and close the connection if nothing came back by then
   size_t max_idle_conns_per_host = 200;
   /// For https:// servers: the transport's TLS client context (null until a server needs it).
   std::shared_ptr<const tls::ClientContext> tls;

@@ -50,6 +50,8 @@ TransportSettings transport_settings(const config::ServersTransportConfig& c) {
   t.dial_timeout = c.dial_timeout;
   t.response_header_timeout = c.response_header_timeout;
   t.idle_conn_timeout = c.idle_conn_timeout;
+  t.read_idle_timeout = c.read_idle_timeout;
+  t.ping_timeout = c.ping_timeout;
   // Go's transport, which Traefik configures: 0 means its default of 2, a negative value no pooling.
   t.max_idle_conns_per_host = c.max_idle_conns_per_host == 0 ? 2 : static_cast<size_t>(std::max(0, c.max_idle_conns_per_host));
   return t;

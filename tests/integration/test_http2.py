@@ -492,11 +492,14 @@ class H2cServer:
     send) and the stream never reset. `max_streams`: its SETTINGS_MAX_CONCURRENT_STREAMS. `refuse`:
     on the first connection, the second request is refused ("rst": RST_STREAM REFUSED_STREAM;
     "goaway": GOAWAY naming the first stream, then the connection closes), as a server shutting
-    down or at its limit does. Records (connection index, stream id, what) for requests, DATA bytes
-    and RST_STREAMs."""
+    down or at its limit does. `mute_after`: once the first connection has had that many requests,
+    the server stops reading it (a peer gone silent). Records (connection index, stream id, what)
+    for requests, DATA bytes and RST_STREAMs, and the connections PINGs came on."""
 
-    def __init__(self, max_streams=None, answer_after=0, answer_delay=0.3, hold=20.0, refuse=None):
+    def __init__(self, max_streams=None, answer_after=0, answer_delay=0.3, hold=20.0, refuse=None, mute_after=0):
         self.max_streams = max_streams
+        self.mute_after = mute_after
+        self.pings = []  # connection index of each PING
         self.refuse = refuse
         self.refused = []  # (conn, sid, method)
         self.answer_after, self.answer_delay = answer_after, answer_delay
@@ -546,6 +549,9 @@ class H2cServer:
                     if when is not None and time.time() >= when:
                         del due[sid]
                         self._answer(conn, sid, b"early")
+                if self.mute_after and idx == 0 and sum(c == 0 for c, _, _, _ in self.requests) >= self.mute_after:
+                    time.sleep(0.05)  # silent: nothing read, nothing answered (PINGs included)
+                    continue
                 try:
                     data = sock.recv(65536)
                 except socket.timeout:
@@ -609,6 +615,9 @@ class H2cServer:
         elif isinstance(ev, E.StreamReset):
             with self.lock:
                 self.resets.append((idx, ev.stream_id, ev.error_code))
+        elif isinstance(ev, E.PingReceived):  # h2 answers it by itself
+            with self.lock:
+                self.pings.append(idx)
 
     def stream_of(self, method):
         """(connection, stream id) of the first request with that method."""
@@ -929,9 +938,10 @@ class Http2StreamLifetimes(H2Case):
     drain, a stream the client resets, an upstream stream whose server answered before the body
     was sent, and a request-body pump a server never lets finish."""
 
-    def start_front(self, routes, ep_extra="", workers=2):
+    def start_front(self, routes, ep_extra="", workers=2, transport=None):
         """berth with entry point `web` and one router per (name, rule, server url), plus `/` to a
-        berth_test_backend; sets self.proxy and self.port (so client(), raw(), curl_h2c() work)."""
+        berth_test_backend; sets self.proxy and self.port (so client(), raw(), curl_h2c() work).
+        `transport`: a serversTransport (flow-style YAML) for the routes' services."""
         self.be = self.backend("h2-backend")
         port = free_port()
         static = f"entryPoints:\n  web:\n    address: \"127.0.0.1:{port}\"\n"
@@ -944,6 +954,10 @@ class Http2StreamLifetimes(H2Case):
         for name, rule, url in routes:
             routers += f"    {name}:\n      rule: \"{rule}\"\n      service: {name}\n"
             services += f"    {name}:\n      loadBalancer:\n        servers:\n          - url: \"{url}\"\n"
+            if transport:
+                services += "        serversTransport: t\n"
+        if transport:
+            services += f"  serversTransports:\n    t: {transport}\n"
         proxy = self.berth(static_yaml=static, dynamic_yaml=f"http:\n  routers:\n{routers}  services:\n{services}",
                            wait=False)
         proxy.ports = {"web": port}
@@ -1063,6 +1077,30 @@ class Http2StreamLifetimes(H2Case):
                 posts = [(c, s) for c, s, m, _ in server.requests if m == "POST"]
                 self.assertEqual(len(posts), 2, server.requests)  # refused once, then served
                 self.assertNotEqual(posts[0][0], posts[1][0], "sent again on a new connection")
+                self.proxy.stop()
+                server.stop()
+
+    def test_upstream_pings_close_a_silent_connection_and_keep_a_live_one(self):
+        # forwardingTimeouts.readIdleTimeout / pingTimeout: a connection to a server that sent
+        # nothing for 300 ms gets a PING. One that answers stays in use; one whose server went
+        # silent is closed 300 ms later, and the next request takes a new connection instead of
+        # waiting on the dead one (no responseHeaderTimeout here: it would wait for ever).
+        transport = "{forwardingTimeouts: {readIdleTimeout: 300ms, pingTimeout: 300ms}}"
+        for silent in (False, True):
+            with self.subTest(silent=silent):
+                server = self.h2c_server(mute_after=1 if silent else 0)
+                self.start_front([("h2up", "PathPrefix(`/up`)", server.url)], workers=1, transport=transport)
+                self.assertEqual(get(self.port, "/up/a", host="h2.test")[2], b"get-ok")
+                time.sleep(1.2)
+                status, _, body = get(self.port, "/up/b", host="h2.test", timeout=5)
+                self.assertEqual((status, body), (200, b"get-ok"))
+                connections = [c for c, _, _, _ in server.requests]
+                if silent:
+                    self.assertEqual(connections, [0, 1])
+                    self.assertIn("nothing came back 300 ms after a PING", self.proxy.log_text())
+                else:
+                    self.assertEqual(connections, [0, 0])
+                    self.assertGreaterEqual(server.pings.count(0), 2)  # every 300 ms of quiet
                 self.proxy.stop()
                 server.stop()
 
