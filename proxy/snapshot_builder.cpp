@@ -50,8 +50,8 @@ TransportSettings transport_settings(const config::ServersTransportConfig& c) {
   t.dial_timeout = c.dial_timeout;
   t.response_header_timeout = c.response_header_timeout;
   t.idle_conn_timeout = c.idle_conn_timeout;
-  t.read_idle_timeout = c.read_idle_timeout;
-  t.ping_timeout = c.ping_timeout;
+  t.read_idle_timeout = std::max(c.read_idle_timeout, Duration{0});
+  t.ping_timeout = c.ping_timeout.count() > 0 ? c.ping_timeout : Duration{15'000};  // Go's: 0 is its default
   // Go's transport, which Traefik configures: 0 means its default of 2, a negative value no pooling.
   t.max_idle_conns_per_host = c.max_idle_conns_per_host == 0 ? 2 : static_cast<size_t>(std::max(0, c.max_idle_conns_per_host));
   return t;
@@ -230,6 +230,11 @@ std::vector<char> compile_services(const config::DynamicConfig& dyn, const confi
           ep->pool_key = "tls:" + ep->pool_key + ":" + std::string(out.transport.tls->verified_name(ep->tls_host)) +
                          ":" + transport_name + ":" + out.transport.tls->fingerprint();
         }
+        // An HTTP/2 connection keeps the PING settings of the transport that dialed it: services
+        // whose transports ping differently (or a reload that changes them) get pools of their own.
+        if ((ep->h2c || ep->tls) && out.transport.read_idle_timeout.count() > 0)
+          ep->pool_key += ":ping=" + std::to_string(out.transport.read_idle_timeout.count()) + "/" +
+                          std::to_string(out.transport.ping_timeout.count());
         ep->health = health.get(name, ep->url);
         urls.push_back(ep->url);
         out.endpoints.push_back(std::move(*ep));

@@ -1003,7 +1003,8 @@ tls:
     def test_https_servers_verified_with_the_transport(self):
         backend = HttpsBackend(cert("multi"), cert("multi", "key"))
         self.addCleanup(backend.stop)
-        proxy = self.start(f"""
+        # One worker: one pool, so counting the backend's connections says what the pool reused.
+        proxy = self.start(workers=1, dynamic=f"""
 http:
   routers:
     good:
