@@ -331,9 +331,9 @@ class Traffic(ClientThreads):
     (time, client, status, backend) with the backend's X-Backend; `failures` lists the answers that
     are not a 200 from a backend, and the errors."""
 
-    def __init__(self, port, host=None, h2=True):
+    def __init__(self, port, host=None, h2=True, pause=0.0):
         super().__init__(self._keep_alive, self._fresh, *([self._h2] if h2 else []))
-        self.port, self.host = port, host
+        self.port, self.host, self.pause = port, host, pause
         self.records = []
         self.failures = []
 
@@ -398,6 +398,7 @@ class Traffic(ClientThreads):
                 self._result("fresh", status, headers.get("x-backend", ""))
             except Exception as e:  # noqa: BLE001
                 self._result("fresh", 0, "", repr(e))
+            time.sleep(self.pause)  # a pause keeps long runs of new connections clear of TIME_WAIT exhaustion
 
     def _h2(self):
         # HTTP/2 over TLS (curl 7.88 cannot reuse an h2c prior-knowledge connection, with any server).

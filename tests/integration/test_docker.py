@@ -273,7 +273,7 @@ class DockerProvider(BerthTestCase):
             self.fail(f"no log line contains all of {parts}\n--- berth log (tail) ---\n{self.log_tail()}")
 
     def load(self, host):
-        load = Traffic(self.proxy.port, host, h2=False).start()
+        load = Traffic(self.proxy.port, host, h2=False, pause=0.003).start()
         self._loads.append(load)
         return load
 
@@ -281,7 +281,7 @@ class DockerProvider(BerthTestCase):
         load.stop()
         records = load.snapshot()
         failed = [r for r in records if r[2] != 200]
-        print(f"{len(records)} requests, {len(failed)} failed")
+        print(f"{len(records)} requests, {len(failed)} failed {load.failures[:3]}")
         self.assertGreater(len(records), 100)
         self.assertEqual(failed[:5], [], f"{len(failed)} of {len(records)} requests failed")
 
