@@ -8,6 +8,7 @@
 #include "app/server.h"
 #include "app/takeover.h"
 #include "base/log.h"
+#include "base/memory.h"
 #include "config/static_config.h"
 
 namespace {
@@ -36,7 +37,7 @@ int main(int argc, char** argv) {
     args.erase(args.begin());
   }
   if (verb == "version" || (args.size() == 1 && args[0] == "--version")) {
-    std::cout << "berth version " << BERTH_VERSION << "\n";
+    std::cout << "berth version " << BERTH_VERSION << "\nallocator: " << berth::allocator_name() << "\n";
     return 0;
   }
   if (verb == "help" || (!args.empty() && (args[0] == "--help" || args[0] == "-h"))) {

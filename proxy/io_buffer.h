@@ -49,9 +49,10 @@ class BufferPool {
   }
 
  private:
-  // Enough for a burst of HTTP/2 streams (two blocks each) to recycle blocks instead of mapping
-  // new ones; trim() gives back what a second did not use.
-  static constexpr size_t kMaxFree = 1024;
+  // Enough for every stream of a busy HTTP/2 worker (two blocks each: 64 connections x 10 streams
+  // already need 1280) to recycle blocks instead of mapping new ones; trim() gives back what a
+  // second did not use, so the cap only bounds the memory a burst leaves until then.
+  static constexpr size_t kMaxFree = 8192;
   std::vector<Block> free_;
   size_t low_water_ = 0;
 };

@@ -3,12 +3,11 @@
 
 #include "proxy/h2_session.h"
 
-#include <malloc.h>
-
 #include <boost/asio/ip/v6_only.hpp>
 #include <boost/asio/post.hpp>
 
 #include "base/log.h"
+#include "base/memory.h"
 #include "proxy/coro/task.h"
 #include "proxy/downstream_connection.h"
 #include "proxy/observe/metrics.h"
@@ -133,7 +132,7 @@ void Worker::schedule_sweep() {
       }
     }
     // Pools shrink to what the last second needed, so a worker that went quiet after a burst gives
-    // its memory back (mapped blocks at once; malloc memory through malloc_trim).
+    // its memory back (mapped blocks at once; heap memory through release_free_memory()).
     buffers_.trim();
     coro::FramePool::trim();
     size_t idle_compressors = std::min(compressors_low_water_, free_compressors_.size());
@@ -142,7 +141,7 @@ void Worker::schedule_sweep() {
     size_t unused = std::min(states_low_water_, free_states_.size());
     free_states_.resize(free_states_.size() - unused);
     states_low_water_ = free_states_.size();
-    if (unused > 0 || idle_compressors > 0 || std::exchange(states_overflowed_, false)) ::malloc_trim(0);
+    if (unused > 0 || idle_compressors > 0 || std::exchange(states_overflowed_, false)) release_free_memory();
     schedule_sweep();
   });
 }
@@ -223,7 +222,7 @@ std::unique_ptr<ExchangeState> Worker::take_exchange_state() {
 
 void Worker::give_exchange_state(std::unique_ptr<ExchangeState> state) {
   state->log.snapshot.reset();  // an exchange that ended early (an exception, an abort) held it
-  if (free_states_.size() < 64) free_states_.push_back(std::move(state));
+  if (free_states_.size() < kMaxFreeStates) free_states_.push_back(std::move(state));
   else states_overflowed_ = true;
 }
 

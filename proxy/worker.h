@@ -155,6 +155,9 @@ class Worker {
   BufferPool buffers_;
   upstream::Pool upstreams_;
   std::unordered_map<std::string, std::vector<std::shared_ptr<H2Client>>> h2_clients_;
+  /// Enough for every stream of a busy HTTP/2 worker (64 connections x 10 streams is common in
+  /// front of a load test); sweep() frees what the last second did not use.
+  static constexpr size_t kMaxFreeStates = 4096;
   std::vector<std::unique_ptr<ExchangeState>> free_states_;
   std::vector<std::unique_ptr<http::Compressor>> free_compressors_;
   size_t compressors_low_water_ = 0;

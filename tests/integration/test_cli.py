@@ -13,7 +13,10 @@ class Cli(BerthTestCase):
     def test_version(self):
         out = self.run_berth("version")
         self.assertEqual(out.returncode, 0)
-        self.assertRegex(out.stdout, r"^berth version \d+\.\d+\.\d+")
+        self.assertRegex(out.stdout, r"^berth version \d+\.\d+\.\d+\nallocator: (jemalloc|glibc)\n")
+        # The sanitizer build brings its own allocator; every other build links jemalloc.
+        sanitized = "asan" in subprocess.run(["ldd", BERTH], capture_output=True, text=True).stdout
+        self.assertIn("allocator: glibc" if sanitized else "allocator: jemalloc", out.stdout)
 
     def test_flags_alone_start_berth_with_case_insensitive_keys(self):
         be = self.backend("flagged")
