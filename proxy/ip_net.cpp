@@ -53,8 +53,19 @@ boost::asio::ip::address unmapped(const boost::asio::ip::address& a) {
 }
 
 std::string_view render_ip(const boost::asio::ip::address& a, char (&buf)[INET6_ADDRSTRLEN]) {
-  const char* r = a.is_v4() ? ::inet_ntop(AF_INET, a.to_v4().to_bytes().data(), buf, sizeof buf)
-                            : ::inet_ntop(AF_INET6, a.to_v6().to_bytes().data(), buf, sizeof buf);
+  if (a.is_v4()) {
+    // Every proxied request renders its client's address (X-Forwarded-For, X-Real-Ip); glibc's
+    // inet_ntop goes through sprintf for IPv4, which costs more than the rest of the header.
+    char* p = buf;
+    for (uint8_t octet : a.to_v4().to_bytes()) {
+      if (p != buf) *p++ = '.';
+      if (octet >= 100) *p++ = static_cast<char>('0' + octet / 100);
+      if (octet >= 10) *p++ = static_cast<char>('0' + octet / 10 % 10);
+      *p++ = static_cast<char>('0' + octet % 10);
+    }
+    return {buf, static_cast<size_t>(p - buf)};
+  }
+  const char* r = ::inet_ntop(AF_INET6, a.to_v6().to_bytes().data(), buf, sizeof buf);
   return r ? std::string_view(buf) : std::string_view{};
 }
 

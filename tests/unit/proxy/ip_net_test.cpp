@@ -1,4 +1,4 @@
-// Unit tests for IpNet: parsing addresses and CIDR ranges, and matching peers against them.
+// Unit tests for IpNet: parsing addresses and CIDR ranges, and matching peers against them; render_ip.
 #include "proxy/ip_net.h"
 
 #include <gtest/gtest.h>
@@ -93,6 +93,14 @@ TEST(IpNet, AcceptsPrefixBoundaries) {
   EXPECT_TRUE(IpNet::parse("10.0.0.1/32").has_value());
   EXPECT_TRUE(IpNet::parse("::/0").has_value());
   EXPECT_TRUE(IpNet::parse("::1/128").has_value());
+}
+
+TEST(RenderIp, RendersV4OctetsOfEveryWidthAndV6AsInetNtop) {
+  char buf[INET6_ADDRSTRLEN];
+  for (std::string text : {"0.0.0.0", "127.0.0.1", "9.10.99.100", "192.168.1.255", "255.255.255.255", "10.0.200.7",
+                           "::1", "2001:db8::ff00:42:8329", "::ffff:10.1.2.3"}) {
+    EXPECT_EQ(render_ip(ip(text), buf), text);
+  }
 }
 
 }  // namespace
