@@ -198,6 +198,21 @@ bool H2Stream::submit_head() { return role_ == Role::kServer ? submit_response_h
 
 namespace {
 
+// Where a head being submitted is parsed and turned into a header list. nghttp2 copies the list
+// when it is submitted, so one per thread serves every stream without allocating (HP-1).
+struct HeadScratch {
+  http::h1::ResponseHead response;
+  http::h1::RequestHead request;
+  std::string names;
+  std::vector<nghttp2_nv> nva;
+  static HeadScratch& get() {
+    thread_local HeadScratch scratch;
+    scratch.names.clear();
+    scratch.nva.clear();
+    return scratch;
+  }
+};
+
 // The fields of an HTTP/1.1 head as HTTP/2 fields: names lower-cased (into `names`, which must not
 // grow afterwards), connection-specific fields left out; "te: trailers" is the one TE allowed.
 void add_fields(const std::vector<http::Header>& headers, std::string& names, std::vector<nghttp2_nv>& nva,
@@ -217,14 +232,13 @@ void add_fields(const std::vector<http::Header>& headers, std::string& names, st
 }  // namespace
 
 bool H2Stream::submit_response_head() {
-  http::h1::ResponseHead head;
-  head.headers.reserve(16);
+  HeadScratch& scratch = HeadScratch::get();
+  http::h1::ResponseHead& head = scratch.response;
   if (http::h1::parse_response(head_out_, head) != http::h1::ParseStatus::kOk) return false;
   char status[4];
   std::to_chars(status, status + 3, head.status);
-  std::string names;  // lower-cased names; values point into head_out_
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(head.headers.size() + 1);
+  std::string& names = scratch.names;  // lower-cased names; values point into head_out_
+  std::vector<nghttp2_nv>& nva = scratch.nva;
   nva.push_back(make_nv(":status", std::string_view(status, 3)));
   add_fields(head.headers, names, nva, false);
   if (head.status < 200) {
@@ -247,12 +261,11 @@ bool H2Stream::submit_response_head() {
 }
 
 bool H2Stream::submit_request_head() {
-  http::h1::RequestHead head;
-  head.headers.reserve(16);
+  HeadScratch& scratch = HeadScratch::get();
+  http::h1::RequestHead& head = scratch.request;
   if (http::h1::parse_request(head_out_, head) != http::h1::ParseStatus::kOk) return false;
-  std::string names;
-  std::vector<nghttp2_nv> nva;
-  nva.reserve(head.headers.size() + 4);
+  std::string& names = scratch.names;
+  std::vector<nghttp2_nv>& nva = scratch.nva;
   nva.push_back(make_nv(":method", head.method));
   nva.push_back(make_nv(":scheme", tls_ ? "https"sv : "http"sv));
   nva.push_back(make_nv(":authority", head.host));

@@ -17,6 +17,15 @@ T=$(mktemp -d -t berth-allocs.XXXXXX)
 . "$HERE/lib.sh"
 trap lib_cleanup EXIT
 command -v heaptrack >/dev/null || { log "heaptrack is not installed (apt-get install heaptrack)"; exit 1; }
+# heaptrack counts malloc and friends; jemalloc has its own operator new, which it would not see.
+# So a jemalloc berth (the default build) is measured as its glibc twin, built beside it.
+if "$BERTH_BIN" version 2>/dev/null | grep -q '^allocator: jemalloc'; then
+  log "$BERTH_BIN links jemalloc, whose operator new heaptrack cannot see: measuring a -DBERTH_JEMALLOC=OFF build ($ROOT/build-glibc)"
+  cmake -S "$ROOT" -B "$ROOT/build-glibc" -G Ninja -DCMAKE_BUILD_TYPE=Release -DBERTH_JEMALLOC=OFF \
+    -DBERTH_TESTS=OFF -DBERTH_BENCH=OFF >/dev/null
+  cmake --build "$ROOT/build-glibc" -j2 --target berth >/dev/null
+  BERTH_BIN=$ROOT/build-glibc/berth
+fi
 BACKEND_BIN=$(ensure_backend "$BACKEND_BIN" "$ROOT/tests/support/test_backend.cpp")
 start_backend "$BACKEND_BIN"
 
