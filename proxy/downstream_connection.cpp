@@ -201,13 +201,13 @@ bool DownstreamConnection::close_parked() {
 
 coro::Task<DownstreamConnection::Wait> DownstreamConnection::wait_warm() {
   // Right after an exchange the connection keeps its block for kWarmIdle and reads straight into it:
-  // a keep-alive client usually sends its next request at once, and a readiness wait would cost an
-  // epoll_ctl per request. Then it parks.
+  // a keep-alive client usually sends its next request at once, and parking would cost an
+  // epoll_ctl per request (over TLS the wait costs one anyway, but saves a failed read). Then it parks.
   auto warm = settings_.idle_timeout.count() > 0 ? std::min(settings_.idle_timeout, kWarmIdle) : kWarmIdle;
   arm(Phase::kWarmIdle, warm);
   expired_ = Phase::kNone;
   idle_ = true;
-  auto [ec, n] = co_await stream_.read_some(asio::buffer(in_.write_ptr(), in_.write_space()));
+  auto [ec, n] = co_await stream_.read_some(asio::buffer(in_.write_ptr(), in_.write_space()), true);
   idle_ = false;
   if (!ec) {
     in_.commit(n);
@@ -240,6 +240,8 @@ coro::Task<void> DownstreamConnection::run() {
       if (in_.empty() && !std::exchange(woken, false)) {
         if (ex_) worker_.give_exchange_state(std::move(ex_));
         if (worker_.draining(ep_index_)) break;
+        // TLS bytes OpenSSL read ahead never make the socket readable again: read them first.
+        if (stream_.has_buffered()) in_.attach(worker_.buffers());
         Wait w = in_.has_block() ? co_await wait_warm() : Wait::kPark;
         if (w == Wait::kClose) break;
         if (w == Wait::kPark) {

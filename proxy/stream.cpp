@@ -94,8 +94,11 @@ coro::Task<error_code> Stream::handshake() {
   }
 }
 
-coro::Task<IoResult> Stream::tls_read_some(asio::mutable_buffer buffer) {
+coro::Task<IoResult> Stream::tls_read_some(asio::mutable_buffer buffer, bool likely_empty) {
   if (!socket_.is_open()) co_return IoResult{asio::error::bad_descriptor, 0};
+  if (likely_empty && !has_buffered()) {
+    if (auto ec = co_await wait_for(SSL_ERROR_WANT_READ)) co_return IoResult{ec, 0};
+  }
   while (true) {
     size_t n = 0;
     ERR_clear_error();

@@ -104,11 +104,15 @@ class Stream {
   uint64_t bytes_written() const { return bytes_written_; }
 
   /// `auto [ec, n] = co_await stream.read_some(buffer);` End of stream is asio::error::eof.
-  auto read_some(boost::asio::mutable_buffer buffer) {
+  /// `likely_empty`: the read most likely finds nothing yet (a keep-alive connection's next
+  /// request); over TLS it then waits for the socket first, unless OpenSSL holds bytes, instead of
+  /// a read(2) that fails. Plain sockets read at once either way: Asio's failed speculative read
+  /// costs what its readiness wait (an epoll_ctl) would.
+  auto read_some(boost::asio::mutable_buffer buffer, bool likely_empty = false) {
     using Plain = decltype(socket_.async_read_some(buffer, coro::use_task));
     using Either = EitherAwaiter<Plain, coro::Task<IoResult>>;
     if (ssl_ == nullptr && h2_ == nullptr) return Either(socket_.async_read_some(buffer, coro::use_task), &bytes_read_);
-    return Either(ssl_ != nullptr ? tls_read_some(buffer) : h2_read_some(buffer), &bytes_read_);
+    return Either(ssl_ != nullptr ? tls_read_some(buffer, likely_empty) : h2_read_some(buffer), &bytes_read_);
   }
 
   /// `auto [ec, n] = co_await stream.write(buffers);` writes all of a buffer sequence (at most
@@ -133,7 +137,7 @@ class Stream {
   }
 
  private:
-  coro::Task<IoResult> tls_read_some(boost::asio::mutable_buffer buffer);
+  coro::Task<IoResult> tls_read_some(boost::asio::mutable_buffer buffer, bool likely_empty);
   coro::Task<IoResult> tls_write(ConstBufferList list);
   coro::Task<IoResult> h2_read_some(boost::asio::mutable_buffer buffer);
   coro::Task<IoResult> h2_write(ConstBufferList list);

@@ -678,6 +678,10 @@ SSL_CTX* build_context(const TlsOptionsConfig& o, const std::shared_ptr<const Ce
   SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_PRIORITIZE_CHACHA | SSL_OP_NO_RENEGOTIATION |
                                SSL_OP_NO_COMPRESSION);
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  // One read(2) takes whatever the socket holds instead of each record's 5-byte header and then
+  // its body: one syscall per request less on a keep-alive connection. Bytes read ahead wait in
+  // OpenSSL, not on the socket, so a connection checks Stream::has_buffered() before parking.
+  SSL_CTX_set_read_ahead(ctx, 1);
 
   const std::vector<std::string_view> suites = tls12_suites(o.cipher_suites);
   if (suites.empty()) {

@@ -790,6 +790,55 @@ tls:
         self.assertFalse(c.is_closed(wait=0.3))
         c.close()
 
+    def test_requests_in_two_records_of_one_segment_over_tls(self):
+        """Two requests in two TLS records that arrive in one read: berth reads both records at once
+        (OpenSSL's read-ahead), and serves the second without waiting for the socket again."""
+        be = self.backend("app")
+        proxy = self.start(f"""
+http:
+  routers:
+    a:
+      rule: "Host(`a.test`)"
+      service: s
+      tls: {{}}
+  services:
+{service("s", be.url)}
+tls:
+  certificates:
+{self.certs_yaml("a")}""")
+        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        self.addCleanup(sock.close)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = client_ctx().wrap_bio(incoming, outgoing, server_hostname="a.test")
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(outgoing.read())
+                incoming.write(sock.recv(65536))
+        sock.sendall(outgoing.read())
+        tls.write(b"GET /size/5 HTTP/1.1\r\nHost: a.test\r\n\r\n")  # one record each
+        tls.write(b"GET /size/6 HTTP/1.1\r\nHost: a.test\r\n\r\n")
+        records = outgoing.read()
+        self.assertGreater(len(records), 2 * 40)
+        sock.sendall(records)  # both records in one segment
+        received = b""
+        deadline = time.monotonic() + 5
+        while received.count(b"HTTP/1.1 200") < 2 or not received.endswith(b"x" * 6):
+            self.assertLess(time.monotonic(), deadline, f"only this came back: {received!r}")
+            try:
+                received += tls.read(65536)
+                continue
+            except ssl.SSLWantReadError:
+                pass
+            data = sock.recv(65536)
+            self.assertTrue(data, f"berth closed the connection after {received!r}")
+            incoming.write(data)
+        first, second = received.split(b"HTTP/1.1 200")[1:]
+        self.assertTrue(first.endswith(b"\r\n\r\nxxxxx"), first)
+        self.assertTrue(second.endswith(b"\r\n\r\nxxxxxx"), second)
+
     def test_two_mebibyte_bodies_both_ways_over_tls(self):
         be = self.backend("app")
         big = os.urandom(2 * 1024 * 1024)
