@@ -584,7 +584,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       // bidirectional streams need (the server may answer each message before the next).
       body_consumed = true;
       in_.consume(buffered);
-      if (!pump_done_) pump_done_.emplace(worker_.context().get_executor());
+      if (!pump_done_) pump_done_ = std::make_unique<Timer>(worker_.context().get_executor());
       pump_done_->expires_at(Timer::time_point::max());
       pump_running_ = true;
       pump_to_ = up_->stream.h2_stream();
