@@ -323,6 +323,21 @@ class Tls(BerthTestCase):
         wait_until(lambda: "configuration generation 1 applied" in proxy.log_text())
         return proxy
 
+    def start_one_tls_router(self, be):
+        """berth with one TLS router, Host(`a.test`) to backend `be`, with a.test's certificate."""
+        return self.start(f"""
+http:
+  routers:
+    a:
+      rule: "Host(`a.test`)"
+      service: s
+      tls: {{}}
+  services:
+{service("s", be.url)}
+tls:
+  certificates:
+{self.certs_yaml("a")}""")
+
     def certs_yaml(self, *names):
         return "".join(f"    - certFile: {cert(n)}\n      keyFile: {cert(n, 'key')}\n" for n in names)
 
@@ -761,18 +776,7 @@ tls:
 
     def test_keep_alive_with_idle_pauses_and_pipelining_over_tls(self):
         be = self.backend("app")
-        proxy = self.start(f"""
-http:
-  routers:
-    a:
-      rule: "Host(`a.test`)"
-      service: s
-      tls: {{}}
-  services:
-{service("s", be.url)}
-tls:
-  certificates:
-{self.certs_yaml("a")}""")
+        proxy = self.start_one_tls_router(be)
         c = TlsClient(proxy.port, "a.test", client_ctx())
         for i in range(4):
             if i:
@@ -794,18 +798,7 @@ tls:
         """Two requests in two TLS records that arrive in one read: berth reads both records at once
         (OpenSSL's read-ahead), and serves the second without waiting for the socket again."""
         be = self.backend("app")
-        proxy = self.start(f"""
-http:
-  routers:
-    a:
-      rule: "Host(`a.test`)"
-      service: s
-      tls: {{}}
-  services:
-{service("s", be.url)}
-tls:
-  certificates:
-{self.certs_yaml("a")}""")
+        proxy = self.start_one_tls_router(be)
         sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
         self.addCleanup(sock.close)
         incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
