@@ -8,6 +8,7 @@
 #include <charconv>
 #include <cstring>
 #include <span>
+#include <poll.h>
 #include <sys/socket.h>
 
 #include "base/log.h"
@@ -314,6 +315,7 @@ coro::Task<bool> DownstreamConnection::accept_tls() {
   expired_ = Phase::kNone;
   int fd = stream_.socket().native_handle();
   bool acme_tls = false;  // an ACME TLS-ALPN-01 validation
+  ssize_t peeked = 0;     // bytes of an incomplete ClientHello seen so far
   while (true) {
     ssize_t n = ::recv(fd, in_.write_ptr(), in_.write_space(), MSG_PEEK | MSG_DONTWAIT);
     if (n == 0) co_return false;
@@ -321,14 +323,31 @@ coro::Task<bool> DownstreamConnection::accept_tls() {
     if (n > 0) {
       auto status = tls::parse_client_hello(std::span(reinterpret_cast<const uint8_t*>(in_.write_ptr()), size_t(n)),
                                             server_name_, &acme_tls);
-      if (status == tls::HelloStatus::kNotTls) co_return true;  // plain HTTP
+      if (status == tls::HelloStatus::kNotTls) co_return true;  // plain HTTP (decided by the first byte)
       if (status == tls::HelloStatus::kDone) break;
       // Malformed, or too big to peek whole (over 32 KiB): refused, since going on with the
       // default options could skip what the host's own options demand (client certificates).
       if (status == tls::HelloStatus::kMalformed || size_t(n) == in_.write_space()) co_return false;
+      if (n == peeked) {
+        // No more bytes than before: a readiness event from before the wait, or the client
+        // closed (or failed) mid-ClientHello.
+        pollfd p{fd, POLLRDHUP, 0};
+        if (::poll(&p, 1, 0) > 0 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR)) != 0) co_return false;
+      } else {
+        // Incomplete: wake only once more bytes than these have come. The bytes stay in the
+        // socket, so a plain readiness wait would wake at once, again and again, and half a
+        // ClientHello would keep the worker busy until the read timeout.
+        peeked = n;
+        int lowat = static_cast<int>(n) + 1;
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &lowat, sizeof lowat);
+      }
     }
     auto [ec] = co_await stream_.socket().async_wait(Socket::wait_read, coro::use_task);
     if (ec) co_return false;
+  }
+  if (peeked != 0) {
+    int one = 1;  // back to the default for OpenSSL's reads
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
   }
   std::shared_ptr<const Snapshot> snap = worker_.snapshot();
   std::string_view options = snap->entry_points[ep_index_].tls_options_for(server_name_, false);

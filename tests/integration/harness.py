@@ -171,6 +171,12 @@ class Berth:
             sys.stderr.write(f"--- berth exited with {code}; the end of its log:\n" + "".join(tail) + "---\n")
         return code
 
+    def cpu_seconds(self):
+        """CPU time (user + system) the berth process has used so far."""
+        with open(f"/proc/{self.proc.pid}/stat") as f:
+            fields = f.read().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
     def rss_kib(self):
         with open(f"/proc/{self.proc.pid}/status") as f:
             for line in f:

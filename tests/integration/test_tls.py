@@ -821,7 +821,10 @@ tls:
         while received.count(b"HTTP/1.1 200") < 2 or not received.endswith(b"x" * 6):
             self.assertLess(time.monotonic(), deadline, f"only this came back: {received!r}")
             try:
-                received += tls.read(65536)
+                chunk = tls.read(65536)
+                if not chunk:  # berth's close_notify
+                    break
+                received += chunk
                 continue
             except ssl.SSLWantReadError:
                 pass
@@ -831,6 +834,50 @@ tls:
         first, second = received.split(b"HTTP/1.1 200")[1:]
         self.assertTrue(first.endswith(b"\r\n\r\nxxxxx"), first)
         self.assertTrue(second.endswith(b"\r\n\r\nxxxxxx"), second)
+
+    def test_client_hello_split_across_segments(self):
+        """A ClientHello that arrives in pieces (a big one spans TCP segments) is served once whole."""
+        proxy = self.start_one_tls_router(self.backend("app"))
+        sock = socket.create_connection(("127.0.0.1", proxy.port), timeout=5)
+        self.addCleanup(sock.close)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        incoming, outgoing = ssl.MemoryBIO(), ssl.MemoryBIO()
+        tls = client_ctx().wrap_bio(incoming, outgoing, server_hostname="a.test")
+        with self.assertRaises(ssl.SSLWantReadError):
+            tls.do_handshake()
+        hello = outgoing.read()
+        for piece in (hello[:3], hello[3:40], hello[40:]):  # inside the record header, then the body
+            sock.sendall(piece)
+            time.sleep(0.3)
+        while True:
+            try:
+                tls.do_handshake()
+                break
+            except ssl.SSLWantReadError:
+                sock.sendall(outgoing.read())
+                data = sock.recv(65536)
+                self.assertTrue(data, "berth closed the connection during the handshake")
+                incoming.write(data)
+        tls.write(b"GET / HTTP/1.1\r\nHost: a.test\r\nConnection: close\r\n\r\n")
+        sock.sendall(outgoing.read())
+        received = b""
+        while True:
+            try:
+                chunk = tls.read(65536)
+                if not chunk:  # berth's close_notify
+                    break
+                received += chunk
+                continue
+            except ssl.SSLWantReadError:
+                pass
+            except (ssl.SSLZeroReturnError, ssl.SSLEOFError):
+                break
+            data = sock.recv(65536)
+            if not data:
+                break
+            incoming.write(data)
+        self.assertTrue(received.startswith(b"HTTP/1.1 200"), received)
+        self.assertTrue(received.endswith(b"app"), received)
 
     def test_two_mebibyte_bodies_both_ways_over_tls(self):
         be = self.backend("app")
@@ -1226,13 +1273,24 @@ tls:
         closed_after(s, 5)
         s.close()
         still_serving()
-        # A truncated ClientHello, then nothing: closed by readTimeout (2 s).
+        # A truncated ClientHello, then nothing: closed by readTimeout (2 s), and waiting for the
+        # rest costs no CPU (its bytes stay in the socket: the wait must not wake on them again).
         hello = bytes.fromhex("010001fc0303") + os.urandom(32) + b"\x00"
         s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        cpu_before = proxy.cpu_seconds()
         s.sendall(b"\x16\x03\x01\x02\x00" + hello)
         waited = closed_after(s, 6)
         s.close()
         self.assertGreater(waited, 1.0)
+        self.assertLess(proxy.cpu_seconds() - cpu_before, 0.5, "berth spun while waiting for the ClientHello")
+        still_serving()
+        # The same, then the client closes its side: closed at once.
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        s.sendall(b"\x16\x03\x01\x02\x00" + hello)
+        time.sleep(0.2)
+        s.shutdown(socket.SHUT_WR)
+        self.assertLess(closed_after(s, 6), 1.0)
+        s.close()
         still_serving()
         # Plain HTTP for the HTTPS-only host, HTTPS for the plain-only host.
         self.assertEqual(get(port, "/", host="a.test")[0], 404)
