@@ -10,6 +10,7 @@
 #include <span>
 #include <poll.h>
 #include <sys/socket.h>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "proxy/ip_net.h"
@@ -39,6 +40,7 @@ DownstreamConnection::DownstreamConnection(Worker& worker, size_t ep_index, Sock
   stream_.socket().set_option(tcp::no_delay(true), ec);
   auto peer = stream_.socket().remote_endpoint(ec);
   if (!ec) {
+    v6_ = peer.address().is_v6();
     auto addr = unmapped(peer.address());
     peer_ = addr;
     peer_port_ = peer.port();
@@ -57,7 +59,6 @@ DownstreamConnection::DownstreamConnection(const DownstreamConnection& parent, s
       stream_(parent.worker_.context().get_executor(), std::move(stream), parent.stream_.is_tls()),
       trusted_(parent.trusted_),
       first_read_(false),
-      server_name_(parent.server_name_),
       peer_(parent.peer_),
       peer_port_(parent.peer_port_) {
   deadline_.owner = this;
@@ -71,9 +72,16 @@ DownstreamConnection::DownstreamConnection(const DownstreamConnection& parent, s
   in_.commit(n);
 }
 
+std::string_view DownstreamConnection::server_name() const {
+  SSL* ssl = tls_session();
+  const char* name = ssl != nullptr ? SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name) : nullptr;
+  return name != nullptr ? name : "";
+}
+
 void DownstreamConnection::start_stream() { coro::spawn(run()); }
 
 DownstreamConnection::~DownstreamConnection() {
+  if (detached_fd_ >= 0) ::close(detached_fd_);
   if (parent_ssl_ != nullptr) SSL_free(parent_ssl_);
   worker_.deadlines().disarm(deadline_);
   worker_.untrack(this, ep_index_, !stream_.is_h2());
@@ -116,19 +124,20 @@ void DownstreamConnection::stop_exchange() {
 }
 
 bool DownstreamConnection::drains_into(const DrainTarget& target) const {
-  if (upstream_health_ != nullptr) {
+  if (!ex_) return false;
+  if (ex_->upstream_health != nullptr) {
     for (const auto& s : target.servers)
-      if (s.get() == upstream_health_) return true;
+      if (s.get() == ex_->upstream_health) return true;
     return false;
   }
-  return routed_service_ != nullptr && routed_generation_ < target.before_generation &&
-         routed_service_->name == target.service;
+  return ex_->routed_service != nullptr && ex_->routed_generation < target.before_generation &&
+         ex_->routed_service->name == target.service;
 }
 
 void DownstreamConnection::evict(const DrainTarget& gone) {
-  if (upstream_health_ == nullptr) return;
+  if (!ex_ || ex_->upstream_health == nullptr) return;
   bool on = false;
-  for (const auto& s : gone.servers) on |= s.get() == upstream_health_;
+  for (const auto& s : gone.servers) on |= s.get() == ex_->upstream_health;
   if (!on) return;
   if (stream_.is_h2()) stop_exchange();
   else abort();
@@ -170,17 +179,31 @@ void DownstreamConnection::park(Phase phase) {
   arm(phase, phase == Phase::kReadRequest ? settings_.read_timeout : idle);
   idle_ = true;
   parked_self_ = shared_from_this();
-  if (!worker_.parks().park(stream_.socket().native_handle(), this, park_registered_)) {
+  int fd = stream_.socket().native_handle();
+  // Idle after a request, it may wait minutes: its descriptor leaves Asio's reactor meanwhile.
+  // (A new connection keeps it: its first request is usually on its way.)
+  if (phase == Phase::kIdle) detached_fd_ = stream_.detach();
+  if (!worker_.parks().park(fd, this, park_registered_)) {
     idle_ = false;
     auto self = std::move(parked_self_);
-    close();
+    if (reattach()) close();
   }
+}
+
+bool DownstreamConnection::reattach() {
+  if (detached_fd_ < 0) return true;
+  return stream_.reattach(std::exchange(detached_fd_, -1), v6_);
 }
 
 void DownstreamConnection::on_ready() {
   idle_ = false;
   auto self = std::move(parked_self_);
   if (!self) return;
+  if (!reattach()) {
+    closing_ = true;
+    disarm();
+    return;
+  }
   // Draining too, a request that arrived is served (answered with Connection: close): the drain
   // closed the idle connections it could, and this one's client has already sent.
   if (closing_) {
@@ -192,9 +215,10 @@ void DownstreamConnection::on_ready() {
 
 bool DownstreamConnection::close_parked() {
   if (!parked_self_) return false;
-  worker_.parks().unpark(stream_.socket().native_handle());
+  worker_.parks().unpark(detached_fd_ >= 0 ? detached_fd_ : stream_.socket().native_handle());
   idle_ = false;
   closing_ = true;
+  reattach();  // closed below, with TLS close_notify
   // Not synchronously: the caller (the deadline wheel, the drain loop) is iterating.
   asio::post(worker_.context(), [self = std::move(parked_self_)] { self->close(); });
   return true;
@@ -315,6 +339,7 @@ coro::Task<bool> DownstreamConnection::accept_tls() {
   expired_ = Phase::kNone;
   int fd = stream_.socket().native_handle();
   bool acme_tls = false;  // an ACME TLS-ALPN-01 validation
+  std::string sni;        // the server name, lower-cased
   ssize_t peeked = 0;     // bytes of an incomplete ClientHello seen so far
   while (true) {
     ssize_t n = ::recv(fd, in_.write_ptr(), in_.write_space(), MSG_PEEK | MSG_DONTWAIT);
@@ -322,7 +347,7 @@ coro::Task<bool> DownstreamConnection::accept_tls() {
     if (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) co_return false;
     if (n > 0) {
       auto status = tls::parse_client_hello(std::span(reinterpret_cast<const uint8_t*>(in_.write_ptr()), size_t(n)),
-                                            server_name_, &acme_tls);
+                                            sni, &acme_tls);
       if (status == tls::HelloStatus::kNotTls) co_return true;  // plain HTTP (decided by the first byte)
       if (status == tls::HelloStatus::kDone) break;
       // Malformed, or too big to peek whole (over 32 KiB): refused, since going on with the
@@ -350,9 +375,9 @@ coro::Task<bool> DownstreamConnection::accept_tls() {
     ::setsockopt(fd, SOL_SOCKET, SO_RCVLOWAT, &one, sizeof one);
   }
   std::shared_ptr<const Snapshot> snap = worker_.snapshot();
-  std::string_view options = snap->entry_points[ep_index_].tls_options_for(server_name_, false);
+  std::string_view options = snap->entry_points[ep_index_].tls_options_for(sni, false);
   SSL_CTX* context = snap->certificates ? snap->certificates->context(options) : nullptr;
-  auto challenge = acme_tls ? snap->acme_tls_alpn.find(server_name_) : snap->acme_tls_alpn.end();
+  auto challenge = acme_tls ? snap->acme_tls_alpn.find(sni) : snap->acme_tls_alpn.end();
   if (challenge != snap->acme_tls_alpn.end()) context = challenge->second.get();
   SSL* ssl = context != nullptr ? SSL_new(context) : nullptr;
   if (ssl == nullptr) {

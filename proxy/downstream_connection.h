@@ -63,6 +63,10 @@ struct ExchangeState {
   middleware::Edits edits;  ///< what the route's middlewares decided
   std::string body;         ///< a body read whole (buffering middleware); trimmed after big ones
   bool body_done = false;   ///< the request body has been read (a local reply must not skip it again)
+  // What a deploy's drain looks for (DownstreamConnection::drains_into, evict), while the exchange runs:
+  const Service* routed_service = nullptr;  ///< its router's service
+  uint64_t routed_generation = 0;           ///< the snapshot generation that routed it
+  const upstream::EndpointHealth* upstream_health = nullptr;  ///< the server forward() is on
   ExchangeState() {
     request.headers.reserve(16);
     response.headers.reserve(16);
@@ -126,6 +130,12 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   void on_ready() override;
   /// Closes a parked connection (deadline, drain, abort); false if it is not parked.
   bool close_parked();
+  /// The TLS session requests come over: the connection's, or an HTTP/2 stream's connection's.
+  SSL* tls_session() const { return stream_.ssl() != nullptr ? stream_.ssl() : parent_ssl_; }
+  /// TLS: the server name the client asked for (SNI), as sent; empty without one.
+  std::string_view server_name() const;
+  /// Gives a descriptor detached for parking back to the stream; false if that failed (closed).
+  bool reattach();
   void close();
 
   // forwarder.cpp: the request flow.
@@ -167,7 +177,7 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   /// The tunnel's deadline: idleTimeout from now, but never past `end` (its lifetime).
   void arm_tunnel(Timer::time_point end);
   /// HTTP/2 servers: streams the rest of the request body to `upstream` while forward() reads the
-  /// response; serve_exchange() waits for it (pump_running_, pump_done_).
+  /// response; serve_exchange() waits for it (pump_).
   coro::Task<void> pump_request_body(std::shared_ptr<DownstreamConnection> self, std::shared_ptr<H2Stream> upstream,
                                      BodyMode mode, uint64_t left, http::h1::ChunkedFramer framer);
   /// The Upgrade value the client asked for ("websocket"), if it asked with Connection: upgrade.
@@ -210,12 +220,11 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   IoBuffer in_;
   std::unique_ptr<ExchangeState> ex_;
   std::unique_ptr<upstream::UpstreamConnection> up_;  ///< the upstream connection of the exchange in flight
-  const upstream::EndpointHealth* upstream_health_ = nullptr;  ///< the server forward() is on (evict())
-  const Service* routed_service_ = nullptr;  ///< the exchange's router's service, until it ends (drains)
-  uint64_t routed_generation_ = 0;           ///< the snapshot generation that routed it
   DeadlineWheel::Entry deadline_;
   Phase phase_ = Phase::kNone;
   Phase expired_ = Phase::kNone;  ///< set when the watchdog fired during that phase
+  bool v6_ = false;               ///< an IPv6 socket (to give a detached descriptor back to Asio)
+  int detached_fd_ = -1;          ///< parked idle: the descriptor, out of Asio's reactor (Stream::detach())
   std::shared_ptr<DownstreamConnection> parked_self_;  ///< keeps a parked connection alive
   bool idle_ = false;             ///< parked, or warm-waiting for the next request
   bool park_registered_ = false;  ///< the socket has a (possibly disarmed) ParkSet registration
@@ -223,12 +232,17 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   bool closing_ = false;
   bool first_read_ = true;        ///< accept_tls() has not looked at the connection yet
   bool served_ = false;           ///< at least one exchange was served (a drain closes it when idle)
-  std::string server_name_;       ///< TLS: the SNI, lower-cased (for the domain fronting check)
   std::shared_ptr<H2Session> h2_; ///< the HTTP/2 session, when the connection speaks HTTP/2
   SSL* parent_ssl_ = nullptr;     ///< stream mode over TLS: the connection's TLS session (a reference)
-  bool pump_running_ = false;     ///< pump_request_body() runs
-  std::unique_ptr<Timer> pump_done_;  ///< cancelled when it ends (made by the first pump: a timer inline would cost every idle connection 72 bytes)
-  std::weak_ptr<H2Stream> pump_to_;  ///< the server stream it writes to
+  /// pump_request_body()'s state, made by the first pump (inline it would cost every idle
+  /// connection 96 bytes).
+  struct BodyPump {
+    explicit BodyPump(Executor executor) : done(executor) {}
+    Timer done;                  ///< cancelled when it ends
+    std::weak_ptr<H2Stream> to;  ///< the server stream it writes to
+    bool running = false;
+  };
+  std::unique_ptr<BodyPump> pump_;
   boost::asio::ip::address peer_;  ///< IPv4-mapped peers unmapped
   uint16_t peer_port_ = 0;
 };

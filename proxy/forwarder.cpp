@@ -148,17 +148,17 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   ex_->log.route = route;
   // What a deploy's drain looks for (drains_into): set from here to the end of the exchange.
   struct Routed {
-    DownstreamConnection& c;
-    ~Routed() { c.routed_service_ = nullptr; }
-  } routed{*this};
+    ExchangeState& ex;
+    ~Routed() { ex.routed_service = nullptr; }
+  } routed{*ex_};
   if (route && route->service < router::kFirstInternalService) {
-    routed_service_ = &snap->services[route->service];
-    routed_generation_ = snap->generation;
+    ex_->routed_service = &snap->services[route->service];
+    ex_->routed_generation = snap->generation;
   }
   // Domain fronting: a Host whose routers want other TLS options than the SNI got (Traefik's
   // snicheck) is not served on this connection.
-  if (route && tls && !iequals(view.host, server_name_) &&
-      ep->tls_options_for(view.host, true) != ep->tls_options_for(server_name_, false)) {
+  if (route && tls && !iequals(view.host, server_name()) &&
+      ep->tls_options_for(view.host, true) != ep->tls_options_for(server_name(), false)) {
     in_.consume(head_size);
     co_return co_await reply_local(421, local_reply::kMisdirected, local_reply::kTextPlain, false);
   }
@@ -181,7 +181,7 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   if (!route->middlewares.empty()) {
     middleware::Context ctx{req,        peer_, path, query, trusted_, ex_->edits, worker_.context().get_executor(),
                             static_cast<uint32_t>(worker_.index()), tls,
-                            stream_.ssl() != nullptr ? stream_.ssl() : parent_ssl_};
+                            tls_session()};
     for (const middleware::Middleware* m : route->middlewares) {
       if (m->is_async() ? co_await m->on_request_async(ctx) : m->on_request(ctx)) continue;
       // The middleware answered (redirect, 401, 429, ...), with the response headers set so far.
@@ -211,13 +211,13 @@ coro::Task<bool> DownstreamConnection::serve_exchange(size_t head_size) {
   }
   if (pick.mirroring != balancer::Pick::kNoMirroring) send_mirrors(*snap, pick.mirroring, head_size, now_ms);
   bool keep_alive = co_await forward(*snap, snap->services[pick.service], static_cast<size_t>(pick.endpoint), now_ms);
-  if (pump_running_) {
+  if (pump_ && pump_->running) {
     // The response is over while the client still sends its body: that body is not wanted. The
     // pump may be reading the client or waiting for the server's window: both are cancelled.
     stream_.cancel();
-    if (auto to = pump_to_.lock()) to->cancel();
+    if (auto to = pump_->to.lock()) to->cancel();
     arm(Phase::kReadRequest, settings_.read_timeout);
-    while (pump_running_) co_await pump_done_->async_wait(coro::use_task);
+    while (pump_->running) co_await pump_->done.async_wait(coro::use_task);
     disarm();
     keep_alive = false;
   }
@@ -416,7 +416,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   int failure = 502;
   bool body_consumed = false;  // body bytes left the client buffer: no retry possible any more
   size_t response_head = 0;
-  InFlight in_flight(upstream_health_, service.p2c);
+  InFlight in_flight(ex_->upstream_health, service.p2c);
   // A live failure counts against the server when passive health checks are on.
   auto failed = [&](const Endpoint& e) {
     if (service.passive && e.health->record_failure(upstream::steady_now_ms(), service.failure_window_ms,
@@ -584,10 +584,10 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       // bidirectional streams need (the server may answer each message before the next).
       body_consumed = true;
       in_.consume(buffered);
-      if (!pump_done_) pump_done_ = std::make_unique<Timer>(worker_.context().get_executor());
-      pump_done_->expires_at(Timer::time_point::max());
-      pump_running_ = true;
-      pump_to_ = up_->stream.h2_stream();
+      if (!pump_) pump_ = std::make_unique<BodyPump>(worker_.context().get_executor());
+      pump_->done.expires_at(Timer::time_point::max());
+      pump_->running = true;
+      pump_->to = up_->stream.h2_stream();
       coro::spawn(pump_request_body(shared_from_this(), up_->stream.h2_stream(), request_mode,
                                     request_mode == BodyMode::kLength ? request_length - buffered : 0, framer));
     } else if (!body_complete) {
@@ -1071,8 +1071,8 @@ coro::Task<void> DownstreamConnection::pump_request_body(std::shared_ptr<Downstr
   // A broken client body fails the response side as well; a server that stopped taking the body
   // may still be answering (or have answered), which the response side finds out by itself.
   if (!ok && client_failed) to.cancel();
-  pump_running_ = false;
-  pump_done_->cancel();
+  pump_->running = false;
+  pump_->done.cancel();
 }
 
 coro::Task<void> DownstreamConnection::tunnel() {

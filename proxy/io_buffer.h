@@ -4,7 +4,9 @@
 
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <cstring>
 #include <new>
 #include <memory>
@@ -90,22 +92,22 @@ class IoBuffer {
   }
   /// Space after the readable bytes, without compacting (views into the buffer stay valid).
   size_t tail_space() const { return cap_ - end_; }
-  void commit(size_t n) { end_ += n; }
+  void commit(size_t n) { end_ += static_cast<uint32_t>(n); }
   void consume(size_t n) {
-    begin_ += n;
+    begin_ += static_cast<uint32_t>(n);
     if (begin_ == end_) begin_ = end_ = 0;
   }
   /// Doubles the capacity (up to `limit`); returns false at the limit. Used for heads over 16 KiB.
   bool grow(size_t limit) {
     if (cap_ >= limit) return false;
-    size_t cap = std::min(limit, cap_ * 2);
+    size_t cap = std::min({limit, size_t{cap_} * 2, size_t{UINT32_MAX}});
     std::unique_ptr<char[]> bigger(new char[cap]);
     std::memcpy(bigger.get(), data_ + begin_, size());
     end_ -= begin_;
     begin_ = 0;
     big_ = std::move(bigger);
     data_ = big_.get();
-    cap_ = cap;
+    cap_ = static_cast<uint32_t>(cap);
     return true;
   }
 
@@ -119,7 +121,7 @@ class IoBuffer {
   Block block_;                    ///< the pooled block (kept while big_ is in use, to give back later)
   std::unique_ptr<char[]> big_;    ///< an oversized buffer for a large head
   char* data_ = nullptr;
-  size_t cap_ = 0, begin_ = 0, end_ = 0;
+  uint32_t cap_ = 0, begin_ = 0, end_ = 0;  // 32 bits: heads are limited far below 4 GiB
 };
 
 }  // namespace berth::proxy

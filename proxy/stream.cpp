@@ -5,6 +5,7 @@
 
 #include <cerrno>
 #include <cstring>
+#include <unistd.h>
 
 #include "base/log.h"
 #include "proxy/h2_session.h"
@@ -57,6 +58,25 @@ void Stream::close() {
   error_code ec;
   socket_.shutdown(Socket::shutdown_send, ec);
   socket_.close(ec);
+}
+
+int Stream::detach() {
+  error_code ec;
+  int fd = socket_.release(ec);
+  return ec ? -1 : fd;
+}
+
+bool Stream::reattach(int fd, bool v6) {
+  error_code ec;
+  socket_.assign(v6 ? boost::asio::ip::tcp::v6() : boost::asio::ip::tcp::v4(), fd, ec);
+  if (ec) {
+    ::close(fd);
+    return false;
+  }
+  // The descriptor is still non-blocking (release() leaves it so); Asio must know, or its first
+  // operation sets it again, and OpenSSL relies on it.
+  socket_.non_blocking(true, ec);
+  return true;
 }
 
 coro::Task<error_code> Stream::wait_for(int ssl_error) {

@@ -98,6 +98,13 @@ class Stream {
   void close();
   /// Fails pending reads and writes with operation_aborted (an HTTP/2 stream: the next one too).
   void cancel();
+  /// Takes the socket's descriptor out of Asio's reactor for a long wait elsewhere (ParkSet),
+  /// freeing the reactor's per-socket state (168 bytes, back to the reactor's pool); returns it,
+  /// or -1. The socket is closed meanwhile; reattach() gives it back. No operation may be pending.
+  int detach();
+  /// Registers `fd` (from detach()) with the reactor again; false if that failed (`fd` is
+  /// closed then).
+  bool reattach(int fd, bool v6);
   /// Bytes read and written so far (the application's bytes, after TLS). The access log and the
   /// metrics take the difference over an exchange.
   uint64_t bytes_read() const { return bytes_read_; }

@@ -173,7 +173,7 @@ void DownstreamConnection::finish_exchange(size_t head_size) {
   r.forwarded_for = log.forwarded_for;
   const int64_t consumed = static_cast<int64_t>(stream_.bytes_read()) - static_cast<int64_t>(in_.size()) - log.read_mark;
   r.request_bytes = consumed > static_cast<int64_t>(head_size) ? static_cast<uint64_t>(consumed) - head_size : 0;
-  if (SSL* ssl = stream_.ssl() != nullptr ? stream_.ssl() : parent_ssl_) {
+  if (SSL* ssl = tls_session()) {
     r.tls_version = tls_version_label(SSL_version(ssl));
     if (const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl)) {
       r.tls_cipher = SSL_CIPHER_standard_name(cipher);

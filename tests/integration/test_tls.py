@@ -742,6 +742,16 @@ tls:
         self.assertEqual(https_get(port, "a.test", "/", host="b.test")[::2], (200, b"app"))  # same options
         self.assertEqual(https_get(port, "a.test", "/", host="A.TEST:443")[::2], (200, b"app"))
         self.assertEqual(https_get(port, "m.test")[::2], (200, b"app"))
+        # The server name is compared without regard to case, as host names are.
+        self.assertEqual(https_get(port, "M.Test", "/", host="m.test")[::2], (200, b"app"))
+        self.assertEqual(https_get(port, "M.Test", "/", host="a.test")[0], 421)
+        # Over HTTP/2 each stream is checked against its connection's server name.
+        for authority, expected in (("a.test", b"421"), ("m.test", b"200")):
+            out = subprocess.run(["curl", "-sS", "--http2", "--max-time", "10", "--resolve", f"m.test:{port}:127.0.0.1",
+                                  "--cacert", cert("ca"), "-H", f"Host: {authority}", "-o", "/dev/null",
+                                  "-w", "%{http_version} %{http_code}", f"https://m.test:{port}/"],
+                                 capture_output=True, timeout=20)
+            self.assertEqual(out.stdout, b"2 " + expected, out.stderr)
 
     # ---------------------------------------------------------------- HTTP over TLS
 
