@@ -1,6 +1,8 @@
 // HTTP/2 sessions and streams; see h2_session.h.
 #include "proxy/h2_session.h"
 
+#include <boost/asio/bind_allocator.hpp>
+
 #include <algorithm>
 #include <charconv>
 #include <cstring>
@@ -8,6 +10,7 @@
 #include "base/log.h"
 #include "base/text.h"
 #include "proxy/local_reply.h"
+#include "proxy/nghttp2_mem.h"
 #include "proxy/upstream/pool.h"
 #include "proxy/downstream_connection.h"
 #include "proxy/http/h1/parser.h"
@@ -288,7 +291,7 @@ bool H2Stream::submit_request_head() {
 void H2Stream::append_field(std::string_view name, std::string_view value) {
   // Go's CanonicalMIMEHeaderKey, as Traefik passes HTTP/2 names on to HTTP/1.1 ("user-agent" ->
   // "User-Agent"); nghttp2 has checked they are lower-case tokens.
-  std::string& h = head_in_;
+  PooledString& h = head_in_;
   bool upper = true;
   for (char c : name) {
     h.push_back(upper && c >= 'a' && c <= 'z' ? static_cast<char>(c - 'a' + 'A') : c);
@@ -340,10 +343,13 @@ void H2Stream::close() {
     // since its exchange no longer bounds it. Not at once: gRPC clients take a reset that
     // arrives with the status for an error.
     write_wake_.expires_after(idle_limit_);
-    write_wake_.async_wait([self = shared_from_this()](error_code ec) {
+    // Most streams come here (their last DATA is still queued), so the wait's handler comes from
+    // the block pool like the rest of the stream.
+    auto reset = [self = shared_from_this()](error_code ec) {
       if (ec || self->connection_ == nullptr) return;
       self->connection_->reset_stream(self->id_, self->pending_out() > 0 ? NGHTTP2_CANCEL : NGHTTP2_NO_ERROR);
-    });
+    };
+    write_wake_.async_wait(asio::bind_allocator(PoolAllocator<void>{}, std::move(reset)));
   }
 }
 
@@ -511,12 +517,13 @@ void H2Connection::flush() {
   // DATA after a HEADERS) goes out in the same write, so one TLS record carries many frames.
   if (writing_ || closed_ || flush_posted_) return;
   flush_posted_ = true;
-  asio::post(writer_done_.get_executor(), [self = shared_from_this()] {
+  auto start = [self = shared_from_this()] {
     self->flush_posted_ = false;
     if (self->writing_ || self->closed_) return;
     self->writing_ = true;
     coro::spawn(self->write_loop(self));
-  });
+  };
+  asio::post(writer_done_.get_executor(), asio::bind_allocator(PoolAllocator<void>{}, std::move(start)));
 }
 
 coro::Task<void> H2Connection::write_loop(std::shared_ptr<H2Connection> self) {
@@ -587,7 +594,7 @@ H2Session::H2Session(DownstreamConnection& conn)
   nghttp2_option_set_no_auto_window_update(options, 1);
   nghttp2_option_set_stream_reset_rate_limit(options, kResetBurst, kResetRate);
   nghttp2_option_set_max_settings(options, 32);  // entries in one SETTINGS frame
-  nghttp2_session_server_new2(&session_, callbacks, this, options);
+  nghttp2_session_server_new3(&session_, callbacks, this, options, pooled_nghttp2_mem());
   nghttp2_option_del(options);
   nghttp2_session_callbacks_del(callbacks);
 }
@@ -608,8 +615,9 @@ int H2Session::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, vo
   auto* self = static_cast<H2Session*>(user);
   if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST) return 0;
   self->highest_stream_id_ = std::max(self->highest_stream_id_, frame->hd.stream_id);
-  auto stream = std::make_shared<H2Stream>(self, frame->hd.stream_id, self->conn_.worker_.context().get_executor(),
-                                           self->conn_.settings_.idle_timeout, H2Stream::Role::kServer);
+  auto stream = std::allocate_shared<H2Stream>(PoolAllocator<H2Stream>{}, self, frame->hd.stream_id,
+                                               self->conn_.worker_.context().get_executor(),
+                                               self->conn_.settings_.idle_timeout, H2Stream::Role::kServer);
   stream->head_in_.reserve(512);
   self->streams_.emplace(frame->hd.stream_id, std::move(stream));
   return 0;
@@ -656,7 +664,7 @@ int H2Session::on_header(nghttp2_session* session, const nghttp2_frame* frame, c
 }
 
 void H2Session::start_exchange(H2Stream& s) {
-  std::string head;
+  PooledString head;
   head.reserve(s.method_.size() + s.path_.size() + s.head_in_.size() + s.cookies_.size() + 64);
   head.append(s.method_).append(" ").append(s.path_.empty() ? "/"sv : std::string_view(s.path_)).append(" HTTP/1.1\r\n");
   head.append(s.head_in_);
@@ -668,10 +676,10 @@ void H2Session::start_exchange(H2Stream& s) {
   }
   head.append("\r\n");
   s.started_ = true;
-  std::string().swap(s.method_);
-  std::string().swap(s.path_);
-  std::string().swap(s.head_in_);
-  std::string().swap(s.cookies_);
+  PooledString().swap(s.method_);
+  PooledString().swap(s.path_);
+  PooledString().swap(s.head_in_);
+  PooledString().swap(s.cookies_);
   // Started once nghttp2 has read the whole buffer (start_pending), not from inside its callback:
   // the exchange may submit its response at once.
   pending_.push_back(Pending{streams_.at(s.id_), std::move(head)});
@@ -683,7 +691,8 @@ void H2Session::start_pending() {
   const bool ending = closed_ || nghttp2_session_want_read(session_) == 0;
   for (auto& p : pending_) {
     if (ending || p.stream->reset_ || p.stream->connection_ == nullptr) continue;
-    auto exchange = std::make_shared<DownstreamConnection>(conn_, p.stream, p.head);
+    auto exchange =
+        std::allocate_shared<DownstreamConnection>(PoolAllocator<DownstreamConnection>{}, conn_, p.stream, p.head);
     p.stream->exchange_ = exchange;
     exchange->start_stream();
   }
@@ -794,7 +803,7 @@ H2Client::H2Client(std::unique_ptr<upstream::UpstreamConnection> connection, boo
   nghttp2_option* options = nullptr;
   nghttp2_option_new(&options);
   nghttp2_option_set_no_auto_window_update(options, 1);
-  nghttp2_session_client_new2(&session_, callbacks, this, options);
+  nghttp2_session_client_new3(&session_, callbacks, this, options, pooled_nghttp2_mem());
   nghttp2_option_del(options);
   nghttp2_session_callbacks_del(callbacks);
 }
@@ -847,7 +856,8 @@ bool H2Client::usable() const {
 std::unique_ptr<upstream::UpstreamConnection> H2Client::open_stream(std::chrono::milliseconds idle_limit) {
   if (!usable()) return nullptr;
   auto executor = connection_->stream.socket().get_executor();
-  auto stream = std::make_shared<H2Stream>(this, -1, executor, idle_limit, H2Stream::Role::kClient);
+  auto stream = std::allocate_shared<H2Stream>(PoolAllocator<H2Stream>{}, this, -1, executor, idle_limit,
+                                               H2Stream::Role::kClient);
   stream->tls_ = tls_;
   stream->client_ = std::static_pointer_cast<H2Client>(shared_from_this());
   ++open_streams_;
@@ -901,7 +911,7 @@ int H2Client::on_frame_recv(nghttp2_session*, const nghttp2_frame* frame, void* 
   bool end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
   if (frame->hd.type == NGHTTP2_HEADERS && !s->in_trailers_) {
     // A response head, rendered as HTTP/1.1 for the exchange; 1xx heads come before the final one.
-    std::string& out = s->body_in_;
+    PooledString& out = s->body_in_;
     char status[4] = "000";
     std::to_chars(status, status + 3, s->status_);
     out.append("HTTP/1.1 ").append(status, 3).append(" ").append(local_reply::reason_phrase(s->status_)).append("\r\n");

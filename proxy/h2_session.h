@@ -32,6 +32,7 @@
 #include <unordered_map>
 #include <vector>
 
+#include "proxy/block_pool.h"
 #include "proxy/coro/task.h"
 #include "proxy/http/h1/chunked_decoder.h"
 #include "proxy/io_buffer.h"
@@ -105,10 +106,10 @@ class H2Stream : public std::enable_shared_from_this<H2Stream> {
   Timer write_wake_;    ///< the same for a waiting write
   std::chrono::milliseconds idle_limit_;  ///< the longest wait for the peer (0: none)
   // What the peer sends.
-  std::string method_, path_;      ///< kServer: :method and :path (until the exchange starts)
+  PooledString method_, path_;     ///< kServer: :method and :path (until the exchange starts)
   int status_ = 0;                 ///< kClient: :status of the response being received
-  std::string head_in_;            ///< the other header fields, rendered as HTTP/1.1 lines
-  std::string cookies_;            ///< kServer: cookie fields, joined with "; " (RFC 9113 8.2.3)
+  PooledString head_in_;           ///< the other header fields, rendered as HTTP/1.1 lines
+  PooledString cookies_;           ///< kServer: cookie fields, joined with "; " (RFC 9113 8.2.3)
   size_t header_bytes_ = 0;        ///< header list size so far (name + value + 32 each)
   bool has_host_ = false;
   bool has_length_ = false;
@@ -117,17 +118,17 @@ class H2Stream : public std::enable_shared_from_this<H2Stream> {
   bool in_trailers_ = false;       ///< kClient: the HEADERS being received are trailers
   bool tls_ = false;               ///< kClient: the connection is TLS (:scheme https)
   std::string trailers_in_;        ///< kClient: the response's trailers, as HTTP/1.1 lines
-  std::string body_in_;            ///< bytes not yet read by the exchange
+  PooledString body_in_;           ///< bytes not yet read by the exchange
   size_t body_in_pos_ = 0;
   size_t unconsumed_ = 0;          ///< DATA payload received, window not yet given back
   bool end_in_ = false;            ///< END_STREAM received
   // What berth sends.
   Out out_ = Out::kHead;
-  std::string head_out_;
+  PooledString head_out_;
   uint64_t out_left_ = 0;          ///< kLength: body bytes still expected
   http::h1::ChunkedDecoder chunks_;
   std::string trailers_out_;       ///< a chunked body's trailer section: sent as trailing HEADERS
-  std::string body_out_;           ///< DATA not yet taken by the library
+  PooledString body_out_;          ///< DATA not yet taken by the library
   size_t body_out_pos_ = 0;
   bool out_end_ = false;           ///< the body is complete (END_STREAM goes with the last DATA)
   // Both.
@@ -179,7 +180,9 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
 
   Stream& transport_;
   nghttp2_session* session_ = nullptr;
-  std::unordered_map<int32_t, std::shared_ptr<H2Stream>> streams_;
+  using StreamMap = std::unordered_map<int32_t, std::shared_ptr<H2Stream>, std::hash<int32_t>, std::equal_to<int32_t>,
+                                       PoolAllocator<std::pair<const int32_t, std::shared_ptr<H2Stream>>>>;
+  StreamMap streams_;
   std::string out_;          ///< frames gathered for one write
   bool writing_ = false;
   bool flush_posted_ = false;  ///< flush() has posted the writer's start
@@ -214,7 +217,7 @@ class H2Session final : public H2Connection {
   DownstreamConnection& conn_;
   struct Pending {
     std::shared_ptr<H2Stream> stream;
-    std::string head;  ///< the request head, rendered as HTTP/1.1
+    PooledString head;  ///< the request head, rendered as HTTP/1.1
   };
   std::vector<Pending> pending_;
   bool going_away_ = false;

@@ -134,7 +134,7 @@ void Worker::schedule_sweep() {
     // Pools shrink to what the last second needed, so a worker that went quiet after a burst gives
     // its memory back (mapped blocks at once; heap memory through release_free_memory()).
     buffers_.trim();
-    coro::FramePool::trim();
+    BlockPool::trim();
     size_t idle_compressors = std::min(compressors_low_water_, free_compressors_.size());
     free_compressors_.resize(free_compressors_.size() - idle_compressors);
     compressors_low_water_ = free_compressors_.size();

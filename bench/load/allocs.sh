@@ -3,6 +3,7 @@
 # binary: one run with no traffic (start-up and shutdown) and one with wrk traffic; the difference
 # divided by the requests served is the per-request figure (HP-1 says it must be ~0).
 # Usage: bench/load/allocs.sh [BERTH] [BACKEND]   env: DURATION=5s CONNS=64 PATH_=/size/100 OBSERVE=0
+#   H2=1: the clients speak HTTP/2 (h2c, h2load -m10: 10 streams in flight on each connection).
 set -euo pipefail
 HERE=$(cd "$(dirname "$0")" && pwd)
 ROOT=$(cd "$HERE/../.." && pwd)
@@ -36,6 +37,9 @@ run_under_heaptrack() {
   mkdir -p "$d"
   printf 'http:\n  routers:\n    r:\n      rule: "PathPrefix(`/`)"\n      service: s\n  services:\n    s:\n      loadBalancer:\n        servers:\n          - url: "http://127.0.0.1:%s"\n' "$BACKEND_PORT" >"$d/dyn.yml"
   printf 'entryPoints:\n  web:\n    address: "127.0.0.1:%s"\nproviders:\n  file:\n    filename: %s\nworkers: 1\nlog:\n  level: ERROR\n' "$port" "$d/dyn.yml" >"$d/berth.yml"
+  # Enough idle upstream connections for every request in flight (H2=1: CONNS x 10), as bench/tls
+  # gives every proxy: beyond Traefik's default of 200, each extra request would open a connection.
+  printf 'serversTransport:\n  maxIdleConnsPerHost: 1024\n' >>"$d/berth.yml"
   # OBSERVE=1: with metrics (every family) and a JSON access log, to show they allocate nothing either.
   if [ "${OBSERVE:-0}" = 1 ]; then
     printf 'metrics:\n  prometheus:\n    entryPoint: web\n    addRoutersLabels: true\naccessLog:\n  filePath: %s\n  format: json\n' \
@@ -45,10 +49,19 @@ run_under_heaptrack() {
   local ht_pid=$!
   PIDS+=("$ht_pid")
   wait_http "$port" 200 || { log "berth did not start under heaptrack"; return 1; }
-  if [ "$traffic" = 1 ]; then
-    wrk -t1 -c"$CONNS" -d2s "http://127.0.0.1:$port$REQ_PATH" >/dev/null  # warm-up: pools fill
-    requests=$(wrk -t1 -c"$CONNS" -d"$DURATION" "http://127.0.0.1:$port$REQ_PATH" | awk '/requests in/{print $1}')
-    requests=$((requests + $(wrk -t1 -c"$CONNS" -d1s "http://127.0.0.1:$port$REQ_PATH" | awk '/requests in/{print $1}')))
+  # Every request counts, warm-up included: the heap calls it made are in the total too.
+  if [ "$traffic" = 1 ] && [ "${H2:-0}" = 1 ]; then
+    local run
+    for run in "-n 20000" "-D ${DURATION%s}"; do  # warm-up (pools fill), then the measured run
+      # shellcheck disable=SC2086
+      requests=$((requests + $(h2load -c"$CONNS" -m10 $run "http://127.0.0.1:$port$REQ_PATH" |
+        awk '/^requests:/{for (i = 1; i <= NF; ++i) if ($(i + 1) ~ /^succeeded/) print $i}')))
+    done
+  elif [ "$traffic" = 1 ]; then
+    local run
+    for run in 2s "$DURATION"; do  # warm-up (pools fill), then the measured run
+      requests=$((requests + $(wrk -t1 -c"$CONNS" -d"$run" "http://127.0.0.1:$port$REQ_PATH" | awk '/requests in/{print $1}')))
+    done
   else
     sleep 1
   fi

@@ -47,9 +47,9 @@ wait_https() {
   return 1
 }
 
-# start_berth_tls BIN -> BERTH_PORT, BERTH_PID
+# start_berth_tls BIN [NAME] -> BERTH_PORT, BERTH_PID (its files in $T/NAME, default berth)
 start_berth_tls() {
-  local bin=$1 d=$T/berth
+  local bin=$1 d=$T/${2:-berth}
   BERTH_PORT=$(free_port)
   mkdir -p "$d"
   cat >"$d/dyn.yml" <<EOF

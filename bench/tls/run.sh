@@ -20,7 +20,8 @@
 #
 # Environment (defaults):
 #   DURATION=5s  ROUNDS=2  WARMUP=1s  TESTS="h2 h1 full resumed"
-#   TARGETS="berth nginx haproxy nghttpx h2o"  H2_CONNS=64 H2_STREAMS=10 H1_CONNS=64 HS_CONNS=32
+#   TARGETS="berth nginx haproxy nghttpx h2o" (add berth-base with BASE_BIN=<an earlier berth>)
+#   H2_CONNS=64 H2_STREAMS=10 H1_CONNS=64 HS_CONNS=32
 #   PIN=1 SERVER_CPU=0 CLIENT_CPU=1 BACKEND_CPU=$SERVER_CPU  OUT=bench/tls/last-run.md  KEEP_TMP=0
 #   QUIET_MAX=20 QUIET_SAMPLE=0.5 QUIET_WAIT=30 QUIET_TOTAL=180 (wait for other load to drop, below)
 #   UPSTREAM_IDLE=1024 (lib.sh)  REQ_PATH=/size/100 (e.g. REQ_PATH=/status/503 shows the failure path)
@@ -87,6 +88,10 @@ for t in $TARGETS; do
     berth)
       if [ ! -x "$BERTH_BIN" ]; then NOTES+=("berth skipped: $BERTH_BIN not found"); continue; fi
       start_berth_tls "$BERTH_BIN" || { FAILURES+=("berth failed to start"); continue; }
+      PORT[$t]=$BERTH_PORT SRV_PID[$t]=$BERTH_PID ;;
+    berth-base)  # an earlier berth build (BASE_BIN), to measure a change in the same run
+      if [ ! -x "${BASE_BIN:-}" ]; then NOTES+=("berth-base skipped: BASE_BIN not set or not found"); continue; fi
+      start_berth_tls "$BASE_BIN" berth-base || { FAILURES+=("berth-base failed to start"); continue; }
       PORT[$t]=$BERTH_PORT SRV_PID[$t]=$BERTH_PID ;;
     nginx)
       command -v nginx >/dev/null || { NOTES+=("nginx skipped: not installed"); continue; }
@@ -346,7 +351,7 @@ print("|---|---|---:|---:|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|")
 summary = []
 for test in tests:
     a = {t: agg(t, test) for t in targets}
-    peers = [(a[t]["rps"], t) for t in targets if t != "berth" and a[t]]
+    peers = [(a[t]["rps"], t) for t in targets if not t.startswith("berth") and a[t]]
     best, best_t = max(peers) if peers else (None, None)
     for t in targets:
         x = a[t]
@@ -354,7 +359,7 @@ for test in tests:
             print(f"| {name[test]} | {t} | no result | - | - | - | - | - | - | - | - | - | - | - |")
             continue
         ratio = f"{x['rps'] / best:.2f}" if best else "-"
-        label = f"**{t}**" if t == "berth" else t
+        label = f"**{t}**" if t.startswith("berth") else t
         print(f"| {name[test]} | {label} | {x['rps']:,.0f} {unit[test]} | {ms(x['p50'])} | {ms(x['p99'])} | {ratio} | "
               f"{' / '.join(k(v) for v in x['rounds'])} | {x['cpu']:.0f}% | {x['us']:.1f} | {x['be']:.0f}% | {x['cli']:.0f}% | {x['resumed']} | "
               f"{x['other']}% | {x['errors']} |")

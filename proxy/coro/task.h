@@ -11,27 +11,17 @@
 #include <tuple>
 #include <utility>
 
-namespace berth::proxy::coro {
+#include "proxy/block_pool.h"
 
-/// Per-thread free lists of coroutine frames in 64-byte size classes up to 16 KiB. Thread: any
-/// (each thread has its own lists).
-class FramePool {
- public:
-  static void* allocate(std::size_t size);
-  static void deallocate(void* p, std::size_t size) noexcept;
-  /// Frames taken from the system allocator so far on this thread (for tests and benchmarks).
-  static std::size_t system_allocations();
-  /// Frees this thread's cached frames that stayed unused since the last call.
-  static void trim();
-};
+namespace berth::proxy::coro {
 
 struct PromiseBase {
   std::coroutine_handle<> continuation;  ///< who awaits this task
   std::coroutine_handle<> root;          ///< the detached task at the bottom of the await chain
   bool detached = false;
 
-  static void* operator new(std::size_t size) { return FramePool::allocate(size); }
-  static void operator delete(void* p, std::size_t size) noexcept { FramePool::deallocate(p, size); }
+  static void* operator new(std::size_t size) { return BlockPool::allocate(size); }
+  static void operator delete(void* p, std::size_t size) noexcept { BlockPool::deallocate(p, size); }
   void unhandled_exception() noexcept { std::terminate(); }  // the data plane reports errors by value
 
   struct FinalAwaiter {
@@ -143,10 +133,14 @@ class OpAwaiter {
 
  private:
   // The completion handler Asio stores in its operation. If Asio destroys it without calling it
-  // (the io_context is going away), the whole task chain is destroyed so nothing leaks.
+  // (the io_context is going away), the whole task chain is destroyed so nothing leaks. Asio makes
+  // the operation with the handler's allocator: BlockPool, deep enough for every operation in
+  // flight (Asio's own per-thread cache keeps only BOOST_ASIO_RECYCLING_ALLOCATOR_CACHE_SIZE).
   struct Handler {
+    using allocator_type = PoolAllocator<void>;
     OpAwaiter* self;
     explicit Handler(OpAwaiter* s) : self(s) {}
+    allocator_type get_allocator() const noexcept { return {}; }
     Handler(Handler&& o) noexcept : self(std::exchange(o.self, nullptr)) {}
     Handler& operator=(Handler&&) = delete;
     ~Handler() {

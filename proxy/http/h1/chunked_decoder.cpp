@@ -3,7 +3,6 @@
 #include "proxy/http/h1/chunked_decoder.h"
 
 #include <algorithm>
-#include <charconv>
 
 namespace berth::proxy::http::h1 {
 namespace {
@@ -154,15 +153,6 @@ ChunkedDecoder::Status ChunkedDecoder::decode(std::string_view in, size_t& consu
   }
   consumed = i;
   return state_ == State::kDone ? Status::kDone : Status::kNeedMore;
-}
-
-void append_chunk(std::string& out, std::string_view data) {
-  if (data.empty()) return;
-  char size[16];
-  auto r = std::to_chars(size, size + sizeof size, data.size(), 16);
-  const size_t digits = static_cast<size_t>(r.ptr - size);
-  out.reserve(out.size() + digits + data.size() + 4);
-  out.append(size, digits).append("\r\n", 2).append(data).append("\r\n", 2);
 }
 
 void append_last_chunk(std::string& out) { out.append("0\r\n\r\n", 5); }

@@ -2,6 +2,7 @@
 // (the one-shot fetch client, re-chunking compressed output); the relay keeps using ChunkedFramer.
 #pragma once
 
+#include <charconv>
 #include <cstddef>
 #include <cstdint>
 #include <string>
@@ -72,8 +73,17 @@ class ChunkedDecoder {
 };
 
 /// Appends `data` as one chunk ("<hex size>\r\n<data>\r\n"); appends nothing when `data` is empty,
-/// since an empty chunk would end the body. Allocates only if `out` must grow. Thread: any.
-void append_chunk(std::string& out, std::string_view data);
+/// since an empty chunk would end the body. Allocates only if `out` must grow. `out` is any
+/// std::basic_string<char> (std::string, PooledString). Thread: any.
+template <class String>
+void append_chunk(String& out, std::string_view data) {
+  if (data.empty()) return;
+  char size[16];
+  auto r = std::to_chars(size, size + sizeof size, data.size(), 16);
+  const size_t digits = static_cast<size_t>(r.ptr - size);
+  out.reserve(out.size() + digits + data.size() + 4);
+  out.append(size, digits).append("\r\n", 2).append(data).append("\r\n", 2);
+}
 
 /// Appends the last chunk and an empty trailer section ("0\r\n\r\n"). Thread: any.
 void append_last_chunk(std::string& out);

@@ -1,0 +1,13 @@
+// An nghttp2 allocator over BlockPool, so the objects nghttp2 makes for every stream and frame
+// (stream state, HPACK buffers, queued frames) come from the worker thread's lists. Thread: any.
+#pragma once
+
+#include <nghttp2/nghttp2.h>
+
+namespace berth::proxy {
+
+/// For nghttp2_session_{server,client}_new3. Each block carries its size in a 16-byte header, since
+/// nghttp2's free and realloc do not pass it.
+nghttp2_mem* pooled_nghttp2_mem();
+
+}  // namespace berth::proxy
