@@ -10,14 +10,19 @@ namespace {
 
 constexpr std::size_t kGranule = 64;  // fine classes: an idle connection's frames are most of its memory
 constexpr std::size_t kClasses = 256;  // up to 16 KiB
-// Deep enough for every stream of a busy worker (h2load -c64 -m10 keeps 640 in flight, each with
-// an exchange's frames); trim() gives back whatever the last second did not use.
+// A worker's lists are deep enough for every stream of a busy worker (h2load -c64 -m10 keeps 640
+// in flight, each with an exchange's frames); its sweep calls trim() each second, which gives back
+// whatever the last second did not use. Other threads (the control plane, the blocking pool) never
+// trim, so they keep shallow lists: a burst there is not cached for good.
 constexpr std::size_t kMaxBytesPerClass = 1 << 20;
 constexpr std::size_t kMinPerClass = 1024;
+constexpr std::size_t kUntrimmedBytesPerClass = 64 << 10;
+constexpr std::size_t kUntrimmedMinPerClass = 16;
 
 constexpr std::size_t class_of(std::size_t size) { return std::max<std::size_t>(1, (size + kGranule - 1) / kGranule); }
-constexpr std::size_t max_per_class(std::size_t cls) {
-  return std::max(kMinPerClass, kMaxBytesPerClass / (cls * kGranule));
+constexpr std::size_t max_per_class(std::size_t cls, bool deep) {
+  return deep ? std::max(kMinPerClass, kMaxBytesPerClass / (cls * kGranule))
+                 : std::max(kUntrimmedMinPerClass, kUntrimmedBytesPerClass / (cls * kGranule));
 }
 
 struct FreeNode {
@@ -30,6 +35,9 @@ FreeNode* pop(FreeNode*& head, std::size_t bytes) {
   FreeNode* n = head;
   ASAN_UNPOISON_MEMORY_REGION(n, bytes);
   head = n->next;
+  // The next block of this class is often out of the cache by the time it is asked for (hundreds
+  // of streams free theirs between two uses): fetched now, its first line is there by then.
+  __builtin_prefetch(head, 1);
   return n;
 }
 
@@ -38,6 +46,7 @@ struct ThreadLists {
   std::size_t count[kClasses] = {};
   std::size_t low_water[kClasses] = {};
   std::size_t system = 0;
+  bool deep = false;  ///< keep_deep_lists() was called on this thread (a worker)
   ~ThreadLists() {
     for (std::size_t c = 0; c < kClasses; ++c)
       while (head[c] != nullptr) ::operator delete(pop(head[c], c * kGranule));
@@ -66,7 +75,7 @@ void* BlockPool::allocate(std::size_t size) {
 
 void BlockPool::deallocate(void* p, std::size_t size) noexcept {
   std::size_t cls = class_of(size);
-  if (cls >= kClasses || t_lists.count[cls] >= max_per_class(cls)) {
+  if (cls >= kClasses || t_lists.count[cls] >= max_per_class(cls, t_lists.deep)) {
     ::operator delete(p);
     return;
   }
@@ -84,14 +93,19 @@ std::size_t BlockPool::block_size(std::size_t size) {
 
 std::size_t BlockPool::system_allocations() { return t_lists.system; }
 
-void BlockPool::trim() {
+void BlockPool::keep_deep_lists() { t_lists.deep = true; }
+
+std::size_t BlockPool::trim() {
+  std::size_t freed = 0;
   for (std::size_t c = 0; c < kClasses; ++c) {
     for (std::size_t n = std::min(t_lists.low_water[c], t_lists.count[c]); n > 0; --n) {
       ::operator delete(pop(t_lists.head[c], c * kGranule));
       --t_lists.count[c];
+      freed += c * kGranule;
     }
     t_lists.low_water[c] = t_lists.count[c];
   }
+  return freed;
 }
 
 }  // namespace berth::proxy

@@ -14,15 +14,19 @@ class BlockPool {
   /// A block of at least `size` bytes (64-byte classes up to 16 KiB; larger ones come from malloc).
   static void* allocate(std::size_t size);
   /// Gives back a block of allocate(size); it is kept for reuse unless its class already holds
-  /// about 1 MiB (or 1024 blocks, whichever is more).
+  /// about 1 MiB (or 1024 blocks, whichever is more) on a thread that keeps deep lists, 64 KiB (or
+  /// 16 blocks) on others.
   static void deallocate(void* p, std::size_t size) noexcept;
   /// The bytes a block of allocate(size) holds: its class's size, or `size` beyond the classes.
   /// A block may be resized in place to any size of the same block_size.
   static std::size_t block_size(std::size_t size);
   /// Blocks taken from the system allocator so far on this thread (for tests and benchmarks).
   static std::size_t system_allocations();
-  /// Frees this thread's cached blocks that stayed unused since the last call.
-  static void trim();
+  /// The calling thread keeps deep lists from now on: enough for every stream of a busy worker.
+  /// Such a thread must call trim() periodically (a worker's sweep, once a second).
+  static void keep_deep_lists();
+  /// Frees this thread's cached blocks that stayed unused since the last call; returns their bytes.
+  static std::size_t trim();
 };
 
 /// A standard allocator over BlockPool, for containers and std::allocate_shared.

@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstring>
+#include <new>
 
 #include "proxy/block_pool.h"
 
@@ -13,10 +14,17 @@ namespace {
 constexpr std::size_t kHeader = alignof(std::max_align_t);
 static_assert(kHeader >= sizeof(std::size_t));
 
-void* ng_malloc(std::size_t size, void*) {
-  auto* block = static_cast<unsigned char*>(BlockPool::allocate(size + kHeader));
-  std::memcpy(block, &size, sizeof size);
-  return block + kHeader;
+// nghttp2 is C: a failed allocation must come back as NULL (it answers NGHTTP2_ERR_NOMEM), never as
+// an exception unwinding through its frames.
+void* ng_malloc(std::size_t size, void*) noexcept {
+  if (size > SIZE_MAX - kHeader) return nullptr;
+  try {
+    auto* block = static_cast<unsigned char*>(BlockPool::allocate(size + kHeader));
+    std::memcpy(block, &size, sizeof size);
+    return block + kHeader;
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
 }
 
 std::size_t ng_size(void* p) {
@@ -32,18 +40,19 @@ void ng_free(void* p, void*) {
 void* ng_calloc(std::size_t n, std::size_t size, void* user) {
   if (size != 0 && n > (SIZE_MAX - kHeader) / size) return nullptr;
   void* p = ng_malloc(n * size, user);
-  std::memset(p, 0, n * size);
+  if (p != nullptr) std::memset(p, 0, n * size);
   return p;
 }
 
 void* ng_realloc(void* p, std::size_t size, void* user) {
   if (p == nullptr) return ng_malloc(size, user);
   std::size_t old = ng_size(p);
-  if (BlockPool::block_size(size + kHeader) == BlockPool::block_size(old + kHeader)) {
+  if (size <= SIZE_MAX - kHeader && BlockPool::block_size(size + kHeader) == BlockPool::block_size(old + kHeader)) {
     std::memcpy(static_cast<unsigned char*>(p) - kHeader, &size, sizeof size);
     return p;
   }
   void* q = ng_malloc(size, user);
+  if (q == nullptr) return nullptr;  // p stays valid, as realloc's contract says
   std::memcpy(q, p, std::min(old, size));
   ng_free(p, user);
   return q;

@@ -17,6 +17,12 @@ namespace berth::proxy {
 namespace asio = boost::asio;
 using asio::ip::tcp;
 
+namespace {
+// The block pool's trim gives back a few blocks most seconds under steady load; the heap is purged
+// (release_free_memory) only after a burst's worth, since a purge faults its pages in again later.
+constexpr size_t kBlocksWorthReleasing = size_t{1} << 20;
+}  // namespace
+
 Worker::Worker(int index, std::shared_ptr<const ProcessInfo> info)
     : index_(index),
       info_(std::move(info)),
@@ -84,6 +90,7 @@ void Worker::start() {
   for (size_t i = 0; i < acceptors_.size(); ++i) accept_loop(i);
   schedule_sweep();
   thread_ = std::thread([this] {
+    BlockPool::keep_deep_lists();  // the sweep trims them each second
     try {
       io_.run();
     } catch (const std::exception& e) {
@@ -134,14 +141,15 @@ void Worker::schedule_sweep() {
     // Pools shrink to what the last second needed, so a worker that went quiet after a burst gives
     // its memory back (mapped blocks at once; heap memory through release_free_memory()).
     buffers_.trim();
-    BlockPool::trim();
+    const bool blocks_freed = BlockPool::trim() >= kBlocksWorthReleasing;
     size_t idle_compressors = std::min(compressors_low_water_, free_compressors_.size());
     free_compressors_.resize(free_compressors_.size() - idle_compressors);
     compressors_low_water_ = free_compressors_.size();
     size_t unused = std::min(states_low_water_, free_states_.size());
     free_states_.resize(free_states_.size() - unused);
     states_low_water_ = free_states_.size();
-    if (unused > 0 || idle_compressors > 0 || std::exchange(states_overflowed_, false)) release_free_memory();
+    if (unused > 0 || idle_compressors > 0 || blocks_freed || std::exchange(states_overflowed_, false))
+      release_free_memory();
     schedule_sweep();
   });
 }

@@ -62,6 +62,27 @@ TEST(BlockPool, TrimGivesBackBlocksUnusedSinceTheLastTrim) {
   }).join();
 }
 
+TEST(BlockPool, OnlyAThreadThatAsksForDeepListsKeepsAWholeBurst) {
+  std::thread([] {
+    // A control-plane thread: 64 KiB of 1 KiB blocks are kept, the rest of a burst goes back.
+    std::vector<void*> blocks(100);
+    for (void*& p : blocks) p = BlockPool::allocate(1000);
+    for (void* p : blocks) BlockPool::deallocate(p, 1000);
+    size_t before = BlockPool::system_allocations();
+    for (void*& p : blocks) p = BlockPool::allocate(1000);
+    EXPECT_EQ(BlockPool::system_allocations(), before + 36);
+    // A worker keeps the whole burst until a trim finds it unused.
+    BlockPool::keep_deep_lists();
+    for (void* p : blocks) BlockPool::deallocate(p, 1000);
+    before = BlockPool::system_allocations();
+    for (void*& p : blocks) p = BlockPool::allocate(1000);
+    EXPECT_EQ(BlockPool::system_allocations(), before);
+    for (void* p : blocks) BlockPool::deallocate(p, 1000);
+    EXPECT_EQ(BlockPool::trim(), 0u);  // all of them were in use during this period
+    EXPECT_EQ(BlockPool::trim(), 100u * 1024);  // unused for a whole period: all given back
+  }).join();
+}
+
 TEST(BlockPool, LargeBlocksComeFromTheSystemAllocator) {
   size_t before = BlockPool::system_allocations();
   void* p = BlockPool::allocate(64 * 1024);
