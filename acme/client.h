@@ -26,6 +26,10 @@ struct Problem {
   std::optional<Duration> retry_after;
   std::string to_string() const;
   bool is(std::string_view short_type) const;  ///< is("badNonce"), is("rateLimited"), ...
+  /// The CA judged the request and said no (a failed validation, a rejected name, a rate limit), as
+  /// opposed to a problem that says nothing about the request: no answer, a 5xx, serverInternal, or
+  /// badNonce (a nonce pebble and busy CAs may refuse at random). Refusals are retried slowly.
+  bool is_refusal() const;
 };
 
 template <typename T>
@@ -51,9 +55,10 @@ class AcmeClient {
 
   /// Creates the account for `key` (or finds it: newAccount answers an existing account with its URL).
   /// Returns the account URL; `registration` gets the account object's JSON.
-  boost::asio::awaitable<Result<std::string>> register_account(const Key& key, const std::string& email,
-                                                               const std::string& eab_kid,
-                                                               const std::string& eab_hmac, std::string& registration);
+  boost::asio::awaitable<AcmeResult<std::string>> register_account(const Key& key, const std::string& email,
+                                                                   const std::string& eab_kid,
+                                                                   const std::string& eab_hmac,
+                                                                   std::string& registration);
 
   /// One order for `domains` (first = CN) with the account (`account_key`, `account_url`):
   /// challenges through `hooks`, a CSR signed with `cert_key`, the chain downloaded (the one whose
@@ -65,7 +70,7 @@ class AcmeClient {
  private:
   boost::asio::awaitable<Result<bool>> load_directory();
   /// A JWS-signed POST (POST-as-GET when `payload` is empty and `as_get`), with a fresh nonce and
-  /// one retry on badNonce. `kid` empty: the key's JWK goes in the header (newAccount).
+  /// a few retries on badNonce. `kid` empty: the key's JWK goes in the header (newAccount).
   boost::asio::awaitable<AcmeResult<HttpsResponse>> post(const Key& key, const std::string& kid, const std::string& url,
                                                          const std::string& payload, bool as_get,
                                                          const std::string& accept = {});

@@ -333,9 +333,10 @@ asio::awaitable<void> AcmeManager::order(Resolver& r, std::vector<std::string> n
   const std::string what = joined(names);
   LOG_INFO("acme: resolver ", r.cfg.name, ": ", why, " a certificate for ", what);
   auto current = std::find_if(r.certs.begin(), r.certs.end(), [&](const Resolver::Held& h) { return h.names == names; });
-  // Backoff: a CA out of reach is retried soon (3 s, doubling); a refusal by the CA (a validation
-  // that failed, a rejected name) from a minute on, since CAs count failed validations per hour;
-  // a rate limit holds every order of the resolver for the CA's Retry-After, at least an hour.
+  // Backoff: a CA out of reach or in trouble (5xx, badNonce after retries) is retried soon (3 s,
+  // doubling); a refusal by the CA (a validation that failed, a rejected name) from a minute on,
+  // since CAs count failed validations per hour; a rate limit holds every order of the resolver for
+  // the CA's Retry-After, at least an hour.
   auto fail = [&](const std::string& problem, bool rate_limited, std::optional<Duration> retry_after,
                   bool refused = true) {
     auto& b = r.failures[what];
@@ -362,9 +363,9 @@ asio::awaitable<void> AcmeManager::order(Resolver& r, std::vector<std::string> n
       auto url = co_await r.client->register_account(r.account_key, r.cfg.email, r.cfg.eab_kid, r.cfg.eab_hmac,
                                                      r.registration);
       if (!*alive) co_return;
-      if (!url) co_return fail(url.error().to_string(), url.error().message.find("rateLimited") != std::string::npos,
-                               std::nullopt, url.error().message.find("urn:") != std::string::npos);
-      r.account_url = std::move(*url);
+      if (auto* p = std::get_if<Problem>(&url))
+        co_return fail(p->to_string(), p->is("rateLimited"), p->retry_after, p->is_refusal());
+      r.account_url = std::move(std::get<std::string>(url));
       LOG_INFO("acme: resolver ", r.cfg.name, ": account ", r.account_url);
       r.save();
     }
@@ -412,7 +413,7 @@ asio::awaitable<void> AcmeManager::order(Resolver& r, std::vector<std::string> n
         r.account_url.clear();
         continue;
       }
-      co_return fail(p->to_string(), p->is("rateLimited"), p->retry_after, !p->type.empty());
+      co_return fail(p->to_string(), p->is("rateLimited"), p->retry_after, p->is_refusal());
     }
     std::string chain = std::move(std::get<std::string>(got));
     auto info = read_certificate(chain);
