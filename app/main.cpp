@@ -10,6 +10,7 @@
 #include "base/log.h"
 #include "base/memory.h"
 #include "config/static_config.h"
+#include "proxy/tls/openssl_memory.h"
 
 namespace {
 
@@ -24,6 +25,8 @@ constexpr const char* kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
+  // Before anything touches OpenSSL: its allocations come from the worker's block lists (HP-1).
+  berth::proxy::tls::use_pooled_openssl_memory();
   // OpenSSL writes TLS connections with write(2), which raises SIGPIPE when the peer has gone;
   // berth wants EPIPE there, as Asio's own sends (MSG_NOSIGNAL) give.
   std::signal(SIGPIPE, SIG_IGN);
@@ -37,7 +40,8 @@ int main(int argc, char** argv) {
     args.erase(args.begin());
   }
   if (verb == "version" || (args.size() == 1 && args[0] == "--version")) {
-    std::cout << "berth version " << BERTH_VERSION << "\nallocator: " << berth::allocator_name() << "\n";
+    std::cout << "berth version " << BERTH_VERSION << "\nallocator: " << berth::allocator_name()
+              << "\nopenssl memory: " << (berth::proxy::tls::openssl_memory_pooled() ? "block pool" : "malloc") << "\n";
     return 0;
   }
   if (verb == "help" || (!args.empty() && (args[0] == "--help" || args[0] == "-h"))) {

@@ -3,13 +3,17 @@
 #include <sanitizer/asan_interface.h>
 
 #include <algorithm>
+#include <cstdint>
+#include <cstring>
 #include <new>
 
 namespace berth::proxy {
 namespace {
 
 constexpr std::size_t kGranule = 64;  // fine classes: an idle connection's frames are most of its memory
-constexpr std::size_t kClasses = 256;  // up to 16 KiB
+// Up to 17 KiB: OpenSSL's record buffers (16,716 bytes to read, a little less to write) are taken
+// and given back for every request on a TLS connection (SSL_MODE_RELEASE_BUFFERS).
+constexpr std::size_t kClasses = 17 * 1024 / kGranule + 1;
 // A worker's lists are deep enough for every stream of a busy worker (h2load -c64 -m10 keeps 640
 // in flight, each with an exchange's frames); its sweep calls trim() each second, which gives back
 // whatever the last second did not use. Other threads (the control plane, the blocking pool) never
@@ -41,6 +45,10 @@ FreeNode* pop(FreeNode*& head, std::size_t bytes) {
   return n;
 }
 
+// Set when this thread's lists are destroyed (at its exit): a block given back later (OpenSSL's
+// cleanup at process exit, a job destroyed with the blocking pool) goes straight to the system.
+thread_local bool t_lists_gone = false;
+
 struct ThreadLists {
   FreeNode* head[kClasses] = {};
   std::size_t count[kClasses] = {};
@@ -48,6 +56,7 @@ struct ThreadLists {
   std::size_t system = 0;
   bool deep = false;  ///< keep_deep_lists() was called on this thread (a worker)
   ~ThreadLists() {
+    t_lists_gone = true;
     for (std::size_t c = 0; c < kClasses; ++c)
       while (head[c] != nullptr) ::operator delete(pop(head[c], c * kGranule));
   }
@@ -68,6 +77,7 @@ void* BlockPool::allocate(std::size_t size) {
     if (--t_lists.count[cls] < t_lists.low_water[cls]) t_lists.low_water[cls] = t_lists.count[cls];
     return n;
   }
+  if (t_lists_gone) return ::operator new(cls * kGranule);
   t_lists.low_water[cls] = 0;
   ++t_lists.system;
   return ::operator new(cls * kGranule);
@@ -75,7 +85,7 @@ void* BlockPool::allocate(std::size_t size) {
 
 void BlockPool::deallocate(void* p, std::size_t size) noexcept {
   std::size_t cls = class_of(size);
-  if (cls >= kClasses || t_lists.count[cls] >= max_per_class(cls, t_lists.deep)) {
+  if (cls >= kClasses || t_lists_gone || t_lists.count[cls] >= max_per_class(cls, t_lists.deep)) {
     ::operator delete(p);
     return;
   }
@@ -106,6 +116,47 @@ std::size_t BlockPool::trim() {
     t_lists.low_water[c] = t_lists.count[c];
   }
   return freed;
+}
+
+// The size header of malloc_sized's blocks: max_align_t's alignment, so the payload stays aligned.
+namespace {
+constexpr std::size_t kHeader = alignof(std::max_align_t);
+static_assert(kHeader >= sizeof(std::size_t));
+
+std::size_t sized_size(void* p) {
+  std::size_t size;
+  std::memcpy(&size, static_cast<unsigned char*>(p) - kHeader, sizeof size);
+  return size;
+}
+}  // namespace
+
+void* BlockPool::malloc_sized(std::size_t size) noexcept {
+  if (size > SIZE_MAX - kHeader) return nullptr;
+  try {
+    auto* block = static_cast<unsigned char*>(allocate(size + kHeader));
+    std::memcpy(block, &size, sizeof size);
+    return block + kHeader;
+  } catch (const std::bad_alloc&) {
+    return nullptr;
+  }
+}
+
+void BlockPool::free_sized(void* p) noexcept {
+  if (p != nullptr) deallocate(static_cast<unsigned char*>(p) - kHeader, sized_size(p) + kHeader);
+}
+
+void* BlockPool::realloc_sized(void* p, std::size_t size) noexcept {
+  if (p == nullptr) return malloc_sized(size);
+  std::size_t old = sized_size(p);
+  if (size <= SIZE_MAX - kHeader && block_size(size + kHeader) == block_size(old + kHeader)) {
+    std::memcpy(static_cast<unsigned char*>(p) - kHeader, &size, sizeof size);
+    return p;
+  }
+  void* q = malloc_sized(size);
+  if (q == nullptr) return nullptr;  // p stays valid, as realloc's contract says
+  std::memcpy(q, p, std::min(old, size));
+  free_sized(p);
+  return q;
 }
 
 }  // namespace berth::proxy

@@ -1,6 +1,7 @@
 // BlockPool: per-thread free lists of small heap blocks, so objects made and freed for every
-// exchange or stream (coroutine frames, HTTP/2 streams and their strings, nghttp2's own objects)
-// come back from a list instead of from malloc in steady state (HP-1). Thread: any (each thread
+// exchange or stream (coroutine frames, HTTP/2 streams and their strings, nghttp2's and OpenSSL's
+// own objects and TLS record buffers) come back from a list instead of from malloc in steady state
+// (HP-1). Thread: any (each thread
 // has its own lists; a block may be freed on another thread than the one that took it).
 #pragma once
 
@@ -11,7 +12,8 @@ namespace berth::proxy {
 
 class BlockPool {
  public:
-  /// A block of at least `size` bytes (64-byte classes up to 16 KiB; larger ones come from malloc).
+  /// A block of at least `size` bytes (64-byte classes up to 17 KiB, a TLS record buffer; larger
+  /// ones come from malloc).
   static void* allocate(std::size_t size);
   /// Gives back a block of allocate(size); it is kept for reuse unless its class already holds
   /// about 1 MiB (or 1024 blocks, whichever is more) on a thread that keeps deep lists, 64 KiB (or
@@ -27,6 +29,13 @@ class BlockPool {
   static void keep_deep_lists();
   /// Frees this thread's cached blocks that stayed unused since the last call; returns their bytes.
   static std::size_t trim();
+
+  /// malloc, realloc and free for C libraries whose free and realloc do not pass the size (nghttp2,
+  /// OpenSSL): each block carries its size in a header of max_align_t's alignment. They return
+  /// NULL when out of memory, never throw, and realloc in place within a class.
+  static void* malloc_sized(std::size_t size) noexcept;
+  static void* realloc_sized(void* p, std::size_t size) noexcept;
+  static void free_sized(void* p) noexcept;
 };
 
 /// A standard allocator over BlockPool, for containers and std::allocate_shared.

@@ -6,8 +6,7 @@
 
 namespace berth::proxy {
 
-/// For nghttp2_session_{server,client}_new3. Each block carries its size in a 16-byte header, since
-/// nghttp2's free and realloc do not pass it.
+/// For nghttp2_session_{server,client}_new3: BlockPool::malloc_sized and its kin.
 nghttp2_mem* pooled_nghttp2_mem();
 
 }  // namespace berth::proxy
