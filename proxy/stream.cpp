@@ -3,11 +3,15 @@
 
 #include <openssl/err.h>
 
-#include <cerrno>
-#include <cstring>
+#include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
+#include <cerrno>
+#include <cstring>
+
 #include "base/log.h"
+#include "proxy/block_pool.h"
 #include "proxy/h2_session.h"
 
 namespace berth::proxy {
@@ -15,19 +19,130 @@ namespace berth::proxy {
 namespace asio = boost::asio;
 using boost::system::error_code;
 
+namespace {
+constexpr size_t kCipherBlock = 16 * 1024;  // a read outside tls_read_some (handshake, a write that must read)
+}  // namespace
+
 Stream::~Stream() {
+  // An HTTP/2 stream's exchange may hold the SSL a while longer (for the client's certificate): its
+  // BIO must not reach this Stream then.
+  if (bio_ != nullptr) BIO_set_data(bio_, nullptr);
   if (ssl_ != nullptr) SSL_free(ssl_);
+  release_cipher_block();
 }
 
 void Stream::start_tls(SSL* ssl, Side side) {
-  if (ssl_ != nullptr) SSL_free(ssl_);
+  if (ssl_ != nullptr) {
+    BIO_set_data(bio_, nullptr);
+    SSL_free(ssl_);
+  }
   ssl_ = ssl;
   secure_ = true;
   error_code ec;
-  socket_.non_blocking(true, ec);  // OpenSSL reads and writes the descriptor itself
-  SSL_set_fd(ssl_, socket_.native_handle());
+  socket_.non_blocking(true, ec);  // the BIO sends on the descriptor itself
+  bio_ = new_bio(this);
+  if (bio_ != nullptr) SSL_set_bio(ssl_, bio_, bio_);  // one reference for both directions
   if (side == Side::kServer) SSL_set_accept_state(ssl_);
   else SSL_set_connect_state(ssl_);
+}
+
+BIO* Stream::new_bio(Stream* stream) {
+  static BIO_METHOD* const method = [] {
+    BIO_METHOD* m = BIO_meth_new(BIO_get_new_index() | BIO_TYPE_SOURCE_SINK, "berth stream");
+    if (m != nullptr) {
+      BIO_meth_set_read_ex(m, &Stream::bio_read);
+      BIO_meth_set_write_ex(m, &Stream::bio_write);
+      BIO_meth_set_ctrl(m, &Stream::bio_ctrl);
+    }
+    return m;
+  }();
+  BIO* bio = method != nullptr ? BIO_new(method) : nullptr;
+  if (bio != nullptr) {
+    BIO_set_data(bio, stream);
+    BIO_set_init(bio, 1);
+  }
+  return bio;
+}
+
+int Stream::bio_read(BIO* bio, char* out, size_t size, size_t* read) {
+  auto* s = static_cast<Stream*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  *read = 0;
+  if (s == nullptr) return 0;
+  if (s->cipher_size_ == 0) {
+    if (!s->cipher_eof_) BIO_set_retry_read(bio);  // tls_read_some() or wait_for() reads the socket
+    return 0;
+  }
+  size_t n = std::min(size, s->cipher_size_);
+  std::memcpy(out, s->cipher_, n);
+  s->cipher_ += n;
+  s->cipher_size_ -= n;
+  if (s->cipher_size_ == 0) s->release_cipher_block();
+  *read = n;
+  return 1;
+}
+
+int Stream::bio_write(BIO* bio, const char* in, size_t size, size_t* written) {
+  auto* s = static_cast<Stream*>(BIO_get_data(bio));
+  BIO_clear_retry_flags(bio);
+  *written = 0;
+  if (s == nullptr) {
+    errno = EBADF;
+    return 0;
+  }
+  ssize_t n;
+  do {
+    n = ::send(s->socket_.native_handle(), in, size, MSG_NOSIGNAL);
+  } while (n < 0 && errno == EINTR);
+  if (n >= 0) {
+    *written = static_cast<size_t>(n);
+    return 1;
+  }
+  if (errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_write(bio);
+  return 0;  // otherwise SSL_ERROR_SYSCALL, errno telling why
+}
+
+long Stream::bio_ctrl(BIO* bio, int cmd, long, void*) {
+  auto* s = static_cast<Stream*>(BIO_get_data(bio));
+  switch (cmd) {
+    case BIO_CTRL_FLUSH:
+      return 1;
+    case BIO_CTRL_EOF:
+      return s != nullptr && s->cipher_eof_ && s->cipher_size_ == 0 ? 1 : 0;
+    case BIO_CTRL_PENDING:
+      return s != nullptr ? static_cast<long>(s->cipher_size_) : 0;
+    default:
+      return 0;
+  }
+}
+
+coro::Task<error_code> Stream::fill(asio::mutable_buffer into) {
+  // Asio reads at once only if its last read filled its buffer; otherwise it waits for the socket's
+  // next edge without a syscall (no epoll_ctl, no read that fails).
+  auto [ec, n] = co_await socket_.async_read_some(into, coro::use_task);
+  if (ec == asio::error::eof) {
+    cipher_eof_ = true;  // OpenSSL decides: after close_notify a clean end, else a truncation
+    co_return error_code{};
+  }
+  if (ec) co_return ec;
+  cipher_ = static_cast<const char*>(into.data());
+  cipher_size_ = n;
+  co_return error_code{};
+}
+
+void Stream::keep_leftover() {
+  if (cipher_size_ == 0 || cipher_block_ != nullptr) return;  // nothing left, or already ours
+  cipher_block_ = static_cast<char*>(BlockPool::allocate(cipher_size_));
+  cipher_block_size_ = cipher_size_;
+  std::memcpy(cipher_block_, cipher_, cipher_size_);
+  cipher_ = cipher_block_;
+}
+
+void Stream::release_cipher_block() {
+  if (cipher_block_ == nullptr) return;
+  BlockPool::deallocate(cipher_block_, cipher_block_size_);
+  cipher_block_ = nullptr;
+  cipher_block_size_ = 0;
 }
 
 // Not coroutines: they hand back the H2Stream's own task.
@@ -80,9 +195,16 @@ bool Stream::reattach(int fd, bool v6) {
 }
 
 coro::Task<error_code> Stream::wait_for(int ssl_error) {
-  if (ssl_error == SSL_ERROR_WANT_READ || ssl_error == SSL_ERROR_WANT_WRITE) {
-    auto [ec] = co_await socket_.async_wait(ssl_error == SSL_ERROR_WANT_READ ? Socket::wait_read : Socket::wait_write,
-                                            coro::use_task);
+  if (ssl_error == SSL_ERROR_WANT_READ) {
+    if (cipher_size_ != 0 || cipher_eof_) co_return error_code{};  // OpenSSL has more to take first
+    cipher_block_ = static_cast<char*>(BlockPool::allocate(kCipherBlock));
+    cipher_block_size_ = kCipherBlock;
+    auto ec = co_await fill(asio::buffer(cipher_block_, kCipherBlock));
+    if (cipher_size_ == 0) release_cipher_block();
+    co_return ec;
+  }
+  if (ssl_error == SSL_ERROR_WANT_WRITE) {
+    auto [ec] = co_await socket_.async_wait(Socket::wait_write, coro::use_task);
     co_return ec;
   }
   if (ssl_error == SSL_ERROR_ZERO_RETURN) co_return asio::error::eof;  // close_notify
@@ -116,15 +238,33 @@ coro::Task<error_code> Stream::handshake() {
 
 coro::Task<IoResult> Stream::tls_read_some(asio::mutable_buffer buffer, bool likely_empty) {
   if (!socket_.is_open()) co_return IoResult{asio::error::bad_descriptor, 0};
-  if (likely_empty && !has_buffered()) {
-    if (auto ec = co_await wait_for(SSL_ERROR_WANT_READ)) co_return IoResult{ec, 0};
-  }
+  if (buffer.size() == 0) co_return IoResult{error_code{}, 0};
+  bool ask_openssl = !likely_empty || has_buffered() || cipher_eof_;
   while (true) {
-    size_t n = 0;
-    ERR_clear_error();
-    int r = SSL_read_ex(ssl_, buffer.data(), buffer.size(), &n);
-    if (r == 1) co_return IoResult{error_code{}, n};
-    if (auto ec = co_await wait_for(SSL_get_error(ssl_, r))) co_return IoResult{ec, 0};
+    if (ask_openssl) {
+      size_t n = 0;
+      ERR_clear_error();
+      int r = SSL_read_ex(ssl_, buffer.data(), buffer.size(), &n);
+      const int error = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_, r);
+      const int saved_errno = errno;  // for SSL_ERROR_SYSCALL
+      keep_leftover();                // before `buffer` is the caller's again
+      errno = saved_errno;
+      if (error == SSL_ERROR_NONE) co_return IoResult{error_code{}, n};
+      if (error != SSL_ERROR_WANT_READ) {
+        if (auto ec = co_await wait_for(error)) co_return IoResult{ec, 0};
+        continue;
+      }
+      if (cipher_eof_) co_return IoResult{asio::error::eof, 0};  // not expected: OpenSSL saw the end
+    }
+    ask_openssl = true;
+    if (cipher_size_ != 0) continue;
+    // OpenSSL took every byte there was. The socket's next ones go into the caller's buffer if
+    // OpenSSL holds no part of a record: it then takes a whole record before writing its plaintext
+    // (shorter) back. Holding the start of one, the plaintext could overwrite bytes not taken yet.
+    error_code ec;
+    if (SSL_has_pending(ssl_) == 1) ec = co_await wait_for(SSL_ERROR_WANT_READ);
+    else ec = co_await fill(buffer);
+    if (ec) co_return IoResult{ec, 0};
   }
 }
 

@@ -1,10 +1,15 @@
 // Stream: one TCP connection of the data plane, with TLS on it once start_tls() was called. Reads
 // and writes look the same either way, so the HTTP code above does not care which it has.
 //
-// TLS works on the socket's file descriptor directly (OpenSSL's socket BIO), not through Asio's
-// ssl::stream and its two 17 KiB memory BIOs per connection: OpenSSL reads and writes the kernel
-// socket itself, and Asio only waits for readiness when OpenSSL asks for it (SSL_ERROR_WANT_READ /
-// WANT_WRITE). With SSL_MODE_RELEASE_BUFFERS an idle TLS connection holds no record buffers.
+// TLS goes through a BIO of berth's own, not Asio's ssl::stream and its two 17 KiB memory BIOs per
+// connection. OpenSSL writes the socket itself (send(2) from the BIO; Asio waits for writability
+// only when the socket is full). It reads what Asio read: when OpenSSL wants bytes and holds no
+// part of a record, Asio reads the socket into the caller's own read buffer and OpenSSL takes them
+// from there (its record buffer gets the whole first record before it writes that record's
+// plaintext, which is shorter, back; holding part of a record, Asio reads into a pooled block
+// instead). So reading costs one recv(2) per burst and no readiness wait: a wait for readability
+// is an epoll_ctl each time in Asio, a read is not. Bytes OpenSSL did not take move into a pooled
+// block before the read returns. An idle TLS connection holds no buffers (SSL_MODE_RELEASE_BUFFERS).
 // Thread: worker (one Stream is never used from two threads).
 #pragma once
 
@@ -90,9 +95,10 @@ class Stream {
   void start_tls(SSL* ssl, Side side);
   /// Runs the TLS handshake to its end; an error when it failed (the reason is logged at DEBUG).
   coro::Task<boost::system::error_code> handshake();
-  /// True when OpenSSL holds decrypted bytes not read yet: a read completes without the socket
-  /// becoming readable, so the connection must not wait for readiness (park) before reading.
-  bool has_buffered() const { return ssl_ != nullptr && SSL_has_pending(ssl_) == 1; }
+  /// True when TLS bytes were read from the socket but not yet decrypted and read (by OpenSSL or
+  /// by this Stream): a read completes without the socket becoming readable, so the connection
+  /// must not wait for readiness (park) before reading.
+  bool has_buffered() const { return ssl_ != nullptr && (cipher_size_ != 0 || SSL_has_pending(ssl_) == 1); }
   /// Sends TLS close_notify if it can without waiting, then FIN, then closes the socket. An
   /// HTTP/2 stream ends (or is reset, if its response is incomplete).
   void close();
@@ -112,9 +118,8 @@ class Stream {
 
   /// `auto [ec, n] = co_await stream.read_some(buffer);` End of stream is asio::error::eof.
   /// `likely_empty`: the read most likely finds nothing yet (a keep-alive connection's next
-  /// request); over TLS it then waits for the socket first, unless OpenSSL holds bytes, instead of
-  /// a read(2) that fails. Plain sockets read at once either way: Asio's failed speculative read
-  /// costs what its readiness wait (an epoll_ctl) would.
+  /// request); over TLS it then reads the socket first, unless bytes are buffered, instead of
+  /// asking OpenSSL, which would fail.
   auto read_some(boost::asio::mutable_buffer buffer, bool likely_empty = false) {
     using Plain = decltype(socket_.async_read_some(buffer, coro::use_task));
     using Either = EitherAwaiter<Plain, coro::Task<IoResult>>;
@@ -148,11 +153,29 @@ class Stream {
   coro::Task<IoResult> tls_write(ConstBufferList list);
   coro::Task<IoResult> h2_read_some(boost::asio::mutable_buffer buffer);
   coro::Task<IoResult> h2_write(ConstBufferList list);
-  /// Waits for what SSL_get_error() returned `ssl_error` asks for; any other error is returned
-  /// as an error code (the OpenSSL reason logged at DEBUG).
+  /// Waits for what SSL_get_error() returned `ssl_error` asks for (WANT_READ: reads the socket
+  /// into a pooled block); any other error is returned as an error code (the OpenSSL reason
+  /// logged at DEBUG).
   coro::Task<boost::system::error_code> wait_for(int ssl_error);
+  /// Reads the socket into `into` for OpenSSL to take (end of stream: cipher_eof_).
+  coro::Task<boost::system::error_code> fill(boost::asio::mutable_buffer into);
+  /// Moves the bytes OpenSSL left in a caller's buffer into a pooled block of this Stream's.
+  void keep_leftover();
+  void release_cipher_block();
+  static BIO* new_bio(Stream* stream);
+  static int bio_read(BIO* bio, char* out, size_t size, size_t* read);
+  static int bio_write(BIO* bio, const char* in, size_t size, size_t* written);
+  static long bio_ctrl(BIO* bio, int cmd, long num, void* ptr);
 
   Socket socket_;
+  // TLS bytes read from the socket that OpenSSL has not taken: in a caller's read buffer during a
+  // read, else in cipher_block_.
+  const char* cipher_ = nullptr;
+  size_t cipher_size_ = 0;
+  char* cipher_block_ = nullptr;  ///< a BlockPool block of cipher_block_size_ bytes, or null
+  size_t cipher_block_size_ = 0;
+  bool cipher_eof_ = false;       ///< the socket reached end of stream
+  BIO* bio_ = nullptr;            ///< owned by ssl_
   uint64_t bytes_read_ = 0;
   uint64_t bytes_written_ = 0;
   SSL* ssl_ = nullptr;
