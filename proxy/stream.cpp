@@ -117,8 +117,8 @@ long Stream::bio_ctrl(BIO* bio, int cmd, long, void*) {
 }
 
 coro::Task<error_code> Stream::fill(asio::mutable_buffer into) {
-  // Asio reads at once only if its last read filled its buffer; otherwise it waits for the socket's
-  // next edge without a syscall (no epoll_ctl, no read that fails).
+  // Asio tries the read at once unless its last one emptied the socket; then it waits for the
+  // socket's next edge without a syscall (no epoll_ctl, no read that fails).
   auto [ec, n] = co_await socket_.async_read_some(into, coro::use_task);
   if (ec == asio::error::eof) {
     cipher_eof_ = true;  // OpenSSL decides: after close_notify a clean end, else a truncation

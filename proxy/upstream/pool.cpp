@@ -9,6 +9,7 @@ namespace {
 // A pooled connection the backend closed (or wrote to unasked) must not carry the next request:
 // a non-blocking peek tells without waiting.
 bool still_open(UpstreamConnection& c) {
+  if (c.stream.has_buffered()) return false;  // TLS bytes already read: the backend said something
   char byte;
   ssize_t n = ::recv(c.stream.socket().native_handle(), &byte, 1, MSG_PEEK | MSG_DONTWAIT);
   return n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK);
