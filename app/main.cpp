@@ -27,8 +27,8 @@ constexpr const char* kUsage =
 int main(int argc, char** argv) {
   // Before anything touches OpenSSL: its allocations come from the worker's block lists (HP-1).
   berth::proxy::tls::use_pooled_openssl_memory();
-  // OpenSSL writes TLS connections with write(2), which raises SIGPIPE when the peer has gone;
-  // berth wants EPIPE there, as Asio's own sends (MSG_NOSIGNAL) give.
+  // A write to a peer that has gone raises SIGPIPE unless sent with MSG_NOSIGNAL, as Asio and the
+  // TLS BIO send; berth wants EPIPE from every other write too (a log written to a closed pipe).
   std::signal(SIGPIPE, SIG_IGN);
   berth::app::set_command_line(argc, argv);
   std::vector<std::string> args(argv + 1, argv + argc);
