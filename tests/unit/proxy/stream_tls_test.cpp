@@ -1,0 +1,145 @@
+// Stream's TLS reads over a real loopback connection: OpenSSL takes the bytes Asio read into the
+// caller's buffer, so a record that straddles two reads, several records in one read, and reads
+// smaller than a record must all give back exactly the bytes the client sent. A blocking OpenSSL
+// client in its own thread is the peer.
+#include "proxy/stream.h"
+
+#include <gtest/gtest.h>
+#include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/ssl.h>
+#include <openssl/x509.h>
+
+#include <array>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <string>
+#include <thread>
+
+#include "proxy/coro/task.h"
+
+namespace berth::proxy {
+namespace {
+
+namespace asio = boost::asio;
+
+// A server context with a fresh self-signed P-256 certificate, TLS 1.3, read-ahead and released
+// buffers as berth's own contexts have.
+SSL_CTX* server_context() {
+  EVP_PKEY* key = EVP_EC_gen("P-256");
+  X509* cert = X509_new();
+  ASN1_INTEGER_set(X509_get_serialNumber(cert), 1);
+  X509_gmtime_adj(X509_getm_notBefore(cert), -3600);
+  X509_gmtime_adj(X509_getm_notAfter(cert), 3600);
+  X509_set_pubkey(cert, key);
+  X509_NAME* name = X509_get_subject_name(cert);
+  X509_NAME_add_entry_by_txt(name, "CN", MBSTRING_ASC, reinterpret_cast<const unsigned char*>("stream.test"), -1, -1,
+                             0);
+  X509_set_issuer_name(cert, name);
+  X509_sign(cert, key, EVP_sha256());
+  SSL_CTX* ctx = SSL_CTX_new(TLS_server_method());
+  SSL_CTX_use_certificate(ctx, cert);
+  SSL_CTX_use_PrivateKey(ctx, key);
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  SSL_CTX_set_read_ahead(ctx, 1);
+  X509_free(cert);
+  EVP_PKEY_free(key);
+  return ctx;
+}
+
+std::string pattern(size_t n) {
+  std::string s(n, '\0');
+  uint32_t x = 2463534242u;
+  for (auto& c : s) {
+    x ^= x << 13;
+    x ^= x >> 17;
+    x ^= x << 5;
+    c = static_cast<char>(x);
+  }
+  return s;
+}
+
+struct Received {
+  std::string bytes;
+  boost::system::error_code end;  // why reading stopped
+  bool handshake_ok = false;
+  bool wrote_reply = false;
+};
+
+// Reads until the client closes, cycling through read sizes from 1 byte (a fraction of a record)
+// to 70,000 (several records), half of them as a keep-alive connection's "likely empty" read.
+coro::Task<void> serve(Stream& stream, Received& out) {
+  if (co_await stream.handshake()) co_return;
+  out.handshake_ok = true;
+  static constexpr std::array<size_t, 7> kSizes = {1, 7, 100, 5000, 16384, 17000, 70000};
+  std::string buffer(70000, '\0');
+  for (size_t i = 0;; ++i) {
+    const size_t size = kSizes[i % kSizes.size()];
+    auto [ec, n] = co_await stream.read_some(asio::buffer(buffer.data(), size), i % 2 == 0);
+    if (ec) {
+      out.end = ec;
+      break;
+    }
+    out.bytes.append(buffer.data(), n);
+    if (out.bytes.size() == 3 * 1024 * 1024) {  // all of it: answer through the BIO's send side
+      auto [wec, wn] = co_await stream.write(asio::buffer(std::string_view("done")));
+      out.wrote_reply = !wec && wn == 4;
+    }
+  }
+}
+
+TEST(StreamTls, ReadsGiveBackExactlyWhatTheClientSentWhateverTheReadSizes) {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const uint16_t port = acceptor.local_endpoint().port();
+  const std::string sent = pattern(3 * 1024 * 1024);
+  std::string reply;
+
+  // The client: writes of every size from 1 byte to 3 records, so records straddle the server's
+  // reads in every way, then reads the reply and closes with close_notify.
+  std::thread client([&] {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    asio::io_context cio;
+    asio::ip::tcp::socket s(cio);
+    s.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, s.native_handle());
+    if (SSL_connect(ssl) == 1) {
+      static constexpr std::array<size_t, 6> kWrites = {1, 300, 16384, 16385, 40000, 49152};
+      for (size_t at = 0, i = 0; at < sent.size(); ++i) {
+        size_t n = std::min(kWrites[i % kWrites.size()], sent.size() - at);
+        size_t written = 0;
+        if (SSL_write_ex(ssl, sent.data() + at, n, &written) != 1) break;
+        at += written;
+      }
+      char buf[16];
+      size_t got = 0;
+      if (SSL_read_ex(ssl, buf, sizeof buf, &got) == 1) reply.assign(buf, got);
+      SSL_shutdown(ssl);
+    }
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+  });
+
+  Socket socket(io.get_executor());
+  acceptor.accept(socket);
+  SSL_CTX* ctx = server_context();
+  Stream stream(std::move(socket));
+  stream.start_tls(SSL_new(ctx), Stream::Side::kServer);
+  Received got;
+  coro::spawn(serve(stream, got));
+  io.run_for(std::chrono::seconds(60));
+  client.join();
+  SSL_CTX_free(ctx);
+
+  ASSERT_TRUE(got.handshake_ok);
+  EXPECT_EQ(got.end, asio::error::eof);  // close_notify: a clean end
+  ASSERT_EQ(got.bytes.size(), sent.size());
+  EXPECT_TRUE(got.bytes == sent) << "the bytes read differ from the bytes sent";
+  EXPECT_TRUE(got.wrote_reply);
+  EXPECT_EQ(reply, "done");
+  EXPECT_FALSE(stream.has_buffered());
+}
+
+}  // namespace
+}  // namespace berth::proxy
