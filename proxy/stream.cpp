@@ -33,8 +33,11 @@ Stream::~Stream() {
 
 void Stream::start_tls(SSL* ssl, Side side) {
   if (ssl_ != nullptr) {
-    BIO_set_data(bio_, nullptr);
+    if (bio_ != nullptr) BIO_set_data(bio_, nullptr);
     SSL_free(ssl_);
+    release_cipher_block();
+    cipher_size_ = 0;
+    cipher_eof_ = false;
   }
   ssl_ = ssl;
   secure_ = true;
