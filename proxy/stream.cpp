@@ -275,7 +275,7 @@ coro::Task<IoResult> Stream::tls_write(ConstBufferList list) {
   if (list.overflow) co_return IoResult{asio::error::no_buffer_space, 0};
   if (!socket_.is_open()) co_return IoResult{asio::error::bad_descriptor, 0};
   // Small pieces (a head and a short body) are gathered into one TLS record: one record, one
-  // write(2). The copy lives in this coroutine's frame, which the frame pool recycles.
+  // send(2). The copy lives in this coroutine's frame, which the block pool recycles.
   constexpr size_t kGather = 8 * 1024;
   std::array<char, kGather> gathered;
   size_t total = 0;

@@ -680,9 +680,10 @@ SSL_CTX* build_context(const TlsOptionsConfig& o, const std::shared_ptr<const Ce
   // An idle connection holds no record buffers; a busy one takes them from the worker's block
   // lists for each request (tls/openssl_memory.h), not from malloc.
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
-  // One read(2) takes whatever the socket holds instead of each record's 5-byte header and then
-  // its body: one syscall per request less on a keep-alive connection. Bytes read ahead wait in
-  // OpenSSL, not on the socket, so a connection checks Stream::has_buffered() before parking.
+  // OpenSSL takes all it can hold of what Asio read (proxy/stream.h) at once, not each record's
+  // 5-byte header and then its body, so the bytes of the records after the first seldom need a
+  // block of their own. Bytes read ahead wait in OpenSSL, not on the socket, so a connection
+  // checks Stream::has_buffered() before parking.
   SSL_CTX_set_read_ahead(ctx, 1);
 
   const std::vector<std::string_view> suites = tls12_suites(o.cipher_suites);
