@@ -89,6 +89,7 @@ run_under_heaptrack() {
 
 read -r base_calls _ < <(run_under_heaptrack idle 0)
 read -r load_calls requests < <(run_under_heaptrack load 1)
+[ "${requests:-0}" -gt 0 ] || { log "no request was answered with 2xx (see above): nothing to count"; exit 1; }
 per=$(awk -v a="$load_calls" -v b="$base_calls" -v r="$requests" 'BEGIN { printf "%.4f", (a - b) / (r > 0 ? r : 1) }')
-echo "allocation calls: $base_calls without traffic, $load_calls with $requests requests ($SCHEME$REQ_PATH, $CONNS connections)"
+echo "allocation calls: $base_calls without traffic, $load_calls with $requests requests ($SCHEME, $REQ_PATH, $CONNS connections)"
 echo "heap allocations per proxied request: $per"
