@@ -10,7 +10,6 @@
 #include "base/log.h"
 #include "base/memory.h"
 #include "config/static_config.h"
-#include "proxy/tls/openssl_memory.h"
 
 namespace {
 
@@ -25,8 +24,6 @@ constexpr const char* kUsage =
 }  // namespace
 
 int main(int argc, char** argv) {
-  // Before anything touches OpenSSL: its allocations come from the worker's block lists (HP-1).
-  berth::proxy::tls::use_pooled_openssl_memory();
   // A write to a peer that has gone raises SIGPIPE unless sent with MSG_NOSIGNAL, as Asio and the
   // TLS BIO send; berth wants EPIPE from every other write too (a log written to a closed pipe).
   std::signal(SIGPIPE, SIG_IGN);
@@ -40,8 +37,7 @@ int main(int argc, char** argv) {
     args.erase(args.begin());
   }
   if (verb == "version" || (args.size() == 1 && args[0] == "--version")) {
-    std::cout << "berth version " << BERTH_VERSION << "\nallocator: " << berth::allocator_name()
-              << "\nopenssl memory: " << (berth::proxy::tls::openssl_memory_pooled() ? "block pool" : "malloc") << "\n";
+    std::cout << "berth version " << BERTH_VERSION << "\nallocator: " << berth::allocator_name() << "\n";
     return 0;
   }
   if (verb == "help" || (!args.empty() && (args[0] == "--help" || args[0] == "-h"))) {

@@ -11,9 +11,7 @@ namespace berth::proxy {
 namespace {
 
 constexpr std::size_t kGranule = 64;  // fine classes: an idle connection's frames are most of its memory
-// Up to 17 KiB: OpenSSL's record buffers (16,716 bytes to read, a little less to write) are taken
-// and given back for every request on a TLS connection (SSL_MODE_RELEASE_BUFFERS).
-constexpr std::size_t kClasses = 17 * 1024 / kGranule + 1;
+constexpr std::size_t kClasses = 256;  // up to 16 KiB
 // A worker's lists are deep enough for every stream of a busy worker (h2load -c64 -m10 keeps 640
 // in flight, each with an exchange's frames); its sweep calls trim() each second, which gives back
 // whatever the last second did not use. Other threads (the control plane, the blocking pool) never
@@ -45,8 +43,9 @@ FreeNode* pop(FreeNode*& head, std::size_t bytes) {
   return n;
 }
 
-// Set when this thread's lists are destroyed (at its exit): a block given back later (OpenSSL's
-// cleanup at process exit, a job destroyed with the blocking pool) goes straight to the system.
+// Set when this thread's lists are destroyed (at its exit): a block given back later (a job
+// destroyed with the blocking pool at process exit, another thread_local's destructor) goes
+// straight to the system.
 thread_local bool t_lists_gone = false;
 
 struct ThreadLists {

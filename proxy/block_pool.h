@@ -1,7 +1,6 @@
 // BlockPool: per-thread free lists of small heap blocks, so objects made and freed for every
-// exchange or stream (coroutine frames, HTTP/2 streams and their strings, nghttp2's and OpenSSL's
-// own objects and TLS record buffers) come back from a list instead of from malloc in steady state
-// (HP-1). Thread: any (each thread
+// exchange or stream (coroutine frames, HTTP/2 streams and their strings, nghttp2's own objects)
+// come back from a list instead of from malloc in steady state (HP-1). Thread: any (each thread
 // has its own lists; a block may be freed on another thread than the one that took it).
 #pragma once
 
@@ -12,8 +11,7 @@ namespace berth::proxy {
 
 class BlockPool {
  public:
-  /// A block of at least `size` bytes (64-byte classes up to 17 KiB, a TLS record buffer; larger
-  /// ones come from malloc).
+  /// A block of at least `size` bytes (64-byte classes up to 16 KiB; larger ones come from malloc).
   static void* allocate(std::size_t size);
   /// Gives back a block of allocate(size); it is kept for reuse unless its class already holds
   /// about 1 MiB (or 1024 blocks, whichever is more) on a thread that keeps deep lists, 64 KiB (or
@@ -30,8 +28,8 @@ class BlockPool {
   /// Frees this thread's cached blocks that stayed unused since the last call; returns their bytes.
   static std::size_t trim();
 
-  /// malloc, realloc and free for C libraries whose free and realloc do not pass the size (nghttp2,
-  /// OpenSSL): each block carries its size in a header of max_align_t's alignment. They return
+  /// malloc, realloc and free for C libraries whose free and realloc do not pass the size
+  /// (nghttp2): each block carries its size in a header of max_align_t's alignment. They return
   /// NULL when out of memory, never throw, and realloc in place within a class.
   static void* malloc_sized(std::size_t size) noexcept;
   static void* realloc_sized(void* p, std::size_t size) noexcept;

@@ -677,8 +677,7 @@ SSL_CTX* build_context(const TlsOptionsConfig& o, const std::shared_ptr<const Ce
   const int max_version = o.max_version ? openssl_version(*o.max_version) : TLS1_3_VERSION;
   SSL_CTX_set_options(ctx, SSL_OP_CIPHER_SERVER_PREFERENCE | SSL_OP_PRIORITIZE_CHACHA | SSL_OP_NO_RENEGOTIATION |
                                SSL_OP_NO_COMPRESSION);
-  // An idle connection holds no record buffers; a busy one takes them from the worker's block
-  // lists for each request (tls/openssl_memory.h), not from malloc.
+  // An idle connection holds no record buffers (a busy one takes them from malloc for each request).
   SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
   // OpenSSL takes all it can hold of what Asio read (proxy/stream.h) at once, not each record's
   // 5-byte header and then its body, so the bytes of the records after the first seldom need a

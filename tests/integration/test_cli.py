@@ -17,8 +17,6 @@ class Cli(BerthTestCase):
         # The sanitizer build brings its own allocator; every other build links jemalloc.
         sanitized = "asan" in subprocess.run(["ldd", BERTH], capture_output=True, text=True).stdout
         self.assertIn("allocator: glibc" if sanitized else "allocator: jemalloc", out.stdout)
-        # OpenSSL's allocations go to the block pool only if nothing used OpenSSL before main().
-        self.assertIn("\nopenssl memory: block pool\n", out.stdout)
 
     def test_flags_alone_start_berth_with_case_insensitive_keys(self):
         be = self.backend("flagged")
