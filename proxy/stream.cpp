@@ -23,22 +23,22 @@ namespace {
 constexpr size_t kCipherBlock = 16 * 1024;  // a read outside tls_read_some (handshake, a write that must read)
 }  // namespace
 
-Stream::~Stream() {
+Stream::~Stream() { end_tls(); }
+
+void Stream::end_tls() {
   // An HTTP/2 stream's exchange may hold the SSL a while longer (for the client's certificate): its
   // BIO must not reach this Stream then.
   if (bio_ != nullptr) BIO_set_data(bio_, nullptr);
+  bio_ = nullptr;
   if (ssl_ != nullptr) SSL_free(ssl_);
+  ssl_ = nullptr;
   release_cipher_block();
+  cipher_size_ = 0;
+  cipher_eof_ = false;
 }
 
 void Stream::start_tls(SSL* ssl, Side side) {
-  if (ssl_ != nullptr) {
-    if (bio_ != nullptr) BIO_set_data(bio_, nullptr);
-    SSL_free(ssl_);
-    release_cipher_block();
-    cipher_size_ = 0;
-    cipher_eof_ = false;
-  }
+  end_tls();
   ssl_ = ssl;
   secure_ = true;
   error_code ec;
@@ -135,10 +135,14 @@ coro::Task<error_code> Stream::fill(asio::mutable_buffer into) {
 
 void Stream::keep_leftover() {
   if (cipher_size_ == 0 || cipher_block_ != nullptr) return;  // nothing left, or already ours
-  cipher_block_ = static_cast<char*>(BlockPool::allocate(cipher_size_));
-  cipher_block_size_ = cipher_size_;
+  take_cipher_block(cipher_size_);
   std::memcpy(cipher_block_, cipher_, cipher_size_);
   cipher_ = cipher_block_;
+}
+
+void Stream::take_cipher_block(size_t size) {
+  cipher_block_ = static_cast<char*>(BlockPool::allocate(size));
+  cipher_block_size_ = size;
 }
 
 void Stream::release_cipher_block() {
@@ -200,8 +204,7 @@ bool Stream::reattach(int fd, bool v6) {
 coro::Task<error_code> Stream::wait_for(int ssl_error) {
   if (ssl_error == SSL_ERROR_WANT_READ) {
     if (cipher_size_ != 0 || cipher_eof_) co_return error_code{};  // OpenSSL has more to take first
-    cipher_block_ = static_cast<char*>(BlockPool::allocate(kCipherBlock));
-    cipher_block_size_ = kCipherBlock;
+    take_cipher_block(kCipherBlock);
     auto ec = co_await fill(asio::buffer(cipher_block_, kCipherBlock));
     if (cipher_size_ == 0) release_cipher_block();
     co_return ec;

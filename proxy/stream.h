@@ -161,7 +161,11 @@ class Stream {
   coro::Task<boost::system::error_code> fill(boost::asio::mutable_buffer into);
   /// Moves the bytes OpenSSL left in a caller's buffer into a pooled block of this Stream's.
   void keep_leftover();
+  /// cipher_block_ becomes a pooled block of `size` bytes (there is none before).
+  void take_cipher_block(size_t size);
   void release_cipher_block();
+  /// Frees the SSL (its BIO no longer reaching this Stream) and any TLS bytes not taken.
+  void end_tls();
   static BIO* new_bio(Stream* stream);
   static int bio_read(BIO* bio, char* out, size_t size, size_t* read);
   static int bio_write(BIO* bio, const char* in, size_t size, size_t* written);
