@@ -193,6 +193,13 @@ class DownstreamConnection : public std::enable_shared_from_this<DownstreamConne
   /// Writes the response head into ex_->out; `compressed`: the body is re-encoded (no length;
   /// Content-Encoding, and chunked framing when `chunked`).
   void build_downstream_head(bool close, bool compressed = false, bool chunked = false);
+  /// The response head's fields as they go downstream (the server's, less hop-by-hop and edited
+  /// ones, then the middlewares' edits and additions): `emit(name, value)` for each.
+  template <class Emit>
+  void emit_response_fields(bool compressed, bool chunked, Emit&& emit);
+  /// An HTTP/2 client's stream: submits the response head as fields (no HTTP/1.1 rendering);
+  /// false if the stream is gone or refused it.
+  bool submit_h2_response_head();
   /// compress: whether this response gets compressed (type, size, not encoded already).
   bool should_compress(BodyMode mode, uint64_t length) const;
   /// compress: relays the upstream body through the worker's compressor (chunked out when asked).

@@ -722,7 +722,14 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   const bool compressing = !response_stored && should_compress(response_mode, response_length);
   // An HTTP/1.0 client gets a compressed body delimited by the connection's close (no chunking).
   const bool close_after = close_client || (compressing && client_http10);
-  build_downstream_head(close_after, compressing, compressing && !client_http10);
+  // An HTTP/2 client's stream takes a head relayed as it came as fields (submit_h2_response_head()).
+  const bool h2_fields = stream_.is_h2() && !compressing && !response_stored;
+  if (!h2_fields) {
+    build_downstream_head(close_after, compressing, compressing && !client_http10);
+  } else if (!submit_h2_response_head()) {
+    close_upstream();
+    co_return false;
+  }
   up_->buffer.consume(response_head);
 
   arm(Phase::kWriteResponse, settings_.write_timeout);
@@ -748,7 +755,8 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   size_t first_body = 0;
   if (response_mode == BodyMode::kLength)
     first_body = static_cast<size_t>(std::min<uint64_t>(response_length, up_->buffer.size()));
-  std::array<asio::const_buffer, 2> out{asio::buffer(ex_->out), asio::buffer(up_->buffer.data(), first_body)};
+  std::array<asio::const_buffer, 2> out{asio::buffer(ex_->out.data(), h2_fields ? 0 : ex_->out.size()),
+                                        asio::buffer(up_->buffer.data(), first_body)};
   auto [ec, w] = co_await stream_.write(out);
   if (ec) {
     close_upstream();
@@ -1142,13 +1150,9 @@ coro::Task<void> DownstreamConnection::pump_upstream(std::shared_ptr<DownstreamC
   done->cancel();
 }
 
-void DownstreamConnection::build_downstream_head(bool close, bool compressed, bool chunked) {
+template <class Emit>
+void DownstreamConnection::emit_response_fields(bool compressed, bool chunked, Emit&& emit) {
   const auto& resp = ex_->response;
-  std::string& out = ex_->out;
-  out.clear();
-  char num[8];
-  auto r = std::to_chars(num, num + sizeof num, resp.status);
-  out.append("HTTP/1.1 "sv).append(num, r.ptr).append(" "sv).append(resp.reason).append("\r\n"sv);
   bool has_connection = false;
   for (const auto& h : resp.headers) has_connection |= h.id == HeaderId::kConnection;
   const auto& edits = ex_->edits.response;
@@ -1169,19 +1173,41 @@ void DownstreamConnection::build_downstream_head(bool close, bool compressed, bo
     if (!edits.empty() && middleware::edits_header(edits, h.name)) continue;
     if (!vary.empty() && iequals(h.name, "Vary")) continue;
     if (h.id == HeaderId::kOther && has_connection && named_by_connection(resp.headers, h.name)) continue;
-    append_header(out, h.name, h.value);
+    emit(h.name, h.value);
   }
-  local_reply::append_header_edits(out, edits);
-  if (!vary.empty()) append_header(out, "Vary", vary);
+  local_reply::for_each_header_edit(edits, emit);
+  if (!vary.empty()) emit("Vary"sv, vary);
   if (compressed) {
-    append_header(out, "Content-Encoding", http::encoding_name(ex_->edits.encoding));
-    append_header(out, "Vary", "Accept-Encoding");  // a second Vary line adds to the backend's
-    if (chunked) append_header(out, "Transfer-Encoding", "chunked");
+    emit("Content-Encoding"sv, http::encoding_name(ex_->edits.encoding));
+    emit("Vary"sv, "Accept-Encoding"sv);  // a second Vary line adds to the backend's
+    if (chunked) emit("Transfer-Encoding"sv, "chunked"sv);
   }
-  for (uint8_t i = 0; i < ex_->edits.added_count; ++i) append_header(out, ex_->edits.added[i].first, ex_->edits.added[i].second);
+  for (uint8_t i = 0; i < ex_->edits.added_count; ++i) emit(ex_->edits.added[i].first, ex_->edits.added[i].second);
+}
+
+void DownstreamConnection::build_downstream_head(bool close, bool compressed, bool chunked) {
+  const auto& resp = ex_->response;
+  std::string& out = ex_->out;
+  out.clear();
+  char num[8];
+  auto r = std::to_chars(num, num + sizeof num, resp.status);
+  out.append("HTTP/1.1 "sv).append(num, r.ptr).append(" "sv).append(resp.reason).append("\r\n"sv);
+  emit_response_fields(compressed, chunked,
+                       [&out](std::string_view name, std::string_view value) { append_header(out, name, value); });
   if (close) out.append("Connection: close\r\n"sv);
   out.append("\r\n"sv);
   ex_->log.response_head = out.size();
+}
+
+bool DownstreamConnection::submit_h2_response_head() {
+  // The same fields build_downstream_head() renders, handed to the stream as they are: nothing to
+  // render as HTTP/1.1 and parse again. Nothing of the head counts as written body bytes.
+  H2Stream& h2 = *stream_.h2_stream();
+  h2.begin_response(ex_->response.status);
+  emit_response_fields(false, false,
+                       [&h2](std::string_view name, std::string_view value) { h2.add_response_field(name, value); });
+  ex_->log.response_head = 0;
+  return h2.submit_response(ex_->response.framing);
 }
 
 }  // namespace berth::proxy

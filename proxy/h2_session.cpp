@@ -206,74 +206,104 @@ namespace {
 struct HeadScratch {
   http::h1::ResponseHead response;
   http::h1::RequestHead request;
-  std::string names;
+  int status = 0;                  ///< the response head's status (begin_response())
+  std::string names;               ///< lower-cased names: nva's point into it once the list is complete
   std::vector<nghttp2_nv> nva;
+  std::vector<uint32_t> name_at;   ///< per entry of nva: where its name is in `names` (kOwnName: nva has it)
+  static constexpr uint32_t kOwnName = UINT32_MAX;
   static HeadScratch& get() {
     thread_local HeadScratch scratch;
+    return scratch;
+  }
+  static HeadScratch& fresh() {
+    HeadScratch& scratch = get();
     scratch.names.clear();
     scratch.nva.clear();
+    scratch.name_at.clear();
     return scratch;
+  }
+  void add_literal(std::string_view name, std::string_view value) {
+    nva.push_back(make_nv(name, value));
+    name_at.push_back(kOwnName);
+  }
+  // A field of an HTTP/1.1 head as an HTTP/2 field: the name lower-cased, connection-specific
+  // fields left out; "te: trailers" is the one TE allowed.
+  void add_field(std::string_view name, std::string_view value, http::HeaderId id) {
+    if (hop_by_hop(id)) return;
+    if (id == http::HeaderId::kTe && !iequals(trim(value), "trailers")) return;
+    name_at.push_back(static_cast<uint32_t>(names.size()));
+    for (char c : name) names.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
+    nva.push_back(make_nv(std::string_view(names).substr(names.size() - name.size()), value));
+  }
+  // The list, its names pointing into `names` now that it no longer grows.
+  nghttp2_nv* list() {
+    for (size_t i = 0; i < nva.size(); ++i)
+      if (name_at[i] != kOwnName) nva[i].name = reinterpret_cast<uint8_t*>(names.data() + name_at[i]);
+    return nva.data();
   }
 };
 
-// The fields of an HTTP/1.1 head as HTTP/2 fields: names lower-cased (into `names`, which must not
-// grow afterwards), connection-specific fields left out; "te: trailers" is the one TE allowed.
-void add_fields(const std::vector<http::Header>& headers, std::string& names, std::vector<nghttp2_nv>& nva,
-                bool skip_host) {
-  size_t name_bytes = 0;
-  for (const auto& h : headers) name_bytes += h.name.size();
-  names.reserve(name_bytes);
-  for (const auto& h : headers) {
-    if (hop_by_hop(h.id) || (skip_host && h.id == http::HeaderId::kHost)) continue;
-    if (h.id == http::HeaderId::kTe && !iequals(trim(h.value), "trailers")) continue;
-    size_t at = names.size();
-    for (char c : h.name) names.push_back(c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c);
-    nva.push_back(make_nv(std::string_view(names).substr(at, h.name.size()), h.value));
-  }
-}
-
 }  // namespace
 
-bool H2Stream::submit_response_head() {
+void H2Stream::begin_response(int status) {
+  HeadScratch& scratch = HeadScratch::fresh();
+  scratch.status = status;
+  scratch.add_literal(":status", {});  // its value is set as the list is submitted
+}
+
+void H2Stream::add_response_field(std::string_view name, std::string_view value, http::HeaderId id) {
+  HeadScratch::get().add_field(name, value, id == http::HeaderId::kOther ? http::header_id(name) : id);
+}
+
+bool H2Stream::submit_response(const http::h1::Framing& framing) {
+  if (reset_ || connection_ == nullptr) return false;
+  if (submit_fields(framing)) return true;
+  connection_->reset_stream(id_, NGHTTP2_INTERNAL_ERROR);
+  return false;
+}
+
+bool H2Stream::submit_fields(const http::h1::Framing& framing) {
   HeadScratch& scratch = HeadScratch::get();
-  http::h1::ResponseHead& head = scratch.response;
-  if (http::h1::parse_response(head_out_, head) != http::h1::ParseStatus::kOk) return false;
   char status[4];
-  std::to_chars(status, status + 3, head.status);
-  std::string& names = scratch.names;  // lower-cased names; values point into head_out_
-  std::vector<nghttp2_nv>& nva = scratch.nva;
-  nva.push_back(make_nv(":status", std::string_view(status, 3)));
-  add_fields(head.headers, names, nva, false);
-  if (head.status < 200) {
+  std::to_chars(status, status + 3, scratch.status);
+  nghttp2_nv* nva = scratch.list();
+  nva[0].value = reinterpret_cast<uint8_t*>(status);
+  nva[0].valuelen = 3;
+  if (scratch.status < 200) {
     // 100 Continue (and other 1xx) go on as informational HEADERS; 101 has no HTTP/2 form.
-    if (head.status == 101 || !connection_->submit_informational(id_, nva.data(), nva.size())) return false;
-    head_out_.clear();
-    return true;
+    return scratch.status != 101 && connection_->submit_informational(id_, nva, scratch.nva.size());
   }
-  bool no_body = is_head_ || head.status == 204 || head.status == 304;
-  if (!no_body && head.framing.chunked) out_ = Out::kChunked;
-  else if (!no_body && head.framing.content_length > 0) out_ = Out::kLength;
-  else if (!no_body && head.framing.content_length < 0) out_ = Out::kUntilClose;
+  bool no_body = is_head_ || scratch.status == 204 || scratch.status == 304;
+  if (!no_body && framing.chunked) out_ = Out::kChunked;
+  else if (!no_body && framing.content_length > 0) out_ = Out::kLength;
+  else if (!no_body && framing.content_length < 0) out_ = Out::kUntilClose;
   else out_ = Out::kDone;
-  out_left_ = out_ == Out::kLength ? static_cast<uint64_t>(head.framing.content_length) : 0;
+  out_left_ = out_ == Out::kLength ? static_cast<uint64_t>(framing.content_length) : 0;
   out_end_ = out_ == Out::kDone;
-  bool ok = connection_->submit_response(id_, nva.data(), nva.size(), out_ != Out::kDone);
+  return connection_->submit_response(id_, nva, scratch.nva.size(), out_ != Out::kDone);
+}
+
+bool H2Stream::submit_response_head() {
+  http::h1::ResponseHead& head = HeadScratch::get().response;
+  if (http::h1::parse_response(head_out_, head) != http::h1::ParseStatus::kOk) return false;
+  begin_response(head.status);
+  for (const auto& h : head.headers) HeadScratch::get().add_field(h.name, h.value, h.id);
+  bool ok = submit_fields(head.framing);
   head_out_.clear();
-  head_out_.shrink_to_fit();
+  if (head.status >= 200) head_out_.shrink_to_fit();
   return ok;
 }
 
 bool H2Stream::submit_request_head() {
-  HeadScratch& scratch = HeadScratch::get();
+  HeadScratch& scratch = HeadScratch::fresh();
   http::h1::RequestHead& head = scratch.request;
   if (http::h1::parse_request(head_out_, head) != http::h1::ParseStatus::kOk) return false;
-  std::string& names = scratch.names;
-  std::vector<nghttp2_nv>& nva = scratch.nva;
-  nva.push_back(make_nv(":method", head.method));
-  nva.push_back(make_nv(":scheme", tls_ ? "https"sv : "http"sv));
-  nva.push_back(make_nv(":authority", head.host));
-  nva.push_back(make_nv(":path", head.target));
-  add_fields(head.headers, names, nva, true);
+  scratch.add_literal(":method", head.method);
+  scratch.add_literal(":scheme", tls_ ? "https"sv : "http"sv);
+  scratch.add_literal(":authority", head.host);
+  scratch.add_literal(":path", head.target);
+  for (const auto& h : head.headers)
+    if (h.id != http::HeaderId::kHost) scratch.add_field(h.name, h.value, h.id);
   is_head_ = head.method == "HEAD"sv;
   if (head.framing.chunked) out_ = Out::kChunked;
   else if (head.framing.content_length > 0) out_ = Out::kLength;
@@ -282,7 +312,7 @@ bool H2Stream::submit_request_head() {
   out_end_ = out_ == Out::kDone;
   trailers_out_.clear();
   chunks_.keep_trailers(nullptr);  // request trailers are not passed on
-  bool ok = connection_->submit_request(*this, nva.data(), nva.size(), out_ != Out::kDone);
+  bool ok = connection_->submit_request(*this, scratch.list(), scratch.nva.size(), out_ != Out::kDone);
   head_out_.clear();
   head_out_.shrink_to_fit();
   return ok;
@@ -302,6 +332,7 @@ void H2Stream::append_field(std::string_view name, std::string_view value) {
 
 void H2Stream::push_body(std::string_view data) {
   if (data.empty()) return;
+  data_out_ += data.size();
   if (body_out_pos_ == body_out_.size()) {
     body_out_.clear();
     body_out_pos_ = 0;
@@ -387,6 +418,7 @@ int H2Connection::on_data_chunk(nghttp2_session*, uint8_t, int32_t stream_id, co
                                 void* user) {
   auto* self = static_cast<H2Connection*>(user);
   H2Stream* s = self->find(stream_id);
+  if (s != nullptr) s->data_in_ += len;
   if (s == nullptr || s->finished_) {
     nghttp2_session_consume(self->session_, stream_id, len);  // nobody reads it: the window stays open
     return 0;

@@ -9,6 +9,8 @@
 //    and Host, cookies joined), the body as it arrives (chunked when the client sent no
 //    content-length); what the exchange writes back (an HTTP/1.1 head and a framed body) becomes
 //    HEADERS, DATA and, from a chunked body's trailer section, trailing HEADERS (gRPC status).
+//    A server's answer relayed as it came skips the HTTP/1.1 head: the exchange hands its fields
+//    over (begin_response() ... submit_response()) and writes the body alone.
 //  - a stream to a server is the upstream connection of one exchange: the request head and body
 //    the exchange writes become HEADERS and DATA; the response comes back rendered as HTTP/1.1,
 //    chunked with the server's trailers in the last chunk unless it gave a content-length.
@@ -35,6 +37,7 @@
 #include "proxy/block_pool.h"
 #include "proxy/coro/task.h"
 #include "proxy/http/h1/chunked_decoder.h"
+#include "proxy/http/h1/parser.h"
 #include "proxy/io_buffer.h"
 #include "proxy/net.h"
 #include "proxy/stream.h"
@@ -64,12 +67,24 @@ class H2Stream : public std::enable_shared_from_this<H2Stream> {
   /// Takes the exchange's HTTP/1.1 message: the response (kServer) or the request (kClient); the
   /// head becomes HEADERS, the body DATA.
   coro::Task<IoResult> write(ConstBufferList buffers);
+  /// kServer: the response head given as fields instead of written as HTTP/1.1 (the relay of a
+  /// server's answer, whose head then is neither rendered nor parsed again): begin_response(),
+  /// add_response_field() for each field, then submit_response() with the body's framing. What the
+  /// exchange writes afterwards is the body alone. The calls share the thread's scratch list, so
+  /// they run one after the other, with no suspension between them.
+  void begin_response(int status);
+  void add_response_field(std::string_view name, std::string_view value, http::HeaderId id = http::HeaderId::kOther);
+  /// False if the stream is gone, or the head was refused (the stream is then reset).
+  bool submit_response(const http::h1::Framing& framing);
   /// Fails the read and write in progress with operation_aborted (timeouts, abort), as a socket's
   /// cancel does; later operations are not affected.
   void cancel();
   /// The exchange is over with this stream: ends it if what berth sent is complete or
   /// close-delimited, otherwise resets it.
   void close();
+  /// DATA payload received from the peer, and sent to it, so far.
+  uint64_t data_in() const { return data_in_; }
+  uint64_t data_out() const { return data_out_; }
   /// kClient: the server refused the stream (RST_STREAM REFUSED_STREAM, or a GOAWAY naming a lower
   /// stream): it did not process the request, which may go again whatever its method (RFC 9113 8.7).
   bool refused() const { return refused_; }
@@ -85,6 +100,8 @@ class H2Stream : public std::enable_shared_from_this<H2Stream> {
   bool submit_head();
   bool submit_response_head();
   bool submit_request_head();
+  /// Submits the response head gathered since begin_response(); sets how the body goes out.
+  bool submit_fields(const http::h1::Framing& framing);
   void push_body(std::string_view data);
   void finish_body();
   /// Sleeps until woken (read and write each have a timer: a request body may stream while the
@@ -122,6 +139,7 @@ class H2Stream : public std::enable_shared_from_this<H2Stream> {
   size_t body_in_pos_ = 0;
   size_t unconsumed_ = 0;          ///< DATA payload received, window not yet given back
   bool end_in_ = false;            ///< END_STREAM received
+  uint64_t data_in_ = 0;           ///< DATA payload received (data_in())
   // What berth sends.
   Out out_ = Out::kHead;
   PooledString head_out_;
@@ -131,6 +149,7 @@ class H2Stream : public std::enable_shared_from_this<H2Stream> {
   PooledString body_out_;          ///< DATA not yet taken by the library
   size_t body_out_pos_ = 0;
   bool out_end_ = false;           ///< the body is complete (END_STREAM goes with the last DATA)
+  uint64_t data_out_ = 0;          ///< DATA payload handed to the library (data_out())
   // Both.
   bool reset_ = false;             ///< closed before the exchange was done (RST_STREAM, connection gone)
   bool refused_ = false;           ///< kClient: closed with REFUSED_STREAM (refused())

@@ -38,13 +38,9 @@ std::string_view reason_phrase(int status) {
 }
 
 void append_header_edits(std::string& out, std::span<const HeaderPair> edits) {
-  for (size_t i = 0; i < edits.size(); ++i) {
-    const auto& [name, value] = edits[i];
-    if (value.empty()) continue;
-    bool overridden = false;
-    for (size_t j = i + 1; j < edits.size() && !overridden; ++j) overridden = iequals(edits[j].first, name);
-    if (!overridden) out.append(name).append(": "sv).append(value).append("\r\n"sv);
-  }
+  for_each_header_edit(edits, [&out](std::string_view name, std::string_view value) {
+    out.append(name).append(": "sv).append(value).append("\r\n"sv);
+  });
 }
 
 void render_head(std::string& out, int status, size_t content_length, std::string_view content_type, bool close,

@@ -6,6 +6,8 @@
 #include <utility>
 #include <string_view>
 
+#include "base/text.h"
+
 namespace berth::proxy::local_reply {
 
 inline constexpr std::string_view kTextPlain = "text/plain; charset=utf-8";
@@ -25,7 +27,20 @@ std::string_view reason_phrase(int status);
 
 using HeaderPair = std::pair<std::string_view, std::string_view>;
 
-/// Appends header edits: the last edit of a name wins, an empty value only removes. Thread: any.
+/// Calls `emit(name, value)` for each header edit that is sent: the last edit of a name wins, an
+/// empty value only removes. Thread: any.
+template <class Emit>
+void for_each_header_edit(std::span<const HeaderPair> edits, Emit&& emit) {
+  for (size_t i = 0; i < edits.size(); ++i) {
+    const auto& [name, value] = edits[i];
+    if (value.empty()) continue;
+    bool overridden = false;
+    for (size_t j = i + 1; j < edits.size() && !overridden; ++j) overridden = iequals(edits[j].first, name);
+    if (!overridden) emit(name, value);
+  }
+}
+
+/// Appends header edits as HTTP/1.1 lines (for_each_header_edit()). Thread: any.
 void append_header_edits(std::string& out, std::span<const HeaderPair> edits);
 
 /// Appends a response head with Content-Length (none for a 304) and Connection: close when `close`. Thread: any.

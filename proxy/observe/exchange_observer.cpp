@@ -213,6 +213,12 @@ void DownstreamConnection::finish_exchange(size_t head_size) {
   }
   const uint64_t written = stream_.bytes_written() - log.written_mark;
   r.response_bytes = written > log.response_head ? written - log.response_head : 0;
+  if (const auto& h2 = stream_.h2_stream()) {
+    // An HTTP/2 stream is one exchange, and its sizes are its DATA: the bodies without the
+    // chunked framing they cross the exchange in.
+    r.request_bytes = h2->data_in();
+    r.response_bytes = h2->data_out();
+  }
   if (log.upgraded) r.request_bytes = r.response_bytes = 0;  // a tunnel's bytes are not the exchange's (Traefik: 0)
   r.origin_bytes = log.origin_status != 0 ? r.response_bytes : 0;
   if (!ex_->edits.user.empty() && r.status != 401) r.username = ex_->edits.user;

@@ -125,6 +125,30 @@ class AccessLogs(BerthTestCase):
         self.assertEqual(down["origin_X-Backend"], "alpha")
         self.assertEqual(down["DownstreamContentSize"], 400_000)
 
+    def test_http2_lines_count_the_body_alone(self):
+        # Over HTTP/2 the response head goes out as fields (no HTTP/1.1 head is written), and a
+        # stream's size is its DATA: the body's bytes, as over HTTP/1.1.
+        port = self.start(f"  filePath: {self.access_path}\n  format: json\n")
+        sizes = {"/size/5000": 5000, "/chunked/3000": 3000, "/status/204": 0}
+        for path in sizes:
+            out = subprocess.run(["curl", "-sS", "--max-time", "10", "--http2-prior-knowledge", "-o", "/dev/null",
+                                  "-w", "%{http_version} %{size_download}", "--resolve", f"alpha.test:{port}:127.0.0.1",
+                                  f"http://alpha.test:{port}{path}"], capture_output=True, text=True, timeout=20)
+            self.assertEqual(out.stdout, f"2 {sizes[path]}", out.stderr)
+        # A body sent without content-length crosses the exchange chunked: its size is still the DATA's.
+        upload = os.urandom(70_000)
+        out = subprocess.run(["curl", "-sS", "--max-time", "10", "--http2-prior-knowledge", "-T", "-",
+                              "--resolve", f"alpha.test:{port}:127.0.0.1", f"http://alpha.test:{port}/sink"],
+                             input=upload, capture_output=True, timeout=20)
+        self.assertEqual(out.stdout, b"70000", out.stderr)
+        sizes["/sink"] = len(b"70000")
+        lines = [json.loads(line) for line in self.wait_lines(4)]
+        for o in lines:
+            self.assertEqual(o["RequestProtocol"], "HTTP/2.0")
+            self.assertEqual(o["DownstreamContentSize"], sizes[o["RequestPath"]], o)
+            self.assertEqual(o["OriginContentSize"], sizes[o["RequestPath"]], o)
+            self.assertEqual(o["RequestContentSize"], 70_000 if o["RequestPath"] == "/sink" else 0, o)
+
     def test_generic_clf_stops_after_the_user_agent(self):
         port = self.start(f"  filePath: {self.access_path}\n  format: genericCLF\n")
         self.assertEqual(get(port, "/echo", host="alpha.test", headers={"User-Agent": "it"})[0], 200)

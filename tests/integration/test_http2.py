@@ -6,6 +6,7 @@ SETTINGS/PING floods, stream id misuse, invalid frames), each of which must cost
 stream or connection, never the process or other clients."""
 import json
 import os
+import re
 import signal
 import socket
 import ssl
@@ -259,7 +260,7 @@ class H2Client:
 
     def stream(self, sid):
         return self.streams.setdefault(sid, {"headers": None, "data": bytearray(), "ended": False, "reset": None,
-                                             "informational": []})
+                                             "informational": [], "fields": [], "trailers": None})
 
     def request(self, path, method="GET", headers=(), body=None, end=True, authority="h2.test", sid=None):
         sid = sid if sid is not None else self.conn.get_next_available_stream_id()
@@ -314,6 +315,9 @@ class H2Client:
         E = h2.events
         if isinstance(ev, E.ResponseReceived):
             self.stream(ev.stream_id)["headers"] = dict(ev.headers)
+            self.stream(ev.stream_id)["fields"] = list(ev.headers)
+        elif isinstance(ev, E.TrailersReceived):
+            self.stream(ev.stream_id)["trailers"] = dict(ev.headers)
         elif isinstance(ev, E.InformationalResponseReceived):
             self.stream(ev.stream_id)["informational"].append(dict(ev.headers))
         elif isinstance(ev, E.DataReceived):
@@ -640,9 +644,11 @@ def curl(*args, timeout=20):
 
 
 class H2Case(BerthTestCase):
-    def start(self, ep_extra="", stall=False, backend_name="h2-backend"):
+    def start(self, ep_extra="", stall=False, backend_name="h2-backend", middlewares="", sticky=False):
         """berth with one entry point `web` (h2c and h2 over TLS on the same port): routers on `/`
-        for plain and TLS, `/stall` to a server that never reads (when `stall`)."""
+        for plain and TLS, `/stall` to a server that never reads (when `stall`). `middlewares`:
+        definitions (YAML at the depth of their names) that both `/` routers use, in order;
+        `sticky`: the service sets a sticky cookie `lb`."""
         self.be = self.backend(backend_name)
         port = free_port()
         static = f"entryPoints:\n  web:\n    address: \"127.0.0.1:{port}\"\n"
@@ -650,21 +656,26 @@ class H2Case(BerthTestCase):
             static += "    " + line + "\n"
         static += (f"providers:\n  file:\n    filename: {self.tmp}/dynamic.yml\n    watch: true\n"
                    f"workers: 2\nlog:\n  level: DEBUG\n")
+        names = re.findall(r"^    (\S+):$", middlewares, re.M)
+        uses = f"      middlewares: [{', '.join(names)}]\n" if names else ""
         routers = f"""    plain:
       rule: "PathPrefix(`/`)"
       service: s
-    secure:
+{uses}    secure:
       rule: "PathPrefix(`/`)"
       service: s
       tls: {{}}
-"""
+{uses}"""
         services = f"    s:\n      loadBalancer:\n        servers:\n          - url: \"{self.be.url}\"\n"
+        if sticky:
+            services += "        sticky:\n          cookie:\n            name: lb\n"
         if stall:
             self.stall = StallServer()
             self._procs.append(self.stall)
             routers += "    stall:\n      rule: \"PathPrefix(`/stall`)\"\n      service: st\n"
             services += f"    st:\n      loadBalancer:\n        servers:\n          - url: \"{self.stall.url}\"\n"
-        dynamic = (f"http:\n  routers:\n{routers}  services:\n{services}tls:\n  certificates:\n"
+        dynamic = (f"http:\n  routers:\n{routers}" + (f"  middlewares:\n{middlewares}" if middlewares else "")
+                   + f"  services:\n{services}tls:\n  certificates:\n"
                    f"    - certFile: {CERTS}/h2.pem\n      keyFile: {CERTS}/h2.key\n")
         proxy = self.berth(static_yaml=static, dynamic_yaml=dynamic, wait=False)
         proxy.ports = {"web": port}
@@ -733,6 +744,47 @@ class Http2Function(H2Case):
             self.assertEqual((status, body, headers.get("x-backend")), (200, b"xxxxxxx", "h2-backend"))
             self.assertNotIn("connection", headers)
             self.assertNotIn("transfer-encoding", headers)
+
+    def test_relayed_heads_keep_edits_and_trailers_and_drop_connection_fields(self):
+        # A server's answer goes to an HTTP/2 client as fields, without an HTTP/1.1 head in between:
+        # the middlewares' edits and additions must apply to it as they do over HTTP/1.1.
+        self.start(sticky=True, middlewares="""    edit:
+      headers:
+        customResponseHeaders:
+          X-Added: "yes"
+          X-Backend: ""
+""")
+        for tls in (False, True):
+            c = self.client(tls=tls)
+            status, headers, body = c.get("/size/7")
+            self.assertEqual((status, body), (200, b"xxxxxxx"))
+            self.assertEqual((headers.get("x-added"), headers.get("content-length")), ("yes", "7"))
+            self.assertNotIn("x-backend", headers)   # removed by the middleware
+            self.assertRegex(headers.get("set-cookie", ""), r"^lb=")  # the load balancer's sticky cookie
+            # The server's own Set-Cookie and the sticky one, each a field of its own.
+            sid = c.request("/set-cookie/a=b")
+            status, headers, body = c.response(sid)
+            cookies = sorted(v for n, v in c.stream(sid)["fields"] if n == "set-cookie")
+            self.assertEqual(len(cookies), 2, c.stream(sid)["fields"])
+            self.assertEqual(cookies[0], "a=b")
+            self.assertTrue(cookies[1].startswith("lb="), cookies)
+            # "Connection: close" from the server is HTTP/1.1's business: not a field here, and the
+            # stream still ends well.
+            status, headers, body = c.get("/close")
+            self.assertEqual(status, 200)
+            self.assertNotIn("connection", headers)
+            self.assertEqual(headers.get("x-added"), "yes")
+            # A chunked body: DATA, then its trailer section as trailing HEADERS.
+            sid = c.request("/chunked/3000")
+            status, headers, body = c.response(sid)
+            self.assertEqual((status, len(body)), (200, 3000))
+            self.assertNotIn("transfer-encoding", headers)
+            self.assertEqual(c.stream(sid)["trailers"], {"x-trailer": "done"})
+            # A 103 before the answer goes on as informational HEADERS.
+            sid = c.request("/early-hints")
+            status, headers, body = c.response(sid)
+            self.assertEqual((status, body, headers.get("x-added")), (200, b"hinted", "yes"))
+            self.assertEqual([i[":status"] for i in c.stream(sid)["informational"]], ["103"])
 
     def test_nghttp_and_h2load(self):
         self.start()
