@@ -50,28 +50,48 @@ bool hop_by_hop(http::HeaderId id) {
 
 H2Stream::H2Stream(H2Connection* connection, int32_t id, Executor executor, std::chrono::milliseconds idle_limit,
                    Role role)
-    : connection_(connection), id_(id), role_(role), read_wake_(executor), write_wake_(executor),
-      idle_limit_(idle_limit) {
+    : connection_(connection), id_(id), role_(role), executor_(executor), idle_limit_(idle_limit) {
   chunks_.keep_trailers(&trailers_out_);
+  drain_.owner = this;
+  drain_.fire = &H2Stream::on_drain_deadline;
 }
 
 H2Stream::~H2Stream() {
   if (client_ && --client_->open_streams_ == 0) client_->idle_since_ = std::chrono::steady_clock::now();
 }
 
-coro::Task<error_code> H2Stream::wait(Timer& wake) {
+coro::Task<error_code> H2Stream::wait(std::optional<Timer>& wake, bool& waiting) {
+  // Made at the first wait: most streams never wait (each timer made costs a lock of the
+  // io_context's service registry, and each one cancelled a lock of its timer queue).
+  if (!wake) wake.emplace(executor_);
   // A stream that moves nothing for the entry point's idleTimeout (a client that never opens its
   // window, or stops sending a body) fails, so it cannot hold an exchange and a backend forever.
-  if (idle_limit_.count() > 0) wake.expires_after(idle_limit_);
-  else wake.expires_at(Timer::time_point::max());
-  auto [ec] = co_await wake.async_wait(coro::use_task);
+  if (idle_limit_.count() > 0) wake->expires_after(idle_limit_);
+  else wake->expires_at(Timer::time_point::max());
+  waiting = true;
+  auto [ec] = co_await wake->async_wait(coro::use_task);
+  waiting = false;
   if (ec == asio::error::operation_aborted) co_return error_code{};  // woken
   co_return ec ? ec : error_code(asio::error::timed_out);
 }
 
 void H2Stream::wake() {
-  read_wake_.cancel();
-  if (!finished_) write_wake_.cancel();  // once finished, it times the drain (close())
+  if (std::exchange(read_waiting_, false)) read_wake_->cancel();
+  if (std::exchange(write_waiting_, false)) write_wake_->cancel();
+}
+
+void H2Stream::on_drain_deadline(void* owner) {
+  auto* self = static_cast<H2Stream*>(owner);
+  if (self->connection_ != nullptr)
+    self->connection_->reset_stream(self->id_, self->pending_out() > 0 ? NGHTTP2_CANCEL : NGHTTP2_NO_ERROR);
+  // Let go of the stream later: the wheel is walking its entries, and this may be the last hold.
+  asio::post(self->executor_, asio::bind_allocator(PoolAllocator<void>{}, [s = std::move(self->drain_self_)] {}));
+}
+
+void H2Stream::end_drain() {
+  if (!drain_self_) return;
+  if (drain_.armed()) wheel_->disarm(drain_);
+  drain_self_.reset();  // never the last hold: the caller holds the stream too
 }
 
 void H2Stream::cancel() {
@@ -114,7 +134,7 @@ coro::Task<IoResult> H2Stream::read(asio::mutable_buffer buffer) {
     // A server's stream has nothing more to give the exchange once its response is complete.
     if (end_in_ || (role_ == Role::kServer && out_ == Out::kDone) || connection_ == nullptr)
       co_return IoResult{asio::error::eof, 0};
-    if (auto ec = co_await wait(read_wake_)) co_return IoResult{ec, 0};
+    if (auto ec = co_await wait(read_wake_, read_waiting_)) co_return IoResult{ec, 0};
   }
 }
 
@@ -191,7 +211,7 @@ coro::Task<IoResult> H2Stream::write(ConstBufferList list) {
       }
       // Backpressure: the exchange waits while the client is slow to take DATA.
       while (pending_out() >= kHighWater && !reset_ && connection_ != nullptr && !write_aborted_)
-        if (auto ec = co_await wait(write_wake_)) co_return IoResult{ec, written};
+        if (auto ec = co_await wait(write_wake_, write_waiting_)) co_return IoResult{ec, written};
     }
   }
   co_return IoResult{error_code{}, written};
@@ -367,20 +387,15 @@ void H2Stream::close() {
     connection_->reset_stream(id_, NGHTTP2_INTERNAL_ERROR);
     return;
   }
-  if ((pending_out() > 0 || !end_in_) && idle_limit_.count() > 0) {
+  if ((pending_out() > 0 || !end_in_) && idle_limit_.count() > 0 && wheel_ != nullptr) {
     // DATA still queued for a client that may never open its window, or a request body the
     // response no longer needs: the stream gets the entry point's idleTimeout to end by itself
     // (a gRPC client stops sending once it has the status), then it is reset (RFC 9113 8.1),
     // since its exchange no longer bounds it. Not at once: gRPC clients take a reset that
-    // arrives with the status for an error.
-    write_wake_.expires_after(idle_limit_);
-    // Most streams come here (their last DATA is still queued), so the wait's handler comes from
-    // the block pool like the rest of the stream.
-    auto reset = [self = shared_from_this()](error_code ec) {
-      if (ec || self->connection_ == nullptr) return;
-      self->connection_->reset_stream(self->id_, self->pending_out() > 0 ? NGHTTP2_CANCEL : NGHTTP2_NO_ERROR);
-    };
-    write_wake_.async_wait(asio::bind_allocator(PoolAllocator<void>{}, std::move(reset)));
+    // arrives with the status for an error. Most streams come here (their last DATA is still
+    // queued), so the deadline is an entry in the worker's wheel, not a timer.
+    drain_self_ = shared_from_this();
+    wheel_->arm_after(drain_, idle_limit_);
   }
 }
 
@@ -403,7 +418,7 @@ void H2Connection::detach_all() {
     s->connection_ = nullptr;
     if (!s->complete()) s->reset_ = true;
     s->wake();
-    s->write_wake_.cancel();
+    s->end_drain();
     if (auto exchange = s->exchange_.lock(); exchange && s->reset_ && !s->finished_) exchange->stop_exchange();
   }
   streams_.clear();
@@ -447,7 +462,7 @@ int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t 
   // nghttp2 closes the streams a received GOAWAY does not cover with REFUSED_STREAM too.
   if (s.role_ == H2Stream::Role::kClient && error_code == NGHTTP2_REFUSED_STREAM) s.refused_ = true;
   s.wake();
-  s.write_wake_.cancel();
+  s.end_drain();
   // A client's stream reset before its exchange is done: the backend request stops too.
   if (auto exchange = s.exchange_.lock(); exchange && s.reset_ && !s.finished_) exchange->stop_exchange();
   self->streams_.erase(it);
@@ -651,6 +666,7 @@ int H2Session::on_begin_headers(nghttp2_session*, const nghttp2_frame* frame, vo
                                                self->conn_.worker_.context().get_executor(),
                                                self->conn_.settings_.idle_timeout, H2Stream::Role::kServer);
   stream->head_in_.reserve(512);
+  stream->wheel_ = &self->conn_.worker_.deadlines();
   self->streams_.emplace(frame->hd.stream_id, std::move(stream));
   return 0;
 }

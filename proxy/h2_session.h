@@ -36,6 +36,7 @@
 
 #include "proxy/block_pool.h"
 #include "proxy/coro/task.h"
+#include "proxy/deadline_wheel.h"
 #include "proxy/http/h1/chunked_decoder.h"
 #include "proxy/http/h1/parser.h"
 #include "proxy/io_buffer.h"
@@ -105,9 +106,12 @@ class H2Stream : public std::enable_shared_from_this<H2Stream> {
   void push_body(std::string_view data);
   void finish_body();
   /// Sleeps until woken (read and write each have a timer: a request body may stream while the
-  /// response arrives) or until idle_limit_ passes (timed_out).
-  coro::Task<boost::system::error_code> wait(Timer& wake);
+  /// response arrives) or until idle_limit_ passes (timed_out); `waiting` is set meanwhile.
+  coro::Task<boost::system::error_code> wait(std::optional<Timer>& wake, bool& waiting);
   void wake();
+  /// The drain after close() is over: the stream ended, or the connection went.
+  void end_drain();
+  static void on_drain_deadline(void* self);
   size_t pending_out() const { return body_out_.size() - body_out_pos_; }
   /// The exchange has what it needs: the response went out whole (kServer), or came in whole (kClient).
   bool complete() const {
@@ -119,8 +123,14 @@ class H2Stream : public std::enable_shared_from_this<H2Stream> {
   H2Connection* connection_;  ///< null once the connection has gone
   int32_t id_;                ///< kClient: -1 until the request is submitted
   Role role_;
-  Timer read_wake_;     ///< a waiting read sleeps on it; wake() and cancel() wake it
-  Timer write_wake_;    ///< the same for a waiting write
+  Executor executor_;
+  std::optional<Timer> read_wake_;   ///< a waiting read sleeps on it (made by the first wait); wake() wakes it
+  std::optional<Timer> write_wake_;  ///< the same for a waiting write
+  bool read_waiting_ = false, write_waiting_ = false;  ///< a wait is pending on that timer
+  // kServer: the drain after close(), when DATA is still queued or the request body still coming.
+  DeadlineWheel* wheel_ = nullptr;        ///< the worker's
+  DeadlineWheel::Entry drain_;            ///< armed for the entry point's idleTimeout: then the stream is reset
+  std::shared_ptr<H2Stream> drain_self_;  ///< holds the stream while drain_ is armed
   std::chrono::milliseconds idle_limit_;  ///< the longest wait for the peer (0: none)
   // What the peer sends.
   PooledString method_, path_;     ///< kServer: :method and :path (until the exchange starts)
