@@ -764,8 +764,12 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   }
   up_->buffer.consume(first_body);
   bool upstream_failed = false;
+  http::h1::ChunkedFramer framer;  // a chunked body is relayed as it came: its framing is not body
+  const uint64_t body_start = stream_.bytes_written();
   bool ok = co_await relay_body(up_->stream, up_->buffer, stream_, response_mode, response_length - first_body,
-                                upstream_failed);
+                                upstream_failed, &framer);
+  if (response_mode == BodyMode::kChunked)
+    ex_->log.response_framing = stream_.bytes_written() - body_start - framer.payload();
   disarm();
   if (!ok) {
     close_upstream();
@@ -828,6 +832,7 @@ coro::Task<bool> DownstreamConnection::relay_compressed(BodyMode mode, uint64_t 
     std::memcpy(data - line, size_line, line);
     data[n] = '\r';
     data[n + 1] = '\n';
+    ex_->log.response_framing += line + 2;
     return asio::buffer(data - line, line + n + 2);
   };
   IoBuffer& in = up_->buffer;
@@ -881,6 +886,7 @@ coro::Task<bool> DownstreamConnection::relay_compressed(BodyMode mode, uint64_t 
   if (!co_await drive(&http::Compressor::finish, {})) co_return false;
   if (chunked_out) {
     static constexpr std::string_view kLast = "0\r\n\r\n";
+    ex_->log.response_framing += kLast.size();
     auto [ec, w] = co_await stream_.write(asio::buffer(kLast));
     if (ec) co_return false;
   }

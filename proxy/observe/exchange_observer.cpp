@@ -107,6 +107,7 @@ void DownstreamConnection::begin_exchange(size_t head_size) {
   log.read_mark = static_cast<int64_t>(stream_.bytes_read()) - static_cast<int64_t>(in_.size());
   log.written_mark = stream_.bytes_written();
   log.response_head = 0;
+  log.response_framing = 0;
   log.route = nullptr;
   log.service = nullptr;
   log.endpoint = nullptr;
@@ -212,7 +213,9 @@ void DownstreamConnection::finish_exchange(size_t head_size) {
       r.code = log.grpc_status >= 0 ? log.grpc_status : r.status == 200 ? 0 : 2;
   }
   const uint64_t written = stream_.bytes_written() - log.written_mark;
-  r.response_bytes = written > log.response_head ? written - log.response_head : 0;
+  // Traefik counts the body as written to the client, without the chunked framing below it.
+  const uint64_t not_body = log.response_head + log.response_framing;
+  r.response_bytes = written > not_body ? written - not_body : 0;
   if (const auto& h2 = stream_.h2_stream()) {
     // An HTTP/2 stream is one exchange, and its sizes are its DATA: the bodies without the
     // chunked framing they cross the exchange in.

@@ -149,6 +149,33 @@ class AccessLogs(BerthTestCase):
             self.assertEqual(o["OriginContentSize"], sizes[o["RequestPath"]], o)
             self.assertEqual(o["RequestContentSize"], 70_000 if o["RequestPath"] == "/sink" else 0, o)
 
+    def test_chunked_and_compressed_bodies_count_without_their_framing(self):
+        # Over HTTP/1.1 berth relays a chunked body as it came, and chunks what it compresses:
+        # the sizes are still the body's bytes, as the client's reader sees them (Traefik's).
+        port = self.start(f"  filePath: {self.access_path}\n  format: json\n",
+                          routers="    zipped:\n      rule: \"Host(`zip.test`)\"\n      service: alpha\n"
+                                  "      middlewares: [zip]\n",
+                          middlewares="    zip:\n      compress: {}\n")
+        got = {}
+        gzip = ["-H", "Accept-Encoding: gzip"]
+        for host, path, extra in (("alpha.test", "/chunked/3000", []), ("zip.test", "/size/20000", gzip),
+                                  ("zip.test", "/chunked/30000", gzip)):
+            head_path = os.path.join(self.tmp, "head.txt")
+            out = subprocess.run(["curl", "-sS", "--max-time", "10", "-o", "/dev/null", "-D", head_path,
+                                  "-w", "%{size_download}", "-H", f"Host: {host}", *extra,
+                                  f"http://127.0.0.1:{port}{path}"], capture_output=True, text=True, timeout=20)
+            self.assertEqual(out.returncode, 0, out.stderr)
+            head = read(head_path).lower()
+            self.assertIn("transfer-encoding: chunked", head)   # framed on the wire
+            self.assertEqual("content-encoding: gzip" in head, host == "zip.test", head)
+            got[(host, path)] = int(out.stdout)
+        self.assertEqual(got[("alpha.test", "/chunked/3000")], 3000)
+        lines = [json.loads(line) for line in self.wait_lines(3)]
+        for o in lines:
+            self.assertEqual(o["DownstreamContentSize"], got[(o["RequestHost"], o["RequestPath"])], o)
+            if o["RequestHost"] == "alpha.test":  # passed on as it came
+                self.assertEqual(o["OriginContentSize"], 3000, o)
+
     def test_generic_clf_stops_after_the_user_agent(self):
         port = self.start(f"  filePath: {self.access_path}\n  format: genericCLF\n")
         self.assertEqual(get(port, "/echo", host="alpha.test", headers={"User-Agent": "it"})[0], 200)

@@ -212,6 +212,7 @@ ChunkedFramer::Status ChunkedFramer::consume(std::string_view data, size_t& used
         size_t take = std::min<uint64_t>(remaining_, n - i);
         i += take;
         remaining_ -= take;
+        payload_ += take;
         if (remaining_ == 0) state_ = State::kDataCr;
         break;
       }

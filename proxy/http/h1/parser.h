@@ -74,11 +74,14 @@ class ChunkedFramer {
   /// this message (all of them unless the message ends inside `data`).
   Status consume(std::string_view data, size_t& used);
   void reset() { *this = ChunkedFramer(); }
+  /// The chunks' data bytes walked so far: the body without its framing and trailers.
+  uint64_t payload() const { return payload_; }
 
  private:
   enum class State : uint8_t { kSize, kSizeExt, kSizeLf, kData, kDataCr, kDataLf, kTrailerStart, kTrailerLine, kTrailerLf, kFinalLf, kDone };
   State state_ = State::kSize;
   uint64_t remaining_ = 0;
+  uint64_t payload_ = 0;
   int size_digits_ = 0;
 };
 

@@ -450,6 +450,7 @@ TEST(ChunkedFramer, ConsumesAWholeBodyInOneCall) {
   size_t used = 0;
   EXPECT_EQ(f.consume(body, used), ChunkedFramer::Status::kDone);
   EXPECT_EQ(used, body.size());
+  EXPECT_EQ(f.payload(), 11u);
 }
 
 TEST(ChunkedFramer, ConsumesByteByByte) {
@@ -462,6 +463,7 @@ TEST(ChunkedFramer, ConsumesByteByByte) {
     if (i + 1 < body.size()) ASSERT_EQ(st, ChunkedFramer::Status::kMore) << "byte " << i;
     else EXPECT_EQ(st, ChunkedFramer::Status::kDone);
   }
+  EXPECT_EQ(f.payload(), 15u);  // "hello" and "0123456789": no sizes, extensions, CRLFs or trailers
 }
 
 TEST(ChunkedFramer, ConsumesInArbitrarySplits) {
