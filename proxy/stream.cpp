@@ -21,6 +21,12 @@ using boost::system::error_code;
 
 namespace {
 constexpr size_t kCipherBlock = 16 * 1024;  // a read outside tls_read_some (handshake, a write that must read)
+
+// SSL_get_error() is right only if the thread's error queue was empty before the call. Emptying
+// an empty queue still walks and frees its 16 slots (2% of an HTTPS request's CPU): look first.
+void clear_tls_errors() {
+  if (ERR_peek_error() != 0) ERR_clear_error();
+}
 }  // namespace
 
 Stream::~Stream() { end_tls(); }
@@ -235,7 +241,7 @@ coro::Task<error_code> Stream::wait_for(int ssl_error) {
 
 coro::Task<error_code> Stream::handshake() {
   while (true) {
-    ERR_clear_error();
+    clear_tls_errors();
     int r = SSL_do_handshake(ssl_);
     if (r == 1) co_return error_code{};
     if (auto ec = co_await wait_for(SSL_get_error(ssl_, r))) co_return ec;
@@ -249,7 +255,7 @@ coro::Task<IoResult> Stream::tls_read_some(asio::mutable_buffer buffer, bool lik
   while (true) {
     if (ask_openssl) {
       size_t n = 0;
-      ERR_clear_error();
+      clear_tls_errors();
       int r = SSL_read_ex(ssl_, buffer.data(), buffer.size(), &n);
       const int error = r == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl_, r);
       const int saved_errno = errno;  // for SSL_ERROR_SYSCALL
@@ -298,7 +304,7 @@ coro::Task<IoResult> Stream::tls_write(ConstBufferList list) {
     size_t left = list.buffers[i].size();
     while (left > 0) {
       size_t n = 0;
-      ERR_clear_error();
+      clear_tls_errors();
       // Without SSL_MODE_ENABLE_PARTIAL_WRITE a success wrote everything; a retry after WANT_*
       // passes the same bytes, as OpenSSL requires.
       int r = SSL_write_ex(ssl_, p, left, &n);
