@@ -768,8 +768,8 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   const uint64_t body_start = stream_.bytes_written();
   bool ok = co_await relay_body(up_->stream, up_->buffer, stream_, response_mode, response_length - first_body,
                                 upstream_failed, &framer);
-  if (response_mode == BodyMode::kChunked)
-    ex_->log.response_framing = stream_.bytes_written() - body_start - framer.payload();
+  if (const uint64_t sent = stream_.bytes_written() - body_start; response_mode == BodyMode::kChunked)
+    ex_->log.response_framing = sent > framer.payload() ? sent - framer.payload() : 0;  // less: a failed write
   disarm();
   if (!ok) {
     close_upstream();
