@@ -179,10 +179,19 @@ class Health(BerthTestCase):
             f"      loadBalancer:\n        strategy: p2c\n"
             f"        servers: [{{url: \"{a.url}\"}}, {{url: \"{b.url}\"}}]\n")
         self.assertEqual(set(self.backends_seen(port, 40)), {"a", "b"}, "idle servers both get picked")
+        asked = 0
+
+        def taken_besides_ours():  # requests the two servers took, the /count questions left out
+            nonlocal asked
+            asked += 2
+            return sum(int(get(x.port, "/count")[2]) for x in (a, b)) - asked
+
+        before = taken_besides_ours()
         slow = {}
         t = threading.Thread(target=lambda: slow.update(answer=get(port, "/delay/3000")))
         t.start()
-        time.sleep(0.8)  # the slow exchange is in flight on one of the two servers (ASan builds are slow)
+        # Not a fixed sleep (a busy CI host once took longer): until the slow exchange is on a server.
+        wait_until(lambda: taken_besides_ours() > before, timeout=2.5)
         during = self.backends_seen(port, 10)
         t.join()
         busy = slow["answer"][1]["x-backend"]
