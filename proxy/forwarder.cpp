@@ -768,8 +768,10 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   const uint64_t body_start = stream_.bytes_written();
   bool ok = co_await relay_body(up_->stream, up_->buffer, stream_, response_mode, response_length - first_body,
                                 upstream_failed, &framer);
-  if (const uint64_t sent = stream_.bytes_written() - body_start; response_mode == BodyMode::kChunked)
+  if (response_mode == BodyMode::kChunked) {
+    const uint64_t sent = stream_.bytes_written() - body_start;
     ex_->log.response_framing = sent > framer.payload() ? sent - framer.payload() : 0;  // less: a failed write
+  }
   disarm();
   if (!ok) {
     close_upstream();
@@ -1209,11 +1211,11 @@ bool DownstreamConnection::submit_h2_response_head() {
   // The same fields build_downstream_head() renders, handed to the stream as they are: nothing to
   // render as HTTP/1.1 and parse again. Nothing of the head counts as written body bytes.
   H2Stream& h2 = *stream_.h2_stream();
-  h2.begin_response(ex_->response.status);
+  h2.begin_response();
   emit_response_fields(false, false,
                        [&h2](std::string_view name, std::string_view value) { h2.add_response_field(name, value); });
   ex_->log.response_head = 0;
-  return h2.submit_response(ex_->response.framing);
+  return h2.submit_response(ex_->response.status, ex_->response.framing);
 }
 
 }  // namespace berth::proxy

@@ -226,7 +226,6 @@ namespace {
 struct HeadScratch {
   http::h1::ResponseHead response;
   http::h1::RequestHead request;
-  int status = 0;                  ///< the response head's status (begin_response())
   std::string names;               ///< lower-cased names: nva's point into it once the list is complete
   std::vector<nghttp2_nv> nva;
   std::vector<uint32_t> name_at;   ///< per entry of nva: where its name is in `names` (kOwnName: nva has it)
@@ -265,35 +264,33 @@ struct HeadScratch {
 
 }  // namespace
 
-void H2Stream::begin_response(int status) {
-  HeadScratch& scratch = HeadScratch::fresh();
-  scratch.status = status;
-  scratch.add_literal(":status", {});  // its value is set as the list is submitted
+void H2Stream::begin_response() {
+  HeadScratch::fresh().add_literal(":status", {});  // its value is set as the list is submitted
 }
 
 void H2Stream::add_response_field(std::string_view name, std::string_view value, http::HeaderId id) {
   HeadScratch::get().add_field(name, value, id == http::HeaderId::kOther ? http::header_id(name) : id);
 }
 
-bool H2Stream::submit_response(const http::h1::Framing& framing) {
+bool H2Stream::submit_response(int status, const http::h1::Framing& framing) {
   if (reset_ || connection_ == nullptr) return false;
-  if (submit_fields(framing)) return true;
+  if (submit_fields(status, framing)) return true;
   connection_->reset_stream(id_, NGHTTP2_INTERNAL_ERROR);
   return false;
 }
 
-bool H2Stream::submit_fields(const http::h1::Framing& framing) {
+bool H2Stream::submit_fields(int status, const http::h1::Framing& framing) {
   HeadScratch& scratch = HeadScratch::get();
-  char status[4];
-  std::to_chars(status, status + 3, scratch.status);
+  char digits[4];
+  std::to_chars(digits, digits + 3, status);
   nghttp2_nv* nva = scratch.list();
-  nva[0].value = reinterpret_cast<uint8_t*>(status);
+  nva[0].value = reinterpret_cast<uint8_t*>(digits);
   nva[0].valuelen = 3;
-  if (scratch.status < 200) {
+  if (status < 200) {
     // 100 Continue (and other 1xx) go on as informational HEADERS; 101 has no HTTP/2 form.
-    return scratch.status != 101 && connection_->submit_informational(id_, nva, scratch.nva.size());
+    return status != 101 && connection_->submit_informational(id_, nva, scratch.nva.size());
   }
-  bool no_body = is_head_ || scratch.status == 204 || scratch.status == 304;
+  bool no_body = is_head_ || status == 204 || status == 304;
   if (!no_body && framing.chunked) out_ = Out::kChunked;
   else if (!no_body && framing.content_length > 0) out_ = Out::kLength;
   else if (!no_body && framing.content_length < 0) out_ = Out::kUntilClose;
@@ -306,9 +303,9 @@ bool H2Stream::submit_fields(const http::h1::Framing& framing) {
 bool H2Stream::submit_response_head() {
   http::h1::ResponseHead& head = HeadScratch::get().response;
   if (http::h1::parse_response(head_out_, head) != http::h1::ParseStatus::kOk) return false;
-  begin_response(head.status);
+  begin_response();
   for (const auto& h : head.headers) HeadScratch::get().add_field(h.name, h.value, h.id);
-  bool ok = submit_fields(head.framing);
+  bool ok = submit_fields(head.status, head.framing);
   head_out_.clear();
   if (head.status >= 200) head_out_.shrink_to_fit();
   return ok;

@@ -70,13 +70,13 @@ class H2Stream : public std::enable_shared_from_this<H2Stream> {
   coro::Task<IoResult> write(ConstBufferList buffers);
   /// kServer: the response head given as fields instead of written as HTTP/1.1 (the relay of a
   /// server's answer, whose head then is neither rendered nor parsed again): begin_response(),
-  /// add_response_field() for each field, then submit_response() with the body's framing. What the
-  /// exchange writes afterwards is the body alone. The calls share the thread's scratch list, so
-  /// they run one after the other, with no suspension between them.
-  void begin_response(int status);
+  /// add_response_field() for each field, then submit_response() with the status and the body's
+  /// framing. What the exchange writes afterwards is the body alone. The calls share the thread's
+  /// scratch list, so they run one after the other, with no suspension between them.
+  void begin_response();
   void add_response_field(std::string_view name, std::string_view value, http::HeaderId id = http::HeaderId::kOther);
   /// False if the stream is gone, or the head was refused (the stream is then reset).
-  bool submit_response(const http::h1::Framing& framing);
+  bool submit_response(int status, const http::h1::Framing& framing);
   /// Fails the read and write in progress with operation_aborted (timeouts, abort), as a socket's
   /// cancel does; later operations are not affected.
   void cancel();
@@ -102,7 +102,7 @@ class H2Stream : public std::enable_shared_from_this<H2Stream> {
   bool submit_response_head();
   bool submit_request_head();
   /// Submits the response head gathered since begin_response(); sets how the body goes out.
-  bool submit_fields(const http::h1::Framing& framing);
+  bool submit_fields(int status, const http::h1::Framing& framing);
   void push_body(std::string_view data);
   void finish_body();
   /// Sleeps until woken (read and write each have a timer: a request body may stream while the
