@@ -35,6 +35,7 @@ struct ExchangeLog {
   uint64_t written_mark = 0;     ///< the stream's bytes written before this exchange
   size_t response_head = 0;      ///< bytes of the head sent downstream (not counted as body)
   uint64_t response_framing = 0; ///< chunk framing and trailers among the body bytes sent (not counted either)
+  uint64_t request_framing = 0;  ///< chunk framing and trailers among the body bytes read (not counted)
   const router::Route* route = nullptr;
   const Service* service = nullptr;    ///< the load balancer that picked the server
   const Endpoint* endpoint = nullptr;  ///< the server of the last try

@@ -559,6 +559,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
         co_return co_await reply_local(400, local_reply::kBadRequest, local_reply::kTextPlain, true);
       }
       body_complete = st == http::h1::ChunkedFramer::Status::kDone;
+      ex_->log.request_framing = framer.framing();
     }
     arm(Phase::kAwaitResponse, transport.response_header_timeout);
     expired_ = Phase::kNone;
@@ -599,6 +600,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
       bool ok = co_await relay_body(stream_, in_, up_->stream, request_mode,
                                     request_mode == BodyMode::kLength ? request_length - buffered : 0,
                                     client_failed, &framer);
+      ex_->log.request_framing = framer.framing();
       if (!ok) {
         close_upstream();
         if (client_failed) co_return false;  // the client went away or sent a broken body
@@ -951,6 +953,7 @@ coro::Task<int> DownstreamConnection::store_request_body(BodyMode mode, uint64_t
     body.resize(old + static_cast<size_t>(take));
   }
   disarm();
+  ex_->log.request_framing = body.size() - payload;  // the stored bytes keep their chunk framing
   co_return over() ? 413 : 0;
 }
 
@@ -1084,6 +1087,7 @@ coro::Task<void> DownstreamConnection::pump_request_body(std::shared_ptr<Downstr
   Stream to(worker_.context().get_executor(), std::move(upstream), false);
   bool client_failed = false;
   bool ok = co_await relay_body(stream_, in_, to, mode, left, client_failed, &framer);
+  ex_->log.request_framing = framer.framing();  // the exchange waits for the pump before it is recorded
   // A broken client body fails the response side as well; a server that stopped taking the body
   // may still be answering (or have answered), which the response side finds out by itself.
   if (!ok && client_failed) to.cancel();

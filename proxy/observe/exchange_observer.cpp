@@ -108,6 +108,7 @@ void DownstreamConnection::begin_exchange(size_t head_size) {
   log.written_mark = stream_.bytes_written();
   log.response_head = 0;
   log.response_framing = 0;
+  log.request_framing = 0;
   log.route = nullptr;
   log.service = nullptr;
   log.endpoint = nullptr;
@@ -173,7 +174,9 @@ void DownstreamConnection::finish_exchange(size_t head_size) {
   r.request_headers = &log.request_headers;
   r.forwarded_for = log.forwarded_for;
   const int64_t consumed = static_cast<int64_t>(stream_.bytes_read()) - static_cast<int64_t>(in_.size()) - log.read_mark;
-  r.request_bytes = consumed > static_cast<int64_t>(head_size) ? static_cast<uint64_t>(consumed) - head_size : 0;
+  // Traefik counts the body as read, without the chunked framing around it.
+  const int64_t not_request_body = static_cast<int64_t>(head_size + log.request_framing);
+  r.request_bytes = consumed > not_request_body ? static_cast<uint64_t>(consumed - not_request_body) : 0;
   if (SSL* ssl = tls_session()) {
     r.tls_version = tls_version_label(SSL_version(ssl));
     if (const SSL_CIPHER* cipher = SSL_get_current_cipher(ssl)) {

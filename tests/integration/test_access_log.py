@@ -2,14 +2,16 @@
 lines field by field, the filters, header modes, SIGUSR1 reopening after a rename (logrotate),
 a failing disk that never holds requests up, and log.format json to log.filePath."""
 import calendar
+import http.client
 import json
 import os
 import re
 import signal
+import socket
 import subprocess
 import time
 
-from harness import BERTH, BerthTestCase, free_port, get, main, wait_for_port, wait_until
+from harness import BERTH, Berth, BerthTestCase, free_port, get, main, wait_for_port, wait_until
 
 CLF = re.compile(r'^(\S+) - (\S+) \[([^\]]+)\] "(\S+) (\S+) (\S+)" (\d+|-) (\d+|-) "((?:[^"\\]|\\.)*)" '
                  r'"((?:[^"\\]|\\.)*)" (\d+|-) "([^"]*)" "([^"]*)" (\d+)ms$')
@@ -175,6 +177,49 @@ class AccessLogs(BerthTestCase):
             self.assertEqual(o["DownstreamContentSize"], got[(o["RequestHost"], o["RequestPath"])], o)
             if o["RequestHost"] == "alpha.test":  # passed on as it came
                 self.assertEqual(o["OriginContentSize"], 3000, o)
+
+    def test_chunked_uploads_count_without_their_framing(self):
+        # RequestContentSize is the chunks' data, whichever way berth takes the body in: whole with
+        # the head, relayed as it comes, stored by the buffering middleware, or pumped into an
+        # HTTP/2 stream to an h2c server (a second berth in front of the backend).
+        inner_dir = os.path.join(self.tmp, "inner")
+        os.makedirs(inner_dir)
+        inner_port = free_port()
+        inner = Berth(inner_dir, static_yaml=(
+            f"entryPoints:\n  web:\n    address: \"127.0.0.1:{inner_port}\"\n"
+            f"providers:\n  file:\n    filename: {inner_dir}/dynamic.yml\nlog:\n  level: DEBUG\n"),
+            dynamic_yaml=("http:\n  routers:\n    all:\n      rule: \"PathPrefix(`/`)\"\n      service: alpha\n"
+                          f"  services:\n    alpha:\n      loadBalancer:\n        servers: [{{url: \"{self.alpha.url}\"}}]\n"),
+            wait=False)
+        self._procs.append(inner)
+        wait_for_port(inner_port, proc=inner.proc)
+        port = self.start(f"  filePath: {self.access_path}\n  format: json\n",
+                          routers="    buffered:\n      rule: \"Host(`buf.test`)\"\n      service: alpha\n"
+                                  "      middlewares: [buf]\n"
+                                  "    pumped:\n      rule: \"Host(`h2.test`)\"\n      service: inner\n",
+                          middlewares="    buf:\n      buffering: {}\n",
+                          services=("    inner:\n      loadBalancer:\n"
+                                    f"        servers: [{{url: \"h2c://127.0.0.1:{inner_port}\"}}]\n"))
+        cases = (("alpha.test", "/sink?whole", [b"a" * 10] * 20, True),
+                 ("alpha.test", "/sink?relayed", [b"b" * 1000] * 300, False),
+                 ("buf.test", "/sink?stored", [b"c" * 10] * 200, False),
+                 ("h2.test", "/sink?pumped", [b"d" * 1000] * 300, False))
+        for host, target, chunks, one_write in cases:
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+                head = f"POST {target} HTTP/1.1\r\nHost: {host}\r\nTransfer-Encoding: chunked\r\n\r\n".encode()
+                framed = [b"%x\r\n%s\r\n" % (len(c), c) for c in chunks] + [b"0\r\nX-Trailer: t\r\n\r\n"]
+                if one_write:
+                    s.sendall(head + b"".join(framed))
+                else:
+                    s.sendall(head)
+                    for piece in framed:
+                        s.sendall(piece)
+                r = http.client.HTTPResponse(s)
+                r.begin()
+                self.assertEqual((r.status, int(r.read())), (200, sum(map(len, chunks))), target)
+        lines = {json.loads(line)["RequestPath"]: json.loads(line) for line in self.wait_lines(len(cases))}
+        for host, target, chunks, _ in cases:
+            self.assertEqual(lines[target]["RequestContentSize"], sum(map(len, chunks)), lines[target])
 
     def test_generic_clf_stops_after_the_user_agent(self):
         port = self.start(f"  filePath: {self.access_path}\n  format: genericCLF\n")

@@ -248,13 +248,16 @@ ChunkedFramer::Status ChunkedFramer::consume(std::string_view data, size_t& used
         ++i;
         state_ = State::kDone;
         used = i;
+        walked_ += i;
         return Status::kDone;
       case State::kDone:
         used = i;
+        walked_ += i;
         return Status::kDone;
     }
   }
   used = i;
+  walked_ += i;
   return state_ == State::kDone ? Status::kDone : Status::kMore;
 }
 

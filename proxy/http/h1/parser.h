@@ -76,12 +76,15 @@ class ChunkedFramer {
   void reset() { *this = ChunkedFramer(); }
   /// The chunks' data bytes walked so far: the body without its framing and trailers.
   uint64_t payload() const { return payload_; }
+  /// The chunk sizes, line ends and trailers walked so far: what `payload()` leaves out.
+  uint64_t framing() const { return walked_ - payload_; }
 
  private:
   enum class State : uint8_t { kSize, kSizeExt, kSizeLf, kData, kDataCr, kDataLf, kTrailerStart, kTrailerLine, kTrailerLf, kFinalLf, kDone };
   State state_ = State::kSize;
   uint64_t remaining_ = 0;
   uint64_t payload_ = 0;
+  uint64_t walked_ = 0;  ///< bytes of the message passed by `consume`
   int size_digits_ = 0;
 };
 

@@ -451,6 +451,19 @@ TEST(ChunkedFramer, ConsumesAWholeBodyInOneCall) {
   EXPECT_EQ(f.consume(body, used), ChunkedFramer::Status::kDone);
   EXPECT_EQ(used, body.size());
   EXPECT_EQ(f.payload(), 11u);
+  EXPECT_EQ(f.framing(), body.size() - 11);
+}
+
+TEST(ChunkedFramer, CountsNoFramingPastTheMessageEnd) {
+  // A pipelined request after the body is not this body's framing.
+  std::string_view body = "3\r\nabc\r\n0\r\n\r\n";
+  std::string stream = std::string(body) + "GET / HTTP/1.1\r\n\r\n";
+  ChunkedFramer f;
+  size_t used = 0;
+  EXPECT_EQ(f.consume(stream, used), ChunkedFramer::Status::kDone);
+  EXPECT_EQ(used, body.size());
+  EXPECT_EQ(f.payload(), 3u);
+  EXPECT_EQ(f.framing(), body.size() - 3);
 }
 
 TEST(ChunkedFramer, ConsumesByteByByte) {
@@ -464,6 +477,7 @@ TEST(ChunkedFramer, ConsumesByteByByte) {
     else EXPECT_EQ(st, ChunkedFramer::Status::kDone);
   }
   EXPECT_EQ(f.payload(), 15u);  // "hello" and "0123456789": no sizes, extensions, CRLFs or trailers
+  EXPECT_EQ(f.framing(), body.size() - 15);
 }
 
 TEST(ChunkedFramer, ConsumesInArbitrarySplits) {
