@@ -440,7 +440,7 @@ coro::Task<bool> DownstreamConnection::reply_local(int status, std::string_view 
   ex_->log.response_head = out.size();
   arm(Phase::kWriteResponse, settings_.write_timeout);
   std::array<asio::const_buffer, 2> bufs{asio::buffer(out), asio::buffer(body.data(), is_head ? 0 : body.size())};
-  auto [ec, n] = co_await stream_.write(bufs);
+  auto [ec, n] = co_await stream_.write(bufs, close);
   disarm();
   co_return !ec && !close;
 }

@@ -749,7 +749,7 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
   }
   if (response_stored) {
     std::array<asio::const_buffer, 2> whole{asio::buffer(ex_->out), asio::buffer(ex_->body)};
-    auto [ec, w] = co_await stream_.write(whole);
+    auto [ec, w] = co_await stream_.write(whole, close_client);
     disarm();
     close_upstream();  // read to its end (or its close): not worth keeping
     co_return !ec && !close_client;
@@ -759,7 +759,9 @@ coro::Task<bool> DownstreamConnection::forward(const Snapshot& snap, const Servi
     first_body = static_cast<size_t>(std::min<uint64_t>(response_length, up_->buffer.size()));
   std::array<asio::const_buffer, 2> out{asio::buffer(ex_->out.data(), h2_fields ? 0 : ex_->out.size()),
                                         asio::buffer(up_->buffer.data(), first_body)};
-  auto [ec, w] = co_await stream_.write(out);
+  const bool whole =
+      response_mode == BodyMode::kNone || (response_mode == BodyMode::kLength && first_body == response_length);
+  auto [ec, w] = co_await stream_.write(out, whole && close_after);
   if (ec) {
     close_upstream();
     co_return false;

@@ -4,6 +4,7 @@
 #include <openssl/err.h>
 
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <algorithm>
@@ -21,6 +22,7 @@ using boost::system::error_code;
 
 namespace {
 constexpr size_t kCipherBlock = 16 * 1024;  // a read outside tls_read_some (handshake, a write that must read)
+constexpr size_t kHeldBlock = 16 * 1024;    // handshake writes held back; a larger flight is sent as it comes
 
 // SSL_get_error() is right only if the thread's error queue was empty before the call. Emptying
 // an empty queue still walks and frees its 16 slots (2% of an HTTPS request's CPU): look first.
@@ -39,6 +41,7 @@ void Stream::end_tls() {
   if (ssl_ != nullptr) SSL_free(ssl_);
   ssl_ = nullptr;
   release_cipher_block();
+  release_held();
   cipher_size_ = 0;
   cipher_eof_ = false;
 }
@@ -99,9 +102,38 @@ int Stream::bio_write(BIO* bio, const char* in, size_t size, size_t* written) {
     errno = EBADF;
     return 0;
   }
+  if (s->hold_ && s->held_to_ + size <= kHeldBlock) {
+    if (s->held_ == nullptr) s->held_ = static_cast<char*>(BlockPool::allocate(kHeldBlock));
+    std::memcpy(s->held_ + s->held_to_, in, size);
+    s->held_to_ += static_cast<uint32_t>(size);
+    *written = size;
+    return 1;
+  }
+  const int fd = s->socket_.native_handle();
   ssize_t n;
+  if (s->held_from_ != s->held_to_) {
+    // The held bytes first, these behind them in the same send(2).
+    const size_t held = s->held_to_ - s->held_from_;
+    iovec iov[2] = {{s->held_ + s->held_from_, held}, {const_cast<char*>(in), size}};
+    msghdr msg{};
+    msg.msg_iov = iov;
+    msg.msg_iovlen = 2;
+    do {
+      n = ::sendmsg(fd, &msg, MSG_NOSIGNAL);
+    } while (n < 0 && errno == EINTR);
+    if (n < 0 || static_cast<size_t>(n) < held) {
+      if (n > 0) s->held_from_ += static_cast<uint32_t>(n);
+      if (n > 0 || errno == EAGAIN || errno == EWOULDBLOCK) BIO_set_retry_write(bio);
+      return 0;
+    }
+    s->release_held();
+    if (static_cast<size_t>(n) > held) {
+      *written = static_cast<size_t>(n) - held;
+      return 1;
+    }
+  }
   do {
-    n = ::send(s->socket_.native_handle(), in, size, MSG_NOSIGNAL);
+    n = ::send(fd, in, size, MSG_NOSIGNAL);
   } while (n < 0 && errno == EINTR);
   if (n >= 0) {
     *written = static_cast<size_t>(n);
@@ -126,6 +158,9 @@ long Stream::bio_ctrl(BIO* bio, int cmd, long, void*) {
 }
 
 coro::Task<error_code> Stream::fill(asio::mutable_buffer into) {
+  if (held_from_ != held_to_) {
+    if (auto ec = co_await flush_held()) co_return ec;
+  }
   // Asio tries the read at once unless its last one emptied the socket; then it waits for the
   // socket's next edge without a syscall (no epoll_ctl, no read that fails).
   auto [ec, n] = co_await socket_.async_read_some(into, coro::use_task);
@@ -137,6 +172,40 @@ coro::Task<error_code> Stream::fill(asio::mutable_buffer into) {
   cipher_ = static_cast<const char*>(into.data());
   cipher_size_ = n;
   co_return error_code{};
+}
+
+coro::Task<error_code> Stream::flush_held() {
+  while (held_from_ != held_to_) {
+    ssize_t n = ::send(socket_.native_handle(), held_ + held_from_, held_to_ - held_from_, MSG_NOSIGNAL);
+    if (n >= 0) {
+      held_from_ += static_cast<uint32_t>(n);
+      continue;
+    }
+    if (errno == EINTR) continue;
+    if (errno != EAGAIN && errno != EWOULDBLOCK) {
+      error_code ec(errno, boost::system::system_category());
+      release_held();
+      co_return ec;
+    }
+    auto [ec] = co_await socket_.async_wait(Socket::wait_write, coro::use_task);
+    if (ec) co_return ec;
+  }
+  release_held();
+  co_return error_code{};
+}
+
+void Stream::send_held_now() {
+  if (held_from_ != held_to_ && socket_.is_open())
+    [[maybe_unused]] ssize_t n = ::send(socket_.native_handle(), held_ + held_from_, held_to_ - held_from_,
+                                        MSG_NOSIGNAL | MSG_DONTWAIT);
+  release_held();
+}
+
+void Stream::release_held() {
+  held_from_ = held_to_ = 0;
+  if (held_ == nullptr) return;
+  BlockPool::deallocate(held_, kHeldBlock);
+  held_ = nullptr;
 }
 
 void Stream::keep_leftover() {
@@ -176,19 +245,22 @@ void Stream::close() {
     h2_->close();
     return;
   }
-  if (ssl_ != nullptr && SSL_is_init_finished(ssl_) == 1 && socket_.is_open()) {
+  if (ssl_ != nullptr && SSL_is_init_finished(ssl_) == 1 && (SSL_get_shutdown(ssl_) & SSL_SENT_SHUTDOWN) == 0 &&
+      socket_.is_open()) {
     // close_notify, once and without waiting: if the socket cannot take it now, the peer sees a
     // plain close, which HTTP clients accept since every message is framed.
     ERR_clear_error();
-    SSL_shutdown(ssl_);
+    SSL_shutdown(ssl_);  // behind the held bytes, if any
     ERR_clear_error();
   }
+  send_held_now();
   error_code ec;
   socket_.shutdown(Socket::shutdown_send, ec);
   socket_.close(ec);
 }
 
 int Stream::detach() {
+  send_held_now();  // none after an exchange; a descriptor in the ParkSet must owe its peer nothing
   error_code ec;
   int fd = socket_.release(ec);
   return ec ? -1 : fd;
@@ -242,9 +314,16 @@ coro::Task<error_code> Stream::wait_for(int ssl_error) {
 coro::Task<error_code> Stream::handshake() {
   while (true) {
     clear_tls_errors();
+    hold_ = true;
     int r = SSL_do_handshake(ssl_);
-    if (r == 1) co_return error_code{};
-    if (auto ec = co_await wait_for(SSL_get_error(ssl_, r))) co_return ec;
+    hold_ = false;
+    if (r == 1) co_return error_code{};  // its last writes stay held
+    const int error = SSL_get_error(ssl_, r);
+    auto ec = co_await wait_for(error);  // WANT_READ sends the held flight before reading
+    if (ec) {
+      send_held_now();  // the alert OpenSSL wrote, if any (no wait: the deadline may have passed)
+      co_return ec;
+    }
   }
 }
 
@@ -280,7 +359,7 @@ coro::Task<IoResult> Stream::tls_read_some(asio::mutable_buffer buffer, bool lik
   }
 }
 
-coro::Task<IoResult> Stream::tls_write(ConstBufferList list) {
+coro::Task<IoResult> Stream::tls_write(ConstBufferList list, bool last) {
   if (list.overflow) co_return IoResult{asio::error::no_buffer_space, 0};
   if (!socket_.is_open()) co_return IoResult{asio::error::bad_descriptor, 0};
   // Small pieces (a head and a short body) are gathered into one TLS record: one record, one
@@ -299,6 +378,8 @@ coro::Task<IoResult> Stream::tls_write(ConstBufferList list) {
     list.count = 1;
   }
   size_t written = 0;
+  hold_ = last && SSL_is_init_finished(ssl_) == 1;
+  last = hold_;
   for (size_t i = 0; i < list.count; ++i) {
     const char* p = static_cast<const char*>(list.buffers[i].data());
     size_t left = list.buffers[i].size();
@@ -314,8 +395,18 @@ coro::Task<IoResult> Stream::tls_write(ConstBufferList list) {
         written += n;
         continue;
       }
-      if (auto ec = co_await wait_for(SSL_get_error(ssl_, r))) co_return IoResult{ec, written};
+      if (auto ec = co_await wait_for(SSL_get_error(ssl_, r))) {
+        hold_ = false;
+        co_return IoResult{ec, written};
+      }
     }
+  }
+  if (last) {
+    ERR_clear_error();
+    SSL_shutdown(ssl_);  // close_notify, held behind the records; close() sends no second one
+    ERR_clear_error();
+    hold_ = false;
+    if (auto ec = co_await flush_held()) co_return IoResult{ec, written};
   }
   co_return IoResult{error_code{}, written};
 }

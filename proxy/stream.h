@@ -10,6 +10,12 @@
 // instead). So reading costs one recv(2) per burst and no readiness wait: a wait for readability
 // is an epoll_ctl each time in Asio, a read is not. Bytes OpenSSL did not take move into a pooled
 // block before the read returns. An idle TLS connection holds no buffers (SSL_MODE_RELEASE_BUFFERS).
+//
+// Writes of the handshake are held back: a flight goes out in one send(2) when OpenSSL wants the
+// peer's answer, and what a finished handshake wrote last (a TLS 1.3 server's session ticket, a
+// client's Finished) goes out with the first write after it, in the same send(2) and so usually
+// the same packet, or before the connection waits for input, or at close. A last write (the
+// connection closes after it) holds its records too, for its close_notify to go out with them.
 // Thread: worker (one Stream is never used from two threads).
 #pragma once
 
@@ -128,9 +134,10 @@ class Stream {
   }
 
   /// `auto [ec, n] = co_await stream.write(buffers);` writes all of a buffer sequence (at most
-  /// ConstBufferList::kMax buffers over TLS and HTTP/2).
+  /// ConstBufferList::kMax buffers over TLS and HTTP/2). `last`: nothing follows but close(); over
+  /// TLS the close_notify then goes out with these bytes, in the same send(2).
   template <typename ConstBuffers>
-  auto write(const ConstBuffers& buffers) {
+  auto write(const ConstBuffers& buffers, bool last = false) {
     using Plain = decltype(boost::asio::async_write(socket_, buffers, coro::use_task));
     using Either = EitherAwaiter<Plain, coro::Task<IoResult>>;
     if (ssl_ == nullptr && h2_ == nullptr)
@@ -145,20 +152,26 @@ class Stream {
       }
       list.buffers[list.count++] = b;
     }
-    return Either(ssl_ != nullptr ? tls_write(list) : h2_write(list), &bytes_written_);
+    return Either(ssl_ != nullptr ? tls_write(list, last) : h2_write(list), &bytes_written_);
   }
 
  private:
   coro::Task<IoResult> tls_read_some(boost::asio::mutable_buffer buffer, bool likely_empty);
-  coro::Task<IoResult> tls_write(ConstBufferList list);
+  coro::Task<IoResult> tls_write(ConstBufferList list, bool last);
   coro::Task<IoResult> h2_read_some(boost::asio::mutable_buffer buffer);
   coro::Task<IoResult> h2_write(ConstBufferList list);
   /// Waits for what SSL_get_error() returned `ssl_error` asks for (WANT_READ: reads the socket
   /// into a pooled block); any other error is returned as an error code (the OpenSSL reason
   /// logged at DEBUG).
   coro::Task<boost::system::error_code> wait_for(int ssl_error);
-  /// Reads the socket into `into` for OpenSSL to take (end of stream: cipher_eof_).
+  /// Reads the socket into `into` for OpenSSL to take (end of stream: cipher_eof_), after sending
+  /// what is held: the peer may be waiting for it.
   coro::Task<boost::system::error_code> fill(boost::asio::mutable_buffer into);
+  /// Sends the held bytes, waiting for the socket if it is full.
+  coro::Task<boost::system::error_code> flush_held();
+  /// Sends the held bytes if the socket takes them now, and drops them (close, detach).
+  void send_held_now();
+  void release_held();
   /// Moves the bytes OpenSSL left in a caller's buffer into a pooled block of this Stream's.
   void keep_leftover();
   /// cipher_block_ becomes a pooled block of `size` bytes (there is none before).
@@ -179,6 +192,11 @@ class Stream {
   char* cipher_block_ = nullptr;  ///< a BlockPool block of cipher_block_size_ bytes, or null
   size_t cipher_block_size_ = 0;
   bool cipher_eof_ = false;       ///< the socket reached end of stream
+  bool hold_ = false;             ///< bio_write keeps what fits in held_ (during SSL_do_handshake)
+  // TLS bytes OpenSSL wrote that are not sent yet: held_[held_from_, held_to_).
+  char* held_ = nullptr;          ///< a BlockPool block of kHeldBlock bytes, or null
+  uint32_t held_from_ = 0;
+  uint32_t held_to_ = 0;
   BIO* bio_ = nullptr;            ///< owned by ssl_
   uint64_t bytes_read_ = 0;
   uint64_t bytes_written_ = 0;

@@ -10,7 +10,11 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include <poll.h>
+#include <sys/socket.h>
+
 #include <array>
+#include <atomic>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <string>
@@ -144,6 +148,136 @@ TEST(StreamTls, ReadsGiveBackExactlyWhatTheClientSentWhateverTheReadSizes) {
   EXPECT_TRUE(got.wrote_reply);
   EXPECT_EQ(reply, "done");
   EXPECT_FALSE(stream.has_buffered());
+}
+
+// Bytes waiting in a socket's receive queue, without taking them.
+size_t queued(int fd) {
+  char buf[4096];
+  ssize_t n = ::recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
+  return n > 0 ? static_cast<size_t>(n) : 0;
+}
+
+// The client of the two tests below: connects, finishes its handshake, then runs `then` with its
+// SSL and its descriptor, while the server's io_context runs in this thread.
+template <typename Server, typename Client>
+void with_client(Server server, Client then) {
+  asio::io_context io;
+  asio::ip::tcp::acceptor acceptor(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
+  const uint16_t port = acceptor.local_endpoint().port();
+  std::thread client([&] {
+    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+    asio::io_context cio;
+    asio::ip::tcp::socket s(cio);
+    s.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
+    SSL* ssl = SSL_new(ctx);
+    SSL_set_fd(ssl, s.native_handle());
+    if (SSL_connect(ssl) == 1) then(ssl, s.native_handle());
+    SSL_free(ssl);
+    SSL_CTX_free(ctx);
+  });
+  Socket socket(io.get_executor());
+  acceptor.accept(socket);
+  SSL_CTX* ctx = server_context();
+  Stream stream(std::move(socket));
+  stream.start_tls(SSL_new(ctx), Stream::Side::kServer);
+  coro::spawn(server(stream));
+  io.run_for(std::chrono::seconds(20));
+  boost::system::error_code ignored;
+  stream.socket().shutdown(asio::socket_base::shutdown_both, ignored);
+  client.join();
+  SSL_CTX_free(ctx);
+}
+
+TEST(StreamTls, TheSessionTicketLeavesWithTheFirstWrite) {
+  // A TLS 1.3 server writes its session ticket as its handshake ends. It waits for the first
+  // write, to go out in the same send(2): one packet, not two, on every new connection.
+  std::atomic<int> client_fd{-1};
+  std::atomic<bool> looked{false};  // the client reads only once the server has looked at its queue
+  size_t queued_after_handshake = 99, queued_after_write = 0;
+  bool resumable = false;
+  std::string reply;
+  with_client(
+      [&](Stream& stream) -> coro::Task<void> {
+        if (co_await stream.handshake()) {
+          looked = true;
+          co_return;
+        }
+        // The client has sent its Finished; on loopback, what the server sent is in its queue.
+        while (client_fd.load() < 0) std::this_thread::yield();
+        queued_after_handshake = queued(client_fd.load());
+        co_await stream.write(asio::buffer(std::string_view("hello")));
+        queued_after_write = queued(client_fd.load());
+        looked = true;
+      },
+      [&](SSL* ssl, int fd) {
+        client_fd = fd;
+        while (!looked.load()) std::this_thread::yield();
+        char buf[16];
+        size_t got = 0;
+        if (SSL_read_ex(ssl, buf, sizeof buf, &got) == 1) reply.assign(buf, got);
+        SSL_SESSION* session = SSL_get1_session(ssl);
+        resumable = session != nullptr && SSL_SESSION_is_resumable(session) == 1;
+        SSL_SESSION_free(session);
+        SSL_shutdown(ssl);
+      });
+  EXPECT_EQ(queued_after_handshake, 0u) << "the ticket left before the first write";
+  EXPECT_GT(queued_after_write, 5u + 100u) << "the ticket and the data, together";
+  EXPECT_EQ(reply, "hello");
+  EXPECT_TRUE(resumable) << "the client got its ticket";
+}
+
+TEST(StreamTls, HeldBytesLeaveBeforeTheServerWaitsForInput) {
+  // A server that reads first must not sit on its ticket: a client may wait for it (or for
+  // anything else the handshake wrote last) before it sends.
+  std::string got;
+  bool ticket_came = false;
+  with_client(
+      [&](Stream& stream) -> coro::Task<void> {
+        if (co_await stream.handshake()) co_return;
+        char buf[16];
+        auto [ec, n] = co_await stream.read_some(asio::buffer(buf, sizeof buf), true);
+        if (!ec) got.assign(buf, n);
+      },
+      [&](SSL* ssl, int fd) {
+        pollfd p{fd, POLLIN, 0};
+        ticket_came = ::poll(&p, 1, 5000) == 1;  // nothing sent yet: only the server's bytes can come
+        size_t written = 0;
+        SSL_write_ex(ssl, "ping", 4, &written);
+        SSL_shutdown(ssl);
+      });
+  EXPECT_TRUE(ticket_came) << "the server waited for input with bytes still held";
+  EXPECT_EQ(got, "ping");
+}
+
+TEST(StreamTls, ALastWriteCarriesTheCloseNotify) {
+  // A response before a close: the client finds the data and the close_notify together, before
+  // the server's close() (which then sends no second one).
+  std::atomic<bool> read_all{false};
+  std::string reply;
+  int after_reply = 0;
+  with_client(
+      [&](Stream& stream) -> coro::Task<void> {
+        if (co_await stream.handshake()) {
+          read_all = true;
+          co_return;
+        }
+        co_await stream.write(asio::buffer(std::string_view("bye")), true);
+        // Not closed before the client has read (or has given up: 5 s without a close_notify).
+        const auto give_up = std::chrono::steady_clock::now() + std::chrono::seconds(5);
+        while (!read_all.load() && std::chrono::steady_clock::now() < give_up) std::this_thread::yield();
+        stream.close();
+      },
+      [&](SSL* ssl, int fd) {
+        timeval limit{2, 0};
+        ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &limit, sizeof limit);
+        char buf[16];
+        size_t got = 0;
+        if (SSL_read_ex(ssl, buf, sizeof buf, &got) == 1) reply.assign(buf, got);
+        after_reply = SSL_read_ex(ssl, buf, sizeof buf, &got) == 1 ? SSL_ERROR_NONE : SSL_get_error(ssl, 0);
+        read_all = true;
+      });
+  EXPECT_EQ(reply, "bye");
+  EXPECT_EQ(after_reply, SSL_ERROR_ZERO_RETURN) << "close_notify before close()";
 }
 
 }  // namespace
