@@ -3,6 +3,8 @@
 
 #include <sys/socket.h>
 
+#include "proxy/upstream/health.h"
+
 namespace berth::proxy::upstream {
 namespace {
 
@@ -23,11 +25,11 @@ std::unique_ptr<UpstreamConnection> Pool::acquire(std::string_view key, std::chr
   auto it = idle_.find(key);
   if (it == idle_.end()) return nullptr;
   auto& list = it->second;
-  auto now = std::chrono::steady_clock::now();
+  const int64_t now = steady_now_ms();
   while (!list.empty()) {
     auto conn = std::move(list.back());
     list.pop_back();
-    auto idle = now - conn->idle_since;
+    const auto idle = std::chrono::milliseconds(now - conn->idle_since_ms);
     // Peeking costs a syscall; a connection parked moments ago is almost surely open (backends close
     // idle connections after seconds), and a stale one is still caught by the forwarder's retry.
     if (idle < max_idle && (idle < kTrustRecent || still_open(*conn))) return conn;
@@ -52,15 +54,15 @@ void Pool::release(std::string_view key, std::unique_ptr<UpstreamConnection> con
     conn->stream.socket().close(ec);
     return;
   }
-  conn->idle_since = std::chrono::steady_clock::now();
+  conn->idle_since_ms = steady_now_ms();
   list.push_back(std::move(conn));
 }
 
 void Pool::sweep(std::chrono::milliseconds max_idle) {
-  auto now = std::chrono::steady_clock::now();
+  const int64_t now = steady_now_ms();
   for (auto& [_, list] : idle_) {
     size_t keep_from = 0;
-    while (keep_from < list.size() && now - list[keep_from]->idle_since >= max_idle) {
+    while (keep_from < list.size() && std::chrono::milliseconds(now - list[keep_from]->idle_since_ms) >= max_idle) {
       boost::system::error_code ec;
       list[keep_from]->stream.socket().close(ec);
       ++keep_from;

@@ -22,7 +22,7 @@ struct UpstreamConnection {
   UpstreamConnection(Executor ex, std::shared_ptr<H2Stream> h2) : stream(ex, std::move(h2), false) {}
   Stream stream;
   IoBuffer buffer;
-  std::chrono::steady_clock::time_point idle_since;
+  int64_t idle_since_ms = 0;  ///< steady_now_ms() when it was parked (a coarse clock: no rdtsc per exchange)
 };
 
 class Pool {

@@ -1,11 +1,13 @@
 """The HTTP/1.1 proxy core against real backends: routing, forwarded headers, framing, keep-alive,
 pipelining, and the error answers (400, 404, 408, 431, 502, 503, 504)."""
+import http.server
 import json
 import socket
 import subprocess
+import threading
 import time
 
-from harness import BerthTestCase, RawClient, get, main, router_yaml, free_port
+from harness import BerthTestCase, RawClient, get, main, router_yaml, free_port, wait_for_port, wait_until
 
 
 class ProxyCore(BerthTestCase):
@@ -285,6 +287,64 @@ workers: 1
         self.assertEqual(c.read_response()[0], 200)
         self.assertFalse(c.is_closed(wait=1.0))
         self.assertTrue(c.is_closed(wait=3.0))
+
+    def test_idle_upstream_connections_close_after_idle_conn_timeout(self):
+        # serversTransport.forwardingTimeouts.idleConnTimeout: a pooled connection to the server
+        # carries the next request while it is younger, and berth closes it once it has idled that long.
+        events = []  # ("open" | "close", berth's port of the connection)
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            protocol_version = "HTTP/1.1"
+
+            def setup(self):
+                super().setup()
+                events.append(("open", self.client_address[1]))
+
+            def finish(self):
+                super().finish()
+                events.append(("close", self.client_address[1]))
+
+            def do_GET(self):
+                self.send_response(200)
+                self.send_header("Content-Length", "2")
+                self.end_headers()
+                self.wfile.write(b"ok")
+
+            def log_message(self, *args):
+                pass
+
+        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        threading.Thread(target=server.serve_forever, daemon=True).start()
+        self.addCleanup(server.server_close)
+        self.addCleanup(server.shutdown)
+        port = free_port()
+        dyn = router_yaml({"r": ("PathPrefix(`/`)", "s")}, {"s": [f"http://127.0.0.1:{server.server_address[1]}"]})
+        static = f"""
+entryPoints:
+  web:
+    address: "127.0.0.1:{port}"
+serversTransport:
+  forwardingTimeouts:
+    idleConnTimeout: 1s
+providers:
+  file:
+    filename: {self.tmp}/dynamic.yml
+workers: 1
+"""
+        proxy = self.berth(static_yaml=static, dynamic_yaml=dyn, wait=False)
+        wait_for_port(port, proc=proxy.proc)
+        self.assertEqual(get(port, "/")[2], b"ok")
+        time.sleep(0.3)
+        self.assertEqual(get(port, "/")[2], b"ok")
+        opened = [e for e in events if e[0] == "open"]
+        self.assertEqual(opened, [events[0]], "the second request took the same connection")
+        first = events[0][1]
+        # Idle 1 s, then closed by the next sweep (each second): within 2.5 s, not before 1 s.
+        time.sleep(0.8)
+        self.assertNotIn(("close", first), events)
+        wait_until(lambda: ("close", first) in events, timeout=2.5)
+        self.assertEqual(get(port, "/")[2], b"ok")
+        self.assertEqual(len([e for e in events if e[0] == "open"]), 2, events)
 
     def test_dial_timeout_gets_504(self):
         # A listener that never accepts, with its backlog full: a connect to it hangs (its SYNs are
