@@ -217,7 +217,6 @@ providers:
 """
         proxy = self.berth(static_yaml=static, wait=False,
                            dynamic_yaml=router_yaml({"r": ("PathPrefix(`/`)", "s")}, {"s": [be.url]}))
-        from harness import wait_for_port
         wait_for_port(port, proc=proxy.proc)
         return port
 
@@ -245,29 +244,23 @@ providers:
 
 
 class Timeouts(BerthTestCase):
+    def one_route_berth(self, server_url, forwarding_timeouts, entry_point=""):
+        """A berth (one worker) routing every request to `server_url`, with the given
+        `serversTransport.forwardingTimeouts` lines and extra lines for its entry point; its port."""
+        port = free_port()
+        dyn = router_yaml({"r": ("PathPrefix(`/`)", "s")}, {"s": [server_url]})
+        static = (f"entryPoints:\n  web:\n    address: \"127.0.0.1:{port}\"\n{entry_point}"
+                  f"serversTransport:\n  forwardingTimeouts:\n{forwarding_timeouts}"
+                  f"providers:\n  file:\n    filename: {self.tmp}/dynamic.yml\nworkers: 1\n")
+        proxy = self.berth(static_yaml=static, dynamic_yaml=dyn, wait=False)
+        wait_for_port(port, proc=proxy.proc)
+        return port
+
     def test_response_header_timeout_gets_504_and_read_timeout_408(self):
         be = self.backend("slowpoke")
-        port = free_port()
-        dyn = router_yaml({"r": ("PathPrefix(`/`)", "s")}, {"s": [be.url]})
-        static = f"""
-entryPoints:
-  web:
-    address: "127.0.0.1:{port}"
-    transport:
-      respondingTimeouts:
-        readTimeout: 1s
-        idleTimeout: 2s
-serversTransport:
-  forwardingTimeouts:
-    responseHeaderTimeout: 300ms
-providers:
-  file:
-    filename: {self.tmp}/dynamic.yml
-workers: 1
-"""
-        proxy = self.berth(static_yaml=static, dynamic_yaml=dyn, wait=False)
-        from harness import wait_for_port
-        wait_for_port(port, proc=proxy.proc)
+        port = self.one_route_berth(be.url, "    responseHeaderTimeout: 300ms\n",
+                                    "    transport:\n      respondingTimeouts:\n"
+                                    "        readTimeout: 1s\n        idleTimeout: 2s\n")
         t = time.time()
         status, _, body = get(port, "/delay/3000")
         self.assertEqual((status, body), (504, b"Gateway Timeout"))
@@ -317,22 +310,7 @@ workers: 1
         threading.Thread(target=server.serve_forever, daemon=True).start()
         self.addCleanup(server.server_close)
         self.addCleanup(server.shutdown)
-        port = free_port()
-        dyn = router_yaml({"r": ("PathPrefix(`/`)", "s")}, {"s": [f"http://127.0.0.1:{server.server_address[1]}"]})
-        static = f"""
-entryPoints:
-  web:
-    address: "127.0.0.1:{port}"
-serversTransport:
-  forwardingTimeouts:
-    idleConnTimeout: 1s
-providers:
-  file:
-    filename: {self.tmp}/dynamic.yml
-workers: 1
-"""
-        proxy = self.berth(static_yaml=static, dynamic_yaml=dyn, wait=False)
-        wait_for_port(port, proc=proxy.proc)
+        port = self.one_route_berth(f"http://127.0.0.1:{server.server_address[1]}", "    idleConnTimeout: 1s\n")
         self.assertEqual(get(port, "/")[2], b"ok")
         time.sleep(0.3)
         self.assertEqual(get(port, "/")[2], b"ok")
@@ -360,23 +338,8 @@ workers: 1
             f.connect_ex(("127.0.0.1", sink_port))
             fillers.append(f)
         time.sleep(0.2)
-        port = free_port()
-        dyn = router_yaml({"r": ("PathPrefix(`/`)", "s")}, {"s": [f"http://127.0.0.1:{sink_port}"]})
-        static = f"""
-entryPoints:
-  web:
-    address: "127.0.0.1:{port}"
-serversTransport:
-  forwardingTimeouts:
-    dialTimeout: 400ms
-providers:
-  file:
-    filename: {self.tmp}/dynamic.yml
-"""
-        proxy = self.berth(static_yaml=static, dynamic_yaml=dyn, wait=False)
-        from harness import wait_for_port
-        wait_for_port(port, proc=proxy.proc)
         try:
+            port = self.one_route_berth(f"http://127.0.0.1:{sink_port}", "    dialTimeout: 400ms\n")
             t = time.time()
             status, _, body = get(port, "/")
             self.assertEqual((status, body), (504, b"Gateway Timeout"))

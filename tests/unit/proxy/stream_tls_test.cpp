@@ -95,61 +95,6 @@ coro::Task<void> serve(Stream& stream, Received& out) {
   }
 }
 
-TEST(StreamTls, ReadsGiveBackExactlyWhatTheClientSentWhateverTheReadSizes) {
-  asio::io_context io;
-  asio::ip::tcp::acceptor acceptor(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
-  const uint16_t port = acceptor.local_endpoint().port();
-  const std::string sent = pattern(3 * 1024 * 1024);
-  std::string reply;
-
-  // The client: writes of every size from 1 byte to 3 records, so records straddle the server's
-  // reads in every way, then reads the reply and closes with close_notify.
-  std::thread client([&] {
-    SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
-    asio::io_context cio;
-    asio::ip::tcp::socket s(cio);
-    s.connect(asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), port));
-    SSL* ssl = SSL_new(ctx);
-    SSL_set_fd(ssl, s.native_handle());
-    if (SSL_connect(ssl) == 1) {
-      static constexpr std::array<size_t, 6> kWrites = {1, 300, 16384, 16385, 40000, 49152};
-      for (size_t at = 0, i = 0; at < sent.size(); ++i) {
-        size_t n = std::min(kWrites[i % kWrites.size()], sent.size() - at);
-        size_t written = 0;
-        if (SSL_write_ex(ssl, sent.data() + at, n, &written) != 1) break;
-        at += written;
-      }
-      char buf[16];
-      size_t got = 0;
-      if (SSL_read_ex(ssl, buf, sizeof buf, &got) == 1) reply.assign(buf, got);
-      SSL_shutdown(ssl);
-    }
-    SSL_free(ssl);
-    SSL_CTX_free(ctx);
-  });
-
-  Socket socket(io.get_executor());
-  acceptor.accept(socket);
-  SSL_CTX* ctx = server_context();
-  Stream stream(std::move(socket));
-  stream.start_tls(SSL_new(ctx), Stream::Side::kServer);
-  Received got;
-  coro::spawn(serve(stream, got));
-  io.run_for(std::chrono::seconds(60));
-  boost::system::error_code ignored;  // a server that stopped reading must not leave the client blocked
-  stream.socket().shutdown(asio::socket_base::shutdown_both, ignored);
-  client.join();
-  SSL_CTX_free(ctx);
-
-  ASSERT_TRUE(got.handshake_ok);
-  EXPECT_EQ(got.end, asio::error::eof);  // close_notify: a clean end
-  ASSERT_EQ(got.bytes.size(), sent.size());
-  EXPECT_TRUE(got.bytes == sent) << "the bytes read differ from the bytes sent";
-  EXPECT_TRUE(got.wrote_reply);
-  EXPECT_EQ(reply, "done");
-  EXPECT_FALSE(stream.has_buffered());
-}
-
 // Bytes waiting in a socket's receive queue, without taking them.
 size_t queued(int fd) {
   char buf[4096];
@@ -157,10 +102,12 @@ size_t queued(int fd) {
   return n > 0 ? static_cast<size_t>(n) : 0;
 }
 
-// The client of the two tests below: connects, finishes its handshake, then runs `then` with its
-// SSL and its descriptor, while the server's io_context runs in this thread.
+// A blocking OpenSSL client in its own thread connects, finishes its handshake, then runs `then`
+// with its SSL and its descriptor, while `server` runs on a Stream in this thread (at most
+// `limit`; then its socket is shut, so that a server that stopped reading fails the test instead
+// of leaving the client blocked).
 template <typename Server, typename Client>
-void with_client(Server server, Client then) {
+void with_client(Server server, Client then, std::chrono::seconds limit = std::chrono::seconds(20)) {
   asio::io_context io;
   asio::ip::tcp::acceptor acceptor(io, asio::ip::tcp::endpoint(asio::ip::make_address("127.0.0.1"), 0));
   const uint16_t port = acceptor.local_endpoint().port();
@@ -181,11 +128,46 @@ void with_client(Server server, Client then) {
   Stream stream(std::move(socket));
   stream.start_tls(SSL_new(ctx), Stream::Side::kServer);
   coro::spawn(server(stream));
-  io.run_for(std::chrono::seconds(20));
+  io.run_for(limit);
   boost::system::error_code ignored;
   stream.socket().shutdown(asio::socket_base::shutdown_both, ignored);
   client.join();
   SSL_CTX_free(ctx);
+}
+
+TEST(StreamTls, ReadsGiveBackExactlyWhatTheClientSentWhateverTheReadSizes) {
+  const std::string sent = pattern(3 * 1024 * 1024);
+  std::string reply;
+  Received got;
+  bool buffered_left = true;
+  with_client(
+      [&](Stream& stream) -> coro::Task<void> {
+        co_await serve(stream, got);
+        buffered_left = stream.has_buffered();
+      },
+      // Writes of every size from 1 byte to 3 records, so records straddle the server's reads in
+      // every way, then reads the reply and closes with close_notify.
+      [&](SSL* ssl, int) {
+        static constexpr std::array<size_t, 6> kWrites = {1, 300, 16384, 16385, 40000, 49152};
+        for (size_t at = 0, i = 0; at < sent.size(); ++i) {
+          size_t n = std::min(kWrites[i % kWrites.size()], sent.size() - at);
+          size_t written = 0;
+          if (SSL_write_ex(ssl, sent.data() + at, n, &written) != 1) break;
+          at += written;
+        }
+        char buf[16];
+        size_t n = 0;
+        if (SSL_read_ex(ssl, buf, sizeof buf, &n) == 1) reply.assign(buf, n);
+        SSL_shutdown(ssl);
+      },
+      std::chrono::seconds(60));
+  ASSERT_TRUE(got.handshake_ok);
+  EXPECT_EQ(got.end, asio::error::eof);  // close_notify: a clean end
+  ASSERT_EQ(got.bytes.size(), sent.size());
+  EXPECT_TRUE(got.bytes == sent) << "the bytes read differ from the bytes sent";
+  EXPECT_TRUE(got.wrote_reply);
+  EXPECT_EQ(reply, "done");
+  EXPECT_FALSE(buffered_left);
 }
 
 TEST(StreamTls, TheSessionTicketLeavesWithTheFirstWrite) {
