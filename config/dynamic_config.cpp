@@ -808,19 +808,20 @@ bool same_except_servers(const ServiceConfig& a, const ServiceConfig& b) {
   return serverless == b;
 }
 
-void merge_dynamic(DynamicConfig& into, DynamicConfig&& from) {
+void merge_dynamic(DynamicConfig& into, DynamicConfig&& from, Redefinition redefinition) {
   into.errors.insert(into.errors.end(), std::make_move_iterator(from.errors.begin()),
                      std::make_move_iterator(from.errors.end()));
   auto same = [](const auto& a, const auto& b) { return same_config(a, b); };
   merge_named("router", into.routers, into.conflicting_routers, std::move(from.routers),
-              std::move(from.conflicting_routers), into.errors, same);
+              std::move(from.conflicting_routers), into.errors, same, redefinition);
   merge_named("service", into.services, into.conflicting_services, std::move(from.services),
-              std::move(from.conflicting_services), into.errors, same);
+              std::move(from.conflicting_services), into.errors, same, redefinition);
   merge_named("middleware", into.middlewares, into.conflicting_middlewares, std::move(from.middlewares),
-              std::move(from.conflicting_middlewares), into.errors, same);
+              std::move(from.conflicting_middlewares), into.errors, same, redefinition);
   merge_named("serversTransport", into.servers_transports, into.conflicting_servers_transports,
-              std::move(from.servers_transports), std::move(from.conflicting_servers_transports), into.errors, same);
-  merge_tls(into.tls, std::move(from.tls), into.errors);
+              std::move(from.servers_transports), std::move(from.conflicting_servers_transports), into.errors, same,
+              redefinition);
+  merge_tls(into.tls, std::move(from.tls), into.errors, redefinition);
   for (auto kind : {&DynamicConfig::dropped_routers, &DynamicConfig::dropped_services, &DynamicConfig::dropped_middlewares})
     for (auto& [name, problems] : from.*kind) {
       auto& list = (into.*kind)[name];

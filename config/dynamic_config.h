@@ -282,7 +282,7 @@ DynamicConfig decode_dynamic_tree(const ConfigNode& root, const std::string& pro
 bool same_except_servers(const ServiceConfig& a, const ServiceConfig& b);
 
 /// Merges `from` into `into`; a name defined twice is an error naming both places and both copies
-/// are dropped, as Traefik does. Thread: control.
-void merge_dynamic(DynamicConfig& into, DynamicConfig&& from);
+/// are dropped, as Traefik does (kFirstWins: `from`'s copy is dropped). Thread: control.
+void merge_dynamic(DynamicConfig& into, DynamicConfig&& from, Redefinition redefinition = Redefinition::kConflict);
 
 }  // namespace berth::config

@@ -419,14 +419,14 @@ std::optional<RouterTlsConfig> decode_router_tls(const ConfigNode& entry, YamlDe
   return tls;
 }
 
-void merge_tls(TlsConfig& into, TlsConfig&& from, std::vector<Error>& errors) {
+void merge_tls(TlsConfig& into, TlsConfig&& from, std::vector<Error>& errors, Redefinition redefinition) {
   into.certificates.insert(into.certificates.end(), std::make_move_iterator(from.certificates.begin()),
                            std::make_move_iterator(from.certificates.end()));
   // Their operator== leaves places out.
   merge_named("TLS options", into.options, into.conflicting_options, std::move(from.options),
-              std::move(from.conflicting_options), errors, std::equal_to<>());
+              std::move(from.conflicting_options), errors, std::equal_to<>(), redefinition);
   merge_named("TLS store", into.stores, into.conflicting_stores, std::move(from.stores),
-              std::move(from.conflicting_stores), errors, std::equal_to<>());
+              std::move(from.conflicting_stores), errors, std::equal_to<>(), redefinition);
 }
 
 }  // namespace berth::config

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "base/result.h"
+#include "config/merge.h"
 #include "config/yaml_decoder.h"
 
 namespace berth::config {
@@ -179,6 +180,7 @@ std::optional<RouterTlsConfig> decode_router_tls(const ConfigNode& entry, YamlDe
 /// dropped, as merge_dynamic does for routers (identical copies are kept once). This applies to
 /// `default` too: Traefik rejects `default` defined by two providers even when identical, berth
 /// accepts identical copies. Thread: control.
-void merge_tls(TlsConfig& into, TlsConfig&& from, std::vector<Error>& errors);
+void merge_tls(TlsConfig& into, TlsConfig&& from, std::vector<Error>& errors,
+               Redefinition redefinition = Redefinition::kConflict);
 
 }  // namespace berth::config

@@ -11,6 +11,7 @@
 #include <sstream>
 
 #include "base/log.h"
+#include "base/text.h"
 
 namespace berth::discovery {
 
@@ -28,15 +29,37 @@ FileProvider::~FileProvider() {
   }
 }
 
-std::vector<std::string> FileProvider::files() const {
+namespace {
+
+// Walks `dir` as Traefik does: its entries by name, a subdirectory read where its name falls. A
+// symbolic link to a directory is not followed (nor is it by Go's ReadDir), so no loop recurses.
+void walk(const fs::path& dir, std::vector<std::string>& files, std::vector<std::string>* dirs,
+          std::vector<std::string>* skipped) {
+  if (dirs != nullptr) dirs->push_back(dir.string());
+  std::vector<fs::directory_entry> entries;
+  std::error_code ec;
+  for (const auto& entry : fs::directory_iterator(dir, ec)) entries.push_back(entry);
+  std::sort(entries.begin(), entries.end(),
+            [](const auto& a, const auto& b) { return a.path().filename() < b.path().filename(); });
+  for (const auto& entry : entries) {
+    if (entry.is_directory(ec) && !entry.is_symlink(ec)) {
+      walk(entry.path(), files, dirs, skipped);
+      continue;
+    }
+    std::string ext = entry.path().extension().string();
+    for (auto& c : ext) c = lower_ascii(c);
+    if (!entry.is_regular_file(ec)) continue;
+    if (ext == ".yml" || ext == ".yaml") files.push_back(entry.path().string());
+    else if (ext == ".toml" && skipped != nullptr) skipped->push_back(entry.path().string());
+  }
+}
+
+}  // namespace
+
+std::vector<std::string> FileProvider::scan(std::vector<std::string>* dirs, std::vector<std::string>* skipped) const {
   if (!cfg_.filename.empty()) return {cfg_.filename};
   std::vector<std::string> out;
-  std::error_code ec;
-  for (const auto& entry : fs::directory_iterator(cfg_.directory, ec)) {
-    auto ext = entry.path().extension().string();
-    if (entry.is_regular_file(ec) && (ext == ".yml" || ext == ".yaml")) out.push_back(entry.path().string());
-  }
-  std::sort(out.begin(), out.end());
+  walk(cfg_.directory, out, dirs, skipped);
   return out;
 }
 
@@ -47,15 +70,22 @@ Result<config::DynamicConfig> FileProvider::load() const {
     if (!fs::is_directory(cfg_.directory, ec))
       return Error{cfg_.directory, "providers.file.directory is not a readable directory"};
   }
-  for (const auto& file : files()) {
+  std::vector<std::string> skipped;
+  // A directory's files are one configuration, as in Traefik: a name defined again in a later file
+  // keeps its first definition (the later one is reported).
+  const auto redefinition =
+      cfg_.directory.empty() ? config::Redefinition::kConflict : config::Redefinition::kFirstWins;
+  for (const auto& file : scan(nullptr, &skipped)) {
     std::ifstream in(file, std::ios::binary);
     if (!in) return Error{file, "cannot read file: " + std::string(std::strerror(errno))};
     std::stringstream text;
     text << in.rdbuf();
     auto decoded = config::decode_dynamic_yaml(text.str(), file, "file");
     if (!decoded) return decoded.error();
-    config::merge_dynamic(merged, std::move(*decoded));
+    config::merge_dynamic(merged, std::move(*decoded), redefinition);
   }
+  for (auto& file : skipped)
+    merged.errors.push_back(Error{std::move(file), "TOML is not supported: this file is not read (write it in YAML)"});
   return merged;
 }
 
@@ -75,10 +105,26 @@ Result<bool> FileProvider::watch(OnChange on_change) {
   if (wd < 0) return Error{dir, std::string("cannot watch: ") + std::strerror(errno)};
   if (name.empty()) watches_[wd].any = true;
   else watches_[wd].names.insert(name);
+  watch_directories();
   if (auto loaded = load()) watch_referenced(*loaded);
   stream_ = std::make_unique<boost::asio::posix::stream_descriptor>(io_, inotify_fd_);
   read_events();
   return true;
+}
+
+void FileProvider::watch_directories() {
+  if (cfg_.directory.empty()) return;
+  std::vector<std::string> dirs;
+  scan(&dirs, nullptr);
+  // Adding a watch again returns the same one: only new directories are added.
+  for (const auto& dir : dirs) {
+    int wd = ::inotify_add_watch(inotify_fd_, dir.c_str(), kWatchMask);
+    if (wd < 0) {
+      LOG_WARN("file provider: cannot watch ", dir, ": ", std::strerror(errno));
+      continue;
+    }
+    watches_[wd].any = true;
+  }
 }
 
 void FileProvider::watch_referenced(const config::DynamicConfig& config) {
@@ -119,6 +165,7 @@ void FileProvider::schedule_reload() {
   debounce_.expires_after(std::chrono::milliseconds(10));
   debounce_.async_wait([this](boost::system::error_code ec) {
     if (ec) return;
+    watch_directories();
     auto loaded = load();
     if (loaded) watch_referenced(*loaded);
     on_change_(std::move(loaded));

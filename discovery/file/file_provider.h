@@ -1,6 +1,8 @@
-// File provider: dynamic config from `providers.file.filename` or every *.yml/*.yaml file
-// in `providers.file.directory`, re-read on change via inotify, and also when a certificate, key
-// or CA file the config names changes (berth's addition: Traefik reads those once). Thread: control.
+// File provider: dynamic config from `providers.file.filename` or every *.yml/*.yaml file in
+// `providers.file.directory` and its subdirectories (Traefik's order: each directory's entries by
+// name; the first file that defines a name wins), re-read on change via inotify, and also when a
+// certificate, key or CA file the config names changes (berth's addition: Traefik reads those once,
+// and watches no subdirectory). Thread: control.
 #pragma once
 
 #include <boost/asio/io_context.hpp>
@@ -33,9 +35,14 @@ class FileProvider {
   Result<bool> watch(OnChange on_change);
 
   /// The files load() reads, in order.
-  std::vector<std::string> files() const;
+  std::vector<std::string> files() const { return scan(nullptr, nullptr); }
 
  private:
+  /// The config files, in order; adds the directories walked (directory mode) to `dirs` and the
+  /// files skipped for their format (TOML) to `skipped`, either may be null.
+  std::vector<std::string> scan(std::vector<std::string>* dirs, std::vector<std::string>* skipped) const;
+  /// Watches every directory of the tree (directory mode): a file added to a new one is seen too.
+  void watch_directories();
   void read_events();
   void schedule_reload();
   /// Watches the directories of the files `config` names (certificates and keys), besides the

@@ -1,11 +1,12 @@
 """Hot reload from the file provider: changes apply within 100 ms, bad files keep the last good
 config, a bad router disables only itself, and nothing in flight or idle is dropped."""
+import os
 import re
 import subprocess
 import threading
 import time
 
-from harness import BerthTestCase, RawClient, get, main, router_yaml, wait_until
+from harness import BERTH, Berth, BerthTestCase, RawClient, free_port, get, main, router_yaml, wait_for_port, wait_until
 
 
 class Reload(BerthTestCase):
@@ -43,6 +44,49 @@ class Reload(BerthTestCase):
         log = self.proxy.log_text()
         self.assertRegex(log, r"dynamic\.yml:\d+:\d+: router bad@file disabled: .*column \d+.*Pathh")
         self.assertIn('router orphan@file disabled: service "missing@file" does not exist', log)
+
+    def test_directory_of_files_is_one_config_as_in_traefik(self):
+        # providers.file.directory: every .yml/.yaml file of the tree, each directory's entries in
+        # name order; a name defined again in a later file keeps its first definition; a new file,
+        # in a subdirectory too, applies while watching.
+        d = os.path.join(self.tmp, "conf")
+        os.makedirs(os.path.join(d, "b-more"))
+
+        def put(rel, text):
+            with open(os.path.join(d, rel + ".tmp"), "w") as f:
+                f.write(text)
+            os.replace(os.path.join(d, rel + ".tmp"), os.path.join(d, rel))
+
+        put("a-routers.yml", "http:\n  routers:\n    r:\n      rule: \"Host(`alpha.test`)\"\n      service: s\n")
+        put("b-more/services.YAML", f"http:\n  services:\n    s:\n      loadBalancer:\n"
+                                     f"        servers: [{{url: \"{self.a.url}\"}}]\n"
+                                     f"    t:\n      loadBalancer:\n        servers: [{{url: \"{self.b.url}\"}}]\n")
+        put("c-again.yml", "http:\n  routers:\n    r:\n      rule: \"Host(`again.test`)\"\n      service: t\n")
+        put("notes.txt", "not config")
+        put("old.toml", "[http.routers.x]\n")
+        port = free_port()
+        static = (f"entryPoints:\n  web:\n    address: \"127.0.0.1:{port}\"\n"
+                  f"providers:\n  file:\n    directory: {d}\n    watch: true\nlog:\n  level: DEBUG\n")
+        own = os.path.join(self.tmp, "directory-mode")  # its own berth.yml and log, beside setUp's berth
+        os.makedirs(own)
+        proxy = Berth(own, static_yaml=static, entry_points=(), wait=False)
+        self._procs.append(proxy)
+        wait_for_port(port, proc=proxy.proc)
+        wait_until(lambda: "configuration generation 1 applied" in proxy.log_text())
+        self.assertEqual(get(port, "/", host="alpha.test")[2], b"alpha")  # a service from a subdirectory
+        self.assertEqual(get(port, "/", host="again.test")[0], 404)       # the later `r` is not used
+        log = proxy.log_text()
+        self.assertRegex(log, r"c-again\.yml:\d+:\d+: router r@file is defined already in \S*a-routers\.yml:\d+")
+        self.assertRegex(log, r"old\.toml: TOML is not supported")
+        # berth check says the same, and fails.
+        out = subprocess.run([BERTH, "check", f"--configFile={proxy.static_path}"], capture_output=True,
+                             text=True, timeout=20)
+        self.assertNotEqual(out.returncode, 0)
+        self.assertIn("router r@file is defined already", out.stdout + out.stderr)
+        # A new file in a new subdirectory: watched too.
+        os.makedirs(os.path.join(d, "d-new"))
+        put("d-new/extra.yml", "http:\n  routers:\n    extra:\n      rule: \"Host(`extra.test`)\"\n      service: t\n")
+        wait_until(lambda: get(port, "/", host="extra.test")[2] == b"beta")
 
     def test_in_flight_and_idle_connections_survive_reload(self):
         idle = RawClient(self.port)

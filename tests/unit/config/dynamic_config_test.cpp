@@ -467,6 +467,28 @@ TEST(DynamicConfig, MergeConflictDropsBothAndNamesBothPlaces) {
   EXPECT_EQ(into.errors.size(), 2u) << all_errors(into);
 }
 
+TEST(DynamicConfig, MergeFirstWinsKeepsTheFirstDefinitionAndNamesTheLaterOne) {
+  // The files of one file provider directory, as in Traefik: a later, different definition is
+  // dropped and reported; the first one serves.
+  auto into = decode_ok("http:\n  routers:\n    web:\n      rule: Path(`/`)\n      service: s\n"
+                        "tls:\n  options:\n    strict: {minVersion: VersionTLS13}\n",
+                        "a.yml");
+  merge_dynamic(into,
+                decode_ok("http:\n  routers:\n    web:\n      rule: Path(`/other`)\n      service: s\n"
+                          "    api:\n      rule: Path(`/api`)\n      service: s\n"
+                          "tls:\n  options:\n    strict: {minVersion: VersionTLS12}\n",
+                          "b.yml"),
+                Redefinition::kFirstWins);
+  ASSERT_EQ(into.errors.size(), 2u) << all_errors(into);
+  EXPECT_EQ(into.errors[0].to_string(), "b.yml:3:5: router web@file is defined already in a.yml:3:5: "
+                                        "the first definition is used");
+  EXPECT_NE(all_errors(into).find("TLS options strict@file is defined already in a.yml:8:5"), std::string::npos)
+      << all_errors(into);
+  ASSERT_EQ(into.routers.count("web@file"), 1u);
+  EXPECT_EQ(into.routers.at("web@file").where, "a.yml:3:5");
+  EXPECT_EQ(into.routers.count("api@file"), 1u);
+}
+
 TEST(DynamicConfig, MergeComparesServersIgnoringPlaces) {
   auto into = decode_ok("http:\n  services:\n    s:\n      loadBalancer:\n        servers: [{url: 'http://a'}]\n",
                         "a.yml");
