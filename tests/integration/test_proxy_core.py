@@ -10,6 +10,40 @@ import time
 from harness import BerthTestCase, RawClient, get, main, router_yaml, free_port, wait_for_port, wait_until
 
 
+def connection_recorder(test):
+    """An HTTP/1.1 server in this process that records ("open" | "close", peer port) for each
+    connection; GET /delay/MS answers "ok" after MS ms, anything else at once. Its URL and the list."""
+    events = []
+
+    class Handler(http.server.BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def setup(self):
+            super().setup()
+            events.append(("open", self.client_address[1]))
+
+        def finish(self):
+            super().finish()
+            events.append(("close", self.client_address[1]))
+
+        def do_GET(self):
+            if self.path.startswith("/delay/"):
+                time.sleep(int(self.path[len("/delay/"):]) / 1000)
+            self.send_response(200)
+            self.send_header("Content-Length", "2")
+            self.end_headers()
+            self.wfile.write(b"ok")
+
+        def log_message(self, *args):
+            pass
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    test.addCleanup(server.server_close)
+    test.addCleanup(server.shutdown)
+    return f"http://127.0.0.1:{server.server_address[1]}", events
+
+
 class ProxyCore(BerthTestCase):
     def setUp(self):
         super().setUp()
@@ -244,13 +278,13 @@ providers:
 
 
 class Timeouts(BerthTestCase):
-    def one_route_berth(self, server_url, forwarding_timeouts, entry_point=""):
-        """A berth (one worker) routing every request to `server_url`, with the given
-        `serversTransport.forwardingTimeouts` lines and extra lines for its entry point; its port."""
+    def one_route_berth(self, server_url, servers_transport, entry_point=""):
+        """A berth (one worker) routing every request to `server_url`, with the given lines under
+        `serversTransport:` and extra lines for its entry point; its port."""
         port = free_port()
         dyn = router_yaml({"r": ("PathPrefix(`/`)", "s")}, {"s": [server_url]})
         static = (f"entryPoints:\n  web:\n    address: \"127.0.0.1:{port}\"\n{entry_point}"
-                  f"serversTransport:\n  forwardingTimeouts:\n{forwarding_timeouts}"
+                  + (f"serversTransport:\n{servers_transport}" if servers_transport else "") +
                   f"providers:\n  file:\n    filename: {self.tmp}/dynamic.yml\nworkers: 1\n")
         proxy = self.berth(static_yaml=static, dynamic_yaml=dyn, wait=False)
         wait_for_port(port, proc=proxy.proc)
@@ -258,7 +292,7 @@ class Timeouts(BerthTestCase):
 
     def test_response_header_timeout_gets_504_and_read_timeout_408(self):
         be = self.backend("slowpoke")
-        port = self.one_route_berth(be.url, "    responseHeaderTimeout: 300ms\n",
+        port = self.one_route_berth(be.url, "  forwardingTimeouts:\n    responseHeaderTimeout: 300ms\n",
                                     "    transport:\n      respondingTimeouts:\n"
                                     "        readTimeout: 1s\n        idleTimeout: 2s\n")
         t = time.time()
@@ -284,33 +318,8 @@ class Timeouts(BerthTestCase):
     def test_idle_upstream_connections_close_after_idle_conn_timeout(self):
         # serversTransport.forwardingTimeouts.idleConnTimeout: a pooled connection to the server
         # carries the next request while it is younger, and berth closes it once it has idled that long.
-        events = []  # ("open" | "close", berth's port of the connection)
-
-        class Handler(http.server.BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def setup(self):
-                super().setup()
-                events.append(("open", self.client_address[1]))
-
-            def finish(self):
-                super().finish()
-                events.append(("close", self.client_address[1]))
-
-            def do_GET(self):
-                self.send_response(200)
-                self.send_header("Content-Length", "2")
-                self.end_headers()
-                self.wfile.write(b"ok")
-
-            def log_message(self, *args):
-                pass
-
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        threading.Thread(target=server.serve_forever, daemon=True).start()
-        self.addCleanup(server.server_close)
-        self.addCleanup(server.shutdown)
-        port = self.one_route_berth(f"http://127.0.0.1:{server.server_address[1]}", "    idleConnTimeout: 1s\n")
+        url, events = connection_recorder(self)
+        port = self.one_route_berth(url, "  forwardingTimeouts:\n    idleConnTimeout: 1s\n")
         self.assertEqual(get(port, "/")[2], b"ok")
         time.sleep(0.3)
         self.assertEqual(get(port, "/")[2], b"ok")
@@ -323,6 +332,44 @@ class Timeouts(BerthTestCase):
         wait_until(lambda: ("close", first) in events, timeout=2.5)
         self.assertEqual(get(port, "/")[2], b"ok")
         self.assertEqual(len([e for e in events if e[0] == "open"]), 2, events)
+
+    def test_max_idle_conns_per_host_bounds_the_pool(self):
+        # serversTransport.maxIdleConnsPerHost: of three connections opened for three requests at
+        # once, berth keeps one idle for the next request and closes the other two.
+        url, events = connection_recorder(self)
+        port = self.one_route_berth(url, "  maxIdleConnsPerHost: 1\n")
+        answers = []
+        threads = [threading.Thread(target=lambda: answers.append(get(port, "/delay/300")[2])) for _ in range(3)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(10)
+        self.assertEqual(answers, [b"ok"] * 3)
+        self.assertEqual(len([e for e in events if e[0] == "open"]), 3, events)
+        wait_until(lambda: len([e for e in events if e[0] == "close"]) == 2)
+        self.assertEqual(get(port, "/")[2], b"ok")
+        time.sleep(0.2)
+        self.assertEqual(len([e for e in events if e[0] == "open"]), 3, "the kept connection took the request")
+        self.assertEqual(len([e for e in events if e[0] == "close"]), 2, events)
+
+    def test_write_timeout_closes_a_client_that_does_not_read(self):
+        # entryPoints.<ep>.transport.respondingTimeouts.writeTimeout: a response that cannot be
+        # written within it (the client reads nothing) ends with the connection.
+        be = self.backend("big")
+        port = self.one_route_berth(be.url, "",
+                                    "    transport:\n      respondingTimeouts:\n        writeTimeout: 1s\n")
+        s = socket.create_connection(("127.0.0.1", port), timeout=10)
+        self.addCleanup(s.close)
+        s.sendall(b"GET /size/200000000 HTTP/1.1\r\nHost: x\r\n\r\n")
+        time.sleep(2.5)  # more than writeTimeout, reading nothing
+        got, start = 0, time.time()
+        while time.time() - start < 8:
+            chunk = s.recv(1 << 20)
+            if not chunk:
+                break
+            got += len(chunk)
+        self.assertLess(time.time() - start, 8, "the connection was not closed")
+        self.assertLess(got, 200_000_000)  # the socket buffers' worth, then the end
 
     def test_dial_timeout_gets_504(self):
         # A listener that never accepts, with its backlog full: a connect to it hangs (its SYNs are
@@ -339,7 +386,7 @@ class Timeouts(BerthTestCase):
             fillers.append(f)
         time.sleep(0.2)
         try:
-            port = self.one_route_berth(f"http://127.0.0.1:{sink_port}", "    dialTimeout: 400ms\n")
+            port = self.one_route_berth(f"http://127.0.0.1:{sink_port}", "  forwardingTimeouts:\n    dialTimeout: 400ms\n")
             t = time.time()
             status, _, body = get(port, "/")
             self.assertEqual((status, body), (504, b"Gateway Timeout"))
