@@ -880,6 +880,19 @@ class Http2Function(H2Case):
         self.assertIsNone(c.goaway)
         self.assertEqual(c.get("/size/3")[::2], (200, b"xxx"))
 
+    def test_configured_max_concurrent_streams_is_advertised_and_enforced(self):
+        # entryPoints.<ep>.http2.maxConcurrentStreams: berth's SETTINGS say it, and streams over it
+        # (opened before the client read those SETTINGS) are refused; the others are served.
+        self.start(ep_extra="http2:\n  maxConcurrentStreams: 3")
+        c = self.client(handshake=False)
+        sids = [c.request("/delay/500") for _ in range(5)]
+        self.assertTrue(c.wait(lambda: all(c.done(s) for s in sids), 10), self.log_tail())
+        self.assertEqual(c.conn.remote_settings.max_concurrent_streams, 3)
+        served = [s for s in sids if c.stream(s)["ended"] and c.stream(s)["reset"] is None]
+        self.assertEqual(served, sids[:3])
+        self.assertEqual({c.stream(s)["reset"] for s in sids[3:]}, {REFUSED_STREAM})
+        self.assertEqual(c.get("/size/3")[::2], (200, b"xxx"))
+
     def test_response_flow_control_respects_a_small_client_window(self):
         self.start()
         window = 16384

@@ -60,7 +60,7 @@ def make_leaf(d, name, subject, sans=(), ca="ca", key="ec", client=False, aia=No
 
 # Hosts the "multi" certificate covers (tests where the certificate itself does not matter).
 MULTI_HOSTS = ["m.test", "v13.test", "v12.test", "ciph.test", "mtls.test", "opt.test", "nt.test",
-               "ws.test", "rec.test", "p.test", "s.test", "g.test"]
+               "ws.test", "rec.test", "p.test", "s.test", "g.test", "p384.test", "h1only.test"]
 
 
 def setUpModule():
@@ -606,6 +606,51 @@ tls:
         self.assertIsNotNone(fails(lambda: peer(port, "ciph.test", tls12(ciphers="ECDHE-ECDSA-AES128-GCM-SHA256"))))
         self.assertEqual(peer(port, "a.test", tls12(ciphers="ECDHE-ECDSA-AES128-GCM-SHA256"))["cipher"],
                          "ECDHE-ECDSA-AES128-GCM-SHA256")
+
+    def test_curve_preferences_and_alpn_protocols_by_host(self):
+        be = self.backend("app")
+        proxy = self.start(f"""
+http:
+  routers:
+    a:
+      rule: "Host(`a.test`)"
+      service: s
+      tls: {{}}
+    p384:
+      rule: "Host(`p384.test`)"
+      service: s
+      tls:
+        options: p384only
+    h1:
+      rule: "Host(`h1only.test`)"
+      service: s
+      tls:
+        options: h1only
+  services:
+{service("s", be.url)}
+tls:
+  certificates:
+{self.certs_yaml("a", "multi")}  options:
+    p384only:
+      curvePreferences: [CurveP384]
+    h1only:
+      alpnProtocols: [http/1.1]
+""")
+        port = proxy.port
+        # curvePreferences: the key exchange the host allows, whatever the client prefers.
+        rc, out = s_client(port, "-servername", "a.test", "-groups", "X25519:P-384", stdin_open=0.1)
+        self.assertIn("Server Temp Key: X25519", out)
+        rc, out = s_client(port, "-servername", "p384.test", "-groups", "X25519:P-384", stdin_open=0.1)
+        self.assertIn("Server Temp Key: ECDH, secp384r1", out)
+        rc, out = s_client(port, "-servername", "p384.test", "-groups", "X25519", stdin_open=0.1)
+        self.assertNotEqual(rc, 0, out)
+        self.assertIn("handshake failure", out)
+        self.assertEqual(https_get(port, "p384.test")[::2], (200, b"app"))  # Python offers P-384 too
+        # alpnProtocols: h2 is not offered to the client of h1only.test, and HTTP/1.1 serves it.
+        both = lambda: client_ctx(alpn=["h2", "http/1.1"])
+        self.assertEqual(peer(port, "a.test", both())["alpn"], "h2")
+        self.assertEqual(peer(port, "h1only.test", both())["alpn"], "http/1.1")
+        self.assertEqual(https_get(port, "h1only.test", ctx=both())[::2], (200, b"app"))
 
     def test_sni_strict_refuses_unknown_and_missing_sni(self):
         be = self.backend("app")
