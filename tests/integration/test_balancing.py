@@ -75,6 +75,26 @@ class Balancing(BerthTestCase):
         wait_until(lambda: len(mirror.requests) > before, timeout=5)
         self.assertEqual([r[1] for r in mirror.requests[before:]], ["/done"])
 
+    def test_mirror_body_false_mirrors_requests_without_their_body(self):
+        # mirroring.mirrorBody: false: each mirrored request goes without its body, even one too
+        # large to be buffered; the main service still gets the bodies.
+        live = self.backend("main")
+        mirror = self.recorder()
+        port = self.start(
+            f"    shadowed:\n      mirroring:\n        service: live\n        mirrorBody: false\n"
+            f"        mirrors: [{{name: copy, percent: 100}}]\n"
+            f"    live: {{loadBalancer: {{servers: [{{url: \"{live.url}\"}}]}}}}\n"
+            f"    copy: {{loadBalancer: {{servers: [{{url: \"{mirror.url}\"}}]}}}}\n",
+            "    r:\n      rule: \"PathPrefix(`/`)\"\n      service: shadowed\n")
+        for n in (5, 300_000):
+            self.assertEqual(get(port, f"/sink?n={n}", method="POST", body=b"z" * n)[::2], (200, str(n).encode()))
+        wait_until(lambda: len(mirror.requests) >= 2, timeout=5)
+        self.assertEqual([(m, p, b) for m, p, _, b in mirror.requests],
+                         [("POST", "/sink?n=5", b""), ("POST", "/sink?n=300000", b"")])
+        for _, _, headers, _ in mirror.requests:
+            self.assertIn(headers.get("Content-Length"), (None, "0"), headers)
+            self.assertNotIn("Transfer-Encoding", headers)
+
     def test_retry_middleware_waits_for_a_server_that_comes_up(self):
         port_b = free_port()
         port = self.start(

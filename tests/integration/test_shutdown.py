@@ -9,7 +9,7 @@ from harness import BerthTestCase, RawClient, free_port, get, main, router_yaml,
 
 
 class Shutdown(BerthTestCase):
-    def start(self, accept_grace, grace):
+    def start(self, accept_grace, grace, ping="{}"):
         be = self.backend("drain")
         self.web, self.ping = free_port(), free_port()
         static = f"""
@@ -25,7 +25,7 @@ entryPoints:
     transport:
       lifeCycle:
         requestAcceptGraceTimeout: {accept_grace}
-ping: {{}}
+ping: {ping}
 providers:
   file:
     filename: {self.tmp}/dynamic.yml
@@ -61,6 +61,15 @@ providers:
         code = proxy.proc.wait(10)
         self.assertEqual(code, 0)
         self.assertLess(time.time() - t0, 5)
+
+    def test_ping_answers_the_configured_terminating_status(self):
+        # ping.terminatingStatusCode: what /ping says while berth shuts down (Traefik's default 503).
+        proxy = self.start("600ms", "1s", ping="{terminatingStatusCode: 204}")
+        self.assertEqual(get(self.ping, "/ping")[0], 200)
+        proxy.proc.send_signal(signal.SIGTERM)
+        time.sleep(0.1)
+        self.assertEqual(get(self.ping, "/ping")[0], 204)
+        self.assertEqual(proxy.proc.wait(10), 0)
 
     def test_grace_timeout_bounds_the_wait(self):
         proxy = self.start("0s", "1s")
