@@ -168,7 +168,7 @@ class DynamicDecoder {
   }
 
   // The headers middleware: custom headers, CORS and the security options, as Traefik (unrolled/secure)
-  // writes them. Host checks (allowedHosts, sslProxyHeaders...) are not implemented yet and are reported.
+  // writes them. Options Traefik v3 no longer has (sslRedirect, featurePolicy...) are reported.
   void decode_headers_options(MiddlewareConfig& m, const std::vector<const ConfigNode*>& options,
                               const std::string& tpath) {
     bool frame_deny = false, nosniff = false, xss = false, sts_subdomains = false, sts_preload = false;
@@ -191,6 +191,11 @@ class DynamicDecoder {
       else if (iequals(k, "stsIncludeSubdomains")) d_.read_bool(*o, tpath, sts_subdomains);
       else if (iequals(k, "stsPreload")) d_.read_bool(*o, tpath, sts_preload);
       else if (iequals(k, "forceSTSHeader")) d_.read_bool(*o, tpath, m.force_sts);
+      else if (iequals(k, "publicKey")) d_.read_string(*o, tpath, m.public_key);
+      else if (iequals(k, "allowedHosts")) d_.read_list(*o, tpath, m.allowed_hosts);
+      else if (iequals(k, "hostsProxyHeaders")) d_.read_list(*o, tpath, m.hosts_proxy_headers);
+      else if (iequals(k, "sslProxyHeaders")) read_header_map(*o, tpath + "." + k, m.ssl_proxy_headers);
+      else if (iequals(k, "isDevelopment")) d_.read_bool(*o, tpath, m.is_development);
       else if (iequals(k, "accessControlAllowCredentials")) m.cors |= d_.read_bool(*o, tpath, m.cors_allow_credentials);
       else if (iequals(k, "accessControlAllowHeaders")) m.cors |= d_.read_list(*o, tpath, m.cors_allow_headers);
       else if (iequals(k, "accessControlAllowMethods")) m.cors |= d_.read_list(*o, tpath, m.cors_allow_methods);

@@ -155,6 +155,12 @@ struct MiddlewareConfig {
   std::vector<std::pair<std::string, std::string>> security_headers;
   std::string sts;          ///< Strict-Transport-Security value, empty if stsSeconds is 0
   bool force_sts = false;   ///< headers.forceSTSHeader
+  std::string public_key;   ///< headers.publicKey: the Public-Key-Pins value (HTTPS only, as STS)
+  std::vector<std::string> allowed_hosts;        ///< headers.allowedHosts (empty: any); others get 500 Bad Host
+  std::vector<std::string> hosts_proxy_headers;  ///< headers.hostsProxyHeaders: where a proxy puts the host
+  /// headers.sslProxyHeaders: a request carrying one of these name/value pairs counts as HTTPS.
+  std::vector<std::pair<std::string, std::string>> ssl_proxy_headers;
+  bool is_development = false;  ///< headers.isDevelopment: no host check, STS or Public-Key-Pins
   // headers: CORS
   bool cors = false;                       ///< any accessControl* option is set
   bool cors_allow_credentials = false;

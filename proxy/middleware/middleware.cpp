@@ -206,8 +206,10 @@ class RedirectRegex final : public Middleware {
 class Headers final : public Middleware {
  public:
   Headers(const config::MiddlewareConfig& c, std::optional<Cors> cors)
-      : request_(c.request_headers), response_(c.security_headers), sts_(c.sts), force_sts_(c.force_sts),
-        cors_(std::move(cors)) {
+      : request_(c.request_headers), response_(c.security_headers), custom_from_(c.security_headers.size()),
+        sts_(c.sts), public_key_(c.public_key), allowed_hosts_(c.allowed_hosts),
+        hosts_proxy_headers_(c.hosts_proxy_headers), ssl_proxy_headers_(c.ssl_proxy_headers),
+        force_sts_(c.force_sts), is_development_(c.is_development), cors_(std::move(cors)) {
     // Custom response headers come after the security ones, so they win on the same name.
     response_.insert(response_.end(), c.response_headers.begin(), c.response_headers.end());
   }
@@ -230,9 +232,19 @@ class Headers final : public Middleware {
       ctx.edits.cors = &*cors_;
     }
     for (const auto& [k, v] : request_) ctx.edits.request.emplace_back(k, v);
-    // HSTS only means something on HTTPS (here: a trusted proxy in front says so), unless forced.
-    if (!sts_.empty() && (force_sts_ || iequals(request_scheme(ctx), "https")))
+    if (!allowed_hosts_.empty() && !is_development_ && !host_allowed(ctx)) {
+      // unrolled/secure's answer; the custom response headers still apply, the security ones not.
+      for (size_t i = custom_from_; i < response_.size(); ++i) ctx.edits.response.emplace_back(response_[i]);
+      ctx.edits.status = 500;
+      ctx.edits.reply_body = "Bad Host\n"sv;
+      return false;
+    }
+    // HSTS and HPKP only mean something on HTTPS (here: a trusted proxy in front, or one of the
+    // sslProxyHeaders, says so), unless forced.
+    const bool https = !is_development_ && is_https(ctx);
+    if (!sts_.empty() && !is_development_ && (force_sts_ || https))
       ctx.edits.response.emplace_back("Strict-Transport-Security", sts_);
+    if (!public_key_.empty() && https) ctx.edits.response.emplace_back("Public-Key-Pins", public_key_);
     for (const auto& [k, v] : response_) ctx.edits.response.emplace_back(k, v);
     return true;
   }
@@ -244,9 +256,44 @@ class Headers final : public Middleware {
     return {};
   }
 
+  // A request header as Traefik's middlewares see it: X-Forwarded-* from a peer that is not
+  // trusted were replaced by the entry point (Proto and Host by the real ones) or dropped.
+  static std::string_view seen_value(const Context& ctx, std::string_view name) {
+    if (iequals(name, "X-Forwarded-Proto")) return request_scheme(ctx);
+    if (!ctx.trusted && iequals(name, "X-Forwarded-Host")) return ctx.request.host;
+    constexpr std::string_view kForwarded = "X-Forwarded-";
+    if (!ctx.trusted && ((name.size() > kForwarded.size() && iequals(name.substr(0, kForwarded.size()), kForwarded)) ||
+                         iequals(name, "X-Real-Ip")))
+      return {};
+    return first_value(ctx, name);
+  }
+
+  // The host as the client asked for it: from the first hostsProxyHeaders header present, else Host.
+  bool host_allowed(const Context& ctx) const {
+    std::string_view host = ctx.request.host;
+    for (const auto& name : hosts_proxy_headers_)
+      if (std::string_view v = seen_value(ctx, name); !v.empty()) {
+        host = v;
+        break;
+      }
+    for (const auto& allowed : allowed_hosts_)
+      if (iequals(allowed, host)) return true;
+    return false;
+  }
+
+  bool is_https(const Context& ctx) const {
+    if (iequals(request_scheme(ctx), "https")) return true;
+    for (const auto& [name, value] : ssl_proxy_headers_)
+      if (seen_value(ctx, name) == value) return true;
+    return false;
+  }
+
   std::vector<std::pair<std::string, std::string>> request_, response_;
-  std::string sts_;
-  bool force_sts_;
+  size_t custom_from_;  ///< response_ from here on: the custom response headers
+  std::string sts_, public_key_;
+  std::vector<std::string> allowed_hosts_, hosts_proxy_headers_;
+  std::vector<std::pair<std::string, std::string>> ssl_proxy_headers_;
+  bool force_sts_, is_development_;
   std::optional<Cors> cors_;
 };
 
