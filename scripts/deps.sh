@@ -6,7 +6,7 @@ pkgs=(cmake ninja-build g++ ccache pkg-config libboost1.81-dev libboost-url1.81-
       libnghttp2-dev libjemalloc-dev libssl-dev libyaml-cpp-dev libre2-dev zlib1g-dev libbrotli-dev libzstd-dev libgtest-dev
       libbenchmark-dev)
 case "$profile" in
-  test) pkgs+=(docker.io docker-compose python3 python3-websockets python3-h2 python3-cryptography python3-grpcio openssl curl wrk nghttp2-client nginx-light busybox-static procps clang libclang-rt-14-dev testssl.sh pebble lego prometheus chromium nodejs)
+  test) pkgs+=(docker.io docker-compose python3 python3-websockets python3-h2 python3-cryptography python3-grpcio openssl curl zstd wrk nghttp2-client nginx-light busybox-static procps clang libclang-rt-14-dev testssl.sh pebble lego prometheus chromium nodejs)
         command -v npm >/dev/null || pkgs+=(npm) ;;  # NodeSource's nodejs brings its own npm
   bench) pkgs+=(python3 curl wrk nginx-light haproxy procps heaptrack openssl nghttp2-client nghttp2-proxy h2o) ;;
 esac

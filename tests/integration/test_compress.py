@@ -19,10 +19,16 @@ http:
     r: {{rule: "PathPrefix(`/`)", service: s, middlewares: [zip]}}
     picky: {{rule: "PathPrefix(`/picky`)", service: s, middlewares: [strip, no-text]}}
     pre: {{rule: "PathPrefix(`/pre`)", service: encoded, middlewares: [zip]}}
+    br: {{rule: "PathPrefix(`/br`)", service: s, middlewares: [strip, only-br]}}
+    dz: {{rule: "PathPrefix(`/dz`)", service: s, middlewares: [strip, default-zstd]}}
+    json: {{rule: "PathPrefix(`/json`)", service: s, middlewares: [strip, json-only]}}
   middlewares:
     zip: {{compress: {{}}}}
     no-text: {{compress: {{excludedContentTypes: [text/plain]}}}}
-    strip: {{stripPrefix: {{prefixes: [/picky]}}}}
+    strip: {{stripPrefix: {{prefixes: [/picky, /br, /dz, /json]}}}}
+    only-br: {{compress: {{encodings: [br]}}}}
+    default-zstd: {{compress: {{defaultEncoding: zstd}}}}
+    json-only: {{compress: {{includedContentTypes: [application/json]}}}}
   services:
     s: {{loadBalancer: {{servers: [{{url: "{self.app.url}"}}]}}}}
     encoded: {{loadBalancer: {{servers: [{{url: "{self.encoded.url}"}}]}}}}
@@ -70,6 +76,24 @@ http:
         self.assertEqual(gzip.decompress(body), b"z" * 3000, "an encoded body is never encoded twice")
         status, headers, body = get(self.port, "/size/5000", method="HEAD", headers={"Accept-Encoding": "gzip"})
         self.assertEqual((status, body), (200, b""))
+
+    def test_encodings_default_encoding_and_included_content_types(self):
+        # encodings: [br]: a client taking gzip or br gets br; one taking gzip alone, no encoding.
+        headers, body = self.curl("/br/size/5000", "--compressed", "-H", "Accept-Encoding: gzip, br")
+        self.assertEqual((headers.get("content-encoding"), body), ("br", b"x" * 5000))
+        status, headers, body = get(self.port, "/br/size/5000", headers={"Accept-Encoding": "gzip"})
+        self.assertNotIn("content-encoding", headers)
+        # defaultEncoding: zstd for a request without Accept-Encoding (decoded by the zstd tool).
+        status, headers, body = get(self.port, "/dz/size/5000")
+        self.assertEqual(headers.get("content-encoding"), "zstd")
+        plain = subprocess.run(["zstd", "-d", "-c"], input=body, capture_output=True, timeout=20).stdout
+        self.assertEqual(plain, b"x" * 5000)
+        # includedContentTypes: [application/json]: JSON is compressed, text/plain is not.
+        status, headers, body = get(self.port, "/json/size/5000", headers={"Accept-Encoding": "gzip"})
+        self.assertNotIn("content-encoding", headers)
+        status, headers, body = get(self.port, "/json/echo?" + "a" * 2000, headers={"Accept-Encoding": "gzip"})
+        self.assertEqual(headers.get("content-encoding"), "gzip")
+        self.assertIn(b'"target"', gzip.decompress(body))
 
     def test_keep_alive_and_http10_clients(self):
         c = RawClient(self.port)
