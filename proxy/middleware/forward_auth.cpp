@@ -92,10 +92,13 @@ class ForwardAuth final : public Middleware {
       }
       out.append(h.name).append(": ").append(h.value).append("\r\n");
     }
-    // Traefik: the client's own X-Forwarded-* count only with trustForwardHeader.
-    auto trusted = [&](int i, std::string_view ours) { return trust_forward_header_ && !prior[i].empty() ? prior[i] : ours; };
+    // Traefik: the client's own X-Forwarded-* count only with trustForwardHeader, and only from a
+    // peer the entry point trusts (its forwardedHeaders drop the others before any middleware:
+    // an auth server deciding by X-Forwarded-Host or -Uri must not hear them from anyone).
+    const bool keep = trust_forward_header_ && ctx.trusted;
+    auto trusted = [&](int i, std::string_view ours) { return keep && !prior[i].empty() ? prior[i] : ours; };
     std::string peer = ctx.peer.to_string();
-    std::string xff = trust_forward_header_ && !prior[0].empty() ? std::string(prior[0]) + ", " + peer : peer;
+    std::string xff = keep && !prior[0].empty() ? std::string(prior[0]) + ", " + peer : peer;
     out.append("X-Forwarded-For: ").append(xff).append("\r\n");
     out.append("X-Forwarded-Method: ").append(trusted(1, req.method)).append("\r\n");
     out.append("X-Forwarded-Proto: ").append(trusted(2, ctx.tls ? "https" : "http")).append("\r\n");

@@ -299,6 +299,36 @@ http:
         auth.stop()
         self.assertEqual(get(proxy.port, "/echo/x")[0], 500)
 
+    def test_forward_auth_trusts_forward_headers_only_from_trusted_peers(self):
+        # trustForwardHeader passes the client's X-Forwarded-* on to the auth server, as Traefik
+        # does, but only from a peer in forwardedHeaders.trustedIPs: from anyone else they are the
+        # real ones, or an auth server deciding by X-Forwarded-Host and -Uri could be lied to.
+        auth = self.recorder(lambda m, p: (200, {}, b""))
+        app = self.backend("app")
+        port = free_port()
+        static = (f"entryPoints:\n  web:\n    address: \"127.0.0.1:{port}\"\n"
+                  f"    forwardedHeaders:\n      trustedIPs: [127.0.0.3]\n"
+                  f"providers:\n  file:\n    filename: {self.tmp}/dynamic.yml\n")
+        proxy = self.berth(static_yaml=static, wait=False, dynamic_yaml=f"""
+http:
+  routers:
+    r: {{rule: "PathPrefix(`/`)", service: s, middlewares: [fa]}}
+  middlewares:
+    fa: {{forwardAuth: {{address: "{auth.url}/verify", trustForwardHeader: true}}}}
+  services:
+    s: {{loadBalancer: {{servers: [{{url: "{app.url}"}}]}}}}
+""")
+        wait_for_port(port, proc=proxy.proc)
+        claims = {"X-Forwarded-Host": "public.test", "X-Forwarded-Uri": "/public", "X-Forwarded-For": "10.9.9.9",
+                  "X-Forwarded-Method": "HEAD", "X-Forwarded-Proto": "https"}
+        forwarded = lambda sent: {k: sent.get(k) for k in claims}
+        self.assertEqual(get(port, "/admin?x=1", host="private.test", headers=claims)[0], 200)
+        self.assertEqual(forwarded(auth.requests[-1][2]),
+                         {"X-Forwarded-Host": "private.test", "X-Forwarded-Uri": "/admin?x=1",
+                          "X-Forwarded-For": "127.0.0.1", "X-Forwarded-Method": "GET", "X-Forwarded-Proto": "http"})
+        self.assertEqual(get(port, "/admin?x=1", host="private.test", headers=claims, source="127.0.0.3")[0], 200)
+        self.assertEqual(forwarded(auth.requests[-1][2]), {**claims, "X-Forwarded-For": "10.9.9.9, 127.0.0.3"})
+
     def test_reload_while_an_auth_server_thinks(self):
         """An exchange that waits on forwardAuth across a reload still gets a sound server pick."""
         import threading
