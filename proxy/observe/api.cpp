@@ -235,7 +235,12 @@ json::object middleware_options(const config::MiddlewareConfig& m) {
     // berth: the security options, as the response headers they produce.
     auto security = m.security_headers;
     if (!m.sts.empty()) security.emplace_back("Strict-Transport-Security", m.sts);
+    if (!m.public_key.empty()) security.emplace_back("Public-Key-Pins", m.public_key);
     if (!security.empty()) o["securityHeaders"] = header_map(security);
+    if (!m.allowed_hosts.empty()) o["allowedHosts"] = strings(m.allowed_hosts);
+    if (!m.hosts_proxy_headers.empty()) o["hostsProxyHeaders"] = strings(m.hosts_proxy_headers);
+    if (!m.ssl_proxy_headers.empty()) o["sslProxyHeaders"] = header_map(m.ssl_proxy_headers);
+    if (m.is_development) o["isDevelopment"] = true;
     if (m.cors) {
       o["accessControlAllowCredentials"] = m.cors_allow_credentials;
       if (!m.cors_allow_headers.empty()) o["accessControlAllowHeaders"] = strings(m.cors_allow_headers);

@@ -177,6 +177,28 @@ TEST(Api, MiddlewaresShowTypeUsersThroughChainsAndNoPasswords) {
   EXPECT_EQ(b->get("/api/http/middlewares/auth@file").body.find("$apr1$"), std::string::npos);
 }
 
+TEST(Api, HeadersMiddlewareShowsItsHostChecksAndSecurityHeaders) {
+  auto b = build(R"yaml(http:
+  middlewares:
+    secure:
+      headers:
+        allowedHosts: [a.test]
+        hostsProxyHeaders: [X-Forwarded-Host]
+        sslProxyHeaders: {X-Edge-Proto: https}
+        publicKey: 'pin-sha256="cGlu"'
+        frameDeny: true
+        isDevelopment: true
+)yaml");
+  json::value got = b->get_json("/api/http/middlewares/secure@file");
+  const auto& h = got.as_object().at("headers").as_object();
+  EXPECT_EQ(json::serialize(h.at("allowedHosts")), R"(["a.test"])");
+  EXPECT_EQ(json::serialize(h.at("hostsProxyHeaders")), R"(["X-Forwarded-Host"])");
+  EXPECT_EQ(json::serialize(h.at("sslProxyHeaders")), R"({"X-Edge-Proto":"https"})");
+  EXPECT_EQ(json::serialize(h.at("securityHeaders")),
+            R"({"X-Frame-Options":"DENY","Public-Key-Pins":"pin-sha256=\"cGlu\""})");
+  EXPECT_TRUE(h.at("isDevelopment").as_bool());
+}
+
 TEST(Api, OverviewCountsAndProblems) {
   auto b = build(kConfig);
   json::value overview = b->get_json("/api/overview");
