@@ -56,9 +56,14 @@ class ForwardAuth final : public Middleware {
     }
     // Granted: authResponseHeaders replace the request's own (absent ones are removed).
     for (const auto& name : response_headers_) e.request.emplace_back(name, f.header(name));
-    if (response_headers_regex_)
+    if (response_headers_regex_) {
+      // As Traefik: the client's own headers the regex matches are removed, so a header the auth
+      // server did not send cannot come from the client instead.
+      for (const auto& h : ctx.request.headers)
+        if (RE2::PartialMatch(h.name, *response_headers_regex_)) e.request.emplace_back(h.name, std::string_view{});
       for (const auto& [name, value] : f.headers)
         if (RE2::PartialMatch(name, *response_headers_regex_)) e.request.emplace_back(name, value);
+    }
     for (const auto& [name, value] : f.headers) {
       if (!iequals(name, "Set-Cookie")) continue;
       std::string_view cookie = std::string_view(value).substr(0, value.find('='));

@@ -329,6 +329,29 @@ http:
         self.assertEqual(get(port, "/admin?x=1", host="private.test", headers=claims, source="127.0.0.3")[0], 200)
         self.assertEqual(forwarded(auth.requests[-1][2]), {**claims, "X-Forwarded-For": "10.9.9.9, 127.0.0.3"})
 
+    def test_forward_auth_response_headers_regex_copies_matches_and_drops_the_clients_own(self):
+        # authResponseHeadersRegex: the auth server's headers the regex matches reach the server;
+        # the client's own that match are removed (Traefik), so none can be forged.
+        auth = self.recorder(lambda m, p: (200, {"X-Auth-User": "alice", "X-Other": "no"}, b""))
+        app = self.backend("app")
+        proxy = self.berth(dynamic_yaml=f"""
+http:
+  routers:
+    r: {{rule: "PathPrefix(`/`)", service: s, middlewares: [fa]}}
+  middlewares:
+    fa: {{forwardAuth: {{address: "{auth.url}/verify", authResponseHeadersRegex: "^X-Auth-"}}}}
+  services:
+    s: {{loadBalancer: {{servers: [{{url: "{app.url}"}}]}}}}
+""")
+        status, _, body = get(proxy.port, "/echo", headers={"X-Auth-User": "mallory", "X-Auth-Role": "admin",
+                                                             "X-Keep": "1"})
+        self.assertEqual(status, 200)
+        seen = {n.lower(): v for n, v in json.loads(body)["headers"]}
+        self.assertEqual(seen.get("x-auth-user"), "alice")
+        self.assertNotIn("x-auth-role", seen, "the client's own X-Auth-Role is removed")
+        self.assertNotIn("x-other", seen, "only matching headers are copied")
+        self.assertEqual(seen.get("x-keep"), "1")
+
     def test_reload_while_an_auth_server_thinks(self):
         """An exchange that waits on forwardAuth across a reload still gets a sound server pick."""
         import threading
