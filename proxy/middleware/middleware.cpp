@@ -259,12 +259,10 @@ class Headers final : public Middleware {
   // A request header as Traefik's middlewares see it: X-Forwarded-* from a peer that is not
   // trusted were replaced by the entry point (Proto and Host by the real ones) or dropped.
   static std::string_view seen_value(const Context& ctx, std::string_view name) {
-    if (iequals(name, "X-Forwarded-Proto")) return request_scheme(ctx);
-    if (!ctx.trusted && iequals(name, "X-Forwarded-Host")) return ctx.request.host;
-    constexpr std::string_view kForwarded = "X-Forwarded-";
-    if (!ctx.trusted && ((name.size() > kForwarded.size() && iequals(name.substr(0, kForwarded.size()), kForwarded)) ||
-                         iequals(name, "X-Real-Ip")))
-      return {};
+    const http::HeaderId id = http::header_id(name);
+    if (id == http::HeaderId::kXForwardedProto) return request_scheme(ctx);
+    if (!ctx.trusted && id == http::HeaderId::kXForwardedHost) return ctx.request.host;
+    if (!ctx.trusted && http::is_forwarded_family(id)) return {};
     return first_value(ctx, name);
   }
 
