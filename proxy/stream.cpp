@@ -8,12 +8,15 @@
 #include <unistd.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstring>
+#include <span>
 
 #include "base/log.h"
 #include "proxy/block_pool.h"
 #include "proxy/h2_session.h"
+#include "proxy/send_batch.h"
 
 namespace berth::proxy {
 
@@ -231,11 +234,47 @@ void Stream::release_cipher_block() {
 coro::Task<IoResult> Stream::h2_read_some(asio::mutable_buffer buffer) { return h2_->read(buffer); }
 coro::Task<IoResult> Stream::h2_write(ConstBufferList list) { return h2_->write(list); }
 
+SendBatch* Stream::plain_batch() const { return socket_.is_open() ? SendBatch::current() : nullptr; }
+
+coro::Task<IoResult> Stream::batched_write(ConstBufferList list, SendBatch* batch) {
+  SendBatchEntry entry;
+  size_t total = 0;
+  for (size_t i = 0; i < list.count; ++i) {
+    entry.iov[i] = {const_cast<void*>(list.buffers[i].data()), list.buffers[i].size()};
+    total += list.buffers[i].size();
+  }
+  if (total == 0) co_return IoResult{};
+  entry.fd = socket_.native_handle();
+  entry.msg.msg_iov = entry.iov;
+  entry.msg.msg_iovlen = list.count;
+  batched_ = &entry;
+  co_await SendBatch::Send{batch, &entry};
+  batched_ = nullptr;
+  if (entry.result >= 0 && static_cast<size_t>(entry.result) == total) co_return IoResult{error_code{}, total};
+  if (entry.result < 0 && entry.result != -EAGAIN && entry.result != -EWOULDBLOCK)
+    co_return IoResult{error_code(-entry.result, boost::system::system_category()), 0};
+  // The socket took part of it or nothing (it is full): the rest waits for room, as any write does.
+  size_t done = entry.result > 0 ? static_cast<size_t>(entry.result) : 0;
+  std::array<asio::const_buffer, ConstBufferList::kMax> rest;
+  size_t n = 0;
+  for (size_t i = 0, skip = done; i < list.count; ++i) {
+    asio::const_buffer b = list.buffers[i];
+    const size_t cut = std::min(skip, b.size());
+    skip -= cut;
+    b += cut;
+    if (b.size() != 0) rest[n++] = b;
+  }
+  auto [ec, more] = co_await asio::async_write(socket_, std::span<const asio::const_buffer>(rest.data(), n),
+                                               coro::use_task);
+  co_return IoResult{ec, done + more};
+}
+
 void Stream::cancel() {
   if (h2_ != nullptr) {
     h2_->cancel();
     return;
   }
+  if (batched_ != nullptr) SendBatch::send_now(batched_);
   error_code ec;
   socket_.cancel(ec);
 }
@@ -254,6 +293,7 @@ void Stream::close() {
     ERR_clear_error();
   }
   send_held_now();
+  if (batched_ != nullptr) SendBatch::send_now(batched_);
   error_code ec;
   socket_.shutdown(Socket::shutdown_send, ec);
   socket_.close(ec);
@@ -261,6 +301,7 @@ void Stream::close() {
 
 int Stream::detach() {
   send_held_now();  // none after an exchange; a descriptor in the ParkSet must owe its peer nothing
+  if (batched_ != nullptr) SendBatch::send_now(batched_);
   error_code ec;
   int fd = socket_.release(ec);
   return ec ? -1 : fd;

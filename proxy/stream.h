@@ -46,6 +46,8 @@ struct ConstBufferList {
 };
 
 class H2Stream;
+class SendBatch;
+struct SendBatchEntry;
 
 /// Awaits one of two awaitables that yield IoResult; which one is decided before the wait starts.
 template <typename A, typename B>
@@ -140,7 +142,8 @@ class Stream {
   auto write(const ConstBuffers& buffers, bool last = false) {
     using Plain = decltype(boost::asio::async_write(socket_, buffers, coro::use_task));
     using Either = EitherAwaiter<Plain, coro::Task<IoResult>>;
-    if (ssl_ == nullptr && h2_ == nullptr)
+    SendBatch* batch = ssl_ == nullptr && h2_ == nullptr ? plain_batch() : nullptr;
+    if (ssl_ == nullptr && h2_ == nullptr && batch == nullptr)
       return Either(boost::asio::async_write(socket_, buffers, coro::use_task), &bytes_written_);
     ConstBufferList list;
     for (auto it = boost::asio::buffer_sequence_begin(buffers); it != boost::asio::buffer_sequence_end(buffers); ++it) {
@@ -152,10 +155,19 @@ class Stream {
       }
       list.buffers[list.count++] = b;
     }
+    if (batch != nullptr) {
+      if (list.overflow) return Either(boost::asio::async_write(socket_, buffers, coro::use_task), &bytes_written_);
+      return Either(batched_write(list, batch), &bytes_written_);
+    }
     return Either(ssl_ != nullptr ? tls_write(list, last) : h2_write(list), &bytes_written_);
   }
 
  private:
+  /// The worker's SendBatch for a write of this plain socket, or null (write it at once).
+  SendBatch* plain_batch() const;
+  /// Writes `list` with the worker's batch (send_batch.h); what the socket does not take then, the
+  /// usual way.
+  coro::Task<IoResult> batched_write(ConstBufferList list, SendBatch* batch);
   coro::Task<IoResult> tls_read_some(boost::asio::mutable_buffer buffer, bool likely_empty);
   coro::Task<IoResult> tls_write(ConstBufferList list, bool last);
   coro::Task<IoResult> h2_read_some(boost::asio::mutable_buffer buffer);
@@ -198,6 +210,7 @@ class Stream {
   uint32_t held_from_ = 0;
   uint32_t held_to_ = 0;
   BIO* bio_ = nullptr;            ///< owned by ssl_
+  SendBatchEntry* batched_ = nullptr;  ///< a write waiting in the worker's SendBatch
   uint64_t bytes_read_ = 0;
   uint64_t bytes_written_ = 0;
   SSL* ssl_ = nullptr;

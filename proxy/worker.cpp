@@ -11,6 +11,7 @@
 #include "proxy/coro/task.h"
 #include "proxy/downstream_connection.h"
 #include "proxy/observe/metrics.h"
+#include "proxy/send_batch.h"
 
 namespace berth::proxy {
 
@@ -91,11 +92,13 @@ void Worker::start() {
   schedule_sweep();
   thread_ = std::thread([this] {
     BlockPool::keep_deep_lists();  // the sweep trims them each second
+    SendBatch::init_thread(io_.get_executor());
     try {
       io_.run();
     } catch (const std::exception& e) {
       LOG_ERROR("worker ", index_, " stopped: ", e.what());
     }
+    SendBatch::end_thread();
   });
 }
 
