@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <boost/asio/post.hpp>
+#include <atomic>
 #include <cerrno>
 #include <cstring>
 #include <utility>
@@ -17,16 +18,15 @@ constexpr unsigned kRingEntries = 256;  // a flush of more sends goes a ring's w
 
 thread_local SendBatch* t_batch = nullptr;
 
+}  // namespace
+
 // The flush as an Asio handler: allocated from BlockPool like every operation of the data plane.
-struct FlushHandler {
+struct SendBatch::Flush {
   using allocator_type = PoolAllocator<void>;
   allocator_type get_allocator() const noexcept { return {}; }
-  void (*run)(SendBatch*);
   SendBatch* batch;
-  void operator()() const { run(batch); }
+  void operator()() const { batch->flush(); }
 };
-
-}  // namespace
 
 SendBatch* SendBatch::current() noexcept { return t_batch != nullptr && !t_batch->broken_ ? t_batch : nullptr; }
 
@@ -37,8 +37,8 @@ bool SendBatch::init_thread(Executor executor) {
   int rc = io_uring_queue_init(kRingEntries, &batch->ring_, IORING_SETUP_SINGLE_ISSUER | IORING_SETUP_COOP_TASKRUN);
   if (rc == -EINVAL) rc = io_uring_queue_init(kRingEntries, &batch->ring_, 0);  // a kernel before 6.0
   if (rc < 0) {
-    static bool logged = false;
-    if (!std::exchange(logged, true))
+    static std::atomic<bool> logged{false};
+    if (!logged.exchange(true))
       LOG_INFO("io_uring is not available (", std::strerror(-rc), "): each write is a sendmsg(2) of its own");
     delete batch;  // the ring was never made
     return false;
@@ -75,7 +75,7 @@ void SendBatch::add(Entry* entry) {
     head_ = entry;
   tail_ = entry;
   if (!std::exchange(flush_posted_, true))
-    boost::asio::post(executor_, FlushHandler{[](SendBatch* b) { b->flush(); }, this});
+    boost::asio::post(executor_, Flush{this});
 }
 
 void SendBatch::flush() {

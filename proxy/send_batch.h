@@ -79,6 +79,8 @@ class SendBatch {
   SendBatch& operator=(const SendBatch&) = delete;
 
  private:
+  struct Flush;  // the handler add() posts
+
   explicit SendBatch(Executor executor) : executor_(executor) {}
   ~SendBatch();
   void add(Entry* entry);

@@ -11,6 +11,9 @@
 // is an epoll_ctl each time in Asio, a read is not. Bytes OpenSSL did not take move into a pooled
 // block before the read returns. An idle TLS connection holds no buffers (SSL_MODE_RELEASE_BUFFERS).
 //
+// Plain writes go through the worker's SendBatch (send_batch.h): they leave at the end of the event
+// loop's turn, with the turn's other plain writes, in one io_uring_enter(2).
+//
 // Writes of the handshake are held back: a flight goes out in one send(2) when OpenSSL wants the
 // peer's answer, and what a finished handshake wrote last (a TLS 1.3 server's session ticket, a
 // client's Finished) goes out with the first write after it, in the same send(2) and so usually
