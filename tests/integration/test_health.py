@@ -140,6 +140,51 @@ class Health(BerthTestCase):
         wait_until(lambda: "is healthy again (status 204)" in proxy.log_text(), timeout=5)
         self.assertEqual(get(port, "/")[0], 200)
 
+    def test_follow_redirects_false_judges_the_redirect_itself(self):
+        # Both checks get a 302 to a path that fails. Following it (the default, as Go's client
+        # does) finds the 500; with followRedirects: false the 302 itself is the answer, and 3xx
+        # is healthy.
+        def answer(method, path):
+            if path.startswith("/old"):
+                return 302, {"Location": "/hc" + path[len("/old"):]}, b""
+            return (500 if path.startswith("/hc") else 200), {}, b"recorder"
+        rec = self.recorder(answer)
+        proxy, port = self.start(
+            f"http:\n  routers:\n"
+            f"    follows: {{rule: \"Host(`follows.test`)\", service: follows}}\n"
+            f"    stays: {{rule: \"Host(`stays.test`)\", service: stays}}\n"
+            f"  services:\n"
+            f"    follows:\n      loadBalancer:\n        healthCheck: {{path: /old1, interval: 100ms}}\n"
+            f"        servers: [{{url: \"{rec.url}\"}}]\n"
+            f"    stays:\n      loadBalancer:\n"
+            f"        healthCheck: {{path: /old2, interval: 100ms, followRedirects: false}}\n"
+            f"        servers: [{{url: \"{rec.url}\"}}]\n")
+        wait_until(lambda: "of service follows@file is unhealthy (status 500)" in proxy.log_text(), timeout=5)
+        wait_until(lambda: sum(r[1] == "/old2" for r in rec.requests) >= 3, timeout=5)
+        self.assertEqual(get(port, "/", host="follows.test")[0], 503)
+        self.assertEqual(get(port, "/", host="stays.test")[0], 200)
+        self.assertNotIn("/hc2", [r[1] for r in rec.requests], "followRedirects: false followed the redirect")
+        self.assertNotIn("service stays@file is unhealthy", proxy.log_text())
+
+    def test_unhealthy_interval_paces_the_checks_of_a_server_that_is_down(self):
+        state = {"up": False}
+        rec = self.recorder(lambda method, path: (200 if state["up"] else 500, {}, b"recorder"))
+        proxy, port = self.start(
+            f"http:\n  routers:\n    r: {{rule: \"PathPrefix(`/`)\", service: s}}\n  services:\n    s:\n"
+            f"      loadBalancer:\n        healthCheck: {{path: /hc, interval: 60s, unhealthyInterval: 100ms}}\n"
+            f"        servers: [{{url: \"{rec.url}\"}}]\n")
+        checks = lambda: sum(r[1] == "/hc" for r in rec.requests)
+        # Down: checked every 100 ms, not every minute.
+        wait_until(lambda: checks() >= 4, timeout=5)
+        self.assertEqual(get(port, "/")[0], 503)
+        state["up"] = True
+        wait_until(lambda: "is healthy again (status 200)" in proxy.log_text(), timeout=5)
+        self.assertEqual(get(port, "/")[0], 200)
+        # Up: the next check is a minute away.
+        seen = checks()
+        time.sleep(1.0)
+        self.assertEqual(checks(), seen, "a healthy server was checked at unhealthyInterval")
+
     def test_passive_check_takes_failing_server_out_for_the_window(self):
         a, b = self.backend("a"), self.backend("b")
         proxy, port = self.start(
