@@ -441,6 +441,35 @@ http:
         for _ in range(3):
             wait_until(lambda: get(proxy.port, "/")[0] == 502, timeout=3)
 
+    def test_circuit_breaker_lets_traffic_back_gradually_over_recovery_duration(self):
+        import time
+        state = {"status": 500}
+        rec = self.recorder(lambda m, p: (state["status"], {}, b"app"))
+        proxy = self.berth(args=("--workers=1",), dynamic_yaml=f"""
+http:
+  routers:
+    r: {{rule: "PathPrefix(`/`)", service: s, middlewares: [cb]}}
+  middlewares:
+    cb: {{circuitBreaker: {{expression: "ResponseCodeRatio(500, 600, 0, 600) > 0.5", fallbackDuration: 500ms,
+                          recoveryDuration: 4s}}}}
+  services:
+    s: {{loadBalancer: {{servers: [{{url: "{rec.url}"}}]}}}}
+""")
+        self.assertEqual(get(proxy.port, "/")[0], 500)  # checked at once: 100% 5xx trips the breaker
+        self.assertEqual(get(proxy.port, "/")[0], 503)
+        state["status"] = 200
+        time.sleep(0.7)  # fallbackDuration over: the next request starts the recovery
+        t0 = time.time()
+        early = []
+        for _ in range(30):  # the first 1.5 s of 4: at most a fifth of the requests may pass
+            early.append(get(proxy.port, "/")[0])
+            time.sleep(0.05)
+        self.assertEqual(set(early) - {200, 503}, set(), early)
+        self.assertGreaterEqual(early.count(503), 20, f"recovery let too much through at first: {early}")
+        self.assertGreaterEqual(early.count(200), 1, f"recovery let nothing through: {early}")
+        time.sleep(max(0.0, t0 + 4.5 - time.time()))
+        self.assertEqual([get(proxy.port, "/")[0] for _ in range(10)], [200] * 10, "recovery did not end")
+
     def test_buffering_reads_chunked_uploads_whole_and_enforces_the_limit(self):
         from harness import RawClient
         app = self.backend("app")
