@@ -18,29 +18,14 @@
 
 #include "proxy/coro/task.h"
 #include "proxy/stream.h"
+#include "tests/unit/proxy/socket_test_util.h"
 
 namespace berth::proxy {
 namespace {
 
 namespace asio = boost::asio;
-
-std::string pattern(size_t n, uint32_t seed) {
-  std::string s(n, '\0');
-  for (auto& c : s) {
-    seed ^= seed << 13;
-    seed ^= seed >> 17;
-    seed ^= seed << 5;
-    c = static_cast<char>(seed);
-  }
-  return s;
-}
-
-// Bytes waiting in a socket's receive queue, without taking them.
-size_t queued(int fd) {
-  static char buf[1 << 16];
-  ssize_t n = ::recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
-  return n > 0 ? static_cast<size_t>(n) : 0;
-}
+using testing::pattern;
+using testing::queued;
 
 // Reads a blocking socket to its end.
 std::string read_all(int fd) {
@@ -116,7 +101,7 @@ TEST_F(SendBatchTest, WritesOfOneTurnLeaveTogetherAtItsEnd) {
 
 TEST_F(SendBatchTest, AWriteLargerThanTheSocketTakesFinishesTheUsualWay) {
   auto [stream, peer] = connect();
-  const std::string big = pattern(16 * 1024 * 1024, 2463534242u);
+  const std::string big = pattern(16 * 1024 * 1024);
   Written written;
   coro::spawn(write_one(*stream, big, written, /*close_after=*/true));
   std::string got;

@@ -21,11 +21,14 @@
 #include <thread>
 
 #include "proxy/coro/task.h"
+#include "tests/unit/proxy/socket_test_util.h"
 
 namespace berth::proxy {
 namespace {
 
 namespace asio = boost::asio;
+using testing::pattern;
+using testing::queued;
 
 // A server context with a fresh self-signed P-256 certificate, TLS 1.3, read-ahead and released
 // buffers as berth's own contexts have.
@@ -49,18 +52,6 @@ SSL_CTX* server_context() {
   X509_free(cert);
   EVP_PKEY_free(key);
   return ctx;
-}
-
-std::string pattern(size_t n) {
-  std::string s(n, '\0');
-  uint32_t x = 2463534242u;
-  for (auto& c : s) {
-    x ^= x << 13;
-    x ^= x >> 17;
-    x ^= x << 5;
-    c = static_cast<char>(x);
-  }
-  return s;
 }
 
 struct Received {
@@ -93,13 +84,6 @@ coro::Task<void> serve(Stream& stream, Received& out) {
       out.wrote_reply = !wec && wn == 4;
     }
   }
-}
-
-// Bytes waiting in a socket's receive queue, without taking them.
-size_t queued(int fd) {
-  char buf[4096];
-  ssize_t n = ::recv(fd, buf, sizeof buf, MSG_PEEK | MSG_DONTWAIT);
-  return n > 0 ? static_cast<size_t>(n) : 0;
 }
 
 // A blocking OpenSSL client in its own thread connects, finishes its handshake, then runs `then`
