@@ -419,11 +419,16 @@ void H2Connection::detach_all() {
     if (auto exchange = s->exchange_.lock(); exchange && s->reset_ && !s->finished_) exchange->stop_exchange();
   }
   streams_.clear();
+  found_id_ = 0;
+  found_ = nullptr;
 }
 
 H2Stream* H2Connection::find(int32_t id) {
+  if (id == found_id_) return found_;
   auto it = streams_.find(id);
-  return it == streams_.end() ? nullptr : it->second.get();
+  if (it == streams_.end()) return nullptr;
+  found_id_ = id;
+  return found_ = it->second.get();
 }
 
 int H2Connection::on_data_chunk(nghttp2_session*, uint8_t, int32_t stream_id, const uint8_t* data, size_t len,
@@ -462,6 +467,10 @@ int H2Connection::on_stream_close(nghttp2_session*, int32_t stream_id, uint32_t 
   s.end_drain();
   // A client's stream reset before its exchange is done: the backend request stops too.
   if (auto exchange = s.exchange_.lock(); exchange && s.reset_ && !s.finished_) exchange->stop_exchange();
+  if (self->found_id_ == stream_id) {
+    self->found_id_ = 0;
+    self->found_ = nullptr;
+  }
   self->streams_.erase(it);
   if (self->streams_.empty() && !self->closed_) self->on_idle();
   return 0;
@@ -727,7 +736,7 @@ void H2Session::start_exchange(H2Stream& s) {
   PooledString().swap(s.cookies_);
   // Started once nghttp2 has read the whole buffer (start_pending), not from inside its callback:
   // the exchange may submit its response at once.
-  pending_.push_back(Pending{streams_.at(s.id_), std::move(head)});
+  pending_.push_back(Pending{s.shared_from_this(), std::move(head)});
 }
 
 void H2Session::start_pending() {

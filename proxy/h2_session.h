@@ -212,6 +212,10 @@ class H2Connection : public std::enable_shared_from_this<H2Connection> {
   using StreamMap = std::unordered_map<int32_t, std::shared_ptr<H2Stream>, std::hash<int32_t>, std::equal_to<int32_t>,
                                        PoolAllocator<std::pair<const int32_t, std::shared_ptr<H2Stream>>>>;
   StreamMap streams_;
+  // The stream find() found last: nghttp2 calls back for one stream many times in a row (a
+  // request's HEADERS: once per field), and the map lookup was 1.7% of an HTTP/2 request's CPU.
+  int32_t found_id_ = 0;  ///< 0: none (no stream has id 0)
+  H2Stream* found_ = nullptr;
   std::string out_;          ///< frames gathered for one write
   bool writing_ = false;
   bool flush_posted_ = false;  ///< flush() has posted the writer's start
