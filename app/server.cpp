@@ -43,6 +43,7 @@ std::shared_ptr<const proxy::ProcessInfo> make_process_info(const config::Static
   ::gethostname(host, sizeof host - 1);
   info->hostname = host;
   info->ping_terminating_status = sc.ping.terminating_status_code;
+  info->io_uring = sc.io_uring;
   for (const auto& ep : sc.entry_points) {
     proxy::EntryPointSettings s;
     s.name = ep.name;
@@ -184,6 +185,7 @@ class ControlPlane {
     for (auto& w : workers_) w->start();
     for (const auto& ep : sc_.entry_points) LOG_INFO("entry point ", ep.name, " listening on ", ep.address);
     LOG_INFO("berth ", BERTH_VERSION, " started with ", workers_.size(), " workers (process ", ::getpid(), ")");
+    if (!sc_.io_uring) LOG_INFO("ioUring is false: each write is a sendmsg(2) of its own");
     if (took_over) {
       predecessor.ready();
       LOG_INFO("hot upgrade: serving on the sockets of the berth this one replaces");

@@ -152,6 +152,7 @@ class StaticDecoder {
       else if (iequals(k, "metrics")) decode_metrics(*e);
       else if (iequals(k, "accessLog")) decode_access_log(*e);
       else if (iequals(k, "workers")) d_.read_int(*e, "", c_.workers, 0, 4096);
+      else if (iequals(k, "ioUring")) d_.read_bool(*e, "", c_.io_uring);
       else if (iequals(k, "global")) decode_global(*e);
       else if (iequals(k, "admin")) decode_admin(*e);
       else d_.unknown_key(*e, "");

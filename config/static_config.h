@@ -180,6 +180,7 @@ struct StaticConfig {
   bool api_insecure = false;               ///< api.insecure: /api and /dashboard on the `traefik` entry point
   bool api_enabled = false;                ///< api present
   int workers = 0;                         ///< berth extension: worker threads (0 = one per core)
+  bool io_uring = true;                    ///< berth extension `ioUring`: batched writes (proxy/send_batch.h)
   /// `workers`, or the number of cores when it is 0.
   uint32_t worker_count() const;
 

@@ -10,8 +10,8 @@
 //
 // A write waits in the batch only until the end of the turn; what the socket does not take then (a
 // full socket buffer) the Stream writes the usual way, waiting for writability. Where the kernel
-// refuses io_uring (Docker's default seccomp profile does, as does kernel.io_uring_disabled) there
-// is no batch and every write is a sendmsg(2) of its own, as before.
+// refuses io_uring (Docker 25's default seccomp profile does, as does kernel.io_uring_disabled), or
+// with `ioUring: false`, there is no batch and every write is a sendmsg(2) of its own, as before.
 // Thread: worker (each worker thread has its own, made by init_thread()).
 #pragma once
 

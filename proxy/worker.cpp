@@ -92,7 +92,7 @@ void Worker::start() {
   schedule_sweep();
   thread_ = std::thread([this] {
     BlockPool::keep_deep_lists();  // the sweep trims them each second
-    SendBatch::init_thread(io_.get_executor());
+    if (info_->io_uring) SendBatch::init_thread(io_.get_executor());
     try {
       io_.run();
     } catch (const std::exception& e) {

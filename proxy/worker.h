@@ -55,6 +55,7 @@ struct ProcessInfo {
   std::string hostname;      ///< X-Forwarded-Server
   std::vector<EntryPointSettings> entry_points;
   int ping_terminating_status = 503;
+  bool io_uring = true;  ///< ioUring: workers send each turn's writes in one io_uring_enter
   observe::Metrics* metrics = nullptr;       ///< never null in a running server (lives as long as the process)
   observe::AccessLog* access_log = nullptr;  ///< null when accessLog is off
 };

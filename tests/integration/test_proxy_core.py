@@ -2,6 +2,7 @@
 pipelining, and the error answers (400, 404, 408, 431, 502, 503, 504)."""
 import http.server
 import json
+import os
 import socket
 import subprocess
 import threading
@@ -396,6 +397,60 @@ class Timeouts(BerthTestCase):
                 f.close()
             sink.close()
 
+
+
+class IoUring(BerthTestCase):
+    """Each worker sends the writes of one event-loop turn in one io_uring_enter (one ring per
+    worker); `ioUring: false` opens no ring and writes one sendmsg at a time. Either way, many
+    keep-alive exchanges at once and large bodies both ways arrive whole."""
+
+    @staticmethod
+    def rings(proxy):
+        fds = f"/proc/{proxy.proc.pid}/fd"
+        links = []
+        for fd in os.listdir(fds):
+            try:
+                links.append(os.readlink(os.path.join(fds, fd)))
+            except OSError:
+                pass  # closed meanwhile
+        return links.count("anon_inode:[io_uring]")
+
+    def exchanges_arrive_whole(self, port):
+        failures = []
+
+        def client(n):
+            c = RawClient(port, 10)
+            try:
+                for i in range(40):
+                    c.send(f"GET /size/{100 + n + i} HTTP/1.1\r\nHost: app.test\r\n\r\n".encode())
+                    status, _, body = c.read_response()
+                    if status != 200 or len(body) != 100 + n + i:
+                        failures.append((n, i, status, len(body)))
+            finally:
+                c.close()
+        threads = [threading.Thread(target=client, args=(n,)) for n in range(16)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join(30)
+        self.assertEqual(failures, [])
+        status, _, body = get(port, "/size/20000000", host="app.test", timeout=30)
+        self.assertEqual((status, len(body)), (200, 20_000_000))
+        status, _, body = get(port, "/sink", host="app.test", method="POST", body=b"u" * 5_000_000, timeout=30)
+        self.assertEqual((status, body), (200, b"5000000"))
+
+    def test_each_worker_has_a_ring_unless_io_uring_is_false(self):
+        app = self.backend("app")
+        dynamic = router_yaml({"r": ("PathPrefix(`/`)", "s")}, {"s": [app.url]})
+        on = self.berth(dynamic_yaml=dynamic)
+        off = self.berth(dynamic_yaml=dynamic, args=("--ioUring=false",))
+        wait_until(lambda: self.rings(on) == 2, timeout=5)  # the harness runs two workers
+        self.assertEqual(self.rings(off), 0)
+        self.assertIn("ioUring is false: each write is a sendmsg(2) of its own", off.log_text())
+        self.assertNotIn("io_uring is not available", on.log_text())
+        for proxy in (on, off):
+            with self.subTest(io_uring=proxy is on):
+                self.exchanges_arrive_whole(proxy.port)
 
 if __name__ == "__main__":
     main()

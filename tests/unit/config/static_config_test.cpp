@@ -88,6 +88,7 @@ serversTransport:
 log:
   level: debug
 workers: 3
+ioUring: false
 global:
   checkNewVersion: false
   sendAnonymousUsage: false
@@ -120,6 +121,8 @@ global:
   EXPECT_EQ(c.servers_transport.max_idle_conns_per_host, 7);
   EXPECT_EQ(c.log_level, "DEBUG");
   EXPECT_EQ(c.workers, 3);
+  EXPECT_FALSE(c.io_uring);
+  EXPECT_TRUE(StaticConfig{}.io_uring);
 }
 
 TEST(StaticConfig, KeysAreCaseInsensitiveInFileAndFlags) {
@@ -372,9 +375,11 @@ log:
   level: LOUD
 workers: -1
 bogus: 1
+ioUring: sometimes
 )");
   auto load = load_static_config({file.flag(), "--ping.terminatingStatusCode=abc", "stray"});
-  EXPECT_EQ(load.errors.size(), 7u) << all_errors(load);
+  EXPECT_EQ(load.errors.size(), 8u) << all_errors(load);
+  EXPECT_TRUE(has_error(load, ":14:10", "invalid boolean \"sometimes\" for ioUring")) << all_errors(load);
   EXPECT_TRUE(has_error(load, ":4:14", "invalid address")) << all_errors(load);
   EXPECT_TRUE(has_error(load, ":9:22", "invalid duration \"forever\"")) << all_errors(load);
   EXPECT_TRUE(has_error(load, ":11:10", "invalid log.level \"LOUD\"")) << all_errors(load);
