@@ -72,10 +72,10 @@ coro::Task<void> write_one(Stream& stream, std::string_view what, Written& out, 
 }
 
 TEST_F(SendBatchTest, WritesOfOneTurnLeaveTogetherAtItsEnd) {
-  constexpr size_t kConnections = 5;
+  constexpr size_t kConnections = 300;  // more than one ring's worth (256 sends): two submissions
   std::vector<std::pair<std::unique_ptr<Stream>, asio::ip::tcp::socket>> pairs;
   std::vector<std::string> messages;
-  std::array<Written, kConnections> written;
+  std::vector<Written> written(kConnections);
   for (size_t i = 0; i < kConnections; ++i) {
     pairs.push_back(connect());
     messages.push_back("GET /" + std::to_string(i) + " HTTP/1.1\r\nHost: batch.test\r\n\r\n");
