@@ -729,6 +729,44 @@ tls:
         self.assertEqual((out.returncode, out.stdout), (0, b"app"), out.stderr)
         self.assert_alive(proxy)
 
+    def test_client_auth_types_that_do_not_verify(self):
+        # (Names of the test certificate: rec.test RequestClientCert, p.test RequireAnyClientCert, nt.test
+        # NoClientCert.) RequestClientCert asks and takes any certificate or none; RequireAnyClientCert needs one,
+        # verified or not; NoClientCert never asks. passTLSClientCert shows what reached berth.
+        be = self.backend("app")
+        proxy = self.start(f"""
+http:
+  routers:
+    request: {{rule: "Host(`rec.test`)", service: s, middlewares: [pass], tls: {{options: request}}}}
+    any: {{rule: "Host(`p.test`)", service: s, middlewares: [pass], tls: {{options: any}}}}
+    none: {{rule: "Host(`nt.test`)", service: s, middlewares: [pass], tls: {{options: none}}}}
+  middlewares:
+    pass: {{passTLSClientCert: {{info: {{subject: {{commonName: true}}}}}}}}
+  services:
+{service("s", be.url)}
+tls:
+  certificates:
+{self.certs_yaml("multi")}  options:
+    request: {{clientAuth: {{clientAuthType: RequestClientCert}}}}
+    any: {{clientAuth: {{clientAuthType: RequireAnyClientCert}}}}
+    none: {{clientAuth: {{clientAuthType: NoClientCert, caFiles: ["{cert("clientca")}"]}}}}
+""")
+        port = proxy.port
+
+        def seen(sni, client_cert=None):
+            status, _, body = https_get(port, sni, path="/echo", ctx=client_ctx(client_cert=client_cert))
+            self.assertEqual(status, 200, body)
+            headers = {k.lower(): v for k, v in json.loads(body)["headers"]}
+            return headers.get("x-forwarded-tls-client-cert-info")
+
+        self.assertIsNone(seen("rec.test"))
+        self.assertIn("CN%3Dintruder", seen("rec.test", "intruder"))  # from an unknown CA: taken
+        self.assertIsNotNone(fails(lambda: https_get(port, "p.test")))
+        self.assertIn("CN%3Dintruder", seen("p.test", "intruder"))
+        self.assertIn("CN%3Dgood+client", seen("p.test", "client"))
+        self.assertIsNone(seen("nt.test", "client"), "NoClientCert asked for a certificate")
+        self.assert_alive(proxy)
+
     def test_router_with_missing_tls_options_is_disabled(self):
         be = self.backend("app")
         proxy = self.start(f"""
