@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec, rsa
 from cryptography.x509.oid import NameOID
 
 import pebble_harness
-from harness import BerthTestCase, Berth, RawClient, free_port, get, main, wait_for_port
+from harness import BerthTestCase, Berth, RawClient, free_port, get, main, wait_for_port, wait_until
 from pebble_harness import (Pebble, common_name, curl_https, describe, https_get_verified, served_cert, served_chain,
                             verify_served_cert)
 
@@ -288,16 +288,17 @@ class Acme(BerthTestCase):
                 f"          - url: \"{backend.url}\"\n")
         return out + extra
 
-    def start_berth(self, pebble, dynamic, static=None, wait_ports=("web", "websecure"), **static_kw):
+    def start_berth(self, pebble, dynamic, static=None, wait_ports=("web", "websecure"), lego_env=True, **static_kw):
         """berth in its own directory (a second one in a test keeps the first one's log), with
-        LEGO_CA_CERTIFICATES naming the CA of pebble's API. Waits for its entry points."""
+        LEGO_CA_CERTIFICATES naming the CA of pebble's API (unless not `lego_env`: then it is
+        empty). Waits for its entry points."""
         self._runs += 1
         d = os.path.join(self.tmp, f"berth-{self._runs}")
         os.mkdir(d)
         static = (static or self.static_yaml(pebble, **static_kw)).replace("{dynamic}", os.path.join(d, "dynamic.yml"))
         since = pebble.log_size()
         proxy = Berth(d, static_yaml=static, dynamic_yaml=dynamic, wait=False,
-                      env={"LEGO_CA_CERTIFICATES": pebble.ca_pem_path})
+                      env={"LEGO_CA_CERTIFICATES": pebble.ca_pem_path if lego_env else ""})
         self._procs.append(proxy)
         proxy.pebble_since = since
         proxy.started = time.time()
@@ -398,6 +399,22 @@ class Acme(BerthTestCase):
         self.assertGreaterEqual(out.stdout.count(b"-----BEGIN CERTIFICATE-----"), 2)
         self.assert_alive(proxy)
         print(f"\n  HTTP-01: verified certificate {took:.2f}s after berth's start", end=" ")
+
+    def test_ca_certificates_make_the_ca_server_trusted(self):
+        # Without LEGO_CA_CERTIFICATES, nothing berth trusts signed pebble's HTTPS certificate: no
+        # order. caCertificates naming pebble's CA is then the way, as in Traefik.
+        pebble = self.start_pebble()
+        be = self.backend("app")
+        untrusted = self.start_berth(pebble, self.dynamic_yaml(be), lego_env=False)
+        wait_until(lambda: "certificate verify failed" in untrusted.log_text(), timeout=20)
+        self.assertEqual(len(pebble.orders(untrusted.pebble_since)), 0)
+        untrusted.stop()
+        static = self.static_yaml(pebble).replace(
+            "      keyType: EC256\n", f"      keyType: EC256\n      caCertificates: [\"{pebble.ca_pem_path}\"]\n")
+        proxy = self.start_berth(pebble, self.dynamic_yaml(be), static=static, lego_env=False)
+        cert = self.wait_for_cert(proxy, pebble)
+        self.assertEqual(cert.sans, [HOST])
+        self.assert_alive(proxy)
 
     def test_tls_alpn01_issuance_without_an_http_entry_point(self):
         # Only websecure exists, and pebble's HTTP-01 port is a dead one: only TLS-ALPN-01 can work.
