@@ -233,12 +233,20 @@ class Health(BerthTestCase):
 
         before = taken_besides_ours()
         slow = {}
-        t = threading.Thread(target=lambda: slow.update(answer=get(port, "/delay/3000")))
+
+        def slow_request():
+            try:
+                slow["answer"] = get(port, "/delay/3000")
+            except Exception as e:  # reported below with berth's log (a CI run once saw EOF here)
+                slow["error"] = repr(e)
+        t = threading.Thread(target=slow_request)
         t.start()
         # Not a fixed sleep (a busy CI host once took longer): until the slow exchange is on a server.
         wait_until(lambda: taken_besides_ours() > before, timeout=2.5)
         during = self.backends_seen(port, 10)
         t.join()
+        self.assertIn("answer", slow, f"the slow request failed: {slow.get('error')}; berth's log:\n"
+                                      f"{proxy.log_text()[-4000:]}")
         busy = slow["answer"][1]["x-backend"]
         self.assertEqual(set(during), {"a", "b"} - {busy}, f"with {busy} busy, new requests go to the other")
 
