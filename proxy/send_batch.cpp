@@ -3,6 +3,7 @@
 #include <sys/socket.h>
 
 #include <boost/asio/post.hpp>
+#include <algorithm>
 #include <atomic>
 #include <cerrno>
 #include <cstring>
@@ -56,14 +57,23 @@ SendBatch::~SendBatch() {
     e->root.destroy();  // its frame holds the entry
     e = next;
   }
+  if (saved_ring_fd_ >= 0) ring_.enter_ring_fd = saved_ring_fd_;
   if (ring_ready_) io_uring_queue_exit(&ring_);
+}
+
+void SendBatch::send_direct(Entry* entry) noexcept {
+  const ssize_t n = ::sendmsg(entry->fd, &entry->msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+  entry->result = n >= 0 ? static_cast<int>(n) : -errno;
 }
 
 void SendBatch::send_now(Entry* entry) noexcept {
   if (!entry->queued || entry->fd < 0) return;
-  const ssize_t n = ::sendmsg(entry->fd, &entry->msg, MSG_NOSIGNAL | MSG_DONTWAIT);
-  entry->result = n >= 0 ? static_cast<int>(n) : -errno;
+  send_direct(entry);
   entry->fd = -1;
+}
+
+void SendBatch::break_ring_for_testing() {
+  saved_ring_fd_ = std::exchange(ring_.enter_ring_fd, -1);  // io_uring_enter(2) fails with EBADF
 }
 
 void SendBatch::add(Entry* entry) {
@@ -83,37 +93,48 @@ void SendBatch::flush() {
   Entry* list = std::exchange(head_, nullptr);
   tail_ = nullptr;
   for (Entry* e = list; e != nullptr;) {
-    unsigned submitted = 0;
-    for (; e != nullptr && submitted < kRingEntries; e = e->next) {
+    Entry* chunk = e;
+    unsigned prepared = 0;
+    for (; e != nullptr && prepared < kRingEntries; e = e->next) {
       e->queued = false;
       if (e->fd < 0) continue;  // sent on its own (send_now)
       if (broken_) {
-        e->result = -EIO;
+        send_direct(e);
         continue;
       }
       io_uring_sqe* sqe = io_uring_get_sqe(&ring_);
+      if (sqe == nullptr) {  // not seen: every chunk is submitted whole before the next one
+        send_direct(e);
+        continue;
+      }
       // MSG_DONTWAIT: a socket that is full fails with EAGAIN at once (the Stream then waits for it
       // the usual way) rather than io_uring waiting for it in the background.
       io_uring_prep_sendmsg(sqe, e->fd, &e->msg, MSG_NOSIGNAL | MSG_DONTWAIT);
       io_uring_sqe_set_data(sqe, e);
-      ++submitted;
+      ++prepared;
     }
-    if (submitted == 0) continue;
+    if (prepared == 0) continue;
     int rc;
-    do rc = io_uring_submit_and_wait(&ring_, submitted);
+    do rc = io_uring_submit_and_wait(&ring_, prepared);
     while (rc == -EINTR);
-    unsigned expected = rc < 0 ? 0 : static_cast<unsigned>(rc);
-    if (expected != submitted) {
-      // Not seen here in practice. The ring is not used again, so the sends it did not take can
-      // never go out later; their writes fail (below) and those connections close.
-      LOG_ERROR("io_uring submit: ", rc < 0 ? std::strerror(-rc) : "not all sends taken", "; writes go one by one now");
+    const unsigned taken = rc < 0 ? 0 : std::min(static_cast<unsigned>(rc), prepared);
+    if (taken != prepared) {
+      // The kernel took the first `taken` sends, in order, and left the others in the ring. The
+      // ring is not used again (a later submit would send those twice): they, and every write
+      // from now on, go by sendmsg(2).
+      LOG_WARN("io_uring submit: ", rc < 0 ? std::strerror(-rc) : "not all sends taken",
+               "; each write is a sendmsg(2) of its own from now on");
       broken_ = true;
+      unsigned i = 0;
+      for (Entry* x = chunk; x != e; x = x->next)
+        if (x->fd >= 0 && i++ >= taken) send_direct(x);
     }
-    for (unsigned seen = 0; seen < expected;) {
+    for (unsigned seen = 0; seen < taken;) {
       io_uring_cqe* cqe = nullptr;
-      int w = io_uring_wait_cqe(&ring_, &cqe);
+      const int w = io_uring_wait_cqe(&ring_, &cqe);
       if (w == -EINTR) continue;
-      if (w < 0) {
+      if (w < 0) {  // the sends were made or not: the writes fail (below) rather than risk twice
+        LOG_ERROR("io_uring wait: ", std::strerror(-w), "; each write is a sendmsg(2) of its own from now on");
         broken_ = true;
         break;
       }
@@ -122,10 +143,8 @@ void SendBatch::flush() {
       ++seen;
     }
   }
-  if (broken_) {
-    for (Entry* e = list; e != nullptr; e = e->next)
-      if (e->result == kPending) e->result = -EIO;
-  }
+  for (Entry* e = list; e != nullptr; e = e->next)
+    if (e->result == kPending) e->result = -EIO;
   for (Entry* e = list; e != nullptr;) {
     Entry* next = e->next;
     e->waiter.resume();

@@ -75,6 +75,9 @@ class SendBatch {
   /// would have, and the batch never sends to the descriptor, which may be another socket's by then.
   static void send_now(Entry* entry) noexcept;
 
+  /// Makes the next submit fail, as a kernel out of memory would (tests only).
+  void break_ring_for_testing();
+
   SendBatch(const SendBatch&) = delete;
   SendBatch& operator=(const SendBatch&) = delete;
 
@@ -85,6 +88,8 @@ class SendBatch {
   ~SendBatch();
   void add(Entry* entry);
   void flush();
+  /// sendmsg(2) of `entry` now, without waiting; sets its result.
+  static void send_direct(Entry* entry) noexcept;
 
   Executor executor_;
   io_uring ring_{};
@@ -93,6 +98,7 @@ class SendBatch {
   bool flush_posted_ = false;
   bool ring_ready_ = false;
   bool broken_ = false;  ///< a submit failed: the ring is not used again
+  int saved_ring_fd_ = -1;  ///< break_ring_for_testing()
 };
 
 }  // namespace berth::proxy

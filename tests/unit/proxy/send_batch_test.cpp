@@ -136,5 +136,26 @@ TEST_F(SendBatchTest, AWriteWhoseSocketClosesBeforeTheTurnEndsLeavesAtTheCloseAn
   EXPECT_EQ(queued(other_peer.native_handle()), 0u);
 }
 
+TEST_F(SendBatchTest, AFailedSubmitSendsTheTurnsWritesOneByOneAndLeavesTheRingAlone) {
+  constexpr size_t kConnections = 4;
+  std::vector<std::pair<std::unique_ptr<Stream>, asio::ip::tcp::socket>> pairs;
+  std::vector<Written> written(kConnections);
+  for (size_t i = 0; i < kConnections; ++i) pairs.push_back(connect());
+  SendBatch::current()->break_ring_for_testing();
+  for (size_t i = 0; i < kConnections; ++i) coro::spawn(write_one(*pairs[i].first, "turn one", written[i]));
+  io_.run_for(std::chrono::seconds(5));
+  io_.restart();
+  EXPECT_EQ(SendBatch::current(), nullptr);  // writes go by sendmsg(2) from now on
+  std::vector<Written> later(kConnections);
+  for (size_t i = 0; i < kConnections; ++i) coro::spawn(write_one(*pairs[i].first, ", turn two", later[i], true));
+  io_.run_for(std::chrono::seconds(5));
+  for (size_t i = 0; i < kConnections; ++i) {
+    ASSERT_TRUE(written[i].done && later[i].done) << "connection " << i;
+    EXPECT_FALSE(written[i].ec) << written[i].ec.message();
+    EXPECT_FALSE(later[i].ec) << later[i].ec.message();
+    EXPECT_EQ(read_all(pairs[i].second.native_handle()), "turn one, turn two") << "connection " << i;
+  }
+}
+
 }  // namespace
 }  // namespace berth::proxy
