@@ -4,8 +4,9 @@
 
 namespace berth {
 
-/// Returns the heap's free pages to the system (jemalloc purges every arena, glibc trims). Called
-/// by a worker's once-a-second sweep when its pools shrank, so RSS follows the load down.
+/// Returns the heap's free pages to the system (jemalloc purges every arena, glibc trims; nothing
+/// under AddressSanitizer, whose allocator glibc cannot trim). Called by a worker's once-a-second
+/// sweep when its pools shrank, so RSS follows the load down.
 void release_free_memory();
 
 /// The allocator in use: "jemalloc" or "glibc".
