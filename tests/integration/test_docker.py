@@ -303,12 +303,17 @@ class DockerProvider(BerthTestCase):
         self.wait_answer("counted.test", b"counted")
         for _ in range(3):
             self.assertEqual(self.ask("counted.test")[0], 200)
-        metrics = get(self.proxy.port, "/metrics")[2].decode()
+        # An exchange is counted as it ends, just after its answer left (with the other answers of
+        # its worker's turn), so a scrape on another worker may come a moment early: poll.
+        def served():
+            text = get(self.proxy.port, "/metrics")[2].decode()
+            found = re.search(r'^berth_service_requests_total\{code="200",method="GET",protocol="http",'
+                              r'service="counted@docker"\} (\d+)$', text, re.M)
+            return text if found and int(found.group(1)) >= 4 else None
+        wait_until(lambda: served() is not None, timeout=5)
+        metrics = served()
         events = re.search(r"^berth_docker_events_total (\d+)$", metrics, re.M)
         self.assertTrue(events and int(events.group(1)) >= 1, metrics[-2000:])  # at least the start event
-        served = re.search(r'^berth_service_requests_total\{code="200",method="GET",protocol="http",'
-                           r'service="counted@docker"\} (\d+)$', metrics, re.M)
-        self.assertTrue(served and int(served.group(1)) >= 4, metrics[-2000:])
 
     def test_weighted_service_from_one_label_switches_colors_sticky(self):
         self.start()
