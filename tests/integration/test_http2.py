@@ -864,6 +864,33 @@ class Http2Function(H2Case):
         self.assertEqual(results, [(200, b"delayed")] * 100)
         self.assertLess(elapsed, 5.0)   # serial would take 20 s
 
+    def test_rfc7540_priority_signals_and_frames_for_closed_streams_are_ignored(self):
+        # berth announces it does not use RFC 7540's priority tree (SETTINGS_NO_RFC7540_PRIORITIES,
+        # RFC 9218 2.1), so nghttp2 keeps no closed streams. Clients that still send priority
+        # signals, or frames for streams that have closed, get their answers and keep the connection.
+        PRIORITY_FRAME, PRIORITY_UPDATE, NO_RFC7540_PRIORITIES = 0x2, 0x10, 0x9
+        self.start()
+        r = self.raw()
+        r.send(frame(HEADERS, END_HEADERS | END_STREAM | PRIORITY, 1,
+                     struct.pack(">IB", 0x80000000, 200) + req_block("/size/3")))  # exclusive on 0, weight 201
+        r.send(frame(PRIORITY_FRAME, 0, 3, struct.pack(">IB", 1, 15)))  # an idle stream (RFC 9113 5.3.2)
+        r.send(frame(PRIORITY_UPDATE, 0, 0, struct.pack(">I", 5) + b"u=0, i"))  # RFC 9218 7.1
+        r.send(frame(HEADERS, END_HEADERS | END_STREAM | PRIORITY, 5,
+                     struct.pack(">IB", 1, 0) + req_block("/size/4")))
+        self.assertTrue(r.wait(lambda: all(s in r.streams and r.streams[s]["ended"] for s in (1, 5)), 5),
+                        self.log_tail())
+        self.assertEqual(r.settings.get(NO_RFC7540_PRIORITIES), 1)
+        self.assertEqual([(r.final_status(s), bytes(r.streams[s]["data"])) for s in (1, 5)],
+                         [(200, b"xxx"), (200, b"xxxx")])
+        # Streams 1 and 5 are closed: WINDOW_UPDATE, RST_STREAM and PRIORITY for them are ignored
+        # (RFC 9113 5.1), and the connection serves the next stream.
+        r.send(frame(WINDOW_UPDATE, 0, 1, struct.pack(">I", 1000)) + frame(RST_STREAM, 0, 5, struct.pack(">I", CANCEL))
+               + frame(PRIORITY_FRAME, 0, 1, struct.pack(">IB", 5, 10)))
+        r.send(frame(HEADERS, END_HEADERS | END_STREAM, 7, req_block("/size/5")))
+        self.assertTrue(r.wait(lambda: 7 in r.streams and r.streams[7]["ended"], 5), self.log_tail())
+        self.assertEqual((r.final_status(7), bytes(r.streams[7]["data"])), (200, b"xxxxx"))
+        self.assertEqual((r.goaway, r.resets, r.eof), (None, {}, False))
+
     def test_streams_beyond_250_are_refused_the_rest_served(self):
         self.start()
         # 300 streams sent before the client has even read berth's SETTINGS (as a client opening
