@@ -109,7 +109,12 @@ void SendBatch::flush() {
       }
       // MSG_DONTWAIT: a socket that is full fails with EAGAIN at once (the Stream then waits for it
       // the usual way) rather than io_uring waiting for it in the background.
-      io_uring_prep_sendmsg(sqe, e->fd, &e->msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      // One piece (a request without a body in hand, most answers' heads) goes as a send: the
+      // kernel then has no msghdr and iovec to copy in.
+      if (e->msg.msg_iovlen == 1)
+        io_uring_prep_send(sqe, e->fd, e->iov[0].iov_base, e->iov[0].iov_len, MSG_NOSIGNAL | MSG_DONTWAIT);
+      else
+        io_uring_prep_sendmsg(sqe, e->fd, &e->msg, MSG_NOSIGNAL | MSG_DONTWAIT);
       io_uring_sqe_set_data(sqe, e);
       ++prepared;
     }
