@@ -106,6 +106,16 @@ http:
 """
 
 
+def one_route(url, **middlewares):
+    """Dynamic config: every path goes to the server at `url` through `middlewares`, in order
+    (name=definition, a YAML flow mapping)."""
+    names = ", ".join(middlewares)
+    defs = "".join(f"    {name}: {definition}\n" for name, definition in middlewares.items())
+    return (f"http:\n  routers:\n    r: {{rule: \"PathPrefix(`/`)\", service: s, middlewares: [{names}]}}\n"
+            f"  middlewares:\n{defs}"
+            f"  services:\n    s: {{loadBalancer: {{servers: [{{url: \"{url}\"}}]}}}}\n")
+
+
 class Middlewares(BerthTestCase):
     def setUp(self):
         super().setUp()
@@ -241,20 +251,9 @@ http:
         auth_answers = {}
         auth = self.recorder(lambda method, path: answer(method, path))
         app = self.backend("app")
-        proxy = self.berth(dynamic_yaml=f"""
-http:
-  routers:
-    r: {{rule: "PathPrefix(`/`)", service: s, middlewares: [fa]}}
-  middlewares:
-    fa:
-      forwardAuth:
-        address: "{auth.url}/verify?app=1"
-        authResponseHeaders: [X-User]
-        authRequestHeaders: [Authorization]
-        addAuthCookiesToResponse: [session]
-  services:
-    s: {{loadBalancer: {{servers: [{{url: "{app.url}"}}]}}}}
-""")
+        proxy = self.berth(dynamic_yaml=one_route(
+            app.url, fa=f'{{forwardAuth: {{address: "{auth.url}/verify?app=1", authResponseHeaders: [X-User], '
+                        'authRequestHeaders: [Authorization], addAuthCookiesToResponse: [session]}}'))
         auth_answers["/verify?app=1"] = (200, {"X-User": "alice", "Set-Cookie": "session=abc; Path=/"}, b"")
         status, headers, body = get(proxy.port, "/echo/x?q=1", headers={"Authorization": "Bearer t", "X-Other": "1",
                                                                          "X-User": "forged"})
@@ -281,16 +280,9 @@ http:
         # Two forwardAuth middlewares in a row: each answer's headers reach the backend.
         auth2 = self.recorder(lambda m, p: (200, {"X-Team": "blue"}, b""))
         auth_answers["/verify?app=1"] = (200, {"X-User": "bob"}, b"")
-        proxy.write_dynamic(f"""
-http:
-  routers:
-    r: {{rule: "PathPrefix(`/`)", service: s, middlewares: [fa, fa2]}}
-  middlewares:
-    fa: {{forwardAuth: {{address: "{auth.url}/verify?app=1", authResponseHeaders: [X-User]}}}}
-    fa2: {{forwardAuth: {{address: "{auth2.url}/", authResponseHeaders: [X-Team]}}}}
-  services:
-    s: {{loadBalancer: {{servers: [{{url: "{app.url}"}}]}}}}
-""")
+        proxy.write_dynamic(one_route(
+            app.url, fa=f'{{forwardAuth: {{address: "{auth.url}/verify?app=1", authResponseHeaders: [X-User]}}}}',
+            fa2=f'{{forwardAuth: {{address: "{auth2.url}/", authResponseHeaders: [X-Team]}}}}'))
         wait_until(lambda: "configuration generation 2 applied" in proxy.log_text())
         _, _, body = get(proxy.port, "/echo/two")
         seen = {n.lower(): v for n, v in json.loads(body)["headers"]}
@@ -309,15 +301,8 @@ http:
         static = (f"entryPoints:\n  web:\n    address: \"127.0.0.1:{port}\"\n"
                   f"    forwardedHeaders:\n      trustedIPs: [127.0.0.3]\n"
                   f"providers:\n  file:\n    filename: {self.tmp}/dynamic.yml\n")
-        proxy = self.berth(static_yaml=static, wait=False, dynamic_yaml=f"""
-http:
-  routers:
-    r: {{rule: "PathPrefix(`/`)", service: s, middlewares: [fa]}}
-  middlewares:
-    fa: {{forwardAuth: {{address: "{auth.url}/verify", trustForwardHeader: true}}}}
-  services:
-    s: {{loadBalancer: {{servers: [{{url: "{app.url}"}}]}}}}
-""")
+        proxy = self.berth(static_yaml=static, wait=False, dynamic_yaml=one_route(
+            app.url, fa=f'{{forwardAuth: {{address: "{auth.url}/verify", trustForwardHeader: true}}}}'))
         wait_for_port(port, proc=proxy.proc)
         claims = {"X-Forwarded-Host": "public.test", "X-Forwarded-Uri": "/public", "X-Forwarded-For": "10.9.9.9",
                   "X-Forwarded-Method": "HEAD", "X-Forwarded-Proto": "https"}
@@ -334,15 +319,8 @@ http:
         # the client's own that match are removed (Traefik), so none can be forged.
         auth = self.recorder(lambda m, p: (200, {"X-Auth-User": "alice", "X-Other": "no"}, b""))
         app = self.backend("app")
-        proxy = self.berth(dynamic_yaml=f"""
-http:
-  routers:
-    r: {{rule: "PathPrefix(`/`)", service: s, middlewares: [fa]}}
-  middlewares:
-    fa: {{forwardAuth: {{address: "{auth.url}/verify", authResponseHeadersRegex: "^X-Auth-"}}}}
-  services:
-    s: {{loadBalancer: {{servers: [{{url: "{app.url}"}}]}}}}
-""")
+        proxy = self.berth(dynamic_yaml=one_route(
+            app.url, fa=f'{{forwardAuth: {{address: "{auth.url}/verify", authResponseHeadersRegex: "^X-Auth-"}}}}'))
         status, _, body = get(proxy.port, "/echo", headers={"X-Auth-User": "mallory", "X-Auth-Role": "admin",
                                                              "X-Keep": "1"})
         self.assertEqual(status, 200)
@@ -396,15 +374,8 @@ class Concurrency(BerthTestCase):
     def test_buffering_retry_expression_resends_the_stored_body(self):
         answers = [503, 503, 201]
         rec = self.recorder(lambda m, p: (answers.pop(0) if answers else 500, {}, b"done"))
-        proxy = self.berth(dynamic_yaml=f"""
-http:
-  routers:
-    r: {{rule: "PathPrefix(`/`)", service: s, middlewares: [buf]}}
-  middlewares:
-    buf: {{buffering: {{retryExpression: "ResponseCode() == 503 && Attempts() < 5"}}}}
-  services:
-    s: {{loadBalancer: {{servers: [{{url: "{rec.url}"}}]}}}}
-""")
+        proxy = self.berth(dynamic_yaml=one_route(
+            rec.url, buf='{buffering: {retryExpression: "ResponseCode() == 503 && Attempts() < 5"}}'))
         status, _, body = get(proxy.port, "/upload", method="POST", body=b"z" * 5000)
         self.assertEqual((status, body), (201, b"done"))
         self.assertEqual([(m, len(b)) for m, _, _, b in rec.requests], [("POST", 5000)] * 3,
@@ -414,15 +385,7 @@ http:
         import threading
         import time
         app = self.backend("app")
-        proxy = self.berth(dynamic_yaml=f"""
-http:
-  routers:
-    r: {{rule: "PathPrefix(`/`)", service: s, middlewares: [one]}}
-  middlewares:
-    one: {{inFlightReq: {{amount: 1}}}}
-  services:
-    s: {{loadBalancer: {{servers: [{{url: "{app.url}"}}]}}}}
-""")
+        proxy = self.berth(dynamic_yaml=one_route(app.url, one='{inFlightReq: {amount: 1}}'))
         slow = {}
         t = threading.Thread(target=lambda: slow.update(answer=get(proxy.port, "/delay/800")))
         t.start()
@@ -445,16 +408,9 @@ http:
         import time
         state = {"status": 500}
         rec = self.recorder(lambda m, p: (state["status"], {}, b"app"))
-        proxy = self.berth(args=("--workers=1",), dynamic_yaml=f"""
-http:
-  routers:
-    r: {{rule: "PathPrefix(`/`)", service: s, middlewares: [cb]}}
-  middlewares:
-    cb: {{circuitBreaker: {{expression: "ResponseCodeRatio(500, 600, 0, 600) > 0.5", fallbackDuration: 500ms,
-                          recoveryDuration: 4s}}}}
-  services:
-    s: {{loadBalancer: {{servers: [{{url: "{rec.url}"}}]}}}}
-""")
+        proxy = self.berth(args=("--workers=1",), dynamic_yaml=one_route(
+            rec.url, cb='{circuitBreaker: {expression: "ResponseCodeRatio(500, 600, 0, 600) > 0.5", '
+                        'fallbackDuration: 500ms, recoveryDuration: 4s}}'))
         self.assertEqual(get(proxy.port, "/")[0], 500)  # checked at once: 100% 5xx trips the breaker
         self.assertEqual(get(proxy.port, "/")[0], 503)
         state["status"] = 200
@@ -473,15 +429,7 @@ http:
     def test_buffering_reads_chunked_uploads_whole_and_enforces_the_limit(self):
         from harness import RawClient
         app = self.backend("app")
-        proxy = self.berth(dynamic_yaml=f"""
-http:
-  routers:
-    r: {{rule: "PathPrefix(`/`)", service: s, middlewares: [buf]}}
-  middlewares:
-    buf: {{buffering: {{maxRequestBodyBytes: 1000}}}}
-  services:
-    s: {{loadBalancer: {{servers: [{{url: "{app.url}"}}]}}}}
-""")
+        proxy = self.berth(dynamic_yaml=one_route(app.url, buf='{buffering: {maxRequestBodyBytes: 1000}}'))
         c = RawClient(proxy.port)
         chunks = b"".join(b"%x\r\n%s\r\n" % (100, b"x" * 100) for _ in range(5)) + b"0\r\n\r\n"
         head = b"POST /sink HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
