@@ -745,10 +745,11 @@ void H2Session::start_pending() {
   // CVE-2023-44487) or the session ending (a GOAWAY for flooding): then no request reaches a backend.
   const bool ending = closed_ || nghttp2_session_want_read(session_) == 0;
   for (auto& p : pending_) {
-    if (ending || p.stream->reset_ || p.stream->connection_ == nullptr) continue;
-    auto exchange =
-        std::allocate_shared<DownstreamConnection>(PoolAllocator<DownstreamConnection>{}, conn_, p.stream, p.head);
-    p.stream->exchange_ = exchange;
+    H2Stream& stream = *p.stream;
+    if (ending || stream.reset_ || stream.connection_ == nullptr) continue;
+    auto exchange = std::allocate_shared<DownstreamConnection>(PoolAllocator<DownstreamConnection>{}, conn_,
+                                                               std::move(p.stream), p.head);
+    stream.exchange_ = exchange;
     exchange->start_stream();
   }
   pending_.clear();
