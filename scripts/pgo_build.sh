@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
 # Builds build/berth (Release) with GCC's profile-guided optimization: an instrumented berth in
 # build-pgo-gen/, a short training run through it (HTTP/2 over TLS and plain HTTP/1.1 to the test
-# backend, all on 127.0.0.1), then the optimized build in build/ from that profile. On this
-# machine's h2load rig the profile took 5% off the CPU per HTTP/2 request (bench/RESULTS.md).
+# backend, all on 127.0.0.1), then the optimized build in build/ from that profile: a few percent less
+# CPU per request (bench/RESULTS.md, CONTRIBUTING.md "The profile-guided build").
 # If any step of the training fails, build/berth is built the plain way: a slower berth, never none.
 # Usage: scripts/pgo_build.sh (scripts/run.sh calls it; BERTH_PGO=0 there skips it).
 set -euo pipefail
@@ -68,7 +68,10 @@ EOF
   wait "$berth" || rc=1  # a clean exit writes the profile
   kill "${pids[@]}" 2>/dev/null || true
   wait "${pids[@]}" 2>/dev/null || true
-  [ $rc -eq 0 ] && grep -qE " [1-9][0-9]* succeeded" "$t/load.log" || { echo "pgo: training failed: $(tail -3 "$t/load.log" "$t/berth.log")" >&2; rc=1; }
+  if [ $rc -ne 0 ] || ! grep -qE " [1-9][0-9]* succeeded" "$t/load.log"; then
+    echo "pgo: training failed: $(tail -3 "$t/load.log" "$t/berth.log")" >&2
+    rc=1
+  fi
   rm -rf "$t"
   return $rc
 }
@@ -88,9 +91,9 @@ if cmake -S . -B "$GEN" "${COMMON[@]}" -DBERTH_TESTS=ON \
   # The profile covers what the training ran; the rest is optimized as usual (partial training).
   # Sources generated into the build directory differ in path from the training build's: their
   # profile is left out (coverage-mismatch) rather than failing the build.
+  use="-fprofile-use=$PROFILE -fprofile-prefix-path=$ROOT/build -fprofile-partial-training"
   cmake -S . -B build "${COMMON[@]}" -DBERTH_TESTS=OFF \
-    -DCMAKE_CXX_FLAGS="-fprofile-use=$PROFILE -fprofile-prefix-path=$ROOT/build -fprofile-partial-training -Wno-missing-profile -Wno-coverage-mismatch" \
-    >/dev/null
+    -DCMAKE_CXX_FLAGS="$use -Wno-missing-profile -Wno-coverage-mismatch" >/dev/null
   cmake --build build -j2 --target berth
 else
   echo "pgo: the profile could not be made: plain build" >&2

@@ -5,7 +5,8 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/deps.sh build
 if [ "${BERTH_PGO:-1}" = 0 ]; then
-  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DBERTH_TESTS=OFF -DBERTH_BENCH=OFF -DCMAKE_CXX_FLAGS="" >/dev/null
+  cmake -S . -B build -G Ninja -DCMAKE_BUILD_TYPE=Release -DBERTH_TESTS=OFF -DBERTH_BENCH=OFF \
+    -DCMAKE_CXX_FLAGS="" >/dev/null
   cmake --build build -j2 --target berth
 else
   scripts/pgo_build.sh  # profile-guided: a training run between two builds (a plain build if it fails)
