@@ -115,6 +115,8 @@ class Api(BerthTestCase):
         _, web, dash = self.insecure(CONFIG.format(a=a.url, b=b.url))
         for _ in range(5):
             self.assertEqual(get(web, "/")[0], 200)
+        # An exchange is counted just after its answer has left: the API may be asked a moment before.
+        wait_until(lambda: api(dash, "/api/http/routers/app@file")[0]["requests"] == 5)
         app, _ = api(dash, "/api/http/routers/app@file")
         self.assertEqual(app["requests"], 5)
         self.assertEqual(app["serverErrors"], 0)

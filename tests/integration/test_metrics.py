@@ -60,6 +60,18 @@ class Metrics(BerthTestCase):
         self.assertTrue(headers.get("content-type", "").startswith("text/plain; version=0.0.4"), headers)
         return body.decode()
 
+    def scrape_once(self, port, name, count, **labels):
+        """The exposition once `name` (with `labels`) has counted `count`. An exchange is counted just
+        after its answer has left, so a scrape sent the moment the client has the answer may come
+        before (on another worker) and must be retried."""
+        texts = []
+
+        def counted():
+            texts.append(self.scrape(port))
+            return value(parse_exposition(texts[-1]), name, **labels) == count
+        wait_until(counted)
+        return texts[-1]
+
     def promtool(self, text):
         r = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stdout.decode() + r.stderr.decode())
@@ -76,7 +88,7 @@ class Metrics(BerthTestCase):
         self.assertEqual(get(web, "/sink", method="POST", body=b"y" * 1000)[0], 200)
         self.assertEqual(get(web, "/", method="HEAD")[0], 200)
         self.assertEqual(get(ports["traefik"], "/ping")[0], 200)
-        text = self.scrape(ports["traefik"])
+        text = self.scrape_once(ports["traefik"], "berth_entrypoint_requests_total", 8, entrypoint="web")
         self.promtool(text)
         s = parse_exposition(text)
         self.assertEqual(value(s, "berth_entrypoint_requests_total", entrypoint="web", code="200", method="GET",
@@ -160,7 +172,7 @@ class Metrics(BerthTestCase):
                    f"  services:\n    s:\n      loadBalancer:\n        servers: [{{url: \"{b.url}\"}}]\n")
         proxy, ports = self.start(dynamic, prometheus="    prefix: traefik\n    buckets: [0.01, 0.5]\n")
         get(ports["web"], "/")
-        text = self.scrape(ports["traefik"])
+        text = self.scrape_once(ports["traefik"], "traefik_entrypoint_requests_total", 1, entrypoint="web")
         self.promtool(text)
         s = parse_exposition(text)
         self.assertEqual(value(s, "traefik_entrypoint_requests_total", entrypoint="web", code="200"), 1)
