@@ -4,7 +4,7 @@ set -euo pipefail
 profile=${1:-build}
 pkgs=(cmake ninja-build g++ ccache pkg-config libboost1.81-dev libboost-url1.81-dev libboost-json1.81-dev
       libnghttp2-dev libjemalloc-dev libssl-dev libyaml-cpp-dev libre2-dev zlib1g-dev libbrotli-dev libzstd-dev liburing-dev libgtest-dev
-      libbenchmark-dev nghttp2-client openssl curl)  # the last three: pgo_build.sh's training run
+      libbenchmark-dev nghttp2-client openssl curl python3)  # the last four: pgo_build.sh's training run
 case "$profile" in
   test) pkgs+=(docker.io docker-compose python3 python3-websockets python3-h2 python3-cryptography python3-grpcio openssl curl zstd wrk nghttp2-client nginx-light busybox-static procps clang libclang-rt-14-dev testssl.sh pebble lego prometheus chromium nodejs)
         command -v npm >/dev/null || pkgs+=(npm) ;;  # NodeSource's nodejs brings its own npm
