@@ -3,6 +3,7 @@ ports chosen at run time, each bounded in time and stopped by its pid."""
 import http.client
 import http.server
 import os
+import re
 import signal
 import socket
 import subprocess
@@ -45,6 +46,40 @@ def wait_until(predicate, timeout=5.0, step=0.005):
         time.sleep(step)
     raise AssertionError("condition not met in time")
 
+
+def parse_exposition(text):
+    """{(name, frozenset(labels.items())): value} of every sample."""
+    samples = {}
+    for line in text.splitlines():
+        if not line or line.startswith("#"):
+            continue
+        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
+        assert m, f"not a sample line: {line!r}"
+        labels = {}
+        if m.group(3):
+            for k, v in re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3)):
+                labels[k] = v
+        samples[(m.group(1), frozenset(labels.items()))] = float(m.group(4))
+    return samples
+
+
+def value(samples, name, **labels):
+    """The sum of `name`'s samples whose labels include `labels`."""
+    want = set(labels.items())
+    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
+
+
+def scrape_until(port, predicate, timeout=5.0):
+    """The Prometheus exposition at 127.0.0.1:`port`/metrics once `predicate(parse_exposition(text))`
+    holds. An exchange is counted just after its answer has left, so a scrape sent the moment the
+    client has the answer may come before (on another worker) and must be tried again."""
+    texts = []
+
+    def holds():
+        texts.append(get(port, "/metrics")[2].decode())
+        return predicate(parse_exposition(texts[-1]))
+    wait_until(holds, timeout=timeout)
+    return texts[-1]
 
 def stop(proc, sig=signal.SIGTERM, timeout=15.0):
     """Stops a process by its pid; returns its exit code."""

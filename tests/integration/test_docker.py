@@ -33,7 +33,8 @@ import unittest
 import docker_harness
 import harness
 from docker_harness import Dockerd, backend_command, health_args, wait_serving
-from harness import BerthTestCase, RawClient, Traffic, free_port, get, main, wait_for_port, wait_until
+from harness import (BerthTestCase, RawClient, Traffic, free_port, get, main, scrape_until, value, wait_for_port,
+                     wait_until)
 
 DOCKERD = None          # shared by the module (setUpModule)
 LISTENERS_BEFORE = set()
@@ -303,15 +304,8 @@ class DockerProvider(BerthTestCase):
         self.wait_answer("counted.test", b"counted")
         for _ in range(3):
             self.assertEqual(self.ask("counted.test")[0], 200)
-        # An exchange is counted as it ends, just after its answer left (with the other answers of
-        # its worker's turn), so a scrape on another worker may come a moment early: poll.
-        def served():
-            text = get(self.proxy.port, "/metrics")[2].decode()
-            found = re.search(r'^berth_service_requests_total\{code="200",method="GET",protocol="http",'
-                              r'service="counted@docker"\} (\d+)$', text, re.M)
-            return text if found and int(found.group(1)) >= 4 else None
-        wait_until(lambda: served() is not None, timeout=5)
-        metrics = served()
+        metrics = scrape_until(self.proxy.port, lambda s: value(s, "berth_service_requests_total", code="200",
+                                                                 service="counted@docker") >= 4)
         events = re.search(r"^berth_docker_events_total (\d+)$", metrics, re.M)
         self.assertTrue(events and int(events.group(1)) >= 1, metrics[-2000:])  # at least the start event
 

@@ -3,42 +3,19 @@ loopback scrapes it and its query API returns berth's request counter with the c
 families carry what a Grafana dashboard reads (codes, methods, bytes, durations, TLS, retries,
 server health, reloads) under the berth_ prefix or, with `prefix: traefik`, Traefik's names."""
 import os
-import re
 import shutil
 import ssl
 import subprocess
-import tempfile
 import time
 import urllib.parse
 import urllib.request
 import json
 import http.client
 
-from harness import BerthTestCase, free_port, get, main, stop, wait_for_port, wait_until
+from harness import (BerthTestCase, free_port, get, main, parse_exposition, scrape_until, stop, value,
+                     wait_for_port, wait_until)
 
 IN_CI = os.environ.get("CI") == "true"
-
-
-def parse_exposition(text):
-    """{(name, frozenset(labels.items())): value} of every sample."""
-    samples = {}
-    for line in text.splitlines():
-        if not line or line.startswith("#"):
-            continue
-        m = re.match(r'^([a-zA-Z_:][a-zA-Z0-9_:]*)(\{(.*)\})? (\S+)$', line)
-        assert m, f"not a sample line: {line!r}"
-        labels = {}
-        if m.group(3):
-            for k, v in re.findall(r'([a-zA-Z_][a-zA-Z0-9_]*)="((?:[^"\\]|\\.)*)"', m.group(3)):
-                labels[k] = v
-        samples[(m.group(1), frozenset(labels.items()))] = float(m.group(4))
-    return samples
-
-
-def value(samples, name, **labels):
-    """The sum of `name`'s samples whose labels include `labels`."""
-    want = set(labels.items())
-    return sum(v for (n, ls), v in samples.items() if n == name and want <= set(ls))
 
 
 class Metrics(BerthTestCase):
@@ -60,18 +37,6 @@ class Metrics(BerthTestCase):
         self.assertTrue(headers.get("content-type", "").startswith("text/plain; version=0.0.4"), headers)
         return body.decode()
 
-    def scrape_once(self, port, name, count, **labels):
-        """The exposition once `name` (with `labels`) has counted `count`. An exchange is counted just
-        after its answer has left, so a scrape sent the moment the client has the answer may come
-        before (on another worker) and must be retried."""
-        texts = []
-
-        def counted():
-            texts.append(self.scrape(port))
-            return value(parse_exposition(texts[-1]), name, **labels) == count
-        wait_until(counted)
-        return texts[-1]
-
     def promtool(self, text):
         r = subprocess.run(["promtool", "check", "metrics"], input=text.encode(), capture_output=True, timeout=30)
         self.assertEqual(r.returncode, 0, r.stdout.decode() + r.stderr.decode())
@@ -88,7 +53,8 @@ class Metrics(BerthTestCase):
         self.assertEqual(get(web, "/sink", method="POST", body=b"y" * 1000)[0], 200)
         self.assertEqual(get(web, "/", method="HEAD")[0], 200)
         self.assertEqual(get(ports["traefik"], "/ping")[0], 200)
-        text = self.scrape_once(ports["traefik"], "berth_entrypoint_requests_total", 8, entrypoint="web")
+        text = scrape_until(ports["traefik"],
+                            lambda s: value(s, "berth_entrypoint_requests_total", entrypoint="web") == 8)
         self.promtool(text)
         s = parse_exposition(text)
         self.assertEqual(value(s, "berth_entrypoint_requests_total", entrypoint="web", code="200", method="GET",
@@ -172,7 +138,8 @@ class Metrics(BerthTestCase):
                    f"  services:\n    s:\n      loadBalancer:\n        servers: [{{url: \"{b.url}\"}}]\n")
         proxy, ports = self.start(dynamic, prometheus="    prefix: traefik\n    buckets: [0.01, 0.5]\n")
         get(ports["web"], "/")
-        text = self.scrape_once(ports["traefik"], "traefik_entrypoint_requests_total", 1, entrypoint="web")
+        text = scrape_until(ports["traefik"],
+                            lambda s: value(s, "traefik_entrypoint_requests_total", entrypoint="web") == 1)
         self.promtool(text)
         s = parse_exposition(text)
         self.assertEqual(value(s, "traefik_entrypoint_requests_total", entrypoint="web", code="200"), 1)
